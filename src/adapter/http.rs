@@ -1,0 +1,148 @@
+//! One HTTP request: read the headers once, run the core, carry out its decision.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
+
+use super::root::Shared;
+use super::{call_response, dispatch, log, now};
+use crate::core::filter::{Action, Step};
+use crate::core::http::{Request, Response};
+use crate::core::login::Pending;
+use crate::core::OsEntropy;
+
+pub struct SesameHttp {
+    shared: Rc<Shared>,
+    pending: Option<(u32, Box<Pending>)>,
+}
+
+impl SesameHttp {
+    pub fn new(shared: Rc<Shared>) -> Self {
+        SesameHttp {
+            shared,
+            pending: None,
+        }
+    }
+
+    fn respond(&self, response: &Response) {
+        let headers: Vec<(&str, &str)> = response
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = (!response.body.is_empty()).then_some(response.body.as_slice());
+        if let Err(status) =
+            hostcalls::send_http_response(u32::from(response.status), headers, body)
+        {
+            log(
+                LogLevel::Error,
+                &format!("cannot send local response: {status:?}"),
+            );
+        }
+    }
+
+    /// Carries out a step; returns what to tell Envoy now.
+    fn perform(&mut self, step: Step) -> HostAction {
+        let metrics = &self.shared.metrics;
+        metrics.increment(&step.outcome.counter());
+        if let Some(line) = step.outcome.log_line() {
+            log(LogLevel::Info, &line);
+        }
+        match step.action {
+            Action::Continue => HostAction::Continue,
+            Action::ContinueWith(headers) => {
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
+                HostAction::Continue
+            }
+            Action::Respond(response) => {
+                self.respond(&response);
+                HostAction::Pause
+            }
+            Action::Call(call, pending) => {
+                let config = &self.shared.filter.config;
+                match dispatch(&config.idp_cluster, &call, config.provider_timeout_ms) {
+                    Ok(token) => {
+                        self.pending = Some((token, pending));
+                        HostAction::Pause
+                    }
+                    Err(status) => {
+                        log(
+                            LogLevel::Warn,
+                            &format!("cannot call cluster {:?}: {status:?}", config.idp_cluster),
+                        );
+                        self.shared.provider.borrow_mut().failed(
+                            format!("dispatch failed: {status:?}"),
+                            now(),
+                            config.provider_retry_max,
+                        );
+                        let step = self.shared.filter.unavailable();
+                        self.perform(step)
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Context for SesameHttp {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some((token, pending)) = self.pending.take() else {
+            return;
+        };
+        if token != token_id {
+            return;
+        }
+        let response = call_response(body_size);
+        let shared = self.shared.clone();
+        let step = {
+            let mut provider = shared.provider.borrow_mut();
+            shared.filter.on_provider_response(
+                *pending,
+                &response,
+                &mut provider,
+                now(),
+                &mut OsEntropy,
+            )
+        };
+        if let HostAction::Continue = self.perform(step) {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+impl HttpContext for SesameHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let mut request = Request {
+            headers,
+            ..Default::default()
+        };
+        for (name, value) in &request.headers {
+            match name.as_str() {
+                ":method" => request.method = value.clone(),
+                ":path" => request.path = value.clone(),
+                _ => {}
+            }
+        }
+        let shared = self.shared.clone();
+        let step = {
+            let provider = shared.provider.borrow();
+            shared
+                .filter
+                .on_request(&request, &provider, now(), &mut OsEntropy)
+        };
+        self.perform(step)
+    }
+}

@@ -1,0 +1,836 @@
+//! Plugin configuration: parsed from the JSON Envoy hands over, validated in one
+//! place, with every problem reported at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::policy::{DomainRule, Policy};
+
+/// One problem in the configuration, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration key `{}`: {}", self.key, self.message)
+    }
+}
+
+/// A string that must never be printed (client secret, cookie secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Oidc,
+    ProConnect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    ClientSecretPost,
+    ClientSecretBasic,
+}
+
+/// A route that passes without login: optional method, regex on the path.
+#[derive(Debug, Clone)]
+pub struct SkipRoute {
+    pub method: Option<String>,
+    pub path: regex_lite::Regex,
+}
+
+impl SkipRoute {
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.is_match(path)
+    }
+}
+
+/// Signature algorithms Sésame can verify; symmetric (HS*) and `none` never.
+pub const SUPPORTED_SIGNING_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub provider: ProviderKind,
+    pub issuer: String,
+    pub discovery_url: Url,
+    pub idp_cluster: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub token_endpoint_auth_method: ClientAuth,
+    pub redirect_uri: Url,
+    pub scopes: Vec<String>,
+    /// Decoded cookie secret (at least 32 bytes).
+    pub cookie_secret: Vec<u8>,
+    pub cookie_secure: bool,
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub session_lifetime: u64,
+    pub skip_auth_routes: Vec<SkipRoute>,
+    pub policy: Policy,
+    pub proxy_prefix: String,
+    pub claim_headers: Vec<(String, String)>,
+    pub pass_access_token: bool,
+    pub pass_id_token: bool,
+    pub set_authorization_header: bool,
+    pub fetch_userinfo: bool,
+    pub id_token_signing_algs: Vec<String>,
+    pub clock_skew: u64,
+    pub provider_timeout_ms: u64,
+    pub provider_refresh_interval: u64,
+    pub provider_retry_max: u64,
+    pub jwks_refetch_min_interval: u64,
+    /// Claims kept in the session: those the headers, the policy and the
+    /// userinfo endpoint need.
+    pub kept_claims: BTreeSet<String>,
+}
+
+/// Default claim → header mapping, with oauth2-proxy's header names.
+pub const DEFAULT_CLAIM_HEADERS: &[(&str, &str)] = &[
+    ("X-Forwarded-User", "sub"),
+    ("X-Forwarded-Email", "email"),
+    ("X-Forwarded-Preferred-Username", "preferred_username"),
+    ("X-Auth-Request-User", "sub"),
+    ("X-Auth-Request-Email", "email"),
+    ("X-Auth-Request-Preferred-Username", "preferred_username"),
+];
+
+pub const ID_TOKEN_HEADER: &str = "X-Forwarded-Id-Token";
+pub const ACCESS_TOKEN_HEADER: &str = "X-Auth-Request-Access-Token";
+
+const KNOWN_KEYS: &[&str] = &[
+    "provider",
+    "issuer",
+    "idp_cluster",
+    "client_id",
+    "client_secret",
+    "token_endpoint_auth_method",
+    "redirect_uri",
+    "scopes",
+    "cookie_secret",
+    "cookie_secure",
+    "cookie_name",
+    "cookie_domain",
+    "session_lifetime",
+    "skip_auth_routes",
+    "allowed_emails",
+    "allowed_email_domains",
+    "allowed_claims",
+    "proxy_prefix",
+    "claim_headers",
+    "pass_access_token",
+    "pass_id_token",
+    "set_authorization_header",
+    "fetch_userinfo",
+    "id_token_signing_algs",
+    "clock_skew",
+    "provider_timeout_ms",
+    "provider_refresh_interval",
+    "provider_retry_max",
+    "jwks_refetch_min_interval",
+];
+
+/// Collects errors while reading typed values out of the JSON object.
+struct Reader<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                self.err(key, "must not be empty");
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.err(key, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, key: &str) -> Option<String> {
+        let present = !matches!(self.obj.get(key), None | Some(Value::Null));
+        let value = self.string(key);
+        if !present {
+            self.err(key, "is required");
+        }
+        value
+    }
+
+    fn bool(&mut self, key: &str, default: bool) -> bool {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.err(key, "must be true or false");
+                default
+            }
+        }
+    }
+
+    fn seconds(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => default,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (min..=max).contains(&v) => v,
+                _ => {
+                    self.err(key, format!("must be a whole number from {min} to {max}"));
+                    default
+                }
+            },
+            Some(_) => {
+                self.err(key, format!("must be a whole number from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) if !s.trim().is_empty() => out.push(s.clone()),
+                        _ => self.err(key, format!("item {i} must be a non-empty string")),
+                    }
+                }
+                Some(out)
+            }
+            Some(_) => {
+                self.err(key, "must be an array of strings");
+                None
+            }
+        }
+    }
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration. On failure, every problem
+    /// found is returned, not only the first one.
+    pub fn parse(bytes: &[u8]) -> Result<Config, Vec<ConfigError>> {
+        let value: Value = match serde_json::from_slice(bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(vec![ConfigError {
+                    key: "(document)".into(),
+                    message: format!("is not valid JSON: {e}"),
+                }])
+            }
+        };
+        let Value::Object(obj) = value else {
+            return Err(vec![ConfigError {
+                key: "(document)".into(),
+                message: "must be a JSON object".into(),
+            }]);
+        };
+        let mut r = Reader {
+            obj: &obj,
+            errors: Vec::new(),
+        };
+        for key in obj.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                r.err(key, "is not a known key (check its spelling)");
+            }
+        }
+
+        let provider = match r.string("provider").as_deref() {
+            None | Some("oidc") => ProviderKind::Oidc,
+            Some("proconnect") => ProviderKind::ProConnect,
+            Some(other) => {
+                r.err(
+                    "provider",
+                    format!("must be \"oidc\" or \"proconnect\", not {other:?}"),
+                );
+                ProviderKind::Oidc
+            }
+        };
+
+        let issuer = r.required_string("issuer").unwrap_or_default();
+        let mut discovery_url = None;
+        if !issuer.is_empty() {
+            match Url::parse(&issuer) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+                    if u.query().is_some() || u.fragment().is_some() {
+                        r.err("issuer", "must not have a query or a fragment");
+                    } else {
+                        let text = format!(
+                            "{}/.well-known/openid-configuration",
+                            issuer.trim_end_matches('/')
+                        );
+                        discovery_url = Url::parse(&text).ok();
+                    }
+                }
+                _ => r.err("issuer", "must be an absolute http(s) URL"),
+            }
+        }
+
+        let idp_cluster = r.required_string("idp_cluster").unwrap_or_default();
+        let client_id = r.required_string("client_id").unwrap_or_default();
+        let client_secret = Secret(r.required_string("client_secret").unwrap_or_default());
+
+        let token_endpoint_auth_method = match r.string("token_endpoint_auth_method").as_deref() {
+            None | Some("client_secret_post") => ClientAuth::ClientSecretPost,
+            Some("client_secret_basic") => {
+                if provider == ProviderKind::ProConnect {
+                    r.err(
+                        "token_endpoint_auth_method",
+                        "ProConnect does not accept client_secret_basic; use client_secret_post",
+                    );
+                }
+                ClientAuth::ClientSecretBasic
+            }
+            Some(other) => {
+                r.err(
+                    "token_endpoint_auth_method",
+                    format!("must be client_secret_post or client_secret_basic, not {other:?}"),
+                );
+                ClientAuth::ClientSecretPost
+            }
+        };
+
+        let redirect_uri = match r.required_string("redirect_uri") {
+            Some(text) => match Url::parse(&text) {
+                Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => {
+                    if u.fragment().is_some() || u.query().is_some() {
+                        r.err("redirect_uri", "must not have a query or a fragment");
+                    }
+                    Some(u)
+                }
+                _ => {
+                    r.err("redirect_uri", "must be an absolute http(s) URL");
+                    None
+                }
+            },
+            None => None,
+        };
+
+        let default_scopes: &[&str] = match provider {
+            ProviderKind::Oidc => &["openid", "email", "profile"],
+            ProviderKind::ProConnect => &[
+                "openid",
+                "email",
+                "given_name",
+                "usual_name",
+                "uid",
+                "siret",
+                "idp_id",
+            ],
+        };
+        let scopes = r
+            .string_list("scopes")
+            .unwrap_or_else(|| default_scopes.iter().map(|s| s.to_string()).collect());
+        if !scopes.iter().any(|s| s == "openid") {
+            r.err("scopes", "must contain \"openid\"");
+        }
+        if scopes
+            .iter()
+            .any(|s| s.chars().any(|c| c == ' ' || c == '"' || c.is_control()))
+        {
+            r.err(
+                "scopes",
+                "a scope must not contain spaces, quotes or control characters",
+            );
+        }
+
+        let cookie_secret = match r.required_string("cookie_secret") {
+            Some(text) => match decode_secret(&text) {
+                Some(bytes) if bytes.len() >= 32 => bytes,
+                Some(bytes) => {
+                    r.err(
+                        "cookie_secret",
+                        format!(
+                            "must decode to at least 32 random bytes, it gives {} (generate one with `openssl rand -base64 32`)",
+                            bytes.len()
+                        ),
+                    );
+                    Vec::new()
+                }
+                None => {
+                    r.err("cookie_secret", "must be base64 (standard or URL-safe)");
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let cookie_secure = r.bool("cookie_secure", true);
+        let cookie_name = r.string("cookie_name").unwrap_or_else(|| "_sesame".into());
+        if !cookie_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            r.err(
+                "cookie_name",
+                "may only contain letters, digits, `_` and `-`",
+            );
+        }
+        let cookie_domain = r.string("cookie_domain");
+        if let Some(d) = &cookie_domain {
+            if !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
+                r.err("cookie_domain", "must be a domain name");
+            }
+        }
+        let session_lifetime = r.seconds("session_lifetime", 12 * 3600, 60, 30 * 24 * 3600);
+
+        let mut skip_auth_routes = Vec::new();
+        for (i, route) in r
+            .string_list("skip_auth_routes")
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let (method, pattern) = match route.split_once('=') {
+                Some((m, p)) if !m.is_empty() && m.chars().all(|c| c.is_ascii_uppercase()) => {
+                    (Some(m.to_string()), p)
+                }
+                _ => (None, route.as_str()),
+            };
+            match regex_lite::Regex::new(pattern) {
+                Ok(path) => skip_auth_routes.push(SkipRoute { method, path }),
+                Err(e) => r.err(
+                    "skip_auth_routes",
+                    format!("item {i} is not a valid regex: {e}"),
+                ),
+            }
+        }
+
+        let allowed_emails: BTreeSet<String> = r
+            .string_list("allowed_emails")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.trim().to_ascii_lowercase())
+            .collect();
+        for e in &allowed_emails {
+            if !e.contains('@') {
+                r.err("allowed_emails", format!("{e:?} is not an email address"));
+            }
+        }
+        let mut domains = Vec::new();
+        for d in r.string_list("allowed_email_domains").unwrap_or_default() {
+            match DomainRule::parse(&d) {
+                Some(rule) => domains.push(rule),
+                None => r.err(
+                    "allowed_email_domains",
+                    format!("{d:?} is not a domain, \"*\", or \"*.domain\""),
+                ),
+            }
+        }
+        let mut claims = Vec::new();
+        match obj.get("allowed_claims") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (name, values) in map {
+                    match values {
+                        Value::Array(list) if !list.is_empty() => {
+                            let mut accepted = Vec::new();
+                            for v in list {
+                                match v {
+                                    Value::String(s) => accepted.push(s.clone()),
+                                    Value::Number(n) => accepted.push(n.to_string()),
+                                    Value::Bool(b) => accepted.push(b.to_string()),
+                                    _ => r.err(
+                                        "allowed_claims",
+                                        format!("values of {name:?} must be strings, numbers or booleans"),
+                                    ),
+                                }
+                            }
+                            claims.push((name.clone(), accepted));
+                        }
+                        _ => r.err(
+                            "allowed_claims",
+                            format!("{name:?} must map to a non-empty array of accepted values"),
+                        ),
+                    }
+                }
+            }
+            Some(_) => r.err(
+                "allowed_claims",
+                "must be an object: claim name -> list of accepted values",
+            ),
+        }
+        let policy = Policy {
+            emails: allowed_emails,
+            domains,
+            claims,
+        };
+        if policy.is_empty() {
+            r.err(
+                "allowed_email_domains",
+                "no access rule is set: set allowed_email_domains, allowed_emails or allowed_claims (use allowed_email_domains: [\"*\"] to admit every authenticated user)",
+            );
+        }
+
+        let proxy_prefix = r.string("proxy_prefix").unwrap_or_else(|| "/oauth2".into());
+        if !proxy_prefix.starts_with('/')
+            || proxy_prefix.ends_with('/')
+            || proxy_prefix.contains(['?', '#', ' '])
+        {
+            r.err(
+                "proxy_prefix",
+                "must start with `/` and not end with `/` (e.g. \"/oauth2\")",
+            );
+        }
+
+        let mut claim_headers: Vec<(String, String)> = DEFAULT_CLAIM_HEADERS
+            .iter()
+            .map(|(h, c)| (h.to_string(), c.to_string()))
+            .collect();
+        match obj.get("claim_headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (header, claim) in map {
+                    if header.is_empty() || !header.chars().all(is_token_char) {
+                        r.err(
+                            "claim_headers",
+                            format!("{header:?} is not a valid header name"),
+                        );
+                        continue;
+                    }
+                    if header.starts_with(':') || header.eq_ignore_ascii_case("host") {
+                        r.err("claim_headers", format!("{header:?} may not be set"));
+                        continue;
+                    }
+                    claim_headers.retain(|(h, _)| !h.eq_ignore_ascii_case(header));
+                    match claim {
+                        Value::Null => {}
+                        Value::String(c) if !c.is_empty() => {
+                            claim_headers.push((header.clone(), c.clone()))
+                        }
+                        _ => r.err(
+                            "claim_headers",
+                            format!("{header:?} must map to a claim name, or null to turn the header off"),
+                        ),
+                    }
+                }
+            }
+            Some(_) => r.err(
+                "claim_headers",
+                "must be an object: header name -> claim name",
+            ),
+        }
+
+        let pass_access_token = r.bool("pass_access_token", true);
+        let pass_id_token = r.bool("pass_id_token", true);
+        let set_authorization_header = r.bool("set_authorization_header", false);
+        let fetch_userinfo = r.bool("fetch_userinfo", true);
+
+        let id_token_signing_algs = match r.string_list("id_token_signing_algs") {
+            Some(list) => {
+                for alg in &list {
+                    if !SUPPORTED_SIGNING_ALGS.contains(&alg.as_str()) {
+                        r.err(
+                            "id_token_signing_algs",
+                            format!(
+                                "{alg:?} is not accepted; choose among {}",
+                                SUPPORTED_SIGNING_ALGS.join(", ")
+                            ),
+                        );
+                    }
+                }
+                if list.is_empty() {
+                    r.err("id_token_signing_algs", "must not be empty");
+                }
+                list
+            }
+            None => SUPPORTED_SIGNING_ALGS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+
+        let clock_skew = r.seconds("clock_skew", 60, 0, 600);
+        let provider_timeout_ms = r.seconds("provider_timeout_ms", 5000, 100, 60_000);
+        let provider_refresh_interval =
+            r.seconds("provider_refresh_interval", 3600, 10, 7 * 24 * 3600);
+        let provider_retry_max = r.seconds("provider_retry_max", 30, 1, 3600);
+        let jwks_refetch_min_interval = r.seconds("jwks_refetch_min_interval", 30, 0, 3600);
+
+        let mut kept_claims: BTreeSet<String> = [
+            "sub",
+            "email",
+            "email_verified",
+            "preferred_username",
+            "name",
+            "given_name",
+            "usual_name",
+            "family_name",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        kept_claims.extend(claim_headers.iter().map(|(_, c)| c.clone()));
+        kept_claims.extend(policy.claims.iter().map(|(c, _)| c.clone()));
+
+        if !r.errors.is_empty() {
+            return Err(r.errors);
+        }
+        Ok(Config {
+            provider,
+            issuer,
+            discovery_url: discovery_url.expect("checked above"),
+            idp_cluster,
+            client_id,
+            client_secret,
+            token_endpoint_auth_method,
+            redirect_uri: redirect_uri.expect("checked above"),
+            scopes,
+            cookie_secret,
+            cookie_secure,
+            cookie_name,
+            cookie_domain,
+            session_lifetime,
+            skip_auth_routes,
+            policy,
+            proxy_prefix,
+            claim_headers,
+            pass_access_token,
+            pass_id_token,
+            set_authorization_header,
+            fetch_userinfo,
+            id_token_signing_algs,
+            clock_skew,
+            provider_timeout_ms,
+            provider_refresh_interval,
+            provider_retry_max,
+            jwks_refetch_min_interval,
+            kept_claims,
+        })
+    }
+
+    /// The path of the callback endpoint, taken from `redirect_uri`.
+    pub fn callback_path(&self) -> &str {
+        self.redirect_uri.path()
+    }
+
+    /// Every header name Sésame may set upstream, lower-cased, with `-`: incoming
+    /// copies of these are always removed.
+    pub fn identity_header_names(&self) -> BTreeMap<String, ()> {
+        let mut names: BTreeMap<String, ()> = BTreeMap::new();
+        for (h, _) in DEFAULT_CLAIM_HEADERS {
+            names.insert(h.to_ascii_lowercase(), ());
+        }
+        for (h, _) in &self.claim_headers {
+            names.insert(h.to_ascii_lowercase(), ());
+        }
+        names.insert(ID_TOKEN_HEADER.to_ascii_lowercase(), ());
+        names.insert(ACCESS_TOKEN_HEADER.to_ascii_lowercase(), ());
+        if self.set_authorization_header {
+            names.insert("authorization".into(), ());
+        }
+        names
+    }
+}
+
+fn decode_secret(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let t = text.trim();
+    base64::engine::general_purpose::STANDARD
+        .decode(t)
+        .or_else(|_| {
+            base64::engine::general_purpose::STANDARD_NO_PAD.decode(t.trim_end_matches('='))
+        })
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('='))
+        })
+        .ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn minimal() -> Value {
+        json!({
+            "issuer": "http://127.0.0.1:9000",
+            "idp_cluster": "idp",
+            "client_id": "sesame",
+            "client_secret": "s3cr3t-value",
+            "redirect_uri": "http://127.0.0.1:10000/oauth2/callback",
+            "cookie_secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "cookie_secure": false,
+            "allowed_email_domains": ["*"]
+        })
+    }
+
+    pub fn config_with(patch: Value) -> Config {
+        let mut v = minimal();
+        for (k, val) in patch.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        Config::parse(v.to_string().as_bytes()).expect("valid test config")
+    }
+
+    fn errors_for(v: Value) -> Vec<ConfigError> {
+        Config::parse(v.to_string().as_bytes()).expect_err("should be refused")
+    }
+
+    #[test]
+    fn minimal_config_has_secure_defaults() {
+        let c = Config::parse(minimal().to_string().as_bytes()).unwrap();
+        assert_eq!(c.proxy_prefix, "/oauth2");
+        assert_eq!(c.session_lifetime, 43200);
+        assert_eq!(c.callback_path(), "/oauth2/callback");
+        assert_eq!(c.token_endpoint_auth_method, ClientAuth::ClientSecretPost);
+        assert_eq!(
+            c.discovery_url.as_str(),
+            "http://127.0.0.1:9000/.well-known/openid-configuration"
+        );
+        assert!(!c
+            .id_token_signing_algs
+            .iter()
+            .any(|a| a.starts_with("HS") || a == "none"));
+        let mut v = minimal();
+        v.as_object_mut().unwrap().remove("cookie_secure");
+        assert!(
+            Config::parse(v.to_string().as_bytes())
+                .unwrap()
+                .cookie_secure
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let errs = errors_for(json!({
+            "issuer": "not a url",
+            "client_id": 3,
+            "cookie_secret": "c2hvcnQ=",
+            "scopes": ["email"],
+            "colour": "blue",
+            "allowed_email_domains": ["*"],
+            "skip_auth_routes": ["GET=^/ping(", "^/ok$"],
+        }));
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for expected in [
+            "issuer",
+            "client_id",
+            "idp_cluster",
+            "client_secret",
+            "redirect_uri",
+            "cookie_secret",
+            "scopes",
+            "colour",
+            "skip_auth_routes",
+        ] {
+            assert!(
+                keys.contains(&expected),
+                "missing error for {expected}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_never_contain_secrets() {
+        let mut v = minimal();
+        v["client_secret"] = json!(42);
+        v["cookie_secret"] = json!("dG9vIHNob3J0LXRoaXMtaXMtdGhlLXNlY3JldA==");
+        for e in errors_for(v) {
+            assert!(!e.to_string().contains("dG9vIHNob3J0"), "{e}");
+        }
+        let c = Config::parse(minimal().to_string().as_bytes()).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let mut v = minimal();
+        v["cookie_secure"] = json!("yes");
+        v["token_endpoint_auth_method"] = json!("private_key_jwt_typo");
+        v["provider"] = json!("keycloak");
+        v["id_token_signing_algs"] = json!(["HS256", "none"]);
+        v["session_lifetime"] = json!(5);
+        let keys: Vec<String> = errors_for(v).into_iter().map(|e| e.key).collect();
+        for k in [
+            "cookie_secure",
+            "token_endpoint_auth_method",
+            "provider",
+            "id_token_signing_algs",
+            "session_lifetime",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} not refused: {keys:?}");
+        }
+    }
+
+    #[test]
+    fn an_access_rule_is_required() {
+        let mut v = minimal();
+        v.as_object_mut().unwrap().remove("allowed_email_domains");
+        let errs = errors_for(v);
+        assert!(errs[0].message.contains("no access rule"));
+    }
+
+    #[test]
+    fn proconnect_refuses_client_secret_basic() {
+        let mut v = minimal();
+        v["provider"] = json!("proconnect");
+        v["token_endpoint_auth_method"] = json!("client_secret_basic");
+        assert_eq!(errors_for(v)[0].key, "token_endpoint_auth_method");
+        let c = config_with(json!({"provider": "proconnect"}));
+        assert!(c.scopes.contains(&"siret".to_string()));
+    }
+
+    #[test]
+    fn skip_routes_with_and_without_method() {
+        let c = config_with(json!({"skip_auth_routes": ["GET=^/ping$", "^/public/", "^/a=b$"]}));
+        assert!(c.skip_auth_routes[0].matches("GET", "/ping"));
+        assert!(!c.skip_auth_routes[0].matches("POST", "/ping"));
+        assert!(c.skip_auth_routes[1].matches("POST", "/public/x"));
+        assert!(c.skip_auth_routes[2].matches("GET", "/a=b"));
+    }
+
+    #[test]
+    fn claim_headers_extend_and_disable_defaults() {
+        let c = config_with(
+            json!({"claim_headers": {"X-Siret": "siret", "x-forwarded-preferred-username": null}}),
+        );
+        assert!(c
+            .claim_headers
+            .iter()
+            .any(|(h, cl)| h == "X-Siret" && cl == "siret"));
+        assert!(!c
+            .claim_headers
+            .iter()
+            .any(|(h, _)| h == "X-Forwarded-Preferred-Username"));
+        assert!(c.kept_claims.contains("siret"));
+        // Incoming copies are stripped even for disabled headers.
+        assert!(c
+            .identity_header_names()
+            .contains_key("x-forwarded-preferred-username"));
+    }
+}

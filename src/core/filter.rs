@@ -1,0 +1,392 @@
+//! The filter's decisions for one request: pass it on (with identity headers),
+//! answer it, or call the provider and continue later.
+
+use serde_json::{json, Value};
+
+use super::config::Config;
+use super::cookies::{self, CookieAttributes};
+use super::headers::{identity_headers, strip_identity_headers};
+use super::http::{ProviderCall, Request, Response};
+use super::login::Pending;
+use super::pages;
+use super::provider::ProviderState;
+use super::session::{Sealer, Session, SessionCookie};
+use super::Entropy;
+
+/// What the adapter must do with the request.
+#[derive(Debug)]
+pub enum Action {
+    /// Let the request through unchanged.
+    Continue,
+    /// Let the request through with exactly these headers (one hostcall).
+    ContinueWith(Vec<(String, String)>),
+    /// Answer the request locally.
+    Respond(Response),
+    /// Call the provider, then resume with [`Filter::on_provider_response`].
+    Call(ProviderCall, Box<Pending>),
+}
+
+/// What happened, for counters and logs. Never carries a secret or a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An authenticated request went upstream.
+    Passed,
+    /// A `skip_auth_routes` request went upstream without login.
+    Public,
+    /// No session, not a page navigation: 401.
+    Unauthenticated,
+    /// Sent to the provider to sign in.
+    LoginStarted,
+    /// Waiting for the provider.
+    Waiting,
+    LoginSucceeded {
+        sub: String,
+        email: Option<String>,
+    },
+    LoginFailed {
+        reason: &'static str,
+        detail: String,
+    },
+    Denied {
+        email: Option<String>,
+        reason: String,
+    },
+    ProviderUnavailable,
+    SignedOut,
+    /// `/oauth2/auth` or `/oauth2/userinfo` answered.
+    Endpoint {
+        ok: bool,
+    },
+    NotFound,
+}
+
+impl Outcome {
+    /// The counter this outcome increments (without the `sesame.` prefix).
+    pub fn counter(&self) -> String {
+        match self {
+            Outcome::Passed => "requests_passed".into(),
+            Outcome::Public => "requests_public".into(),
+            Outcome::Unauthenticated => "requests_unauthenticated".into(),
+            Outcome::LoginStarted => "login_started".into(),
+            Outcome::Waiting => String::new(),
+            Outcome::LoginSucceeded { .. } => "login_success".into(),
+            Outcome::LoginFailed { reason, .. } => format!("login_failure.{reason}"),
+            Outcome::Denied { .. } => "access_denied".into(),
+            Outcome::ProviderUnavailable => "provider_unavailable".into(),
+            Outcome::SignedOut => "sign_out".into(),
+            Outcome::Endpoint { ok: true } => "endpoint_authorized".into(),
+            Outcome::Endpoint { ok: false } => "endpoint_unauthorized".into(),
+            Outcome::NotFound => "not_found".into(),
+        }
+    }
+
+    /// A log line for outcomes worth one (never with tokens or secrets).
+    pub fn log_line(&self) -> Option<String> {
+        match self {
+            Outcome::LoginSucceeded { sub, email } => Some(format!(
+                "login succeeded: sub={sub:?} email={:?}",
+                email.as_deref().unwrap_or("")
+            )),
+            Outcome::LoginFailed { reason, detail } => {
+                Some(format!("login failed ({reason}): {detail}"))
+            }
+            Outcome::Denied { email, reason } => Some(format!(
+                "access denied: email={:?}: {reason}",
+                email.as_deref().unwrap_or("")
+            )),
+            Outcome::ProviderUnavailable => {
+                Some("identity provider unavailable: answered 503".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub action: Action,
+    pub outcome: Outcome,
+}
+
+impl Step {
+    pub fn respond(response: Response, outcome: Outcome) -> Step {
+        Step {
+            action: Action::Respond(response),
+            outcome,
+        }
+    }
+}
+
+/// The configured filter: built once when Envoy hands over the configuration.
+#[derive(Debug)]
+pub struct Filter {
+    pub config: Config,
+    pub sealer: Sealer,
+}
+
+/// Whether a request is a page navigation (which may be redirected to the
+/// provider) rather than a script, an API call or a WebSocket (which get 401).
+pub fn is_navigation(req: &Request) -> bool {
+    if req.header("upgrade").is_some() {
+        return false;
+    }
+    if !(req.method.eq_ignore_ascii_case("GET") || req.method.eq_ignore_ascii_case("HEAD")) {
+        return false;
+    }
+    if let Some(mode) = req.header("sec-fetch-mode") {
+        return mode.eq_ignore_ascii_case("navigate");
+    }
+    if req
+        .header("x-requested-with")
+        .is_some_and(|v| v.eq_ignore_ascii_case("XMLHttpRequest"))
+    {
+        return false;
+    }
+    req.header_values("accept")
+        .any(|a| a.to_ascii_lowercase().contains("text/html"))
+}
+
+/// A path that could mean something else once a server normalises it. Such
+/// paths never match `skip_auth_routes`: they need a login like any other.
+fn is_ambiguous_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.contains("/../")
+        || lower.contains("/./")
+        || lower.ends_with("/..")
+        || lower.ends_with("/.")
+        || lower.contains("%2e")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains('\\')
+        || lower.contains(';')
+}
+
+impl Filter {
+    pub fn new(config: Config) -> Self {
+        let sealer = Sealer::new(&config.cookie_secret);
+        Filter { config, sealer }
+    }
+
+    pub fn session_cookie(&self) -> SessionCookie<'_> {
+        SessionCookie {
+            name: &self.config.cookie_name,
+            sealer: &self.sealer,
+        }
+    }
+
+    pub fn cookie_attrs<'a>(&'a self, path: &'a str) -> CookieAttributes<'a> {
+        CookieAttributes {
+            path,
+            domain: self.config.cookie_domain.as_deref(),
+            secure: self.config.cookie_secure,
+        }
+    }
+
+    fn endpoint<'p>(&self, path: &'p str) -> Option<&'p str> {
+        path.strip_prefix(self.config.proxy_prefix.as_str())
+            .filter(|rest| rest.starts_with('/'))
+    }
+
+    /// Decides what to do with a request.
+    pub fn on_request(
+        &self,
+        req: &Request,
+        provider: &ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let path = req.path_only();
+        let cookies = cookies::parse(req.header_values("cookie"));
+        if path == self.config.callback_path() {
+            return self.callback(req, &cookies, provider, now);
+        }
+        if let Some(endpoint) = self.endpoint(path) {
+            return self.on_endpoint(endpoint, req, &cookies, provider, now, entropy);
+        }
+
+        let mut headers = req.headers.clone();
+        let stripped = strip_identity_headers(&self.config, &mut headers);
+        let public = !is_ambiguous_path(path)
+            && self
+                .config
+                .skip_auth_routes
+                .iter()
+                .any(|r| r.matches(&req.method, path));
+        if public {
+            let action = if stripped {
+                Action::ContinueWith(headers)
+            } else {
+                Action::Continue
+            };
+            return Step {
+                action,
+                outcome: Outcome::Public,
+            };
+        }
+
+        match self.session_cookie().read(&cookies, now) {
+            Some(session) => match self.config.policy.check(&session.claims) {
+                Ok(()) => {
+                    headers.extend(identity_headers(&self.config, &session));
+                    Step {
+                        action: Action::ContinueWith(headers),
+                        outcome: Outcome::Passed,
+                    }
+                }
+                Err(denial) => self.denied(&session, &denial.describe()),
+            },
+            None => self.unauthenticated(req, &cookies, provider, now, entropy),
+        }
+    }
+
+    /// No valid session: 302 to the provider for a page navigation, 401 for the rest.
+    fn unauthenticated(
+        &self,
+        req: &Request,
+        cookies: &[(&str, &str)],
+        provider: &ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let jar = self.session_cookie();
+        let stale: Vec<(String, String)> = if cookies.iter().any(|(n, _)| jar.is_ours(n)) {
+            jar.clear(cookies, &self.cookie_attrs("/"))
+                .into_iter()
+                .map(|c| ("set-cookie".to_string(), c))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !is_navigation(req) {
+            let response = Response::new(401).with_headers(stale).with_body(
+                "application/json",
+                r#"{"error":"unauthenticated","message":"sign-in required"}"#,
+            );
+            return Step::respond(response, Outcome::Unauthenticated);
+        }
+        let rd = if req.method.eq_ignore_ascii_case("GET") {
+            req.path.as_str()
+        } else {
+            "/"
+        };
+        let mut step = self.start_login(rd, provider, now, entropy);
+        if let Action::Respond(r) = &mut step.action {
+            r.headers.extend(stale);
+        }
+        step
+    }
+
+    /// The 503 page while the provider cannot be reached.
+    pub fn unavailable(&self) -> Step {
+        let response =
+            pages::page(503, &pages::UNAVAILABLE, None, None).with_header("retry-after", "5");
+        Step::respond(response, Outcome::ProviderUnavailable)
+    }
+
+    /// The 403 page for a signed-in person the access rules do not admit.
+    pub fn denied(&self, session: &Session, reason: &str) -> Step {
+        let who = session.email().unwrap_or_else(|| session.sub()).to_string();
+        let sign_out = format!("{}/sign_out?rd=/", self.config.proxy_prefix);
+        let response = pages::page(
+            403,
+            &pages::DENIED,
+            Some(&who),
+            Some((
+                &sign_out,
+                "Se déconnecter et changer de compte",
+                "Sign out and use another account",
+            )),
+        );
+        Step::respond(
+            response,
+            Outcome::Denied {
+                email: session.email().map(str::to_string),
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    fn on_endpoint(
+        &self,
+        endpoint: &str,
+        req: &Request,
+        cookies: &[(&str, &str)],
+        provider: &ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        match endpoint {
+            "/sign_in" | "/start" => {
+                let rd = query_param(req.query(), "rd").unwrap_or_else(|| "/".into());
+                self.start_login(&rd, provider, now, entropy)
+            }
+            "/sign_out" => self.sign_out(req, cookies),
+            "/auth" => {
+                let session = self.session_cookie().read(cookies, now);
+                match session {
+                    Some(s) => match self.config.policy.check(&s.claims) {
+                        Ok(()) => {
+                            let response =
+                                Response::new(202).with_headers(identity_headers(&self.config, &s));
+                            Step::respond(response, Outcome::Endpoint { ok: true })
+                        }
+                        Err(d) => Step::respond(
+                            Response::new(403),
+                            Outcome::Denied {
+                                email: s.email().map(str::to_string),
+                                reason: d.describe(),
+                            },
+                        ),
+                    },
+                    None => Step::respond(Response::new(401), Outcome::Endpoint { ok: false }),
+                }
+            }
+            "/userinfo" => match self.session_cookie().read(cookies, now) {
+                Some(s) => {
+                    let body = userinfo_json(&s);
+                    let response =
+                        Response::new(200).with_body("application/json", body.to_string());
+                    Step::respond(response, Outcome::Endpoint { ok: true })
+                }
+                None => Step::respond(
+                    Response::new(401)
+                        .with_body("application/json", r#"{"error":"unauthenticated"}"#),
+                    Outcome::Endpoint { ok: false },
+                ),
+            },
+            _ => Step::respond(
+                pages::page(404, &pages::NOT_FOUND, None, None),
+                Outcome::NotFound,
+            ),
+        }
+    }
+}
+
+/// The JSON of `/oauth2/userinfo`, with oauth2-proxy's field names.
+fn userinfo_json(s: &Session) -> Value {
+    let mut out = json!({ "user": s.sub() });
+    if let Some(e) = s.email() {
+        out["email"] = json!(e);
+    }
+    if let Some(p) = s.claim_str("preferred_username") {
+        out["preferredUsername"] = json!(p);
+    }
+    let name = s.claim_str("name").map(str::to_string).or_else(|| {
+        let parts: Vec<&str> = ["given_name", "usual_name", "family_name"]
+            .iter()
+            .filter_map(|c| s.claim_str(c))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    });
+    if let Some(n) = name {
+        out["name"] = json!(n);
+    }
+    out
+}
+
+/// First value of a query parameter, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

@@ -1,0 +1,160 @@
+//! Identity headers to the upstream, and removal of spoofed copies.
+
+use serde_json::Value;
+
+use super::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
+use super::session::Session;
+
+/// Header names compared the way upstream frameworks may read them: lower case,
+/// with `_` taken as `-` (CGI/WSGI turn both into the same variable).
+fn normalise(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+/// Removes, from the request headers, every copy of a header Sésame owns, in
+/// any case and with `_` for `-`. Returns whether anything was removed.
+pub fn strip_identity_headers(config: &Config, headers: &mut Vec<(String, String)>) -> bool {
+    let owned = config.identity_header_names();
+    let before = headers.len();
+    headers.retain(|(name, _)| name.starts_with(':') || !owned.contains_key(&normalise(name)));
+    headers.len() != before
+}
+
+/// A claim as a header value, or `None` when it has no safe representation
+/// (objects, or text with control characters).
+fn claim_value(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        _ => return None,
+    };
+    (!text.is_empty() && !text.chars().any(|c| c.is_control())).then_some(text)
+}
+
+/// The identity headers for a session, in configuration order.
+pub fn identity_headers(config: &Config, session: &Session) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(config.claim_headers.len() + 3);
+    for (header, claim) in &config.claim_headers {
+        if let Some(v) = session.claims.get(claim).and_then(claim_value) {
+            out.push((header.to_ascii_lowercase(), v));
+        }
+    }
+    if config.pass_id_token {
+        if let Some(t) = &session.id_token {
+            out.push((ID_TOKEN_HEADER.to_ascii_lowercase(), t.clone()));
+        }
+    }
+    if config.pass_access_token {
+        if let Some(t) = &session.access_token {
+            out.push((ACCESS_TOKEN_HEADER.to_ascii_lowercase(), t.clone()));
+        }
+    }
+    if config.set_authorization_header {
+        if let Some(t) = &session.id_token {
+            out.push(("authorization".into(), format!("Bearer {t}")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::tests::config_with;
+    use serde_json::json;
+
+    fn session() -> Session {
+        Session {
+            claims: json!({"sub": "alice-7f3a", "email": "alice@numerique.gouv.fr", "siret": "13002526500013",
+                           "roles": ["a", "b"], "evil": "x\r\nSet-Cookie: y", "obj": {"a": 1}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            id_token: Some("eyJ.id.tok".into()),
+            access_token: Some("opaque-at".into()),
+            created_at: 0,
+            expires_at: 10,
+        }
+    }
+
+    #[test]
+    fn spoofed_headers_are_removed_in_any_spelling() {
+        let c = config_with(
+            json!({"set_authorization_header": true, "claim_headers": {"X-Siret": "siret"}}),
+        );
+        let mut h: Vec<(String, String)> = [
+            (":path", "/"),
+            ("X-Forwarded-Email", "boss@x"),
+            ("x-forwarded-user", "boss"),
+            ("X_FORWARDED_EMAIL", "boss@x"),
+            ("x-auth-request-email", "boss@x"),
+            ("X-Auth_Request-User", "boss"),
+            ("x-forwarded-id-token", "forged"),
+            ("x-auth-request-access-token", "forged"),
+            ("authorization", "Bearer forged"),
+            ("x-siret", "000"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("accept", "*/*"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert!(strip_identity_headers(&c, &mut h));
+        let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec![":path", "x-forwarded-for", "accept"]);
+    }
+
+    #[test]
+    fn authorization_passes_when_sesame_does_not_set_it() {
+        let c = config_with(json!({}));
+        let mut h = vec![("Authorization".to_string(), "Bearer app".to_string())];
+        assert!(!strip_identity_headers(&c, &mut h));
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn identity_headers_from_claims() {
+        let c = config_with(json!({"set_authorization_header": true,
+            "claim_headers": {"X-Siret": "siret", "X-Roles": "roles", "X-Evil": "evil", "X-Obj": "obj"}}));
+        let h = identity_headers(&c, &session());
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-forwarded-user"), Some("alice-7f3a"));
+        assert_eq!(get("x-forwarded-email"), Some("alice@numerique.gouv.fr"));
+        assert_eq!(get("x-auth-request-email"), Some("alice@numerique.gouv.fr"));
+        assert_eq!(get("x-auth-request-user"), Some("alice-7f3a"));
+        assert_eq!(get("x-siret"), Some("13002526500013"));
+        assert_eq!(get("x-roles"), Some("a,b"));
+        assert_eq!(
+            get("x-evil"),
+            None,
+            "control characters must not reach a header"
+        );
+        assert_eq!(get("x-obj"), None);
+        assert_eq!(get("x-forwarded-id-token"), Some("eyJ.id.tok"));
+        assert_eq!(get("x-auth-request-access-token"), Some("opaque-at"));
+        assert_eq!(get("authorization"), Some("Bearer eyJ.id.tok"));
+        let quiet = config_with(json!({"pass_access_token": false, "pass_id_token": false}));
+        let h = identity_headers(&quiet, &session());
+        assert!(!h
+            .iter()
+            .any(|(k, _)| k.contains("token") || k == "authorization"));
+    }
+}

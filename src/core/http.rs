@@ -1,0 +1,216 @@
+//! Plain data types for requests, responses and calls to the provider.
+
+/// A request as the filter sees it: method, path (with query) and headers.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// First value of a header, matched case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, matched case-insensitively.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without its query string.
+    pub fn path_only(&self) -> &str {
+        self.path.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// The raw query string, without `?`, or "".
+    pub fn query(&self) -> &str {
+        match self.path.split_once('?') {
+            Some((_, q)) => q.split('#').next().unwrap_or(""),
+            None => "",
+        }
+    }
+}
+
+/// A response the filter answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: vec![("cache-control".into(), "no-store".into())],
+            body: Vec::new(),
+        }
+    }
+
+    pub fn redirect(location: &str) -> Self {
+        Response::new(302).with_header("location", location)
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn with_headers(mut self, headers: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+
+    pub fn with_body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        self.headers
+            .push(("content-type".to_string(), content_type.to_string()));
+        self.body = body.into();
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP call to the identity provider, made through the `idp_cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCall {
+    pub method: &'static str,
+    /// Host (and port) for `:authority`.
+    pub authority: String,
+    /// Path and query for `:path`.
+    pub path: String,
+    /// `http` or `https`, for `:scheme`.
+    pub scheme: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl ProviderCall {
+    /// A GET of an absolute URL.
+    pub fn get(url: &url::Url, accept: &str) -> Self {
+        let (scheme, authority, path) = split_url(url);
+        ProviderCall {
+            method: "GET",
+            authority,
+            path,
+            scheme,
+            headers: vec![("accept".into(), accept.into())],
+            body: None,
+        }
+    }
+
+    /// A form POST to an absolute URL.
+    pub fn post_form(url: &url::Url, form: &[(&str, &str)]) -> Self {
+        let (scheme, authority, path) = split_url(url);
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        ProviderCall {
+            method: "POST",
+            authority,
+            path,
+            scheme,
+            headers: vec![
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: Some(body.into_bytes()),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Splits a URL into scheme, authority (host[:port]) and path?query.
+pub fn split_url(url: &url::Url) -> (String, String, String) {
+    let host = url.host_str().unwrap_or_default();
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    (url.scheme().to_string(), authority, path)
+}
+
+/// What the provider answered to a [`ProviderCall`]. `status` 0 means no answer at
+/// all (connection refused, timeout, cluster missing).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ProviderResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The media type without parameters, lower-cased.
+    pub fn media_type(&self) -> String {
+        self.header("content-type")
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_path_and_query() {
+        let r = Request {
+            path: "/a/b?x=1&y=2".into(),
+            ..Default::default()
+        };
+        assert_eq!(r.path_only(), "/a/b");
+        assert_eq!(r.query(), "x=1&y=2");
+    }
+
+    #[test]
+    fn split_url_keeps_port_and_query() {
+        let u = url::Url::parse("http://127.0.0.1:9000/api/v2/token?a=b").unwrap();
+        assert_eq!(
+            split_url(&u),
+            (
+                "http".to_string(),
+                "127.0.0.1:9000".to_string(),
+                "/api/v2/token?a=b".to_string()
+            )
+        );
+        let u = url::Url::parse("https://auth.agentconnect.gouv.fr/api/v2/jwks").unwrap();
+        assert_eq!(split_url(&u).1, "auth.agentconnect.gouv.fr");
+    }
+}

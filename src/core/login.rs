@@ -1,0 +1,629 @@
+//! Sign-in, callback and sign-out as decisions (Authorization Code flow with
+//! PKCE, OpenID Connect Core §3.1).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::config::ClientAuth;
+use super::cookies::clear_cookie;
+use super::filter::{query_param, Action, Filter, Outcome, Step};
+use super::http::{ProviderCall, ProviderResponse, Request, Response};
+use super::pages;
+use super::provider::{KeySet, ProviderState};
+use super::redirect::safe_return_target;
+use super::session::{Purpose, Session};
+use super::token::{self, Expectations, TokenError};
+use super::{b64url, constant_time_eq, random_token, Entropy};
+
+/// How long a started sign-in may take before its cookie expires.
+pub const LOGIN_TTL: u64 = 600;
+/// Longest callback query accepted.
+const MAX_CALLBACK_QUERY: usize = 8192;
+/// Claims that describe the token rather than the person: never taken from userinfo.
+const PROTOCOL_CLAIMS: &[&str] = &[
+    "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "jti", "sub", "at_hash", "c_hash", "sid",
+];
+
+/// What a started sign-in remembers, sealed in a short-lived cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginState {
+    #[serde(rename = "s")]
+    pub state: String,
+    #[serde(rename = "n")]
+    pub nonce: String,
+    #[serde(rename = "v")]
+    pub code_verifier: String,
+    #[serde(rename = "r")]
+    pub return_to: String,
+    #[serde(rename = "e")]
+    pub expires_at: u64,
+}
+
+/// The tokens from the token endpoint that the session keeps.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    pub id_token: Option<String>,
+    pub access_token: Option<String>,
+    pub token_type: Option<String>,
+}
+
+/// A sign-in waiting for the provider.
+#[derive(Debug)]
+pub enum Pending {
+    /// Waiting for the token endpoint.
+    Token { login: LoginState },
+    /// Waiting for a fresh JWKS after an unknown `kid`.
+    Keys {
+        login: LoginState,
+        tokens: TokenResponse,
+    },
+    /// Waiting for the userinfo endpoint.
+    Userinfo {
+        login: LoginState,
+        tokens: TokenResponse,
+        claims: Map<String, Value>,
+    },
+}
+
+impl Pending {
+    fn login(&self) -> &LoginState {
+        match self {
+            Pending::Token { login }
+            | Pending::Keys { login, .. }
+            | Pending::Userinfo { login, .. } => login,
+        }
+    }
+}
+
+impl Filter {
+    /// Name of the cookie of one started sign-in: one per sign-in, so several
+    /// tabs can sign in at once.
+    fn login_cookie_name(&self, state: &str) -> String {
+        let tag: String = state.chars().take(16).collect();
+        format!("{}_csrf_{tag}", self.config.cookie_name)
+    }
+
+    fn clear_login_cookie(&self, state: &str) -> (String, String) {
+        let attrs = self.cookie_attrs(self.config.callback_path());
+        (
+            "set-cookie".into(),
+            clear_cookie(&self.login_cookie_name(state), &attrs),
+        )
+    }
+
+    /// Sends the browser to the provider's authorization endpoint.
+    pub fn start_login(
+        &self,
+        return_to: &str,
+        provider: &ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let Some(metadata) = provider.metadata.as_ref().filter(|_| provider.ready()) else {
+            return self.unavailable();
+        };
+        let login = LoginState {
+            state: random_token(entropy, 32),
+            nonce: random_token(entropy, 32),
+            code_verifier: random_token(entropy, 32),
+            return_to: safe_return_target(return_to).to_string(),
+            expires_at: now + LOGIN_TTL,
+        };
+        let challenge = b64url(&Sha256::digest(login.code_verifier.as_bytes()));
+        let mut url = metadata.authorization_endpoint.clone();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("redirect_uri", self.config.redirect_uri.as_str())
+            .append_pair("scope", &self.config.scopes.join(" "))
+            .append_pair("state", &login.state)
+            .append_pair("nonce", &login.nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        let name = self.login_cookie_name(&login.state);
+        let sealed = self.sealer.seal(Purpose::Login, &name, &login, entropy);
+        let attrs = self.cookie_attrs(self.config.callback_path());
+        let response = Response::redirect(url.as_str()).with_header(
+            "set-cookie",
+            &super::cookies::set_cookie(&name, &sealed, LOGIN_TTL, &attrs),
+        );
+        Step::respond(response, Outcome::LoginStarted)
+    }
+
+    /// A failed sign-in: a page that says so and offers to start again.
+    fn login_failed(
+        &self,
+        status: u16,
+        reason: &'static str,
+        detail: String,
+        login_state: Option<&str>,
+        return_to: &str,
+    ) -> Step {
+        let retry = format!(
+            "{}/sign_in?{}",
+            self.config.proxy_prefix,
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", safe_return_target(return_to))
+                .finish()
+        );
+        let text = if reason == "provider_error" {
+            &pages::PROVIDER_ERROR
+        } else {
+            &pages::LOGIN_FAILED
+        };
+        let mut response = pages::page(
+            status,
+            text,
+            Some(reason),
+            Some((&retry, "Recommencer", "Try again")),
+        );
+        if let Some(state) = login_state {
+            response.headers.push(self.clear_login_cookie(state));
+        }
+        Step::respond(response, Outcome::LoginFailed { reason, detail })
+    }
+
+    /// `/oauth2/callback`: checks the answer from the provider and exchanges the code.
+    pub fn callback(
+        &self,
+        req: &Request,
+        cookies: &[(&str, &str)],
+        provider: &ProviderState,
+        now: u64,
+    ) -> Step {
+        let query = req.query();
+        if query.len() > MAX_CALLBACK_QUERY {
+            return self.login_failed(
+                400,
+                "malformed_callback",
+                format!("query of {} bytes", query.len()),
+                None,
+                "/",
+            );
+        }
+        let mut params: Vec<(String, String)> = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if matches!(k.as_ref(), "state" | "code" | "error" | "iss")
+                && params.iter().any(|(n, _)| *n == k)
+            {
+                return self.login_failed(
+                    400,
+                    "malformed_callback",
+                    format!("parameter {k} repeated"),
+                    None,
+                    "/",
+                );
+            }
+            params.push((k.into_owned(), v.into_owned()));
+        }
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+
+        let Some(state) = param("state").filter(|s| !s.is_empty()) else {
+            return self.login_failed(
+                400,
+                "missing_state",
+                "the callback has no state".into(),
+                None,
+                "/",
+            );
+        };
+        if state.len() > 512
+            || !state
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return self.login_failed(
+                400,
+                "invalid_state",
+                "the state is not one of ours".into(),
+                None,
+                "/",
+            );
+        }
+        let name = self.login_cookie_name(state);
+        let login: Option<LoginState> = cookies
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| self.sealer.open(Purpose::Login, &name, v));
+        let Some(login) = login else {
+            return self.login_failed(
+                400,
+                "missing_login_cookie",
+                "no sign-in was started from this browser with this state (expired, or login CSRF)"
+                    .into(),
+                Some(state),
+                "/",
+            );
+        };
+        if !constant_time_eq(login.state.as_bytes(), state.as_bytes()) {
+            return self.login_failed(
+                400,
+                "state_mismatch",
+                "the state differs from the one sent".into(),
+                Some(state),
+                &login.return_to,
+            );
+        }
+        if now >= login.expires_at {
+            return self.login_failed(
+                400,
+                "login_expired",
+                "the sign-in took too long".into(),
+                Some(state),
+                &login.return_to,
+            );
+        }
+        if let Some(error) = param("error") {
+            let code: String = error
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            let description: String = param("error_description")
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            return self.login_failed(
+                403,
+                "provider_error",
+                format!("{code}: {description}"),
+                Some(state),
+                &login.return_to,
+            );
+        }
+        let Some(metadata) = provider.metadata.as_ref() else {
+            return self.unavailable();
+        };
+        if let Some(iss) = param("iss") {
+            if iss != metadata.issuer {
+                return self.login_failed(
+                    400,
+                    "issuer_mismatch",
+                    "the callback names another issuer (mix-up)".into(),
+                    Some(state),
+                    &login.return_to,
+                );
+            }
+        }
+        let Some(code) = param("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
+            return self.login_failed(
+                400,
+                "missing_code",
+                "the callback has no code".into(),
+                Some(state),
+                &login.return_to,
+            );
+        };
+
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.config.redirect_uri.as_str()),
+            ("code_verifier", &login.code_verifier),
+        ];
+        let call = match self.config.token_endpoint_auth_method {
+            ClientAuth::ClientSecretPost => {
+                form.push(("client_id", &self.config.client_id));
+                form.push(("client_secret", &self.config.client_secret.0));
+                ProviderCall::post_form(&metadata.token_endpoint, &form)
+            }
+            ClientAuth::ClientSecretBasic => {
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let credentials = format!(
+                    "{}:{}",
+                    enc(&self.config.client_id),
+                    enc(&self.config.client_secret.0)
+                );
+                use base64::Engine;
+                let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
+                ProviderCall::post_form(&metadata.token_endpoint, &form)
+                    .with_header("authorization", &format!("Basic {basic}"))
+            }
+        };
+        Step {
+            action: Action::Call(call, Box::new(Pending::Token { login })),
+            outcome: Outcome::Waiting,
+        }
+    }
+
+    fn expectations<'a>(&'a self, now: u64) -> Expectations<'a> {
+        Expectations {
+            issuer: &self.config.issuer,
+            client_id: &self.config.client_id,
+            allowed_algs: &self.config.id_token_signing_algs,
+            now,
+            leeway: self.config.clock_skew,
+        }
+    }
+
+    /// Continues a sign-in with the provider's answer.
+    pub fn on_provider_response(
+        &self,
+        pending: Pending,
+        resp: &ProviderResponse,
+        provider: &mut ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let state = pending.login().state.clone();
+        let rd = pending.login().return_to.clone();
+        if resp.status == 0 || resp.status == 503 || resp.status == 504 {
+            provider.failed(
+                format!("call failed with status {}", resp.status),
+                now,
+                self.config.provider_retry_max,
+            );
+            let mut step = self.unavailable();
+            if let Action::Respond(r) = &mut step.action {
+                r.headers.push(self.clear_login_cookie(&state));
+            }
+            return step;
+        }
+        match pending {
+            Pending::Token { login } => {
+                if resp.status != 200 {
+                    let error = serde_json::from_slice::<Value>(&resp.body)
+                        .ok()
+                        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                        .unwrap_or_default();
+                    let error: String = error
+                        .chars()
+                        .filter(|c| c.is_ascii_graphic())
+                        .take(64)
+                        .collect();
+                    return self.login_failed(
+                        502,
+                        "token_endpoint_error",
+                        format!("HTTP {} {error}", resp.status),
+                        Some(&state),
+                        &rd,
+                    );
+                }
+                let tokens: TokenResponse = match serde_json::from_slice(&resp.body) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        return self.login_failed(
+                            502,
+                            "token_response_invalid",
+                            "not a token response".into(),
+                            Some(&state),
+                            &rd,
+                        )
+                    }
+                };
+                if tokens
+                    .token_type
+                    .as_deref()
+                    .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+                {
+                    return self.login_failed(
+                        502,
+                        "token_response_invalid",
+                        "token_type is not Bearer".into(),
+                        Some(&state),
+                        &rd,
+                    );
+                }
+                self.check_id_token(login, tokens, provider, now, entropy, true)
+            }
+            Pending::Keys { login, tokens } => {
+                if resp.status != 200 {
+                    return self.login_failed(
+                        502,
+                        "jwks_unavailable",
+                        format!("JWKS answered HTTP {}", resp.status),
+                        Some(&state),
+                        &rd,
+                    );
+                }
+                match KeySet::parse(&resp.body) {
+                    Ok(keys) => {
+                        provider.keys = Some(keys);
+                        provider.keys_fetched_at = now;
+                    }
+                    Err(e) => return self.login_failed(502, "jwks_invalid", e, Some(&state), &rd),
+                }
+                self.check_id_token(login, tokens, provider, now, entropy, false)
+            }
+            Pending::Userinfo {
+                login,
+                tokens,
+                mut claims,
+            } => {
+                if resp.status != 200 {
+                    return self.login_failed(
+                        502,
+                        "userinfo_error",
+                        format!("userinfo answered HTTP {}", resp.status),
+                        Some(&state),
+                        &rd,
+                    );
+                }
+                let sub = claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let keys = provider.keys.clone().unwrap_or_default();
+                let result = match resp.media_type().as_str() {
+                    "application/jwt" => {
+                        let text = String::from_utf8_lossy(&resp.body);
+                        token::validate_userinfo_jwt(
+                            text.trim(),
+                            &keys,
+                            &self.expectations(now),
+                            &sub,
+                        )
+                    }
+                    "application/json" => token::validate_userinfo_json(&resp.body, &sub),
+                    other => {
+                        let other: String = other.chars().take(64).collect();
+                        return self.login_failed(
+                            502,
+                            "userinfo_invalid",
+                            format!("content type {other:?}"),
+                            Some(&state),
+                            &rd,
+                        );
+                    }
+                };
+                match result {
+                    Ok(info) => {
+                        for (k, v) in info {
+                            if !PROTOCOL_CLAIMS.contains(&k.as_str()) {
+                                claims.insert(k, v);
+                            }
+                        }
+                        self.finish_login(login, tokens, claims, now, entropy)
+                    }
+                    Err(e) => {
+                        self.login_failed(401, "userinfo_invalid", e.to_string(), Some(&state), &rd)
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_id_token(
+        &self,
+        login: LoginState,
+        tokens: TokenResponse,
+        provider: &mut ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+        may_refetch: bool,
+    ) -> Step {
+        let Some(id_token) = tokens.id_token.as_deref() else {
+            return self.login_failed(
+                502,
+                "token_response_invalid",
+                "no id_token in the token response".into(),
+                Some(&login.state),
+                &login.return_to,
+            );
+        };
+        let keys = provider.keys.clone().unwrap_or_default();
+        match token::validate_id_token(id_token, &keys, &self.expectations(now), &login.nonce) {
+            Ok(claims) => {
+                let metadata = provider.metadata.as_ref();
+                let userinfo = metadata.and_then(|m| m.userinfo_endpoint.as_ref());
+                match (userinfo, tokens.access_token.as_deref()) {
+                    (Some(endpoint), Some(access_token)) if self.config.fetch_userinfo => {
+                        let call = ProviderCall::get(endpoint, "application/jwt, application/json")
+                            .with_header("authorization", &format!("Bearer {access_token}"));
+                        Step {
+                            action: Action::Call(
+                                call,
+                                Box::new(Pending::Userinfo {
+                                    login,
+                                    tokens,
+                                    claims,
+                                }),
+                            ),
+                            outcome: Outcome::Waiting,
+                        }
+                    }
+                    _ => self.finish_login(login, tokens, claims, now, entropy),
+                }
+            }
+            Err(TokenError::UnknownKey(kid))
+                if may_refetch
+                    && provider.may_refetch_keys(now, self.config.jwks_refetch_min_interval) =>
+            {
+                let Some(metadata) = provider.metadata.as_ref() else {
+                    return self.unavailable();
+                };
+                // Count the refetch now, so concurrent sign-ins do not all refetch.
+                provider.keys_fetched_at = now;
+                let _ = kid;
+                let call = ProviderCall::get(
+                    &metadata.jwks_uri,
+                    "application/json, application/jwk-set+json",
+                );
+                Step {
+                    action: Action::Call(call, Box::new(Pending::Keys { login, tokens })),
+                    outcome: Outcome::Waiting,
+                }
+            }
+            Err(e) => {
+                let reason = if e == TokenError::NonceMismatch {
+                    "nonce_mismatch"
+                } else {
+                    "id_token_invalid"
+                };
+                self.login_failed(
+                    401,
+                    reason,
+                    e.to_string(),
+                    Some(&login.state),
+                    &login.return_to,
+                )
+            }
+        }
+    }
+
+    /// Applies the access rules, seals the session and sends the browser back.
+    fn finish_login(
+        &self,
+        login: LoginState,
+        tokens: TokenResponse,
+        mut claims: Map<String, Value>,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        claims.retain(|k, _| self.config.kept_claims.contains(k));
+        let session = Session {
+            claims,
+            id_token: tokens.id_token,
+            access_token: tokens.access_token,
+            created_at: now,
+            expires_at: now + self.config.session_lifetime,
+        };
+        if let Err(denial) = self.config.policy.check(&session.claims) {
+            let mut step = self.denied(&session, &denial.describe());
+            if let Action::Respond(r) = &mut step.action {
+                r.headers.push(self.clear_login_cookie(&login.state));
+            }
+            return step;
+        }
+        let attrs = self.cookie_attrs("/");
+        let mut response = Response::redirect(&login.return_to);
+        for c in self
+            .session_cookie()
+            .write(&session, now, &attrs, &[], entropy)
+        {
+            response.headers.push(("set-cookie".into(), c));
+        }
+        response.headers.push(self.clear_login_cookie(&login.state));
+        Step::respond(
+            response,
+            Outcome::LoginSucceeded {
+                sub: session.sub().to_string(),
+                email: session.email().map(str::to_string),
+            },
+        )
+    }
+
+    /// `/oauth2/sign_out?rd=`: clears the session and goes back to a local path.
+    pub fn sign_out(&self, req: &Request, cookies: &[(&str, &str)]) -> Step {
+        let rd = query_param(req.query(), "rd").unwrap_or_else(|| "/".into());
+        let mut response = Response::redirect(safe_return_target(&rd));
+        for c in self
+            .session_cookie()
+            .clear(cookies, &self.cookie_attrs("/"))
+        {
+            response.headers.push(("set-cookie".into(), c));
+        }
+        Step::respond(response, Outcome::SignedOut)
+    }
+}

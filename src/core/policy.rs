@@ -1,0 +1,276 @@
+//! Who may enter.
+//!
+//! Rules combine like this: when `allowed_emails` or `allowed_email_domains` is
+//! set, the person's (verified) email must be in the list **or** in one of the
+//! domains; and every claim named in `allowed_claims` must carry one of its
+//! accepted values (a list claim passes when any of its items is accepted).
+//! All groups that are set must pass.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainRule {
+    /// `*`: any domain.
+    Any,
+    /// `example.fr`: exactly that domain.
+    Exact(String),
+    /// `*.gouv.fr`: any sub-domain of `gouv.fr` (not `gouv.fr` itself).
+    Subdomains(String),
+}
+
+impl DomainRule {
+    pub fn parse(text: &str) -> Option<DomainRule> {
+        let t = text.trim().to_ascii_lowercase();
+        if t == "*" {
+            return Some(DomainRule::Any);
+        }
+        let (sub, domain) = match t.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, t.trim_start_matches('@').to_string()),
+        };
+        let valid = !domain.is_empty()
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !valid {
+            return None;
+        }
+        Some(if sub {
+            DomainRule::Subdomains(domain)
+        } else {
+            DomainRule::Exact(domain)
+        })
+    }
+
+    fn matches(&self, domain: &str) -> bool {
+        match self {
+            DomainRule::Any => true,
+            DomainRule::Exact(d) => domain == d,
+            DomainRule::Subdomains(d) => domain
+                .strip_suffix(d.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub emails: BTreeSet<String>,
+    pub domains: Vec<DomainRule>,
+    pub claims: Vec<(String, Vec<String>)>,
+}
+
+/// Why someone was not let in. Safe to log: it names claims, never tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    NoEmail,
+    EmailNotVerified,
+    EmailNotAllowed,
+    ClaimNotAllowed(String),
+}
+
+impl Denial {
+    pub fn describe(&self) -> String {
+        match self {
+            Denial::NoEmail => "the identity has no email address".into(),
+            Denial::EmailNotVerified => "the email address is not verified".into(),
+            Denial::EmailNotAllowed => {
+                "the email address is not in the allowed emails or domains".into()
+            }
+            Denial::ClaimNotAllowed(c) => format!("claim `{c}` has no accepted value"),
+        }
+    }
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.domains.is_empty() && self.claims.is_empty()
+    }
+
+    /// Checks the identity claims against the rules.
+    pub fn check(&self, claims: &Map<String, Value>) -> Result<(), Denial> {
+        if !self.emails.is_empty() || !self.domains.is_empty() {
+            let email = claims
+                .get("email")
+                .and_then(Value::as_str)
+                .map(|e| e.trim().to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .ok_or(Denial::NoEmail)?;
+            if claims.get("email_verified") == Some(&Value::Bool(false)) {
+                return Err(Denial::EmailNotVerified);
+            }
+            let domain = match email.rsplit_once('@') {
+                Some((local, domain)) if !local.is_empty() && !domain.is_empty() => domain,
+                _ => return Err(Denial::EmailNotAllowed),
+            };
+            let listed = self.emails.contains(&email);
+            if !listed && !self.domains.iter().any(|d| d.matches(domain)) {
+                return Err(Denial::EmailNotAllowed);
+            }
+        }
+        for (name, accepted) in &self.claims {
+            let ok = match claims.get(name) {
+                Some(Value::Array(items)) => items.iter().any(|v| value_accepted(v, accepted)),
+                Some(v) => value_accepted(v, accepted),
+                None => false,
+            };
+            if !ok {
+                return Err(Denial::ClaimNotAllowed(name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn value_accepted(value: &Value, accepted: &[String]) -> bool {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return false,
+    };
+    accepted.contains(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn policy(emails: &[&str], domains: &[&str], claims: &[(&str, &[&str])]) -> Policy {
+        Policy {
+            emails: emails.iter().map(|s| s.to_string()).collect(),
+            domains: domains
+                .iter()
+                .map(|d| DomainRule::parse(d).unwrap())
+                .collect(),
+            claims: claims
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn domain_rules() {
+        let p = policy(&[], &["*.gouv.fr", "example.com"], &[]);
+        assert!(p
+            .check(&claims(json!({"email": "a@numerique.gouv.fr"})))
+            .is_ok());
+        assert!(p
+            .check(&claims(json!({"email": "A@Deep.Numerique.GOUV.fr"})))
+            .is_ok());
+        assert!(p.check(&claims(json!({"email": "a@example.com"}))).is_ok());
+        assert_eq!(
+            p.check(&claims(json!({"email": "a@gouv.fr"}))),
+            Err(Denial::EmailNotAllowed)
+        );
+        assert_eq!(
+            p.check(&claims(json!({"email": "a@evilgouv.fr"}))),
+            Err(Denial::EmailNotAllowed)
+        );
+        assert_eq!(
+            p.check(&claims(json!({"email": "a@sub.example.com"}))),
+            Err(Denial::EmailNotAllowed)
+        );
+        assert_eq!(
+            p.check(&claims(json!({"email": "a@gouv.fr.evil.com"}))),
+            Err(Denial::EmailNotAllowed)
+        );
+        assert_eq!(p.check(&claims(json!({"sub": "x"}))), Err(Denial::NoEmail));
+        assert!(policy(&[], &["*"], &[])
+            .check(&claims(json!({"email": "x@y.z"})))
+            .is_ok());
+    }
+
+    #[test]
+    fn email_list_or_domain() {
+        let p = policy(&["Bob@Interieur.gouv.fr"], &["numerique.gouv.fr"], &[]);
+        let p = Policy {
+            emails: p.emails.iter().map(|e| e.to_ascii_lowercase()).collect(),
+            ..p
+        };
+        assert!(p
+            .check(&claims(json!({"email": "bob@interieur.gouv.fr"})))
+            .is_ok());
+        assert!(p
+            .check(&claims(json!({"email": "alice@numerique.gouv.fr"})))
+            .is_ok());
+        assert!(p
+            .check(&claims(json!({"email": "eve@interieur.gouv.fr"})))
+            .is_err());
+    }
+
+    #[test]
+    fn unverified_email_is_refused() {
+        let p = policy(&[], &["*"], &[]);
+        assert_eq!(
+            p.check(&claims(json!({"email": "a@b.fr", "email_verified": false}))),
+            Err(Denial::EmailNotVerified)
+        );
+        assert!(p
+            .check(&claims(json!({"email": "a@b.fr", "email_verified": true})))
+            .is_ok());
+    }
+
+    #[test]
+    fn claims_all_groups_must_pass() {
+        let p = policy(
+            &[],
+            &["*.gouv.fr"],
+            &[("siret", &["13002526500013"]), ("roles", &["admin", "ops"])],
+        );
+        let ok =
+            json!({"email": "a@x.gouv.fr", "siret": "13002526500013", "roles": ["user", "ops"]});
+        assert!(p.check(&claims(ok)).is_ok());
+        let wrong_siret =
+            json!({"email": "a@x.gouv.fr", "siret": "11000201100044", "roles": ["ops"]});
+        assert_eq!(
+            p.check(&claims(wrong_siret)),
+            Err(Denial::ClaimNotAllowed("siret".into()))
+        );
+        let no_role = json!({"email": "a@x.gouv.fr", "siret": "13002526500013", "roles": ["user"]});
+        assert_eq!(
+            p.check(&claims(no_role)),
+            Err(Denial::ClaimNotAllowed("roles".into()))
+        );
+        let missing = json!({"email": "a@x.gouv.fr", "roles": ["ops"]});
+        assert!(p.check(&claims(missing)).is_err());
+        let wrong_domain =
+            json!({"email": "a@example.com", "siret": "13002526500013", "roles": ["ops"]});
+        assert_eq!(p.check(&claims(wrong_domain)), Err(Denial::EmailNotAllowed));
+    }
+
+    #[test]
+    fn claims_only_policy_needs_no_email() {
+        let p = policy(&[], &[], &[("idp_id", &["fia1v2"])]);
+        assert!(p.check(&claims(json!({"idp_id": "fia1v2"}))).is_ok());
+        assert!(p.check(&claims(json!({"idp_id": ["fia1v2"]}))).is_ok());
+        assert!(p
+            .check(&claims(json!({"idp_id": {"x": "fia1v2"}})))
+            .is_err());
+    }
+
+    #[test]
+    fn domain_rule_parsing() {
+        assert_eq!(DomainRule::parse("*"), Some(DomainRule::Any));
+        assert_eq!(
+            DomainRule::parse("*.Gouv.fr"),
+            Some(DomainRule::Subdomains("gouv.fr".into()))
+        );
+        assert_eq!(
+            DomainRule::parse("@example.com"),
+            Some(DomainRule::Exact("example.com".into()))
+        );
+        assert_eq!(DomainRule::parse("a b.fr"), None);
+        assert_eq!(DomainRule::parse("*."), None);
+    }
+}

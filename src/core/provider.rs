@@ -1,0 +1,491 @@
+//! The identity provider: discovery document, signing keys, and the state of
+//! our copy of them (fresh, being refreshed, unreachable).
+
+use serde::Deserialize;
+use url::Url;
+
+use super::b64url_decode;
+use super::config::Config;
+use super::http::{ProviderCall, ProviderResponse};
+
+/// What Sésame needs from `/.well-known/openid-configuration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderMetadata {
+    pub issuer: String,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub userinfo_endpoint: Option<Url>,
+    pub jwks_uri: Url,
+    pub end_session_endpoint: Option<Url>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryError {
+    Status(u16),
+    NotJson(String),
+    MissingField(&'static str),
+    BadUrl(&'static str),
+    IssuerMismatch { expected: String, found: String },
+}
+
+impl std::fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiscoveryError::Status(0) => write!(f, "provider unreachable"),
+            DiscoveryError::Status(s) => write!(f, "provider answered HTTP {s}"),
+            DiscoveryError::NotJson(e) => write!(f, "not a JSON document: {e}"),
+            DiscoveryError::MissingField(n) => write!(f, "`{n}` is missing"),
+            DiscoveryError::BadUrl(n) => write!(f, "`{n}` is not an absolute http(s) URL"),
+            DiscoveryError::IssuerMismatch { expected, found } => write!(
+                f,
+                "issuer {found:?} differs from the configured issuer {expected:?}"
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawDiscovery {
+    issuer: Option<String>,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    end_session_endpoint: Option<String>,
+}
+
+fn endpoint(value: Option<String>, name: &'static str) -> Result<Url, DiscoveryError> {
+    let text = value.ok_or(DiscoveryError::MissingField(name))?;
+    match Url::parse(&text) {
+        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Ok(u),
+        _ => Err(DiscoveryError::BadUrl(name)),
+    }
+}
+
+impl ProviderMetadata {
+    /// Parses a discovery document and checks that it is about the configured
+    /// issuer (OpenID Connect Discovery §4.3).
+    pub fn parse(expected_issuer: &str, body: &[u8]) -> Result<Self, DiscoveryError> {
+        let raw: RawDiscovery =
+            serde_json::from_slice(body).map_err(|e| DiscoveryError::NotJson(e.to_string()))?;
+        let issuer = raw.issuer.ok_or(DiscoveryError::MissingField("issuer"))?;
+        if issuer != expected_issuer {
+            return Err(DiscoveryError::IssuerMismatch {
+                expected: expected_issuer.to_string(),
+                found: issuer,
+            });
+        }
+        Ok(ProviderMetadata {
+            issuer,
+            authorization_endpoint: endpoint(raw.authorization_endpoint, "authorization_endpoint")?,
+            token_endpoint: endpoint(raw.token_endpoint, "token_endpoint")?,
+            userinfo_endpoint: raw
+                .userinfo_endpoint
+                .map(|u| endpoint(Some(u), "userinfo_endpoint"))
+                .transpose()?,
+            jwks_uri: endpoint(raw.jwks_uri, "jwks_uri")?,
+            end_session_endpoint: raw
+                .end_session_endpoint
+                .map(|u| endpoint(Some(u), "end_session_endpoint"))
+                .transpose()?,
+        })
+    }
+}
+
+/// Public key material, by key type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyMaterial {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// SEC1 uncompressed point (0x04 || x || y).
+    P256(Vec<u8>),
+    P384(Vec<u8>),
+    Ed25519(Vec<u8>),
+}
+
+impl KeyMaterial {
+    /// Whether this key can check a signature made with `alg`.
+    pub fn fits(&self, alg: &str) -> bool {
+        matches!(
+            (self, alg),
+            (
+                KeyMaterial::Rsa { .. },
+                "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512"
+            ) | (KeyMaterial::P256(_), "ES256")
+                | (KeyMaterial::P384(_), "ES384")
+                | (KeyMaterial::Ed25519(_), "EdDSA")
+        )
+    }
+}
+
+/// One signing key from the JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub kid: Option<String>,
+    /// The `alg` the key is restricted to, when the JWKS says so.
+    pub alg: Option<String>,
+    pub material: KeyMaterial,
+}
+
+/// The provider's signature keys. Keys for encryption (`use: enc`), of unknown
+/// types, or malformed, are skipped one by one; they never spoil the set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    pub keys: Vec<SigningKey>,
+    /// How many entries were skipped, for the logs.
+    pub skipped: usize,
+}
+
+#[derive(Deserialize)]
+struct RawJwks {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: Option<String>,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+fn coordinate(v: &Option<String>, len: usize) -> Option<Vec<u8>> {
+    let bytes = b64url_decode(v.as_deref()?)?;
+    (bytes.len() == len).then_some(bytes)
+}
+
+fn parse_jwk(value: serde_json::Value) -> Option<SigningKey> {
+    let jwk: RawJwk = serde_json::from_value(value).ok()?;
+    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+        return None;
+    }
+    if let Some(ops) = &jwk.key_ops {
+        if !ops.iter().any(|o| o == "verify") {
+            return None;
+        }
+    }
+    if jwk
+        .alg
+        .as_deref()
+        .is_some_and(|a| a.starts_with("HS") || a == "none")
+    {
+        return None;
+    }
+    let material = match (jwk.kty.as_deref()?, jwk.crv.as_deref()) {
+        ("RSA", _) => {
+            let n = b64url_decode(jwk.n.as_deref()?)?;
+            let e = b64url_decode(jwk.e.as_deref()?)?;
+            if n.len() < 256 || e.is_empty() {
+                // RSA keys under 2048 bits are refused.
+                return None;
+            }
+            KeyMaterial::Rsa { n, e }
+        }
+        ("EC", Some("P-256")) => {
+            let mut point = vec![4u8];
+            point.extend(coordinate(&jwk.x, 32)?);
+            point.extend(coordinate(&jwk.y, 32)?);
+            KeyMaterial::P256(point)
+        }
+        ("EC", Some("P-384")) => {
+            let mut point = vec![4u8];
+            point.extend(coordinate(&jwk.x, 48)?);
+            point.extend(coordinate(&jwk.y, 48)?);
+            KeyMaterial::P384(point)
+        }
+        ("OKP", Some("Ed25519")) => KeyMaterial::Ed25519(coordinate(&jwk.x, 32)?),
+        _ => return None,
+    };
+    if let Some(alg) = &jwk.alg {
+        if !material.fits(alg) {
+            return None;
+        }
+    }
+    let key = SigningKey {
+        kid: jwk.kid,
+        alg: jwk.alg,
+        material,
+    };
+    // Reject material the verifier cannot load, now rather than at login.
+    super::token::check_key_loads(&key).then_some(key)
+}
+
+impl KeySet {
+    pub fn parse(body: &[u8]) -> Result<KeySet, String> {
+        let raw: RawJwks =
+            serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
+        let total = raw.keys.len();
+        let keys: Vec<SigningKey> = raw.keys.into_iter().filter_map(parse_jwk).collect();
+        let skipped = total - keys.len();
+        if keys.is_empty() {
+            return Err(format!("no usable signing key among {total}"));
+        }
+        Ok(KeySet { keys, skipped })
+    }
+
+    /// The keys that may have signed a token with this header.
+    pub fn candidates<'a>(
+        &'a self,
+        alg: &'a str,
+        kid: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a SigningKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.material.fits(alg)
+                && k.alg.as_deref().is_none_or(|a| a == alg)
+                && kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
+        })
+    }
+}
+
+/// Our copy of the provider's metadata and keys, and when to fetch them again.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderState {
+    pub metadata: Option<ProviderMetadata>,
+    pub keys: Option<KeySet>,
+    /// False after a failed fetch or call, until a fetch succeeds again.
+    pub reachable: bool,
+    /// Consecutive failures, for the back-off.
+    pub failures: u32,
+    /// When the next discovery fetch is due (unix seconds).
+    pub next_fetch_at: u64,
+    /// When the keys were last fetched (for the unknown-`kid` rate limit).
+    pub keys_fetched_at: u64,
+    /// A fetch is under way.
+    pub fetching: bool,
+    /// Last error, for logs.
+    pub last_error: Option<String>,
+}
+
+impl ProviderState {
+    /// Logins can start: metadata and keys known, and the provider answered last
+    /// time we asked.
+    pub fn ready(&self) -> bool {
+        self.reachable && self.metadata.is_some() && self.keys.is_some()
+    }
+
+    /// Whether a discovery fetch should start now.
+    pub fn fetch_due(&self, now: u64) -> bool {
+        !self.fetching && now >= self.next_fetch_at
+    }
+
+    /// Records success of the full refresh (discovery and keys).
+    pub fn refreshed(
+        &mut self,
+        metadata: ProviderMetadata,
+        keys: KeySet,
+        now: u64,
+        refresh_interval: u64,
+    ) {
+        self.metadata = Some(metadata);
+        self.keys = Some(keys);
+        self.keys_fetched_at = now;
+        self.reachable = true;
+        self.failures = 0;
+        self.fetching = false;
+        self.last_error = None;
+        self.next_fetch_at = now + refresh_interval;
+    }
+
+    /// Records a failure (of a fetch, or of a call made for a login): keep the
+    /// last good copy, mark the provider unreachable, retry with back-off.
+    pub fn failed(&mut self, error: String, now: u64, retry_max: u64) {
+        self.reachable = false;
+        self.fetching = false;
+        self.failures = self.failures.saturating_add(1);
+        let backoff = 1u64 << self.failures.min(16).saturating_sub(1);
+        self.next_fetch_at = now + backoff.min(retry_max);
+        self.last_error = Some(error);
+    }
+
+    /// Whether an unknown `kid` may trigger a key refetch now.
+    pub fn may_refetch_keys(&self, now: u64, min_interval: u64) -> bool {
+        now >= self.keys_fetched_at.saturating_add(min_interval)
+    }
+}
+
+/// A fetch the root context makes to keep our copy of the provider fresh.
+#[derive(Debug, Clone)]
+pub enum Fetch {
+    Discovery,
+    Keys(Box<ProviderMetadata>),
+}
+
+/// How the refresh went, for logs and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchResult {
+    /// Another fetch must follow (the keys after the discovery document).
+    Next,
+    /// Discovery and keys are fresh.
+    Refreshed { keys: usize, skipped: usize },
+    /// The fetch failed; the message says why.
+    Failed(String),
+}
+
+impl ProviderState {
+    /// Starts a refresh when one is due: the discovery document first.
+    pub fn start_refresh(&mut self, config: &Config, now: u64) -> Option<(ProviderCall, Fetch)> {
+        if !self.fetch_due(now) {
+            return None;
+        }
+        self.fetching = true;
+        Some((
+            ProviderCall::get(&config.discovery_url, "application/json"),
+            Fetch::Discovery,
+        ))
+    }
+
+    /// Takes the answer to a refresh fetch; returns the next call to make, if any.
+    pub fn on_fetch(
+        &mut self,
+        config: &Config,
+        fetch: Fetch,
+        resp: &ProviderResponse,
+        now: u64,
+    ) -> (FetchResult, Option<(ProviderCall, Fetch)>) {
+        let fail = |state: &mut ProviderState, what: &str, why: String| {
+            let message = format!("{what}: {why}");
+            state.failed(message.clone(), now, config.provider_retry_max);
+            (FetchResult::Failed(message), None)
+        };
+        if resp.status != 200 {
+            let what = match fetch {
+                Fetch::Discovery => "discovery",
+                Fetch::Keys(_) => "jwks",
+            };
+            return fail(self, what, DiscoveryError::Status(resp.status).to_string());
+        }
+        match fetch {
+            Fetch::Discovery => match ProviderMetadata::parse(&config.issuer, &resp.body) {
+                Ok(metadata) => {
+                    let call = ProviderCall::get(
+                        &metadata.jwks_uri,
+                        "application/json, application/jwk-set+json",
+                    );
+                    (
+                        FetchResult::Next,
+                        Some((call, Fetch::Keys(Box::new(metadata)))),
+                    )
+                }
+                Err(e) => fail(self, "discovery", e.to_string()),
+            },
+            Fetch::Keys(metadata) => match KeySet::parse(&resp.body) {
+                Ok(keys) => {
+                    let result = FetchResult::Refreshed {
+                        keys: keys.keys.len(),
+                        skipped: keys.skipped,
+                    };
+                    self.refreshed(*metadata, keys, now, config.provider_refresh_interval);
+                    (result, None)
+                }
+                Err(e) => fail(self, "jwks", e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ISSUER: &str = "https://auth.example.fr/api/v2";
+
+    fn discovery() -> serde_json::Value {
+        json!({
+            "issuer": ISSUER,
+            "authorization_endpoint": "https://auth.example.fr/api/v2/authorize",
+            "token_endpoint": "https://auth.example.fr/api/v2/token",
+            "userinfo_endpoint": "https://auth.example.fr/api/v2/userinfo",
+            "jwks_uri": "https://auth.example.fr/api/v2/jwks",
+            "end_session_endpoint": "https://auth.example.fr/api/v2/session/end",
+        })
+    }
+
+    #[test]
+    fn discovery_parses_and_checks_issuer() {
+        let m = ProviderMetadata::parse(ISSUER, discovery().to_string().as_bytes()).unwrap();
+        assert_eq!(m.token_endpoint.path(), "/api/v2/token");
+        let err = ProviderMetadata::parse("https://other", discovery().to_string().as_bytes())
+            .unwrap_err();
+        assert!(matches!(err, DiscoveryError::IssuerMismatch { .. }));
+        let mut d = discovery();
+        d.as_object_mut().unwrap().remove("jwks_uri");
+        assert_eq!(
+            ProviderMetadata::parse(ISSUER, d.to_string().as_bytes()),
+            Err(DiscoveryError::MissingField("jwks_uri"))
+        );
+        d["jwks_uri"] = json!("/relative");
+        assert_eq!(
+            ProviderMetadata::parse(ISSUER, d.to_string().as_bytes()),
+            Err(DiscoveryError::BadUrl("jwks_uri"))
+        );
+        assert!(ProviderMetadata::parse(ISSUER, b"<html>").is_err());
+    }
+
+    #[test]
+    fn jwks_keeps_signature_keys_and_skips_the_rest() {
+        let jwks = crate::core::token::tests::test_jwks();
+        let set = KeySet::parse(jwks.to_string().as_bytes()).unwrap();
+        let kinds: Vec<&str> = set
+            .keys
+            .iter()
+            .map(|k| match k.material {
+                KeyMaterial::Rsa { .. } => "rsa",
+                KeyMaterial::P256(_) => "p256",
+                KeyMaterial::P384(_) => "p384",
+                KeyMaterial::Ed25519(_) => "ed25519",
+            })
+            .collect();
+        assert!(
+            kinds.contains(&"rsa") && kinds.contains(&"p256") && kinds.contains(&"ed25519"),
+            "{kinds:?}"
+        );
+        // The `use: enc` key, the HS256 key, the unknown kty and the broken key are skipped.
+        assert_eq!(set.skipped, 4);
+        assert_eq!(set.candidates("ES256", Some("ec-1")).count(), 1);
+        assert_eq!(set.candidates("ES256", Some("rsa-1")).count(), 0);
+        assert_eq!(set.candidates("RS256", None).count(), 1);
+        assert_eq!(set.candidates("HS256", None).count(), 0);
+    }
+
+    #[test]
+    fn jwks_without_usable_key_is_an_error() {
+        assert!(KeySet::parse(br#"{"keys":[{"kty":"oct","k":"abc"}]}"#).is_err());
+        assert!(KeySet::parse(b"{}").is_err());
+    }
+
+    #[test]
+    fn failures_back_off_and_keep_the_last_copy() {
+        let mut s = ProviderState::default();
+        assert!(s.fetch_due(0) && !s.ready());
+        s.failed("down".into(), 100, 30);
+        assert_eq!(s.next_fetch_at, 101);
+        s.failed("down".into(), 101, 30);
+        assert_eq!(s.next_fetch_at, 103);
+        for _ in 0..10 {
+            s.failed("down".into(), 200, 30);
+        }
+        assert_eq!(s.next_fetch_at, 230);
+        let m = ProviderMetadata::parse(ISSUER, discovery().to_string().as_bytes()).unwrap();
+        let keys = KeySet::parse(
+            crate::core::token::tests::test_jwks()
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        s.refreshed(m, keys, 300, 3600);
+        assert!(s.ready());
+        s.failed("down".into(), 400, 30);
+        assert!(!s.ready() && s.metadata.is_some() && s.keys.is_some());
+        assert!(!s.may_refetch_keys(310, 30) && s.may_refetch_keys(330, 30));
+    }
+}

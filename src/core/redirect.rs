@@ -1,0 +1,95 @@
+//! Safe return targets: after login or logout the browser is only ever sent to a
+//! path on this host.
+
+const MAX_TARGET_LEN: usize = 2048;
+
+/// Returns `target` when it is a local path that browsers cannot read as another
+/// host, otherwise `/`.
+///
+/// Refused: schemes (`https://evil`, `javascript:`), protocol-relative `//evil`,
+/// `/\evil` (browsers treat `\` as `/`), control characters (CR/LF injection),
+/// and the same tricks hidden behind percent-encoding.
+pub fn safe_return_target(target: &str) -> &str {
+    if is_safe_local_path(target) {
+        target
+    } else {
+        "/"
+    }
+}
+
+fn is_safe_local_path(target: &str) -> bool {
+    if target.is_empty() || target.len() > MAX_TARGET_LEN || !target.starts_with('/') {
+        return false;
+    }
+    if target
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c == ' ')
+    {
+        return false;
+    }
+    // Look again after percent-decoding (twice, for double encoding): a `%2F%2F`
+    // or `%5C` may be decoded by a server or a browser along the way.
+    let mut text = target.to_string();
+    for _ in 0..2 {
+        let decoded: String =
+            url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+        if decoded.chars().any(|c| c.is_control() || c == '\\') {
+            return false;
+        }
+        let path = decoded.split(['?', '#']).next().unwrap_or("");
+        if path.starts_with("//") || path.starts_with("/\\") {
+            return false;
+        }
+        text = decoded;
+    }
+    !target.starts_with("//")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_are_kept() {
+        for ok in [
+            "/",
+            "/chat",
+            "/a/b?x=1&y=%2F",
+            "/search?q=a+b#frag",
+            "/path//double",
+        ] {
+            assert_eq!(safe_return_target(ok), ok, "{ok}");
+        }
+    }
+
+    #[test]
+    fn open_redirects_are_refused() {
+        for bad in [
+            "",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example/",
+            "HTTPS://evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "/%2F%2Fevil.example",
+            "/%2f/evil.example",
+            "%2F%2Fevil.example",
+            "/%5Cevil.example",
+            "/%255Cevil.example",
+            "/%252F%252Fevil.example",
+            "/ok\r\nSet-Cookie: x=1",
+            "/ok%0d%0aSet-Cookie:x=1",
+            "/\tevil",
+            "/ evil",
+        ] {
+            assert_eq!(safe_return_target(bad), "/", "{bad:?} was accepted");
+        }
+        let long = format!("/{}", "a".repeat(3000));
+        assert_eq!(safe_return_target(&long), "/");
+    }
+}

@@ -1,0 +1,14 @@
+//! Sésame: an OpenID Connect login filter for Envoy, as a proxy-wasm module.
+//!
+//! [`core`] holds every decision and is tested natively; `adapter` (built for
+//! `wasm32` only) carries those decisions out with proxy-wasm hostcalls.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod adapter;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    adapter::register();
+}}

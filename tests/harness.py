@@ -1,0 +1,735 @@
+"""Start and stop the real processes used by Sésame's integration tests and demo.
+
+Three components, each a real process on a loopback port:
+
+* ``Provider`` — the local OpenID provider (``tests/provider/server.mjs``);
+* ``Upstream`` — the application behind Envoy (``tests/upstream/server.mjs``);
+* ``Envoy`` — Envoy (from ``.tools/venv``, see ``scripts/setup-python.sh``)
+  with the Sésame wasm filter in front of the upstream.
+
+Every process runs in its own process group, writes stdout and stderr to a
+log file under ``target/test-logs/<run id>/`` and is stopped (SIGTERM, then
+SIGKILL after 5 s) by ``stop()``, at interpreter exit, and when this Python
+process gets SIGTERM or SIGHUP.  Only the standard library is used.
+
+Typical use::
+
+    from harness import Envoy, Provider, Upstream, free_port
+
+    with Upstream() as upstream, Provider(redirect_uris=[...]) as provider:
+        envoy = Envoy(config, free_port(), upstream.port, provider.port)
+        envoy.start()
+        ...
+        envoy.stop()
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "REPO_ROOT",
+    "ENVOY_BIN",
+    "Envoy",
+    "HarnessError",
+    "Provider",
+    "Upstream",
+    "free_port",
+    "log_dir",
+    "port_is_free",
+    "stop_all",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENVOY_BIN = REPO_ROOT / ".tools" / "venv" / "bin" / "envoy"
+DEFAULT_WASM = REPO_ROOT / "dist" / "sesame.wasm"
+NODE = os.environ.get("NODE", "node")
+
+STOP_GRACE_SECONDS = 5.0
+
+# Log lines meaning Envoy refused the Sésame configuration (Envoy normally
+# exits as well, but do not rely on it).
+ENVOY_FAILURE_MARKERS = (
+    "Unable to create Wasm",  # "... HTTP filter sesame", "... plugin sesame"
+    "Plugin configured to fail closed failed to load",
+    "Failed to load Wasm",
+)
+
+
+class HarnessError(RuntimeError):
+    """A process did not start, or stopped when it should not have."""
+
+
+# --------------------------------------------------------------------------
+# Ports and log directory
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:port and it can be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+_log_dir: Path | None = None
+
+
+def log_dir() -> Path:
+    """This run's log directory, ``target/test-logs/<timestamp>-<pid>/``.
+
+    ``SESAME_LOG_DIR`` in the environment overrides it.
+    """
+    global _log_dir
+    if _log_dir is None:
+        override = os.environ.get("SESAME_LOG_DIR")
+        if override:
+            _log_dir = Path(override).resolve()
+        else:
+            run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+            _log_dir = REPO_ROOT / "target" / "test-logs" / run_id
+        _log_dir.mkdir(parents=True, exist_ok=True)
+    return _log_dir
+
+
+# --------------------------------------------------------------------------
+# Process bookkeeping
+
+_live: set["_Process"] = set()
+_live_lock = threading.Lock()
+
+
+def stop_all() -> None:
+    """Stop every process started by this module that is still running."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        proc.stop()
+
+
+atexit.register(stop_all)
+
+
+def _install_signal_cleanup() -> None:
+    # Default SIGTERM/SIGHUP would end Python without running atexit: stop the
+    # children first, then die of the same signal.  Only when nobody else has
+    # installed a handler, and only from the main thread (required by signal).
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop_all()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, handler)
+
+
+_install_signal_cleanup()
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _libc = None
+
+
+def _child_setup() -> None:
+    # In the child, before exec: if this Python process dies without cleaning
+    # up (SIGKILL), the kernel sends SIGKILL to the child.
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class _Process:
+    """One child process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = log_path
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._group_cleaned = True
+        self._log_offset = 0
+
+    def start(self) -> None:
+        if self.running:
+            raise HarnessError(f"{self.name} is already running")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self._log_offset = log.tell()
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"=== {stamp} starting: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            # PR_SET_PDEATHSIG fires when the *thread* that forked dies, so
+            # only use it from the main thread.
+            main = threading.current_thread() is threading.main_thread()
+            self.popen = subprocess.Popen(
+                self.argv,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_child_setup if main else None,
+            )
+            self._group_cleaned = False
+        with _live_lock:
+            _live.add(self)
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    def stop(self) -> None:
+        popen = self.popen
+        if popen is not None and popen.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                popen.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                popen.wait()
+        if popen is not None and not self._group_cleaned:
+            # Children the process left behind in its group (once only: the
+            # group id could be reused later).
+            self._signal_group(signal.SIGKILL)
+            self._group_cleaned = True
+        with _live_lock:
+            _live.discard(self)
+
+    def _signal_group(self, sig: int) -> None:
+        assert self.popen is not None
+        try:
+            os.killpg(self.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def log_text(self, whole: bool = True) -> str:
+        """The log file's text; only since the last start when whole=False."""
+        try:
+            with open(self.log_path, "rb") as f:
+                if not whole:
+                    f.seek(self._log_offset)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text(whole=False).splitlines()[-lines:])
+
+    def died(self, what: str) -> HarnessError:
+        return HarnessError(
+            f"{self.name} {what} (exit code {self.returncode}); "
+            f"log {self.log_path}:\n{self.log_tail()}"
+        )
+
+
+# Loopback only: never go through an http_proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_status(url: str, timeout: float = 1.0) -> int | None:
+    """HTTP status of GET url (any status), None when nothing answers."""
+    try:
+        with _opener.open(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, ValueError):
+        return None
+
+
+def _wait(proc: _Process, ready: Any, timeout: float, what: str) -> None:
+    """Poll ready() until true; raise when proc exits or on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not proc.running:
+            raise proc.died(f"exited before {what}")
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise proc.died(f"not {what} after {timeout:g} s, stopped")
+        time.sleep(0.05)
+
+
+class _Component:
+    """Shared context-manager and lifecycle plumbing."""
+
+    name = "process"
+    port: int
+    _proc: _Process
+
+    @property
+    def running(self) -> bool:
+        return self._proc.running
+
+    @property
+    def log_path(self) -> Path:
+        return self._proc.log_path
+
+    def log_text(self) -> str:
+        """Everything this component logged (all its starts)."""
+        return self._proc.log_text()
+
+    def stop(self) -> None:
+        self._proc.stop()
+
+    def __enter__(self):
+        if not self.running:
+            self.start()  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} port={self.port} {state}>"
+
+
+# --------------------------------------------------------------------------
+# Node processes
+
+
+class Provider(_Component):
+    """The test OpenID provider, ``node tests/provider/server.mjs``.
+
+    Options left at None use the provider's defaults (client ``sesame``,
+    its demo secret, ES256, client_secret_post).  The keys file defaults to
+    one in the log directory, created by the provider on first start.
+    ``start()`` may be called again after ``stop()``: same port, same keys
+    file, so that tests can simulate an outage of the provider.
+    """
+
+    name = "provider"
+    script = REPO_ROOT / "tests" / "provider" / "server.mjs"
+
+    def __init__(
+        self,
+        redirect_uris: str | Iterable[str],
+        post_logout_redirect_uris: str | Iterable[str] = (),
+        *,
+        port: int | None = None,
+        keys_file: str | Path | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        alg: str | None = None,
+        auth_method: str | None = None,
+        extra_args: Sequence[str] = (),
+        timeout: float = 20.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.redirect_uris = _as_list(redirect_uris)
+        self.post_logout_redirect_uris = _as_list(post_logout_redirect_uris)
+        self.keys_file = Path(
+            keys_file or log_dir() / f"provider-{self.port}-keys.json"
+        )
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.alg = alg
+        self.auth_method = auth_method
+        self.timeout = timeout
+        argv = [NODE, str(self.script), "--port", str(self.port)]
+        for uri in self.redirect_uris:
+            argv += ["--redirect-uri", uri]
+        for uri in self.post_logout_redirect_uris:
+            argv += ["--post-logout-redirect-uri", uri]
+        argv += ["--keys-file", str(self.keys_file)]
+        if client_id:
+            argv += ["--client-id", client_id]
+        if client_secret:
+            argv += ["--client-secret", client_secret]
+        if alg:
+            argv += ["--alg", alg]
+        if auth_method:
+            argv += ["--auth-method", auth_method]
+        argv += list(extra_args)
+        self._proc = _Process(
+            f"provider on port {self.port}",
+            argv,
+            log_dir() / f"provider-{self.port}.log",
+        )
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.issuer
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    def start(self) -> "Provider":
+        self._proc.start()
+        banner = f"listening on http://127.0.0.1:{self.port}"
+        _wait(
+            self._proc,
+            lambda: banner in self._proc.log_text(whole=False)
+            or _http_status(self.discovery_url) == 200,
+            self.timeout,
+            "ready",
+        )
+        return self
+
+
+class Upstream(_Component):
+    """The demo/test application, ``node tests/upstream/server.mjs``.
+
+    It answers JSON describing the request (with the headers it received)
+    when asked with ``Accept: application/json``.
+    """
+
+    name = "upstream"
+    script = REPO_ROOT / "tests" / "upstream" / "server.mjs"
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        timeout: float = 20.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.timeout = timeout
+        self._proc = _Process(
+            f"upstream on port {self.port}",
+            [NODE, str(self.script), "--port", str(self.port), *extra_args],
+            log_dir() / f"upstream-{self.port}.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Upstream":
+        self._proc.start()
+        banner = "listening on"
+        _wait(
+            self._proc,
+            lambda: banner in self._proc.log_text(whole=False)
+            or _http_status(self.url + "/") is not None,
+            self.timeout,
+            "ready",
+        )
+        return self
+
+
+# --------------------------------------------------------------------------
+# Envoy
+
+
+class Envoy(_Component):
+    """Envoy with (or, when ``wasm=False``, without) the Sésame filter.
+
+    ``plugin_config`` is the Sésame configuration: a dict (sent as JSON) or a
+    string sent as is (to test refusals of malformed JSON).  The bootstrap is
+    built in ``self.bootstrap`` (a dict) by the constructor; a test may change
+    it before ``start()``.  It is written as YAML next to the logs.
+    """
+
+    name = "envoy"
+
+    def __init__(
+        self,
+        plugin_config: dict[str, Any] | str | None,
+        listen_port: int,
+        upstream_port: int,
+        provider_port: int | None = None,
+        *,
+        concurrency: int = 1,
+        wasm_path: str | Path | None = None,
+        wasm: bool = True,
+        timeout: float = 30.0,
+        log_level: str = "info",
+        component_log_level: str = "wasm:debug",
+    ) -> None:
+        self.port = listen_port
+        self.upstream_port = upstream_port
+        self.provider_port = provider_port
+        self.plugin_config = plugin_config
+        self.concurrency = concurrency
+        self.wasm_path = Path(wasm_path or DEFAULT_WASM).resolve()
+        self.wasm = wasm
+        self.timeout = timeout
+        self.admin_port: int | None = None
+        self.bootstrap = self._bootstrap()
+        self.config_path = log_dir() / f"envoy-{listen_port}.yaml"
+        self._address_path = log_dir() / f"envoy-{listen_port}.admin-address"
+        self._proc = _Process(
+            f"envoy on port {listen_port}",
+            [
+                ENVOY_BIN,
+                "-c", self.config_path,
+                "--concurrency", str(concurrency),
+                "--log-level", log_level,
+                "--component-log-level", component_log_level,
+                "--disable-hot-restart",
+                "--admin-address-path", self._address_path,
+            ],
+            log_dir() / f"envoy-{listen_port}.log",
+        )
+
+    # -- configuration
+
+    def _bootstrap(self) -> dict[str, Any]:
+        filters: list[dict[str, Any]] = []
+        if self.wasm:
+            config = self.plugin_config
+            if not isinstance(config, str):
+                config = json.dumps(config if config is not None else {})
+            filters.append({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": "sesame",
+                        "root_id": "sesame",
+                        "vm_config": {
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "vm_id": "sesame",
+                            "code": {"local": {"filename": str(self.wasm_path)}},
+                        },
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": config,
+                        },
+                    },
+                },
+            })
+        filters.append({
+            "name": "envoy.filters.http.router",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            },
+        })
+        hcm = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress",
+            "upgrade_configs": [{"upgrade_type": "websocket"}],
+            "access_log": [{
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                },
+            }],
+            "route_config": {
+                "name": "local",
+                "virtual_hosts": [{
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [{
+                        "match": {"prefix": "/"},
+                        "route": {"cluster": "upstream", "timeout": "0s"},
+                    }],
+                }],
+            },
+            "http_filters": filters,
+        }
+        clusters = [_static_cluster("upstream", self.upstream_port)]
+        if self.provider_port is not None:
+            clusters.append(_static_cluster("idp", self.provider_port))
+        return {
+            "admin": {"address": _socket_address(0)},
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": _socket_address(self.port),
+                    "filter_chains": [{
+                        "filters": [{
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "typed_config": hcm,
+                        }],
+                    }],
+                }],
+                "clusters": clusters,
+            },
+        }
+
+    # -- lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        if self.admin_port is None:
+            raise HarnessError("Envoy's admin port is known once it has started")
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, expect_failure: bool = False) -> "Envoy | str":
+        """Start Envoy and wait until its admin ``/ready`` answers 200.
+
+        Raises HarnessError (with the log's tail) if Envoy exits, logs that
+        it refused the Wasm filter, or is not ready in time.
+
+        With ``expect_failure=True``, wait instead for Envoy to refuse its
+        configuration and return the log text of this start; raise
+        HarnessError if it becomes ready.
+        """
+        if self.wasm and not self.wasm_path.is_file():
+            raise HarnessError(f"{self.wasm_path} does not exist: build it first")
+        self.config_path.write_text(to_yaml(self.bootstrap))
+        self._address_path.unlink(missing_ok=True)
+        self.admin_port = None
+        self._proc.start()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            log = self._proc.log_text(whole=False)
+            refused = next((m for m in ENVOY_FAILURE_MARKERS if m in log), None)
+            if refused or not self._proc.running:
+                self._proc.stop()
+                if expect_failure:
+                    return self._proc.log_text(whole=False)
+                what = f"refused its configuration ({refused!r})" if refused else "exited"
+                raise self._proc.died(what)
+            if self._ready():
+                if expect_failure:
+                    self._proc.stop()
+                    raise HarnessError(
+                        f"{self._proc.name} started although a failure was "
+                        f"expected; log {self.log_path}:\n{self._proc.log_tail()}"
+                    )
+                return self
+            if time.monotonic() > deadline:
+                self._proc.stop()
+                raise self._proc.died(f"not ready after {self.timeout:g} s, stopped")
+            time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        if self.admin_port is None:
+            try:
+                text = self._address_path.read_text().strip()
+            except FileNotFoundError:
+                return False
+            if not text:
+                return False
+            self.admin_port = int(text.rsplit(":", 1)[1])
+        return _http_status(self.admin_url + "/ready") == 200
+
+    def stats(self, prefix: str | None = None) -> dict[str, int]:
+        """Counters and gauges from the admin ``/stats``, optionally only
+        those whose name starts with ``prefix``."""
+        url = self.admin_url + "/stats?format=json"
+        with _opener.open(url, timeout=5) as resp:
+            data = json.load(resp)
+        result: dict[str, int] = {}
+        for entry in data.get("stats", []):
+            name, value = entry.get("name"), entry.get("value")
+            if name is None or not isinstance(value, int):
+                continue  # histograms and text readouts
+            if prefix is None or name.startswith(prefix):
+                result[name] = value
+        return result
+
+
+def _socket_address(port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def _static_cluster(name: str, port: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{
+                "lb_endpoints": [{
+                    "endpoint": {"address": _socket_address(port)},
+                }],
+            }],
+        },
+    }
+
+
+def _as_list(value: str | Iterable[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+# --------------------------------------------------------------------------
+# Minimal YAML writer (dicts, lists, scalars; strings are JSON-quoted, which
+# is valid YAML)
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    return "".join(_yaml_lines(value, indent))
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"cannot write {type(value).__name__} as YAML")
+
+
+def _yaml_key(key: str) -> str:
+    plain = key.replace("_", "").replace(".", "").isalnum()
+    return key if plain else json.dumps(key)
+
+
+def _yaml_lines(value: Any, indent: int) -> Iterable[str]:
+    pad = " " * indent
+    if isinstance(value, dict):
+        if not value:
+            yield pad + "{}\n"
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                yield f"{pad}{_yaml_key(key)}:\n"
+                yield from _yaml_lines(item, indent + 2)
+            else:
+                empty = "{}" if isinstance(item, dict) else "[]"
+                text = empty if isinstance(item, (dict, list)) else _yaml_scalar(item)
+                yield f"{pad}{_yaml_key(key)}: {text}\n"
+    elif isinstance(value, list):
+        if not value:
+            yield pad + "[]\n"
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                first, *rest = list(_yaml_lines(item, indent + 2))
+                yield f"{pad}- {first[indent + 2:]}"
+                yield from rest
+            else:
+                empty = "{}" if isinstance(item, dict) else "[]"
+                text = empty if isinstance(item, (dict, list)) else _yaml_scalar(item)
+                yield f"{pad}- {text}\n"
+    else:
+        yield pad + _yaml_scalar(value) + "\n"

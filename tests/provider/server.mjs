@@ -1,0 +1,739 @@
+#!/usr/bin/env node
+/**
+ * Sésame's local OpenID provider, for the tests and the demo.
+ *
+ * A small OpenID Connect provider built on the npm package `oidc-provider`,
+ * configured to behave like ProConnect (the French public-sector identity
+ * federation) as far as a relying party such as Sésame can tell:
+ *
+ *   - authorization code flow only (response_type=code), PKCE S256 accepted;
+ *   - one confidential client, authenticated with client_secret_post (default)
+ *     or client_secret_basic;
+ *   - ID token and userinfo both signed (ES256 by default, RS256 on request);
+ *     the userinfo endpoint answers `application/jwt`;
+ *   - scopes `openid email given_name usual_name uid siret idp_id`: the ID token
+ *     is thin (sub, nonce, acr, auth_time, ...) and the identity claims come
+ *     from userinfo;
+ *   - RP-initiated logout (end_session_endpoint);
+ *   - a JWKS holding one EC P-256 signing key, one RSA signing key and one RSA
+ *     encryption key (`"use":"enc"`), so clients face a mixed key set.
+ *
+ * There is no password: the login page lists fixed test users (users.mjs), one
+ * button each, and consent is granted automatically.
+ *
+ * Usage:
+ *   node tests/provider/server.mjs --port 9000 [--host 127.0.0.1]
+ *     [--client-id sesame] [--client-secret SECRET]
+ *     [--redirect-uri URL]...              (repeatable)
+ *     [--post-logout-redirect-uri URL]...  (repeatable)
+ *     [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
+ *     [--keys-file PATH] [--issuer URL]
+ *
+ * The issuer is `http://HOST:PORT` (no trailing slash) unless --issuer is
+ * given. `--port 0` picks a free port; the line `listening on http://HOST:PORT`
+ * is printed to stdout once the provider is ready. One line is logged per
+ * request (method, path without query, status, duration); secrets and tokens
+ * are never printed. SIGTERM and SIGINT stop the server cleanly (exit code 0).
+ *
+ * Endpoints (oidc-provider's defaults): discovery
+ * /.well-known/openid-configuration, /auth, /token, /me (userinfo), /jwks,
+ * /session/end (logout); and this file's /interaction/:uid pages.
+ *
+ * See tests/provider/README.md for a walk-through of the flow.
+ */
+
+import { randomBytes, generateKeyPair, createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+
+import { USERS, SCOPE_CLAIMS, userBySub } from './users.mjs';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+const DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  clientId: 'sesame',
+  clientSecret: 'sesame-demo-secret-please-change',
+  redirectUri: 'http://127.0.0.1:10000/oauth2/callback',
+  alg: 'ES256',
+  authMethod: 'client_secret_post',
+});
+
+const TTL = Object.freeze({
+  AuthorizationCode: 60,
+  AccessToken: 3600,
+  IdToken: 3600,
+  RefreshToken: 12 * 3600,
+  Session: 12 * 3600,
+  Grant: 12 * 3600,
+  Interaction: 3600,
+  ClientCredentials: 600,
+  DeviceCode: 600,
+  BackchannelAuthenticationRequest: 600,
+  PreAuthorizedCode: 600,
+});
+
+// ProConnect's authentication context class; set on every login.
+const ACR = 'eidas1';
+
+const USAGE = `usage: node tests/provider/server.mjs --port PORT [--host 127.0.0.1]
+  [--client-id ${DEFAULTS.clientId}] [--client-secret SECRET]
+  [--redirect-uri URL]... [--post-logout-redirect-uri URL]...
+  [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
+  [--keys-file PATH] [--issuer URL]`;
+
+// ---------------------------------------------------------------------------
+// Command line
+
+function fail(message) {
+  process.stderr.write(`provider: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseCommandLine(argv) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string', default: DEFAULTS.host },
+        issuer: { type: 'string' },
+        'client-id': { type: 'string', default: DEFAULTS.clientId },
+        'client-secret': { type: 'string', default: DEFAULTS.clientSecret },
+        'redirect-uri': { type: 'string', multiple: true },
+        'post-logout-redirect-uri': { type: 'string', multiple: true },
+        alg: { type: 'string', default: DEFAULTS.alg },
+        'auth-method': { type: 'string', default: DEFAULTS.authMethod },
+        'keys-file': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    fail(err.message);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (values.port === undefined) fail('--port is required');
+  if (!/^\d{1,5}$/.test(values.port) || Number(values.port) > 65535) {
+    fail(`invalid --port ${JSON.stringify(values.port)}`);
+  }
+  const alg = values.alg.toUpperCase();
+  if (alg !== 'ES256' && alg !== 'RS256') fail(`--alg must be ES256 or RS256, not ${values.alg}`);
+  const authMethod = values['auth-method'];
+  if (authMethod !== 'client_secret_post' && authMethod !== 'client_secret_basic') {
+    fail(`--auth-method must be client_secret_post or client_secret_basic, not ${authMethod}`);
+  }
+  if (!values['client-id']) fail('--client-id must not be empty');
+  if (!values['client-secret']) fail('--client-secret must not be empty');
+
+  const checkUrl = (flag, value) => {
+    let url;
+    try {
+      url = new URL(value);
+    } catch {
+      fail(`${flag}: not an absolute URL: ${value}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(`${flag}: not an http(s) URL: ${value}`);
+    if (url.hash) fail(`${flag}: must not have a fragment: ${value}`);
+    return value;
+  };
+  const redirectUris = (values['redirect-uri'] ?? [DEFAULTS.redirectUri])
+    .map((v) => checkUrl('--redirect-uri', v));
+  const postLogoutRedirectUris = (values['post-logout-redirect-uri'] ?? [])
+    .map((v) => checkUrl('--post-logout-redirect-uri', v));
+  let issuer;
+  if (values.issuer !== undefined) {
+    checkUrl('--issuer', values.issuer);
+    if (values.issuer.endsWith('/') || values.issuer.includes('?')) {
+      fail('--issuer must have no trailing slash and no query');
+    }
+    issuer = values.issuer;
+  }
+
+  return {
+    port: Number(values.port),
+    host: values.host,
+    issuer,
+    clientId: values['client-id'],
+    clientSecret: values['client-secret'],
+    redirectUris,
+    postLogoutRedirectUris,
+    alg,
+    authMethod,
+    keysFile: values['keys-file'] ? resolve(values['keys-file']) : undefined,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+
+/** RFC 7638 JWK thumbprint (SHA-256, base64url). */
+function thumbprint(jwk) {
+  let members;
+  if (jwk.kty === 'EC') members = { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  else if (jwk.kty === 'RSA') members = { e: jwk.e, kty: jwk.kty, n: jwk.n };
+  else throw new Error(`unsupported key type ${jwk.kty}`);
+  return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
+}
+
+const KEY_ROLES = [
+  {
+    name: 'EC P-256 signing key (ES256)',
+    matches: (k) => k.kty === 'EC' && k.crv === 'P-256' && k.use !== 'enc' && (k.alg ?? 'ES256') === 'ES256',
+    async generate() {
+      const { privateKey } = await generateKeyPairAsync('ec', { namedCurve: 'P-256' });
+      const jwk = privateKey.export({ format: 'jwk' });
+      return { ...jwk, use: 'sig', alg: 'ES256', kid: `es256-${thumbprint(jwk).slice(0, 16)}` };
+    },
+  },
+  {
+    name: 'RSA signing key (RS256)',
+    matches: (k) => k.kty === 'RSA' && k.use !== 'enc' && (k.alg ?? 'RS256') === 'RS256',
+    async generate() {
+      const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
+      const jwk = privateKey.export({ format: 'jwk' });
+      return { ...jwk, use: 'sig', alg: 'RS256', kid: `rs256-${thumbprint(jwk).slice(0, 16)}` };
+    },
+  },
+  {
+    name: 'encryption key (use "enc")',
+    matches: (k) => k.use === 'enc',
+    async generate() {
+      const { privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
+      const jwk = privateKey.export({ format: 'jwk' });
+      return { ...jwk, use: 'enc', alg: 'RSA-OAEP-256', kid: `enc-${thumbprint(jwk).slice(0, 16)}` };
+    },
+  },
+];
+
+function isPrivateJwk(k) {
+  if (k?.kty === 'EC') return ['crv', 'x', 'y', 'd'].every((p) => typeof k[p] === 'string');
+  if (k?.kty === 'RSA') return ['n', 'e', 'd', 'p', 'q', 'dp', 'dq', 'qi'].every((p) => typeof k[p] === 'string');
+  return false;
+}
+
+/**
+ * Returns the private JWKs to serve. With a keys file: loads it when present,
+ * adds whatever key is missing and writes it back (mode 0600); so a restarted
+ * provider serves the same JWKS.
+ */
+async function loadOrGenerateKeys(keysFile) {
+  let keys = [];
+  if (keysFile && existsSync(keysFile)) {
+    let parsed;
+    try {
+      parsed = JSON.parse(readFileSync(keysFile, 'utf8'));
+    } catch (err) {
+      throw new Error(`cannot read keys file ${keysFile}: ${err.message}`);
+    }
+    if (!Array.isArray(parsed?.keys)) throw new Error(`keys file ${keysFile}: expected {"keys": [...]}`);
+    keys = parsed.keys.map((k, i) => {
+      if (!isPrivateJwk(k)) throw new Error(`keys file ${keysFile}: keys[${i}] is not a private EC or RSA JWK`);
+      return { ...k, kid: k.kid ?? thumbprint(k) };
+    });
+  }
+  const missing = KEY_ROLES.filter((role) => !keys.some(role.matches));
+  if (missing.length) {
+    keys.push(...await Promise.all(missing.map((role) => role.generate())));
+    if (keysFile) {
+      mkdirSync(dirname(keysFile), { recursive: true });
+      const tmp = `${keysFile}.${process.pid}.tmp`;
+      writeFileSync(tmp, `${JSON.stringify({ keys }, null, 2)}\n`, { mode: 0o600 });
+      renameSync(tmp, keysFile);
+    }
+  }
+  return keys;
+}
+
+// ---------------------------------------------------------------------------
+// Storage: a plain in-memory adapter (no size limit, entries expire).
+
+function createMemoryAdapter() {
+  const store = new Map(); // "Model:id" -> { payload, expiresAt }
+  const byGrant = new Map(); // grantId -> Set of "Model:id"
+  const byUid = new Map(); // session uid -> session id
+  const byUserCode = new Map(); // user code -> device code id
+
+  const now = () => Date.now();
+  const get = (key) => {
+    const entry = store.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt !== undefined && entry.expiresAt <= now()) {
+      store.delete(key);
+      return undefined;
+    }
+    return entry.payload;
+  };
+
+  const sweeper = setInterval(() => {
+    const t = now();
+    for (const [key, entry] of store) {
+      if (entry.expiresAt !== undefined && entry.expiresAt <= t) store.delete(key);
+    }
+    for (const [grantId, keys] of byGrant) {
+      for (const key of keys) if (!store.has(key)) keys.delete(key);
+      if (!keys.size) byGrant.delete(grantId);
+    }
+    for (const [uid, id] of byUid) if (!store.has(`Session:${id}`)) byUid.delete(uid);
+    for (const [code, id] of byUserCode) if (!store.has(`DeviceCode:${id}`)) byUserCode.delete(code);
+  }, 60_000);
+  sweeper.unref();
+
+  return class MemoryAdapter {
+    constructor(model) {
+      this.model = model;
+    }
+
+    key(id) {
+      return `${this.model}:${id}`;
+    }
+
+    async upsert(id, payload, expiresIn) {
+      const key = this.key(id);
+      store.set(key, {
+        payload: structuredClone(payload),
+        expiresAt: typeof expiresIn === 'number' ? now() + expiresIn * 1000 : undefined,
+      });
+      if (payload.grantId) {
+        if (!byGrant.has(payload.grantId)) byGrant.set(payload.grantId, new Set());
+        byGrant.get(payload.grantId).add(key);
+      }
+      if (payload.uid && this.model === 'Session') byUid.set(payload.uid, id);
+      if (payload.userCode) byUserCode.set(payload.userCode, id);
+    }
+
+    async find(id) {
+      const payload = get(this.key(id));
+      return payload ? structuredClone(payload) : undefined;
+    }
+
+    async findByUid(uid) {
+      const id = byUid.get(uid);
+      return id === undefined ? undefined : this.find(id);
+    }
+
+    async findByUserCode(userCode) {
+      const id = byUserCode.get(userCode);
+      return id === undefined ? undefined : this.find(id);
+    }
+
+    async consume(id) {
+      const entry = store.get(this.key(id));
+      if (entry) entry.payload.consumed = Math.floor(now() / 1000);
+    }
+
+    async destroy(id) {
+      store.delete(this.key(id));
+    }
+
+    async revokeByGrantId(grantId) {
+      for (const key of byGrant.get(grantId) ?? []) store.delete(key);
+      byGrant.delete(grantId);
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------
+// HTML pages
+
+const escapeHtml = (value) => String(value)
+  .replaceAll('&', '&amp;')
+  .replaceAll('<', '&lt;')
+  .replaceAll('>', '&gt;')
+  .replaceAll('"', '&quot;')
+  .replaceAll("'", '&#39;');
+
+const STYLE = `
+  :root { color-scheme: light dark; }
+  body { font-family: system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }
+  h1 { font-size: 1.5rem; }
+  ul.users { list-style: none; padding: 0; }
+  ul.users li { border: 1px solid #8886; border-radius: .5rem; padding: .75rem 1rem; margin: .75rem 0; }
+  button { font: inherit; padding: .4rem .9rem; border-radius: .35rem; border: 1px solid #000091; background: #000091; color: #fff; cursor: pointer; }
+  button.secondary { background: transparent; color: inherit; border-color: #8888; }
+  button:focus-visible { outline: 3px solid #ff9940; outline-offset: 2px; }
+  dl { display: grid; grid-template-columns: max-content 1fr; gap: 0 1rem; margin: .5rem 0 0; }
+  dt { font-weight: 600; }
+  dd { margin: 0; font-family: ui-monospace, monospace; }
+  .muted { opacity: .75; font-size: .9rem; }
+`;
+
+function page(title, body) {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+${body}
+</main>
+</body>
+</html>
+`;
+}
+
+function loginPage(uid, clientName, scope) {
+  const action = `/interaction/${encodeURIComponent(uid)}`;
+  const items = Object.entries(USERS).map(([login, user]) => `  <li>
+    <form method="post" action="${escapeHtml(action)}/login">
+      <input type="hidden" name="user" value="${escapeHtml(login)}">
+      <button type="submit" id="login-${escapeHtml(login)}">Sign in as ${escapeHtml(user.email)}</button>
+    </form>
+    <dl>
+      <dt>Name</dt><dd>${escapeHtml(`${user.given_name} ${user.usual_name}`)}</dd>
+      <dt>Email</dt><dd>${escapeHtml(user.email)}</dd>
+      <dt>SIRET</dt><dd>${escapeHtml(user.siret)}</dd>
+      <dt>Identity provider</dt><dd>${escapeHtml(user.idp_id)}</dd>
+    </dl>
+  </li>`).join('\n');
+  return page('Choose a test user', `<h1>Choose a test user</h1>
+<p>Test OpenID provider (no password). Signing in to <strong>${escapeHtml(clientName)}</strong>; requested scopes: <code>${escapeHtml(scope)}</code>.</p>
+<ul class="users" aria-label="Test users">
+${items}
+</ul>
+<form method="post" action="${escapeHtml(action)}/abort">
+  <button type="submit" class="secondary" id="abort">Cancel (deny access)</button>
+</form>`);
+}
+
+function messagePage(title, message) {
+  return page(title, `<h1>${escapeHtml(title)}</h1>\n<p>${escapeHtml(message)}</p>`);
+}
+
+// ---------------------------------------------------------------------------
+// Provider
+
+async function buildProvider(Provider, options, issuer, keys) {
+  const client = {
+    client_id: options.clientId,
+    client_secret: options.clientSecret,
+    client_name: 'Sésame',
+    application_type: 'web',
+    redirect_uris: options.redirectUris,
+    post_logout_redirect_uris: options.postLogoutRedirectUris,
+    response_types: ['code'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    token_endpoint_auth_method: options.authMethod,
+    id_token_signed_response_alg: options.alg,
+    userinfo_signed_response_alg: options.alg,
+    // So that the ID token always carries acr and auth_time, as ProConnect's does.
+    default_acr_values: [ACR],
+    require_auth_time: true,
+  };
+
+  const configuration = {
+    adapter: createMemoryAdapter(),
+    clients: [client],
+    jwks: { keys },
+    cookies: {
+      keys: [randomBytes(32).toString('base64url')],
+    },
+    scopes: ['openid', 'offline_access', ...Object.keys(SCOPE_CLAIMS).filter((s) => s !== 'openid')],
+    claims: { acr: null, sid: null, auth_time: null, iss: null, ...SCOPE_CLAIMS },
+    acrValues: [ACR],
+    // Like ProConnect: authorization code flow only, secret-based client auth.
+    responseTypes: ['code'],
+    clientAuthMethods: ['client_secret_post', 'client_secret_basic'],
+    // Default behaviour, stated: with response_type=code the ID token carries
+    // only protocol claims; scope claims are served by userinfo.
+    conformIdTokenClaims: true,
+    async findAccount(ctx, sub) {
+      const user = userBySub(sub);
+      if (!user) return undefined;
+      return {
+        accountId: user.sub,
+        async claims() {
+          return { ...user };
+        },
+      };
+    },
+    interactions: {
+      url: (ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      // userinfo answered as a signed JWT (application/jwt), like ProConnect.
+      jwtUserinfo: { enabled: true },
+      // Needed for oidc-provider to accept a "use":"enc" key in the JWKS.
+      encryption: { enabled: true },
+      revocation: { enabled: true },
+      pushedAuthorizationRequests: { enabled: false },
+      dPoP: { enabled: false },
+      rpInitiatedLogout: {
+        enabled: true,
+        // One-button confirmation page; the form carries every field needed
+        // (xsrf, logout=yes), so scripted clients can submit it as is.
+        async logoutSource(ctx, form) {
+          const confirm = '<input type="hidden" name="logout" value="yes"/>'
+            + '<button type="submit" id="logout" autofocus>Sign out</button></form>';
+          ctx.type = 'html';
+          ctx.body = page('Sign out', `<h1>Sign out</h1>
+<p>Sign out of the test OpenID provider${ctx.oidc.client ? ` and of <strong>${escapeHtml(ctx.oidc.client.clientName ?? ctx.oidc.client.clientId)}</strong>` : ''}?</p>
+${form.replace('</form>', confirm)}`);
+        },
+        async postLogoutSuccessSource(ctx) {
+          ctx.type = 'html';
+          ctx.body = messagePage('Signed out', 'You are signed out of the test OpenID provider.');
+        },
+      },
+    },
+    ttl: Object.fromEntries(Object.entries(TTL).map(([name, seconds]) => [name, () => seconds])),
+    clientBasedCORS: () => false,
+    async renderError(ctx, out) {
+      ctx.type = 'html';
+      ctx.body = page('Error', `<h1>Error</h1>\n<dl>${Object.entries(out)
+        .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('')}</dl>`);
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+
+  // Log protocol errors (error code and description only: never tokens).
+  for (const event of [
+    'authorization.error', 'grant.error', 'userinfo.error', 'end_session.error',
+    'revocation.error', 'jwks.error', 'discovery.error', 'check_session_origin.error',
+    'server_error',
+  ]) {
+    provider.on(event, (ctx, err) => {
+      const label = err?.error ?? err?.name ?? 'error';
+      const detail = [err?.error_description ?? err?.message, err?.error_detail].filter(Boolean).join(': ');
+      process.stdout.write(`  ${event}: ${label}${detail ? ` (${detail})` : ''}\n`);
+      if (event === 'server_error' && err?.stack) process.stderr.write(`${err.stack}\n`);
+    });
+  }
+  return provider;
+}
+
+// ---------------------------------------------------------------------------
+// Interactions (login page, auto-consent)
+
+async function readForm(req, limit = 16 * 1024) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw Object.assign(new Error('request body too large'), { status: 413 });
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function sendHtml(res, status, html) {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'");
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.end(html);
+}
+
+/** A Grant holding everything the authorization request asked for. */
+async function grantFor(provider, interaction, accountId) {
+  const { params, prompt } = interaction;
+  let grant;
+  if (interaction.grantId) grant = await provider.Grant.find(interaction.grantId);
+  grant ??= new provider.Grant({ accountId, clientId: params.client_id });
+  if (params.scope) grant.addOIDCScope(String(params.scope));
+  const details = prompt?.details ?? {};
+  if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+  if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+  for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {})) {
+    grant.addResourceScope(indicator, scopes.join(' '));
+  }
+  return grant.save();
+}
+
+async function handleInteraction(provider, req, res, url) {
+  const match = /^\/interaction\/([A-Za-z0-9_-]+)(\/login|\/abort)?$/.exec(url.pathname);
+  if (!match) return sendHtml(res, 404, messagePage('Not found', 'No such page.'));
+  const [, uid, action] = match;
+
+  let interaction;
+  try {
+    interaction = await provider.interactionDetails(req, res);
+  } catch (err) {
+    return sendHtml(res, 400, messagePage('Sign-in session expired',
+      `This sign-in attempt is unknown or has expired (${err.error_description ?? err.message}). Go back to the application and start again.`));
+  }
+  if (interaction.uid !== uid) {
+    return sendHtml(res, 400, messagePage('Sign-in session mismatch',
+      'This page belongs to another sign-in attempt. Go back to the application and start again.'));
+  }
+
+  if (!action) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      return sendHtml(res, 405, messagePage('Method not allowed', 'Use GET.'));
+    }
+    if (interaction.prompt.name === 'login') {
+      const client = await provider.Client.find(String(interaction.params.client_id));
+      return sendHtml(res, 200, loginPage(uid, client?.clientName ?? String(interaction.params.client_id),
+        String(interaction.params.scope ?? '')));
+    }
+    // Consent (already signed in, new scopes): approve automatically.
+    const grantId = await grantFor(provider, interaction, interaction.session.accountId);
+    return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+
+  if (req.method !== 'POST') {
+    res.setHeader('Allow', 'POST');
+    return sendHtml(res, 405, messagePage('Method not allowed', 'Use POST.'));
+  }
+
+  if (action === '/abort') {
+    return provider.interactionFinished(req, res, {
+      error: 'access_denied',
+      error_description: 'the user cancelled the sign-in',
+    }, { mergeWithLastSubmission: false });
+  }
+
+  // action === '/login'
+  const form = await readForm(req);
+  const user = USERS[form.get('user') ?? ''];
+  if (!user) return sendHtml(res, 400, messagePage('Unknown user', `Choose one of: ${Object.keys(USERS).join(', ')}.`));
+  if (interaction.prompt.name !== 'login' && interaction.session?.accountId
+      && interaction.session.accountId !== user.sub) {
+    return sendHtml(res, 400, messagePage('Already signed in', 'Another user is signed in for this attempt.'));
+  }
+  // Log in and consent in one go: the grant covers every requested scope.
+  const grantId = await grantFor(provider, interaction, user.sub);
+  return provider.interactionFinished(req, res, {
+    login: { accountId: user.sub, acr: ACR, amr: ['pwd'], remember: true },
+    consent: { grantId },
+  }, { mergeWithLastSubmission: false });
+}
+
+// ---------------------------------------------------------------------------
+// Strict client authentication
+
+// oidc-provider accepts client_secret_basic and client_secret_post
+// interchangeably for a client registered with either. Sésame must use the
+// registered one, so the method is enforced here, from the Authorization
+// header alone (the body is left for oidc-provider to read).
+const CLIENT_AUTH_PATHS = new Set(['/token', '/token/revocation']);
+
+function clientAuthMismatch(req, authMethod) {
+  const basic = /^basic\s/i.test(req.headers.authorization ?? '');
+  if (authMethod === 'client_secret_basic' && !basic) {
+    return 'the client is registered for client_secret_basic: send the credentials in an Authorization: Basic header';
+  }
+  if (authMethod === 'client_secret_post' && req.headers.authorization !== undefined) {
+    return 'the client is registered for client_secret_post: send client_id and client_secret in the form body, not in an Authorization header';
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const options = parseCommandLine(process.argv.slice(2));
+  // Key generation (thread pool) and module loading overlap with listen().
+  const keysReady = loadOrGenerateKeys(options.keysFile);
+  const providerModule = import('oidc-provider');
+  keysReady.catch(() => {});
+  providerModule.catch(() => {});
+
+  let handler = (req, res) => {
+    res.statusCode = 503;
+    res.setHeader('Retry-After', '1');
+    res.end('starting\n');
+  };
+
+  const server = createServer((req, res) => {
+    const started = process.hrtime.bigint();
+    let path = '/';
+    try {
+      path = new URL(req.url ?? '/', 'http://x').pathname;
+    } catch { /* keep "/" */ }
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      process.stdout.write(`${req.method} ${path} ${res.statusCode} ${ms.toFixed(1)}ms\n`);
+    });
+    handler(req, res);
+  });
+  server.keepAliveTimeout = 5_000;
+
+  await new Promise((resolveListen, rejectListen) => {
+    server.once('error', rejectListen);
+    server.listen(options.port, options.host, () => {
+      server.off('error', rejectListen);
+      resolveListen();
+    });
+  }).catch((err) => {
+    process.stderr.write(`provider: cannot listen on ${options.host}:${options.port}: ${err.message}\n`);
+    process.exit(1);
+  });
+
+  const { port } = server.address();
+  const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const base = `http://${hostForUrl}:${port}`;
+  const issuer = options.issuer ?? base;
+
+  const [keys, { default: Provider }] = await Promise.all([keysReady, providerModule]);
+  const provider = await buildProvider(Provider, options, issuer, keys);
+  const providerCallback = provider.callback();
+
+  handler = (req, res) => {
+    let url;
+    try {
+      url = new URL(req.url ?? '/', base);
+    } catch {
+      return sendHtml(res, 400, messagePage('Bad request', 'Malformed URL.'));
+    }
+    if (url.pathname === '/interaction' || url.pathname.startsWith('/interaction/')) {
+      handleInteraction(provider, req, res, url).catch((err) => {
+        process.stderr.write(`interaction error: ${err.stack ?? err}\n`);
+        if (!res.headersSent) sendHtml(res, err.status ?? 500, messagePage('Error', err.message));
+        else res.destroy();
+      });
+      return;
+    }
+    if (url.pathname === '/healthz') {
+      res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+      res.end('ok\n');
+      return;
+    }
+    if (req.method === 'POST' && CLIENT_AUTH_PATHS.has(url.pathname)) {
+      const problem = clientAuthMismatch(req, options.authMethod);
+      if (problem) {
+        process.stdout.write(`  client_auth.error: invalid_client (${problem})\n`);
+        res.statusCode = 401;
+        res.setHeader('Content-Type', 'application/json; charset=utf-8');
+        res.setHeader('Cache-Control', 'no-store');
+        if (options.authMethod === 'client_secret_basic') res.setHeader('WWW-Authenticate', 'Basic realm="token"');
+        res.end(JSON.stringify({ error: 'invalid_client', error_description: problem }));
+        req.resume();
+        return;
+      }
+    }
+    providerCallback(req, res);
+  };
+
+  const shutdown = (signal) => {
+    process.stdout.write(`received ${signal}, shutting down\n`);
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+    setTimeout(() => process.exit(0), 2_000).unref();
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+
+  process.stdout.write(`listening on ${base}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`provider: ${err.stack ?? err}\n`);
+  process.exit(1);
+});
