@@ -406,7 +406,7 @@ impl Config {
                 r.err("cookie_domain", "must be a domain name");
             }
         }
-        let session_lifetime = r.seconds("session_lifetime", 12 * 3600, 60, 30 * 24 * 3600);
+        let session_lifetime = r.seconds("session_lifetime", 12 * 3600, 1, 30 * 24 * 3600);
 
         let mut skip_auth_routes = Vec::new();
         for (i, route) in r
@@ -774,7 +774,7 @@ pub(crate) mod tests {
         v["token_endpoint_auth_method"] = json!("private_key_jwt_typo");
         v["provider"] = json!("keycloak");
         v["id_token_signing_algs"] = json!(["HS256", "none"]);
-        v["session_lifetime"] = json!(5);
+        v["session_lifetime"] = json!(0);
         let keys: Vec<String> = errors_for(v).into_iter().map(|e| e.key).collect();
         for k in [
             "cookie_secure",

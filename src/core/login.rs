@@ -232,6 +232,16 @@ impl Filter {
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| self.sealer.open(Purpose::Login, &name, v));
         let Some(login) = login else {
+            let prefix = format!("{}_csrf_", self.config.cookie_name);
+            if cookies.iter().any(|(n, _)| n.starts_with(&prefix)) {
+                return self.login_failed(
+                    400,
+                    "state_mismatch",
+                    "the state matches no sign-in started from this browser".into(),
+                    Some(state),
+                    "/",
+                );
+            }
             return self.login_failed(
                 400,
                 "missing_login_cookie",

@@ -17,6 +17,9 @@ pub mod redirect;
 pub mod session;
 pub mod token;
 
+#[cfg(test)]
+mod flow_tests;
+
 /// A source of cryptographically secure random bytes.
 ///
 /// The adapter fills it from the host (WASI `random_get`); tests may use anything.

@@ -1,0 +1,692 @@
+//! The whole sign-in flow driven through the core, with a simulated provider
+//! (tokens signed with test keys): every decision the adapter would carry out.
+
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+
+use super::config::tests::config_with;
+use super::filter::{Action, Filter, Outcome, Step};
+use super::http::{ProviderResponse, Request, Response};
+use super::provider::{ProviderMetadata, ProviderState};
+use super::testing::CountingEntropy;
+use super::token::tests::{claims, es256, key_set, CLIENT, ISSUER, NOW};
+
+fn provider() -> ProviderState {
+    let discovery = json!({
+        "issuer": ISSUER,
+        "authorization_endpoint": format!("{ISSUER}/auth"),
+        "token_endpoint": format!("{ISSUER}/token"),
+        "userinfo_endpoint": format!("{ISSUER}/me"),
+        "jwks_uri": format!("{ISSUER}/jwks"),
+    });
+    let mut state = ProviderState::default();
+    let metadata = ProviderMetadata::parse(ISSUER, discovery.to_string().as_bytes()).unwrap();
+    state.refreshed(metadata, key_set(), NOW - 100, 3600);
+    state
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Request {
+    Request {
+        method: "GET".into(),
+        path: path.into(),
+        headers: headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+    }
+}
+
+const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
+
+fn response(step: Step) -> Response {
+    match step.action {
+        Action::Respond(r) => r,
+        other => panic!("expected a response, got {other:?} ({:?})", step.outcome),
+    }
+}
+
+fn set_cookies(r: &Response) -> Vec<(String, String)> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| {
+            let (n, val) = v.split(';').next().unwrap().split_once('=').unwrap();
+            (n.to_string(), val.to_string())
+        })
+        .collect()
+}
+
+fn cookie_header(cookies: &[(String, String)]) -> String {
+    cookies
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn param(url: &str, name: &str) -> String {
+    let u = url::Url::parse(url).unwrap();
+    u.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Starts a login from `path`; returns the 302 and the browser's cookies.
+fn start(filter: &Filter, path: &str) -> (Response, Vec<(String, String)>) {
+    let r = response(filter.on_request(
+        &get(path, &[HTML]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    let cookies = set_cookies(&r);
+    (r, cookies)
+}
+
+fn json_response(status: u16, content_type: &str, body: &str) -> ProviderResponse {
+    ProviderResponse {
+        status,
+        headers: vec![
+            (":status".into(), status.to_string()),
+            ("content-type".into(), content_type.into()),
+        ],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn id_token_for(nonce: &str) -> String {
+    let mut c = claims(json!({}));
+    c.nonce = Some(nonce.into());
+    es256(c)
+}
+
+fn userinfo_jwt(email: &str) -> String {
+    let mut c = claims(
+        json!({"email": email, "siret": "13002526500013", "given_name": "Alice", "usual_name": "Martin"}),
+    );
+    c.nonce = None;
+    es256(c)
+}
+
+struct Login {
+    /// Final step of the callback.
+    step: Step,
+    /// Requests made to the provider (token, [jwks], userinfo), in order.
+    calls: Vec<super::http::ProviderCall>,
+}
+
+/// Runs a whole sign-in; `id_token` is what the token endpoint returns given the nonce.
+fn run_login(
+    filter: &Filter,
+    state: &mut ProviderState,
+    email: &str,
+    id_token: impl Fn(&str) -> String,
+) -> Login {
+    let (redirect, cookies) = start(filter, "/chat?x=1");
+    let location = redirect.header("location").unwrap().to_string();
+    let nonce = param(&location, "nonce");
+    let cb = format!(
+        "/oauth2/callback?code=abc&state={}&iss={}",
+        param(&location, "state"),
+        ISSUER
+    );
+    let cookie = cookie_header(&cookies);
+    let mut step = filter.on_request(
+        &get(&cb, &[("cookie", &cookie)]),
+        state,
+        NOW,
+        &mut CountingEntropy(2),
+    );
+    let mut calls = Vec::new();
+    loop {
+        let (call, pending) = match step.action {
+            Action::Call(call, pending) => (call, pending),
+            _ => return Login { step, calls },
+        };
+        let answer = if call.path.starts_with("/token") {
+            json_response(200, "application/json", &json!({"id_token": id_token(&nonce), "access_token": "at-1", "token_type": "Bearer"}).to_string())
+        } else if call.path.starts_with("/me") {
+            json_response(200, "application/jwt", &userinfo_jwt(email))
+        } else {
+            json_response(
+                200,
+                "application/json",
+                &super::token::tests::test_jwks().to_string(),
+            )
+        };
+        calls.push(call);
+        step = filter.on_provider_response(*pending, &answer, state, NOW, &mut CountingEntropy(3));
+    }
+}
+
+fn filter(patch: Value) -> Filter {
+    Filter::new(config_with(patch))
+}
+
+#[test]
+fn navigation_without_session_goes_to_the_provider() {
+    let f = filter(json!({}));
+    let (r, cookies) = start(&f, "/chat?x=1");
+    assert_eq!(r.status, 302);
+    let loc = r.header("location").unwrap();
+    assert!(loc.starts_with(&format!("{ISSUER}/auth?")));
+    assert_eq!(param(loc, "response_type"), "code");
+    assert_eq!(param(loc, "client_id"), CLIENT);
+    assert_eq!(
+        param(loc, "redirect_uri"),
+        "http://127.0.0.1:10000/oauth2/callback"
+    );
+    assert_eq!(param(loc, "code_challenge_method"), "S256");
+    assert!(param(loc, "state").len() >= 32 && param(loc, "nonce").len() >= 32);
+    assert_ne!(param(loc, "state"), param(loc, "nonce"));
+    assert_eq!(cookies.len(), 1);
+    assert!(cookies[0].0.starts_with("_sesame_csrf_"));
+    let raw = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "set-cookie")
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        raw.contains("Path=/oauth2/callback")
+            && raw.contains("HttpOnly")
+            && raw.contains("Max-Age=600")
+    );
+}
+
+#[test]
+fn scripts_websockets_and_posts_get_401() {
+    let f = filter(json!({}));
+    for req in [
+        get("/api", &[("accept", "application/json")]),
+        get("/api", &[]),
+        get("/page", &[HTML, ("x-requested-with", "XMLHttpRequest")]),
+        get("/page", &[HTML, ("sec-fetch-mode", "cors")]),
+        get(
+            "/_event",
+            &[HTML, ("upgrade", "websocket"), ("connection", "upgrade")],
+        ),
+        Request {
+            method: "POST".into(),
+            ..get("/form", &[HTML])
+        },
+    ] {
+        let step = f.on_request(&req, &provider(), NOW, &mut CountingEntropy(1));
+        assert_eq!(step.outcome, Outcome::Unauthenticated, "{req:?}");
+        assert_eq!(response(step).status, 401);
+    }
+    let nav = get(
+        "/page",
+        &[("sec-fetch-mode", "navigate"), ("accept", "*/*")],
+    );
+    assert_eq!(
+        response(f.on_request(&nav, &provider(), NOW, &mut CountingEntropy(1))).status,
+        302
+    );
+}
+
+#[test]
+fn full_login_then_identity_headers_upstream() {
+    let f = filter(json!({"claim_headers": {"X-Forwarded-Siret": "siret"}}));
+    let mut state = provider();
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
+    let token_call = &login.calls[0];
+    let body = String::from_utf8(token_call.body.clone().unwrap()).unwrap();
+    assert!(body.contains("grant_type=authorization_code") && body.contains("code=abc"));
+    assert!(body.contains("code_verifier=") && body.contains("client_secret=s3cr3t-value"));
+    assert_eq!(login.calls[1].path, "/me");
+    assert!(login.calls[1]
+        .headers
+        .contains(&("authorization".into(), "Bearer at-1".into())));
+    assert!(
+        matches!(login.step.outcome, Outcome::LoginSucceeded { .. }),
+        "{:?}",
+        login.step.outcome
+    );
+    let r = response(login.step);
+    assert_eq!(r.header("location"), Some("/chat?x=1"));
+    let cookies = set_cookies(&r);
+    assert!(
+        cookies
+            .iter()
+            .any(|(n, v)| n.starts_with("_sesame_csrf_") && v.is_empty()),
+        "login cookie cleared"
+    );
+
+    let session_cookie = cookie_header(&cookies);
+    let req = get(
+        "/chat",
+        &[
+            ("cookie", &session_cookie),
+            ("X-Forwarded-Email", "boss@evil"),
+            ("x_forwarded_user", "boss"),
+        ],
+    );
+    let step = f.on_request(&req, &state, NOW + 10, &mut CountingEntropy(4));
+    assert_eq!(step.outcome, Outcome::Passed);
+    let Action::ContinueWith(headers) = step.action else {
+        panic!()
+    };
+    let get_h = |n: &str| {
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get_h("x-forwarded-email"), vec!["alice@numerique.gouv.fr"]);
+    assert_eq!(get_h("x-forwarded-user"), vec!["alice-7f3a"]);
+    assert!(get_h("x_forwarded_user").is_empty());
+    assert_eq!(get_h("x-forwarded-siret"), vec!["13002526500013"]);
+    assert_eq!(get_h("x-auth-request-access-token"), vec!["at-1"]);
+    assert_eq!(get_h("x-forwarded-id-token").len(), 1);
+
+    // The session expires after its lifetime.
+    let later = f.on_request(
+        &get("/chat", &[("cookie", &session_cookie), HTML]),
+        &state,
+        NOW + 43200,
+        &mut CountingEntropy(5),
+    );
+    assert_eq!(later.outcome, Outcome::LoginStarted);
+}
+
+#[test]
+fn client_secret_basic_sends_credentials_in_the_header() {
+    let f = filter(json!({"token_endpoint_auth_method": "client_secret_basic"}));
+    let login = run_login(&f, &mut provider(), "alice@numerique.gouv.fr", id_token_for);
+    let call = &login.calls[0];
+    let body = String::from_utf8(call.body.clone().unwrap()).unwrap();
+    assert!(!body.contains("client_secret"));
+    let auth = call
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .unwrap();
+    assert!(auth.1.starts_with("Basic "));
+}
+
+#[test]
+fn wrong_nonce_is_refused() {
+    let f = filter(json!({}));
+    let login = run_login(&f, &mut provider(), "alice@numerique.gouv.fr", |_| {
+        id_token_for(&"z".repeat(43))
+    });
+    assert!(matches!(
+        login.step.outcome,
+        Outcome::LoginFailed {
+            reason: "nonce_mismatch",
+            ..
+        }
+    ));
+    let r = response(login.step);
+    assert_eq!(r.status, 401);
+    assert!(!set_cookies(&r)
+        .iter()
+        .any(|(n, v)| n == "_sesame" && !v.is_empty()));
+}
+
+#[test]
+fn unknown_kid_refetches_the_keys_once() {
+    let f = filter(json!({}));
+    let mut state = provider();
+    // Our copy of the keys lacks the EC key: the token's kid is unknown.
+    let mut partial = key_set();
+    partial.keys.retain(|k| k.kid.as_deref() != Some("ec-1"));
+    state.keys = Some(partial);
+    state.keys_fetched_at = 0;
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
+    assert_eq!(login.calls[1].path, "/jwks");
+    assert!(matches!(login.step.outcome, Outcome::LoginSucceeded { .. }));
+    assert!(state
+        .keys
+        .unwrap()
+        .keys
+        .iter()
+        .any(|k| k.kid.as_deref() == Some("ec-1")));
+
+    // A kid nobody has: one refetch, then refusal; no second refetch right after.
+    let mut state = provider();
+    state.keys_fetched_at = 0;
+    let stranger = ES256KeyPair::generate().with_key_id("ec-9");
+    let sign = |nonce: &str| {
+        let mut c = claims(json!({}));
+        c.nonce = Some(nonce.into());
+        stranger.sign(c).unwrap()
+    };
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", sign);
+    assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 1);
+    assert!(matches!(
+        login.step.outcome,
+        Outcome::LoginFailed {
+            reason: "id_token_invalid",
+            ..
+        }
+    ));
+    let again = run_login(&f, &mut state, "alice@numerique.gouv.fr", sign);
+    assert_eq!(
+        again.calls.iter().filter(|c| c.path == "/jwks").count(),
+        0,
+        "rate limited"
+    );
+}
+
+#[test]
+fn access_rules_apply_at_login_and_on_each_request() {
+    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let login = run_login(&f, &mut provider(), "eve@example.com", id_token_for);
+    assert!(
+        matches!(&login.step.outcome, Outcome::Denied { email: Some(e), .. } if e == "eve@example.com")
+    );
+    let r = response(login.step);
+    assert_eq!(r.status, 403);
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert!(body.contains("eve@example.com") && body.contains("/oauth2/sign_out"));
+    assert!(!set_cookies(&r)
+        .iter()
+        .any(|(n, v)| n == "_sesame" && !v.is_empty()));
+
+    // A session made under looser rules is refused once the rules change.
+    let open = filter(json!({"allowed_email_domains": ["*"]}));
+    let login = run_login(&open, &mut provider(), "eve@example.com", id_token_for);
+    let cookie = cookie_header(&set_cookies(&response(login.step)));
+    let step = f.on_request(
+        &get("/", &[("cookie", &cookie)]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(response(step).status, 403);
+}
+
+#[test]
+fn callback_refusals() {
+    let f = filter(json!({}));
+    let state = provider();
+    let (redirect, cookies) = start(&f, "/chat");
+    let loc = redirect.header("location").unwrap().to_string();
+    let st = param(&loc, "state");
+    let cookie = cookie_header(&cookies);
+    let cases: Vec<(String, String, &str, u16)> = vec![
+        (
+            format!("/oauth2/callback?code=c&state={}", "A".repeat(43)),
+            cookie.clone(),
+            "state_mismatch",
+            400,
+        ),
+        (
+            format!("/oauth2/callback?code=c&state={st}"),
+            String::new(),
+            "missing_login_cookie",
+            400,
+        ),
+        (
+            "/oauth2/callback?code=c".into(),
+            cookie.clone(),
+            "missing_state",
+            400,
+        ),
+        (
+            format!("/oauth2/callback?state={st}"),
+            cookie.clone(),
+            "missing_code",
+            400,
+        ),
+        (
+            format!("/oauth2/callback?code=c&state={st}&state={st}"),
+            cookie.clone(),
+            "malformed_callback",
+            400,
+        ),
+        (
+            format!("/oauth2/callback?code=c&state={st}&iss=http://evil"),
+            cookie.clone(),
+            "issuer_mismatch",
+            400,
+        ),
+        (
+            format!("/oauth2/callback?error=access_denied&error_description=<b>no</b>&state={st}"),
+            cookie.clone(),
+            "provider_error",
+            403,
+        ),
+        (
+            format!("/oauth2/callback?code={}&state={st}", "x".repeat(9000)),
+            cookie.clone(),
+            "malformed_callback",
+            400,
+        ),
+    ];
+    for (path, cookie, reason, status) in cases {
+        let step = f.on_request(
+            &get(&path, &[("cookie", &cookie)]),
+            &state,
+            NOW,
+            &mut CountingEntropy(1),
+        );
+        assert!(
+            matches!(&step.outcome, Outcome::LoginFailed { reason: r, .. } if *r == reason),
+            "{path}: {:?}",
+            step.outcome
+        );
+        let r = response(step);
+        assert_eq!(r.status, status, "{path}");
+        assert!(
+            !String::from_utf8(r.body).unwrap().contains("<b>"),
+            "provider text is escaped"
+        );
+    }
+    // The same cookie after its lifetime.
+    let cb = format!("/oauth2/callback?code=c&state={st}");
+    let step = f.on_request(
+        &get(&cb, &[("cookie", &cookie)]),
+        &state,
+        NOW + 601,
+        &mut CountingEntropy(1),
+    );
+    assert!(matches!(
+        step.outcome,
+        Outcome::LoginFailed {
+            reason: "login_expired",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn provider_outage_gives_503_and_keeps_sessions() {
+    let f = filter(json!({}));
+    let mut state = provider();
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
+    let cookie = cookie_header(&set_cookies(&response(login.step)));
+
+    // The token endpoint does not answer: 503, provider marked unreachable.
+    let (redirect, cookies) = start(&f, "/chat");
+    let st = param(redirect.header("location").unwrap(), "state");
+    let cb = format!("/oauth2/callback?code=c&state={st}");
+    let step = f.on_request(
+        &get(&cb, &[("cookie", &cookie_header(&cookies))]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    let Action::Call(_, pending) = step.action else {
+        panic!()
+    };
+    let step = f.on_provider_response(
+        *pending,
+        &ProviderResponse::default(),
+        &mut state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(step.outcome, Outcome::ProviderUnavailable);
+    let r = response(step);
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    assert!(!state.ready());
+
+    // New visitors get 503, signed-in people keep working.
+    let nav = f.on_request(&get("/", &[HTML]), &state, NOW, &mut CountingEntropy(1));
+    assert_eq!(response(nav).status, 503);
+    let signed_in = f.on_request(
+        &get("/", &[("cookie", &cookie)]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(signed_in.outcome, Outcome::Passed);
+}
+
+#[test]
+fn skip_routes_pass_but_are_stripped_and_not_fooled() {
+    let f = filter(json!({"skip_auth_routes": ["GET=^/ping$", "^/public/"]}));
+    let step = f.on_request(
+        &get("/ping", &[("x-forwarded-email", "boss@x")]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(step.outcome, Outcome::Public);
+    let Action::ContinueWith(h) = step.action else {
+        panic!()
+    };
+    assert!(!h.iter().any(|(k, _)| k == "x-forwarded-email"));
+    assert!(matches!(
+        f.on_request(
+            &get("/ping", &[]),
+            &provider(),
+            NOW,
+            &mut CountingEntropy(1)
+        )
+        .action,
+        Action::Continue
+    ));
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/..%2fadmin",
+        "/public\\..\\admin",
+    ] {
+        let step = f.on_request(&get(path, &[]), &provider(), NOW, &mut CountingEntropy(1));
+        assert_eq!(step.outcome, Outcome::Unauthenticated, "{path}");
+    }
+    let post = Request {
+        method: "POST".into(),
+        ..get("/ping", &[])
+    };
+    assert_eq!(
+        f.on_request(&post, &provider(), NOW, &mut CountingEntropy(1))
+            .outcome,
+        Outcome::Unauthenticated
+    );
+}
+
+#[test]
+fn auth_userinfo_and_sign_out_endpoints() {
+    let f = filter(json!({}));
+    let mut state = provider();
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
+    let cookie = cookie_header(&set_cookies(&response(login.step)));
+
+    let r = response(f.on_request(
+        &get("/oauth2/auth", &[("cookie", &cookie)]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        r.header("x-auth-request-email"),
+        Some("alice@numerique.gouv.fr")
+    );
+    assert_eq!(r.header("x-auth-request-user"), Some("alice-7f3a"));
+    let r = response(f.on_request(
+        &get("/oauth2/auth", &[("cookie", "_sesame=forged")]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(r.status, 401);
+
+    let r = response(f.on_request(
+        &get("/oauth2/userinfo", &[("cookie", &cookie)]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["email"], "alice@numerique.gouv.fr");
+    assert_eq!(v["user"], "alice-7f3a");
+    assert_eq!(v["name"], "Alice Martin");
+
+    for (rd, expected) in [
+        ("/bye", "/bye"),
+        ("//evil.example", "/"),
+        ("https://evil.example", "/"),
+    ] {
+        let path = format!(
+            "/oauth2/sign_out?rd={}",
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        let r = response(f.on_request(
+            &get(&path, &[("cookie", &cookie)]),
+            &state,
+            NOW,
+            &mut CountingEntropy(1),
+        ));
+        assert_eq!(r.header("location"), Some(expected));
+        assert!(r.headers.iter().any(|(k, v)| k == "set-cookie"
+            && v.starts_with("_sesame=;")
+            && v.contains("Max-Age=0")));
+    }
+    let r = response(f.on_request(
+        &get("/oauth2/nope", &[]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn provider_not_ready_gives_503_to_navigations() {
+    let f = filter(json!({}));
+    let state = ProviderState::default();
+    let step = f.on_request(&get("/", &[HTML]), &state, NOW, &mut CountingEntropy(1));
+    assert_eq!(step.outcome, Outcome::ProviderUnavailable);
+    let step = f.on_request(
+        &get("/oauth2/sign_in?rd=/x", &[]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(response(step).status, 503);
+}
+
+#[test]
+fn tampered_session_cookie_is_no_session_and_is_cleared() {
+    let f = filter(json!({}));
+    let mut state = provider();
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
+    let cookies = set_cookies(&response(login.step));
+    let (name, value) = cookies.iter().find(|(n, _)| n == "_sesame").unwrap();
+    let mut bytes = value.clone().into_bytes();
+    bytes[20] = if bytes[20] == b'x' { b'y' } else { b'x' };
+    let forged = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    let step = f.on_request(
+        &get("/", &[("cookie", &forged), HTML]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(step.outcome, Outcome::LoginStarted);
+    let r = response(step);
+    assert!(r
+        .headers
+        .iter()
+        .any(|(k, v)| k == "set-cookie" && v.starts_with("_sesame=;")));
+}

@@ -1,0 +1,281 @@
+#!/usr/bin/env node
+/**
+ * Sign in through Sésame with a real (headless) browser.
+ *
+ * Usage:
+ *   node tests/browser/login.mjs URL EMAIL [--screenshot PATH]
+ *
+ * Opens URL (a page behind Envoy + Sésame, e.g.
+ * http://127.0.0.1:10000/dashboard?tab=1) in Debian's Chromium
+ * (/usr/bin/chromium, driven by playwright-core from tests/node_modules; no
+ * browser is ever downloaded), with a fresh temporary profile. Sésame sends
+ * the browser to the local OpenID provider's "Choose a test user" page
+ * (tests/provider/server.mjs); the script clicks the button of the user whose
+ * email is EMAIL, waits to be back on URL (same origin, path and query), and
+ * checks that the demo upstream's page (tests/upstream/server.mjs) shows EMAIL
+ * in `#email`.
+ *
+ * Success: prints one JSON line
+ *   {"finalUrl", "email", "title", "cookies": [names], "navigations": [...]}
+ * and exits 0. `cookies` holds the names of every cookie the browser keeps
+ * for URL's host, whatever their path (cookies ignore ports, so the
+ * provider's own cookies on 127.0.0.1 show up too). `navigations` lists the
+ * top-level requests made, as "STATUS METHOD origin+path" (no query strings,
+ * so no codes or states).
+ *
+ * Failure (bad arguments, no browser, wrong page, timeout...): prints what
+ * went wrong, the current URL and an excerpt of the page's text on stderr,
+ * and exits 1 (2 for usage errors). Everything must finish within 20 s.
+ *
+ * With --screenshot PATH, a full-page PNG of the last page is written to PATH
+ * (on failure too, when a page was open).
+ */
+
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const USAGE = 'usage: node tests/browser/login.mjs URL EMAIL [--screenshot PATH]';
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+const TOTAL_TIMEOUT_MS = 20_000;
+const EXCERPT_CHARS = 800;
+
+class LoginError extends Error {}
+
+function usage(message) {
+  process.stderr.write(`login.mjs: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseCommandLine(argv) {
+  let values;
+  let positionals;
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        screenshot: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    usage(err.message);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (positionals.length !== 2) usage('expected exactly two arguments, URL and EMAIL');
+  const [rawUrl, email] = positionals;
+  let url;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    usage(`not a URL: ${JSON.stringify(rawUrl)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') usage(`not an http(s) URL: ${rawUrl}`);
+  if (!email.includes('@')) usage(`not an email: ${JSON.stringify(email)}`);
+  return { url, email, screenshot: values.screenshot };
+}
+
+/** Same page as `target`: origin, path and query (the fragment never reaches a server). */
+function samePage(url, target) {
+  return url.origin === target.origin && url.pathname === target.pathname && url.search === target.search;
+}
+
+const withoutQuery = (href) => {
+  try {
+    const u = new URL(href);
+    return u.origin + u.pathname;
+  } catch {
+    return href;
+  }
+};
+
+async function loadPlaywright() {
+  try {
+    return await import('playwright-core');
+  } catch (err) {
+    throw new LoginError(
+      `cannot load playwright-core (${err.code ?? err.message}); run 'bash scripts/setup-node.sh' `
+      + '(or make setup-node) to install tests/node_modules',
+    );
+  }
+}
+
+async function pageText(page) {
+  try {
+    const text = await page.evaluate(() => document.body?.innerText ?? '');
+    const flat = text.replace(/\s+/g, ' ').trim();
+    return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}…` : flat;
+  } catch (err) {
+    return `(page text unavailable: ${err.message.split('\n')[0]})`;
+  }
+}
+
+async function saveScreenshot(page, path) {
+  await mkdir(dirname(path), { recursive: true });
+  await page.screenshot({ path, fullPage: true, timeout: 5_000 });
+}
+
+/** The login page's button for `email` (its text contains the email as a word). */
+async function userButton(page, email) {
+  const buttons = page.locator('button');
+  const texts = await buttons.allInnerTexts();
+  const wanted = email.toLowerCase();
+  const matches = [];
+  texts.forEach((text, i) => {
+    if (text.toLowerCase().split(/\s+/).includes(wanted)) matches.push(i);
+  });
+  if (matches.length !== 1) {
+    const listed = texts.map((t) => JSON.stringify(t.trim())).join(', ') || 'none';
+    throw new LoginError(
+      `expected one button for ${email} on the login page, found ${matches.length} (buttons: ${listed})`,
+    );
+  }
+  return buttons.nth(matches[0]);
+}
+
+async function login({ url: target, email, screenshot }, state) {
+  if (!existsSync(CHROMIUM)) {
+    throw new LoginError(`${CHROMIUM} not found; run 'bash scripts/setup-chromium.sh' (or make setup-chromium)`);
+  }
+  const { chromium } = await loadPlaywright();
+  const deadline = Date.now() + TOTAL_TIMEOUT_MS;
+  const left = () => Math.max(1, deadline - Date.now());
+
+  state.profile = await mkdtemp(join(tmpdir(), 'sesame-chromium-'));
+  state.context = await chromium.launchPersistentContext(state.profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: left(),
+    viewport: { width: 1100, height: 800 },
+    locale: 'en-US',
+  });
+  const { context } = state;
+  const page = context.pages()[0] ?? await context.newPage();
+  state.page = page;
+  page.setDefaultTimeout(left());
+
+  const navigations = [];
+  page.on('response', (response) => {
+    const request = response.request();
+    if (request.isNavigationRequest() && request.frame() === page.mainFrame()) {
+      navigations.push(`${response.status()} ${request.method()} ${withoutQuery(response.url())}`);
+    }
+  });
+  state.navigations = navigations;
+
+  // 1. The protected page: Sésame redirects to the provider's login page.
+  state.step = `opening ${target.href}`;
+  await page.goto(target.href, { waitUntil: 'domcontentloaded', timeout: left() });
+  state.step = 'waiting for the provider\'s login page';
+  await page.waitForURL(
+    (u) => u.origin !== target.origin && u.pathname.startsWith('/interaction/'),
+    { waitUntil: 'domcontentloaded', timeout: left() },
+  ).catch(() => {
+    throw new LoginError('Sésame did not send the browser to the provider\'s login page (/interaction/...)');
+  });
+  const loginTitle = await page.title();
+
+  // 2. Pick the test user.
+  state.step = `choosing ${email} on the login page`;
+  const button = await userButton(page, email);
+  await button.click({ timeout: left() });
+
+  // 3. Back through /oauth2/callback to the original page.
+  state.step = `waiting to come back to ${target.href}`;
+  await page.waitForURL((u) => samePage(u, target), { waitUntil: 'load', timeout: left() })
+    .catch(() => {
+      throw new LoginError(`the browser did not come back to ${target.href} after signing in`);
+    });
+
+  // 4. The upstream's page greets the user.
+  state.step = 'reading #email on the upstream page';
+  const emailElement = page.locator('#email');
+  await emailElement.waitFor({ state: 'attached', timeout: left() }).catch(() => {
+    throw new LoginError('the page has no #email element (is this the demo upstream\'s page?)');
+  });
+  const shown = (await emailElement.innerText({ timeout: left() })).trim();
+  if (shown !== email) {
+    throw new LoginError(`#email shows ${JSON.stringify(shown)}, expected ${JSON.stringify(email)}`);
+  }
+
+  const host = target.hostname;
+  const cookies = (await context.cookies())
+    .filter((c) => c.domain.replace(/^\./, '') === host)
+    .map((c) => c.name);
+
+  if (screenshot) {
+    state.step = `saving the screenshot to ${screenshot}`;
+    await saveScreenshot(page, screenshot);
+    state.screenshotSaved = true;
+  }
+
+  return {
+    finalUrl: page.url(),
+    email: shown,
+    title: await page.title(),
+    cookies,
+    loginPageTitle: loginTitle,
+    navigations,
+  };
+}
+
+async function main() {
+  const options = parseCommandLine(process.argv.slice(2));
+  const state = { step: 'starting Chromium' };
+  let exitCode = 0;
+
+  // Last resort if something hangs outside Playwright's own timeouts.
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`login.mjs: FAILED: timed out after ${TOTAL_TIMEOUT_MS / 1000 + 5} s while ${state.step}\n`);
+    process.exit(1);
+  }, TOTAL_TIMEOUT_MS + 5_000);
+  watchdog.unref();
+
+  try {
+    const result = await login(options, state);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } catch (err) {
+    exitCode = 1;
+    const message = err instanceof LoginError ? err.message : (err.stack ?? String(err));
+    const lines = [`login.mjs: FAILED while ${state.step}: ${message}`];
+    if (state.page && !state.page.isClosed()) {
+      lines.push(`  current URL: ${state.page.url()}`);
+      lines.push(`  page title: ${await state.page.title().catch(() => '?')}`);
+      lines.push(`  page text: ${await pageText(state.page)}`);
+      if (options.screenshot && !state.screenshotSaved) {
+        try {
+          await saveScreenshot(state.page, options.screenshot);
+          lines.push(`  screenshot: ${options.screenshot}`);
+        } catch (shotErr) {
+          lines.push(`  (no screenshot: ${shotErr.message.split('\n')[0]})`);
+        }
+      }
+    }
+    if (state.navigations?.length) lines.push(`  navigations: ${state.navigations.join(' | ')}`);
+    process.stderr.write(`${lines.join('\n')}\n`);
+  } finally {
+    await state.context?.close().catch(() => {});
+    if (state.profile) await rm(state.profile, { recursive: true, force: true }).catch(() => {});
+  }
+  process.exit(exitCode);
+}
+
+main();
