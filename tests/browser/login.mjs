@@ -16,12 +16,14 @@
  * in `#email`.
  *
  * Success: prints one JSON line
- *   {"finalUrl", "email", "title", "cookies": [names], "navigations": [...]}
+ *   {"finalUrl", "email", "title", "cookies": [names], "loginPageTitle",
+ *    "cookiesDuringLogin": [names], "navigations": [...]}
  * and exits 0. `cookies` holds the names of every cookie the browser keeps
- * for URL's host, whatever their path (cookies ignore ports, so the
- * provider's own cookies on 127.0.0.1 show up too). `navigations` lists the
- * top-level requests made, as "STATUS METHOD origin+path" (no query strings,
- * so no codes or states).
+ * for URL's host at the end, whatever their path (cookies ignore ports, so
+ * the provider's own cookies on 127.0.0.1 show up too);
+ * `cookiesDuringLogin` the same while the provider's login page was shown.
+ * `navigations` lists the top-level responses, as "STATUS METHOD
+ * origin+path" (no query strings, so no codes or states).
  *
  * Failure (bad arguments, no browser, wrong page, timeout...): prints what
  * went wrong, the current URL and an excerpt of the page's text on stderr,
@@ -106,6 +108,15 @@ const withoutQuery = (href) => {
   }
 };
 
+const firstLine = (err) => String(err?.message ?? err).split('\n')[0];
+
+/** Names of the cookies the browser keeps for `host`, whatever their path or port. */
+async function cookieNames(context, host) {
+  return (await context.cookies())
+    .filter((c) => c.domain.replace(/^\./, '') === host)
+    .map((c) => c.name);
+}
+
 async function loadPlaywright() {
   try {
     return await import('playwright-core');
@@ -123,7 +134,7 @@ async function pageText(page) {
     const flat = text.replace(/\s+/g, ' ').trim();
     return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}…` : flat;
   } catch (err) {
-    return `(page text unavailable: ${err.message.split('\n')[0]})`;
+    return `(page text unavailable: ${firstLine(err)})`;
   }
 }
 
@@ -188,10 +199,12 @@ async function login({ url: target, email, screenshot }, state) {
   await page.waitForURL(
     (u) => u.origin !== target.origin && u.pathname.startsWith('/interaction/'),
     { waitUntil: 'domcontentloaded', timeout: left() },
-  ).catch(() => {
-    throw new LoginError('Sésame did not send the browser to the provider\'s login page (/interaction/...)');
+  ).catch((err) => {
+    throw new LoginError(`Sésame did not send the browser to the provider's login page (/interaction/...): ${firstLine(err)}`);
   });
   const loginTitle = await page.title();
+  // Sésame's sign-in cookie (Path=/oauth2/callback) must exist at this point.
+  const cookiesDuringLogin = await cookieNames(context, target.hostname);
 
   // 2. Pick the test user.
   state.step = `choosing ${email} on the login page`;
@@ -201,25 +214,22 @@ async function login({ url: target, email, screenshot }, state) {
   // 3. Back through /oauth2/callback to the original page.
   state.step = `waiting to come back to ${target.href}`;
   await page.waitForURL((u) => samePage(u, target), { waitUntil: 'load', timeout: left() })
-    .catch(() => {
-      throw new LoginError(`the browser did not come back to ${target.href} after signing in`);
+    .catch((err) => {
+      throw new LoginError(`the browser did not come back to ${target.href} after signing in: ${firstLine(err)}`);
     });
 
   // 4. The upstream's page greets the user.
   state.step = 'reading #email on the upstream page';
   const emailElement = page.locator('#email');
-  await emailElement.waitFor({ state: 'attached', timeout: left() }).catch(() => {
-    throw new LoginError('the page has no #email element (is this the demo upstream\'s page?)');
+  await emailElement.waitFor({ state: 'attached', timeout: left() }).catch((err) => {
+    throw new LoginError(`the page has no #email element (is this the demo upstream's page?): ${firstLine(err)}`);
   });
   const shown = (await emailElement.innerText({ timeout: left() })).trim();
   if (shown !== email) {
     throw new LoginError(`#email shows ${JSON.stringify(shown)}, expected ${JSON.stringify(email)}`);
   }
 
-  const host = target.hostname;
-  const cookies = (await context.cookies())
-    .filter((c) => c.domain.replace(/^\./, '') === host)
-    .map((c) => c.name);
+  const cookies = await cookieNames(context, target.hostname);
 
   if (screenshot) {
     state.step = `saving the screenshot to ${screenshot}`;
@@ -233,6 +243,7 @@ async function login({ url: target, email, screenshot }, state) {
     title: await page.title(),
     cookies,
     loginPageTitle: loginTitle,
+    cookiesDuringLogin,
     navigations,
   };
 }
@@ -265,7 +276,7 @@ async function main() {
           await saveScreenshot(state.page, options.screenshot);
           lines.push(`  screenshot: ${options.screenshot}`);
         } catch (shotErr) {
-          lines.push(`  (no screenshot: ${shotErr.message.split('\n')[0]})`);
+          lines.push(`  (no screenshot: ${firstLine(shotErr)})`);
         }
       }
     }
