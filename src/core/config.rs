@@ -1,7 +1,7 @@
 //! Plugin configuration: parsed from the JSON Envoy hands over, validated in one
 //! place, with every problem reported at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -100,6 +100,8 @@ pub struct Config {
     /// Claims kept in the session: those the headers, the policy and the
     /// userinfo endpoint need.
     pub kept_claims: BTreeSet<String>,
+    /// Headers Sésame owns (lower case): incoming copies are removed.
+    owned_headers: BTreeSet<String>,
 }
 
 /// Default claim → header mapping, with oauth2-proxy's header names.
@@ -597,6 +599,17 @@ impl Config {
         kept_claims.extend(claim_headers.iter().map(|(_, c)| c.clone()));
         kept_claims.extend(policy.claims.iter().map(|(c, _)| c.clone()));
 
+        let mut owned_headers: BTreeSet<String> = DEFAULT_CLAIM_HEADERS
+            .iter()
+            .map(|(h, _)| h.to_ascii_lowercase())
+            .chain(claim_headers.iter().map(|(h, _)| h.to_ascii_lowercase()))
+            .collect();
+        owned_headers.insert(ID_TOKEN_HEADER.to_ascii_lowercase());
+        owned_headers.insert(ACCESS_TOKEN_HEADER.to_ascii_lowercase());
+        if set_authorization_header {
+            owned_headers.insert("authorization".into());
+        }
+
         if !r.errors.is_empty() {
             return Err(r.errors);
         }
@@ -630,6 +643,7 @@ impl Config {
             provider_retry_max,
             jwks_refetch_min_interval,
             kept_claims,
+            owned_headers,
         })
     }
 
@@ -640,20 +654,8 @@ impl Config {
 
     /// Every header name Sésame may set upstream, lower-cased, with `-`: incoming
     /// copies of these are always removed.
-    pub fn identity_header_names(&self) -> BTreeMap<String, ()> {
-        let mut names: BTreeMap<String, ()> = BTreeMap::new();
-        for (h, _) in DEFAULT_CLAIM_HEADERS {
-            names.insert(h.to_ascii_lowercase(), ());
-        }
-        for (h, _) in &self.claim_headers {
-            names.insert(h.to_ascii_lowercase(), ());
-        }
-        names.insert(ID_TOKEN_HEADER.to_ascii_lowercase(), ());
-        names.insert(ACCESS_TOKEN_HEADER.to_ascii_lowercase(), ());
-        if self.set_authorization_header {
-            names.insert("authorization".into(), ());
-        }
-        names
+    pub fn identity_header_names(&self) -> &BTreeSet<String> {
+        &self.owned_headers
     }
 }
 
@@ -831,6 +833,6 @@ pub(crate) mod tests {
         // Incoming copies are stripped even for disabled headers.
         assert!(c
             .identity_header_names()
-            .contains_key("x-forwarded-preferred-username"));
+            .contains("x-forwarded-preferred-username"));
     }
 }

@@ -24,7 +24,7 @@ fn normalise(name: &str) -> String {
 pub fn strip_identity_headers(config: &Config, headers: &mut Vec<(String, String)>) -> bool {
     let owned = config.identity_header_names();
     let before = headers.len();
-    headers.retain(|(name, _)| name.starts_with(':') || !owned.contains_key(&normalise(name)));
+    headers.retain(|(name, _)| name.starts_with(':') || !owned.contains(&normalise(name)));
     headers.len() != before
 }
 
