@@ -102,6 +102,8 @@ impl Context for SesameHttp {
             return;
         };
         if token != token_id {
+            // Not the call this request waits for: keep waiting for ours.
+            self.pending = Some((token, pending));
             return;
         }
         let response = call_response(body_size);

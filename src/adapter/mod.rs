@@ -24,13 +24,19 @@ pub(crate) fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-/// Current time in unix seconds, from the host.
+/// Current time in unix seconds, from the host. Without a clock, a time far in
+/// the future: every session and token then counts as expired (fail closed).
 pub(crate) fn now() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    match hostcalls::get_current_time().map(|t| t.duration_since(UNIX_EPOCH)) {
+        Ok(Ok(d)) => d.as_secs(),
+        _ => {
+            log(
+                LogLevel::Error,
+                "the host gave no current time; treating sessions as expired",
+            );
+            u64::MAX / 4
+        }
+    }
 }
 
 /// Sends a call to the provider through the configured cluster.
