@@ -1,36 +1,86 @@
 """Shared pytest fixtures for Sésame's integration tests (see harness.py).
 
-Session-wide: ``envoy_port``, ``upstream`` and ``provider``.  Per test:
-``make_envoy``, a factory of Envoy instances stopped when the test ends.
+Session-wide: ``envoy_port``, ``upstream``, ``provider`` and ``sesame_envoy``
+(one Envoy with the standard Sésame configuration, shared by every test that
+needs nothing special).  Per test: ``make_envoy``, a factory of Envoy
+instances stopped when the test ends, and ``make_config``, the standard
+configuration with changes.
 
-The session ``provider`` accepts the redirect URI
-``http://127.0.0.1:<envoy_port>/oauth2/callback``, so tests run their Envoy on
-``envoy_port`` (one at a time).  A test that stops or reconfigures the
+The session ``provider`` accepts the redirect URIs
+``http://127.0.0.1:<envoy_port>/oauth2/callback`` and
+``http://127.0.0.1:<sesame_envoy_port>/oauth2/callback``: tests run their own
+Envoy on ``envoy_port`` (one at a time), while ``sesame_envoy`` keeps its
+own port for the whole session.  A test that stops or reconfigures the
 provider (an outage, another algorithm...) creates its own ``Provider``.
+
+``wait_provider_ready(envoy)`` waits until Sésame has fetched the provider's
+discovery document and keys (gauge ``wasmcustom.sesame.provider_ready``),
+instead of sleeping; ``make_envoy`` and ``sesame_envoy`` call it.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
 
-from harness import Envoy, Provider, Upstream, free_port, log_dir  # noqa: E402
+from harness import Envoy, HarnessError, Provider, Upstream, free_port, log_dir  # noqa: E402
+from oidc_client import sesame_config  # noqa: E402
 
 CALLBACK_PATH = "/oauth2/callback"
+READY_GAUGE = "wasmcustom.sesame.provider_ready"
+FETCH_SUCCESS = "wasmcustom.sesame.provider_fetch_success"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"sesame process logs: {log_dir()}"
 
 
+def wait_provider_ready(envoy: Envoy, timeout: float = 15.0) -> Envoy:
+    """Wait until Sésame in ``envoy`` knows the provider (discovery + keys).
+
+    Ready means the gauge ``provider_ready`` is 1 and every Wasm VM (the main
+    thread's and one per worker) has completed a fetch; the second condition
+    is given up after a short grace period, as only the workers matter.
+    Raises HarnessError (with the log's tail) on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    vms = envoy.concurrency + 1
+    gauge_since: float | None = None
+    while True:
+        if not envoy.running:
+            raise HarnessError(f"envoy on port {envoy.port} stopped; log {envoy.log_path}")
+        stats = envoy.stats("wasmcustom.sesame.")
+        if stats.get(READY_GAUGE) == 1:
+            gauge_since = gauge_since or time.monotonic()
+            if stats.get(FETCH_SUCCESS, 0) >= vms or time.monotonic() - gauge_since > 2:
+                return envoy
+        else:
+            gauge_since = None
+        if time.monotonic() > deadline:
+            tail = "\n".join(envoy.log_text().splitlines()[-30:])
+            raise HarnessError(
+                f"Sésame did not become ready within {timeout:g} s "
+                f"(stats {stats}); log {envoy.log_path}:\n{tail}"
+            )
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="session")
 def envoy_port() -> int:
     """The listener port for the tests' Envoy (free at session start)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def sesame_envoy_port() -> int:
+    """The listener port of the shared ``sesame_envoy``."""
     return free_port()
 
 
@@ -41,30 +91,69 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="session")
-def provider(envoy_port: int) -> Iterator[Provider]:
-    base = f"http://127.0.0.1:{envoy_port}"
+def provider(envoy_port: int, sesame_envoy_port: int) -> Iterator[Provider]:
+    bases = [f"http://127.0.0.1:{p}" for p in (envoy_port, sesame_envoy_port)]
     with Provider(
-        redirect_uris=[base + CALLBACK_PATH],
-        post_logout_redirect_uris=[base + "/"],
+        redirect_uris=[b + CALLBACK_PATH for b in bases],
+        post_logout_redirect_uris=[b + "/" for b in bases],
     ) as idp:
         yield idp
+
+
+@pytest.fixture(scope="session")
+def sesame_envoy(
+    sesame_envoy_port: int, upstream: Upstream, provider: Provider
+) -> Iterator[Envoy]:
+    """Envoy + Sésame with the standard test configuration
+    (``oidc_client.sesame_config``), for the whole session.
+
+    Tests that share it must not depend on absolute counter values: use
+    ``oidc_client.Counters`` to look at what changed.
+    """
+    config = sesame_config(
+        provider.issuer, f"http://127.0.0.1:{sesame_envoy_port}{CALLBACK_PATH}"
+    )
+    envoy = Envoy(config, sesame_envoy_port, upstream.port, provider.port)
+    envoy.start()
+    try:
+        wait_provider_ready(envoy)
+        yield envoy
+    finally:
+        envoy.stop()
+
+
+@pytest.fixture
+def make_config(provider: Provider, envoy_port: int) -> Callable[..., dict[str, Any]]:
+    """``make_config(**changes) -> dict``: the standard configuration for an
+    Envoy on ``envoy_port`` in front of the session provider; a change to
+    ``None`` removes the key."""
+
+    def make(**changes: Any) -> dict[str, Any]:
+        return sesame_config(
+            provider.issuer, f"http://127.0.0.1:{envoy_port}{CALLBACK_PATH}", **changes
+        )
+
+    return make
 
 
 @pytest.fixture
 def make_envoy(
     request: pytest.FixtureRequest, envoy_port: int, upstream: Upstream
 ) -> Iterator[Callable[..., Envoy]]:
-    """``make_envoy(plugin_config, start=True, **Envoy_kwargs) -> Envoy``.
+    """``make_envoy(plugin_config, start=True, wait_ready=None, **Envoy_kwargs) -> Envoy``.
 
     Defaults: listener on ``envoy_port``, the session ``upstream`` and, when
     the wasm filter is on, the session ``provider`` as cluster ``idp``.
     With ``start=False`` the test calls ``start()`` itself (for instance
-    ``start(expect_failure=True)``).
+    ``start(expect_failure=True)``).  With the filter on, a started Envoy is
+    returned once Sésame is ready (``wait_provider_ready``), unless
+    ``wait_ready=False`` (a provider that is down on purpose).
     """
     started: list[Envoy] = []
 
     def make(plugin_config: dict[str, Any] | str | None = None, *,
-             start: bool = True, **kwargs: Any) -> Envoy:
+             start: bool = True, wait_ready: bool | None = None,
+             **kwargs: Any) -> Envoy:
         kwargs.setdefault("listen_port", envoy_port)
         kwargs.setdefault("upstream_port", upstream.port)
         if "provider_port" not in kwargs and kwargs.get("wasm", True):
@@ -73,8 +162,18 @@ def make_envoy(
         started.append(envoy)
         if start:
             envoy.start()
+            if wait_ready is None:
+                wait_ready = envoy.wasm and envoy.provider_port is not None
+            if wait_ready:
+                wait_provider_ready(envoy)
         return envoy
 
     yield make
     for envoy in started:
         envoy.stop()
+
+
+@pytest.fixture(name="wait_provider_ready")
+def wait_provider_ready_fixture() -> Callable[..., Envoy]:
+    """The ``wait_provider_ready(envoy, timeout=15)`` helper, as a fixture."""
+    return wait_provider_ready

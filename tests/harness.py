@@ -297,9 +297,10 @@ class _Component:
     def log_path(self) -> Path:
         return self._proc.log_path
 
-    def log_text(self) -> str:
-        """Everything this component logged (all its starts)."""
-        return self._proc.log_text()
+    def log_text(self, whole: bool = True) -> str:
+        """Everything this component logged (all its starts), or only what
+        it logged since its last start when ``whole=False``."""
+        return self._proc.log_text(whole)
 
     def stop(self) -> None:
         self._proc.stop()

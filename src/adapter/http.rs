@@ -8,7 +8,7 @@ use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::root::Shared;
 use super::{call_response, dispatch, log, now};
-use crate::core::filter::{Action, Step};
+use crate::core::filter::{Action, Outcome, Step};
 use crate::core::http::{Request, Response};
 use crate::core::login::Pending;
 use crate::core::OsEntropy;
@@ -47,6 +47,9 @@ impl SesameHttp {
     fn perform(&mut self, step: Step) -> HostAction {
         let metrics = &self.shared.metrics;
         metrics.increment(&step.outcome.counter());
+        if step.outcome == Outcome::ProviderUnavailable {
+            metrics.set_gauge("provider_ready", 0);
+        }
         if let Some(line) = step.outcome.log_line() {
             log(LogLevel::Info, &line);
         }

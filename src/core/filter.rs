@@ -157,6 +157,7 @@ fn is_ambiguous_path(path: &str) -> bool {
         || lower.contains("%2e")
         || lower.contains("%2f")
         || lower.contains("%5c")
+        || lower.contains("%25")
         || lower.contains('\\')
         || lower.contains(';')
 }

@@ -25,9 +25,11 @@
  * `navigations` lists the top-level responses, as "STATUS METHOD
  * origin+path" (no query strings, so no codes or states).
  *
- * Failure (bad arguments, no browser, wrong page, timeout...): prints what
- * went wrong, the current URL and an excerpt of the page's text on stderr,
- * and exits 1 (2 for usage errors). Everything must finish within 20 s.
+ * Failure (no browser, no button for EMAIL, an error status from Sésame or
+ * the provider, wrong page, timeout...): prints what went wrong, the current
+ * URL and an excerpt of the page's text on stderr, and exits 1 (2 for usage
+ * errors). A 4xx/5xx top-level response fails at once; everything else must
+ * finish within 20 s.
  *
  * With --screenshot PATH, a full-page PNG of the last page is written to PATH
  * (on failure too, when a page was open).
@@ -108,6 +110,8 @@ const withoutQuery = (href) => {
   }
 };
 
+// eslint-disable-next-line no-control-regex
+const stripAnsi = (text) => String(text).replace(/\u001b\[[0-9;]*m/g, '');
 const firstLine = (err) => String(err?.message ?? err).split('\n')[0];
 
 /** Names of the cookies the browser keeps for `host`, whatever their path or port. */
@@ -183,25 +187,48 @@ async function login({ url: target, email, screenshot }, state) {
   state.page = page;
   page.setDefaultTimeout(left());
 
+  // Top-level responses; the first error status (4xx/5xx: a page from
+  // Sésame or the provider saying what went wrong) ends the wait at once.
   const navigations = [];
+  let reportError;
+  const errorPage = new Promise((resolve, reject) => { reportError = reject; });
+  errorPage.catch(() => {});
   page.on('response', (response) => {
     const request = response.request();
-    if (request.isNavigationRequest() && request.frame() === page.mainFrame()) {
-      navigations.push(`${response.status()} ${request.method()} ${withoutQuery(response.url())}`);
+    if (!request.isNavigationRequest() || request.frame() !== page.mainFrame()) return;
+    const where = `${request.method()} ${withoutQuery(response.url())}`;
+    navigations.push(`${response.status()} ${where}`);
+    if (response.status() >= 400) {
+      const err = new LoginError(`${where} answered ${response.status()} ${response.statusText()}`.trim());
+      err.url = response.url();
+      reportError(err);
     }
   });
   state.navigations = navigations;
+  // Waits for `promise`, unless an error page comes first.
+  const unlessErrorPage = async (promise) => {
+    try {
+      return await Promise.race([promise, errorPage]);
+    } catch (err) {
+      if (err instanceof LoginError && err.url) {
+        // Let the error page render, for the excerpt and the screenshot.
+        await page.waitForURL(err.url, { waitUntil: 'load', timeout: Math.min(3_000, left()) })
+          .catch(() => {});
+      }
+      throw err;
+    }
+  };
 
   // 1. The protected page: Sésame redirects to the provider's login page.
   state.step = `opening ${target.href}`;
-  await page.goto(target.href, { waitUntil: 'domcontentloaded', timeout: left() });
+  await unlessErrorPage(page.goto(target.href, { waitUntil: 'domcontentloaded', timeout: left() }));
   state.step = 'waiting for the provider\'s login page';
-  await page.waitForURL(
+  await unlessErrorPage(page.waitForURL(
     (u) => u.origin !== target.origin && u.pathname.startsWith('/interaction/'),
     { waitUntil: 'domcontentloaded', timeout: left() },
   ).catch((err) => {
     throw new LoginError(`Sésame did not send the browser to the provider's login page (/interaction/...): ${firstLine(err)}`);
-  });
+  }));
   const loginTitle = await page.title();
   // Sésame's sign-in cookie (Path=/oauth2/callback) must exist at this point.
   const cookiesDuringLogin = await cookieNames(context, target.hostname);
@@ -209,14 +236,14 @@ async function login({ url: target, email, screenshot }, state) {
   // 2. Pick the test user.
   state.step = `choosing ${email} on the login page`;
   const button = await userButton(page, email);
-  await button.click({ timeout: left() });
+  await unlessErrorPage(button.click({ timeout: left() }));
 
   // 3. Back through /oauth2/callback to the original page.
   state.step = `waiting to come back to ${target.href}`;
-  await page.waitForURL((u) => samePage(u, target), { waitUntil: 'load', timeout: left() })
+  await unlessErrorPage(page.waitForURL((u) => samePage(u, target), { waitUntil: 'load', timeout: left() })
     .catch((err) => {
       throw new LoginError(`the browser did not come back to ${target.href} after signing in: ${firstLine(err)}`);
-    });
+    }));
 
   // 4. The upstream's page greets the user.
   state.step = 'reading #email on the upstream page';
@@ -265,7 +292,10 @@ async function main() {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {
     exitCode = 1;
-    const message = err instanceof LoginError ? err.message : (err.stack ?? String(err));
+    // Playwright's errors say what they were doing (with a call log); a
+    // stack trace is only useful for a bug in this script.
+    const bug = err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError;
+    const message = stripAnsi(bug ? (err.stack ?? String(err)) : (err?.message ?? String(err)));
     const lines = [`login.mjs: FAILED while ${state.step}: ${message}`];
     if (state.page && !state.page.isClosed()) {
       lines.push(`  current URL: ${state.page.url()}`);

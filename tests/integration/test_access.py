@@ -1,0 +1,157 @@
+"""Access rules: allowed_email_domains, allowed_emails, allowed_claims, and
+what a signed-in person who is not admitted sees (a 403 page, no session,
+nothing upstream).
+
+The provider's users: alice (numerique.gouv.fr, siret 13002526500013,
+idp_id fia1v2), bob (interieur.gouv.fr, 11000201100044, fia2v2), eve
+(example.com, 40483304800022, other-idp).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from oidc_client import (
+    COOKIE,
+    HTML,
+    JSON,
+    USERS,
+    Counters,
+    assert_not_upstream,
+    authorize,
+    browser,
+    deliver_callback,
+    describe,
+    is_clearing,
+    logged_in,
+    login,
+    login_location,
+    query,
+    raw_get,
+    session_cookie_sets,
+    set_cookie,
+    unique_path,
+    upstream_view,
+)
+
+
+def assert_admitted(envoy, user: str) -> None:
+    b = logged_in(envoy.url, user)
+    headers = upstream_view(b, envoy.url, "/admitted")["headers"]
+    assert headers["x-forwarded-email"] == USERS[user]["email"]
+
+
+def assert_denied(envoy, upstream, user: str) -> None:
+    """The sign-in of ``user`` ends on the 403 page: no session, nothing
+    upstream, counted ``access_denied``."""
+    path = unique_path("/denied")
+    counters = Counters(envoy)
+
+    r = login(browser(), envoy.url, user, path)
+
+    assert r.status_code == 403, describe(r)
+    assert not session_cookie_sets(r), r.headers
+    assert counters.delta() == {"login_started": 1, "access_denied": 1}
+    assert_not_upstream(upstream, path)
+
+
+def test_user_outside_allowed_domains_gets_a_403_page(sesame_envoy, upstream):
+    """``*.gouv.fr``: eve (example.com) signs in at the provider but gets a
+    403 page naming her address with a link to sign out and change
+    account; no session cookie, the login cookie cleared, nothing upstream."""
+    b = browser()
+    path = unique_path("/eve")
+    auth_url = login_location(b, sesame_envoy.url, path)
+    counters = Counters(sesame_envoy)
+
+    r = deliver_callback(b, authorize(auth_url, "eve"))
+
+    assert r.status_code == 403, describe(r)
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "eve@example.com" in r.text
+    assert 'href="/oauth2/sign_out?rd=/"' in r.text
+    assert not session_cookie_sets(r)
+    assert is_clearing(set_cookie(r, f"{COOKIE}_csrf_{query(auth_url)['state'][:16]}"))
+    assert not b.cookies.get(COOKIE)
+    assert counters.delta() == {"access_denied": 1}
+    assert_not_upstream(upstream, path)
+    # Still not signed in afterwards.
+    assert b.get(sesame_envoy.url + path, headers=JSON, timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_users_in_allowed_domains_are_admitted(sesame_envoy, user):
+    """``*.gouv.fr`` admits numerique.gouv.fr and interieur.gouv.fr."""
+    assert_admitted(sesame_envoy, user)
+
+
+def test_exact_email_domain(make_envoy, make_config, upstream):
+    """``numerique.gouv.fr`` (no ``*.``) admits that domain only."""
+    envoy = make_envoy(make_config(allowed_email_domains=["numerique.gouv.fr"]))
+    assert_admitted(envoy, "alice")
+    assert_denied(envoy, upstream, "bob")
+    assert_denied(envoy, upstream, "eve")
+
+
+def test_allowed_emails(make_envoy, make_config, upstream):
+    """``allowed_emails`` (compared without case) admits the listed addresses
+    and no one else."""
+    envoy = make_envoy(make_config(
+        allowed_email_domains=None,
+        allowed_emails=["Bob.Durand@Interieur.GOUV.fr", "eve@example.com"],
+    ))
+    assert_admitted(envoy, "bob")
+    assert_admitted(envoy, "eve")
+    assert_denied(envoy, upstream, "alice")
+
+
+def test_allowed_claims_siret(make_envoy, make_config, upstream):
+    """``allowed_claims: {"siret": [...]}`` admits people of the listed
+    organisations only, whatever their email domain."""
+    envoy = make_envoy(make_config(
+        allowed_email_domains=None,
+        allowed_claims={"siret": ["13002526500013", "40483304800022"]},
+    ))
+    assert_admitted(envoy, "alice")
+    assert_admitted(envoy, "eve")
+    assert_denied(envoy, upstream, "bob")
+
+
+def test_allowed_claims_and_domains_must_all_pass(make_envoy, make_config, upstream):
+    """Rules of different kinds combine with AND: ``*.gouv.fr`` plus
+    ``idp_id`` in [fia2v2, other-idp] admits bob only (alice fails the
+    claim, eve the domain)."""
+    envoy = make_envoy(make_config(
+        allowed_email_domains=["*.gouv.fr"],
+        allowed_claims={"idp_id": ["fia2v2", "other-idp"]},
+    ))
+    assert_admitted(envoy, "bob")
+    assert_denied(envoy, upstream, "alice")
+    assert_denied(envoy, upstream, "eve")
+
+
+def test_rules_are_checked_on_every_request_not_only_at_sign_in(
+        make_envoy, make_config, upstream):
+    """A session made when eve was admitted no longer passes once the rules
+    exclude her (same cookie secret, new configuration): 403 page for pages
+    and API calls, 403 from /oauth2/auth, nothing upstream."""
+    open_door = make_envoy(make_config(allowed_email_domains=["*"]))
+    eve_cookie = f"{COOKIE}={logged_in(open_door.url, 'eve').cookies[COOKIE]}"
+    assert raw_get(open_door.url, "/", eve_cookie, JSON).status_code == 200
+    open_door.stop()
+
+    strict = make_envoy(make_config(allowed_email_domains=["*.gouv.fr"]))
+    path = unique_path("/strict")
+    counters = Counters(strict)
+
+    page = raw_get(strict.url, path, eve_cookie, HTML)
+    api = raw_get(strict.url, path, eve_cookie, JSON)
+    auth = raw_get(strict.url, "/oauth2/auth", eve_cookie)
+
+    assert page.status_code == 403, describe(page)
+    assert "eve@example.com" in page.text
+    assert api.status_code == 403, describe(api)
+    assert auth.status_code == 403, describe(auth)
+    assert "x-auth-request-email" not in {k.lower() for k in auth.headers}
+    assert counters.delta() == {"access_denied": 3}
+    assert_not_upstream(upstream, path)

@@ -1,0 +1,218 @@
+"""Sésame's own endpoints under ``/oauth2``: ``auth`` (for auth_request-style
+checks by another server), ``userinfo``, ``sign_out``; and WebSockets
+through Sésame.  All on the shared ``sesame_envoy``.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+
+from oidc_client import (
+    COOKIE,
+    HTML,
+    JSON,
+    USERS,
+    XHR,
+    Counters,
+    assert_not_upstream,
+    browser,
+    cookie_attributes,
+    describe,
+    is_clearing,
+    logged_in,
+    raw_get,
+    set_cookie,
+    set_cookies,
+    unique_path,
+    upstream_mark,
+    upstream_paths,
+    websocket,
+)
+
+
+@pytest.fixture(scope="module")
+def alice_cookie(sesame_envoy) -> str:
+    """``_sesame=<value>`` of a session of alice on the shared Envoy."""
+    return f"{COOKIE}={logged_in(sesame_envoy.url, 'alice').cookies[COOKIE]}"
+
+
+# --------------------------------------------------------------------------
+# /oauth2/auth
+
+
+def test_auth_endpoint_answers_202_with_identity_for_a_session(sesame_envoy, alice_cookie):
+    """``/oauth2/auth`` with the session cookie (a server-to-server call):
+    202 with the identity in X-Auth-Request-* response headers."""
+    counters = Counters(sesame_envoy)
+
+    r = raw_get(sesame_envoy.url, "/oauth2/auth", alice_cookie)
+
+    assert r.status_code == 202, describe(r)
+    assert r.headers["X-Auth-Request-Email"] == USERS["alice"]["email"]
+    assert r.headers["X-Auth-Request-User"] == USERS["alice"]["sub"]
+    assert r.headers["X-Forwarded-Siret"] == USERS["alice"]["siret"]
+    assert counters.delta() == {"endpoint_authorized": 1}
+
+
+@pytest.mark.parametrize("cookie", [None, f"{COOKIE}=garbage", f"{COOKIE}="],
+                         ids=["no-cookie", "bad-cookie", "empty-cookie"])
+def test_auth_endpoint_answers_401_without_a_valid_session(sesame_envoy, cookie):
+    """``/oauth2/auth`` without a (valid) session: 401, never a redirect,
+    even for a page navigation."""
+    counters = Counters(sesame_envoy)
+
+    r = raw_get(sesame_envoy.url, "/oauth2/auth", cookie, HTML)
+
+    assert r.status_code == 401, describe(r)
+    assert "X-Auth-Request-Email" not in r.headers
+    assert "Location" not in r.headers
+    assert counters.delta() == {"endpoint_unauthorized": 1}
+
+
+def test_auth_endpoint_is_answered_by_sesame_not_the_upstream(
+        sesame_envoy, upstream, alice_cookie):
+    """The endpoints never reach the upstream."""
+    mark = upstream_mark(upstream)
+    raw_get(sesame_envoy.url, "/oauth2/auth", alice_cookie)
+    raw_get(sesame_envoy.url, "/oauth2/userinfo", alice_cookie)
+    assert_not_upstream(upstream, "/oauth2/auth", "/oauth2/userinfo", since=mark)
+
+
+# --------------------------------------------------------------------------
+# /oauth2/userinfo
+
+
+def test_userinfo_endpoint_describes_the_session(sesame_envoy, alice_cookie):
+    """``/oauth2/userinfo``: 200 JSON with oauth2-proxy's field names."""
+    r = raw_get(sesame_envoy.url, "/oauth2/userinfo", alice_cookie, JSON)
+
+    assert r.status_code == 200, describe(r)
+    assert r.headers["Content-Type"].startswith("application/json")
+    info = r.json()
+    assert info["user"] == USERS["alice"]["sub"]
+    assert info["email"] == USERS["alice"]["email"]
+    assert info["name"] == "Alice Martin"
+
+
+def test_userinfo_endpoint_answers_401_json_without_a_session(sesame_envoy):
+    r = raw_get(sesame_envoy.url, "/oauth2/userinfo", f"{COOKIE}=garbage", HTML)
+
+    assert r.status_code == 401, describe(r)
+    assert r.json()["error"] == "unauthenticated"
+
+
+def test_unknown_endpoint_is_a_404_page(sesame_envoy, upstream, alice_cookie):
+    """An unknown path under /oauth2/ is answered 404 by Sésame."""
+    mark = upstream_mark(upstream)
+    r = raw_get(sesame_envoy.url, "/oauth2/nothing-here", alice_cookie, HTML)
+
+    assert r.status_code == 404, describe(r)
+    assert_not_upstream(upstream, "/oauth2/nothing-here", since=mark)
+
+
+# --------------------------------------------------------------------------
+# /oauth2/sign_out
+
+
+def test_sign_out_clears_the_session_and_returns_to_rd(sesame_envoy, upstream):
+    """``/oauth2/sign_out?rd=/x``: 302 to /x and the session cookie cleared;
+    afterwards the browser is signed out (navigation -> provider, API 401)."""
+    b = logged_in(sesame_envoy.url, "alice")
+    assert b.get(sesame_envoy.url + "/in", headers=JSON, timeout=10).status_code == 200
+    path = unique_path("/after-sign-out")
+    counters = Counters(sesame_envoy)
+
+    r = b.get(sesame_envoy.url + "/oauth2/sign_out?rd=/bye%3Fsee=you",
+              headers=HTML, allow_redirects=False, timeout=10)
+
+    assert r.status_code == 302, describe(r)
+    assert r.headers["Location"] == "/bye?see=you"
+    cleared = set_cookie(r, COOKIE)
+    assert is_clearing(cleared), set_cookies(r)
+    assert cookie_attributes(cleared)[2]["path"] == "/"
+    assert not b.cookies.get(COOKIE)
+    assert counters.delta() == {"sign_out": 1}
+
+    api = b.get(sesame_envoy.url + path, headers=XHR, allow_redirects=False, timeout=10)
+    page = b.get(sesame_envoy.url + path, headers=HTML, allow_redirects=False, timeout=10)
+    assert api.status_code == 401, describe(api)
+    assert page.status_code == 302 and "/auth?" in page.headers["Location"], describe(page)
+    assert_not_upstream(upstream, path)
+
+
+@pytest.mark.parametrize("rd", [
+    "//evil.example",
+    "//evil.example/path",
+    "https://evil.example/",
+    "/\\evil.example",
+    "/%2F%2Fevil.example",
+    "javascript:alert(1)",
+    "evil.example",
+])
+def test_sign_out_never_redirects_to_another_site(sesame_envoy, rd):
+    """``rd`` that is not a local path (or could be read as another host)
+    is replaced by ``/``."""
+    r = browser().get(sesame_envoy.url + "/oauth2/sign_out?" + urlencode({"rd": rd}),
+                      allow_redirects=False, timeout=10)
+    assert r.status_code == 302, describe(r)
+    assert r.headers["Location"] == "/", rd
+
+
+def test_sign_out_without_rd_goes_home(sesame_envoy):
+    r = browser().get(sesame_envoy.url + "/oauth2/sign_out", allow_redirects=False,
+                      timeout=10)
+    assert r.status_code == 302 and r.headers["Location"] == "/", describe(r)
+
+
+# --------------------------------------------------------------------------
+# WebSocket
+
+
+def test_websocket_without_session_is_refused_before_the_upstream(sesame_envoy, upstream):
+    """A WebSocket upgrade without a session gets 401 (never a redirect:
+    a script cannot follow it), and the upstream never sees it."""
+    path = unique_path("/ws")
+    counters = Counters(sesame_envoy)
+
+    result = websocket(sesame_envoy.port, path, {"Accept": "text/html"}, ["chat.v2"])
+
+    assert result.status == 401, result
+    assert b"unauthenticated" in result.body
+    assert counters.delta() == {"requests_unauthenticated": 1}
+    assert_not_upstream(upstream, path)
+
+
+def test_websocket_with_session_reaches_the_upstream_with_identity(
+        sesame_envoy, upstream, alice_cookie):
+    """With the session cookie the upgrade goes through: 101 from the
+    upstream with the chosen subprotocol, and the upstream saw the upgrade
+    request with the identity headers (spoofed ones removed) and the
+    original Sec-WebSocket-Protocol."""
+    path = unique_path("/ws")
+    counters = Counters(sesame_envoy)
+
+    result = websocket(
+        sesame_envoy.port, path + "?room=1",
+        {"Cookie": alice_cookie, "X-Forwarded-Email": "boss@evil.example",
+         "Origin": sesame_envoy.url},
+        ["chat.v2", "chat.v1"],
+    )
+
+    assert result.status == 101, result
+    assert result.headers["sec-websocket-protocol"] == "chat.v2"
+    assert len(result.messages) == 1, result
+    assert result.close_code == 1000
+    seen = json.loads(result.messages[0])
+    assert seen["path"] == path + "?room=1"
+    headers = seen["headers"]
+    assert headers["upgrade"].lower() == "websocket"
+    assert headers["sec-websocket-protocol"] == "chat.v2, chat.v1"
+    assert headers["x-forwarded-email"] == USERS["alice"]["email"]
+    assert headers["x-forwarded-user"] == USERS["alice"]["sub"]
+    assert headers["x-forwarded-siret"] == USERS["alice"]["siret"]
+    assert "boss@evil.example" not in json.dumps(headers)
+    assert counters.delta() == {"requests_passed": 1}
+    assert path in upstream_paths(upstream)

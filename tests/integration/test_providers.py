@@ -1,0 +1,99 @@
+"""Other provider set-ups: a provider that signs with RS256 and requires
+``client_secret_basic`` at its token endpoint (the session provider signs
+with ES256 and requires ``client_secret_post``), and the settings that must
+match it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from harness import Provider
+from oidc_client import (
+    USERS,
+    Counters,
+    assert_not_upstream,
+    browser,
+    describe,
+    logged_in,
+    login,
+    session_cookie_sets,
+    sesame_config,
+    unique_path,
+    upstream_view,
+)
+
+
+@pytest.fixture(scope="module")
+def rs256_basic_provider(envoy_port):
+    """A provider signing with RS256 that only accepts client_secret_basic."""
+    with Provider(
+        redirect_uris=[f"http://127.0.0.1:{envoy_port}/oauth2/callback"],
+        alg="RS256",
+        auth_method="client_secret_basic",
+    ) as idp:
+        yield idp
+
+
+@pytest.fixture
+def config_for(rs256_basic_provider, envoy_port):
+    def make(**changes):
+        return sesame_config(rs256_basic_provider.issuer,
+                             f"http://127.0.0.1:{envoy_port}/oauth2/callback", **changes)
+    return make
+
+
+def test_client_secret_basic_and_rs256(make_envoy, config_for, rs256_basic_provider):
+    """With ``token_endpoint_auth_method: client_secret_basic`` Sésame signs
+    in against that provider, and checks its RS256 ID token."""
+    envoy = make_envoy(config_for(token_endpoint_auth_method="client_secret_basic"),
+                       provider_port=rs256_basic_provider.port)
+    b = logged_in(envoy.url, "bob")
+
+    headers = upstream_view(b, envoy.url, "/rs256")["headers"]
+
+    assert headers["x-forwarded-email"] == USERS["bob"]["email"]
+    id_token = headers["x-forwarded-id-token"]
+    header = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))
+    assert header["alg"] == "RS256"
+    assert "POST /token 200" in rs256_basic_provider.log_text()
+
+
+def test_wrong_token_endpoint_auth_method_fails_cleanly(
+        make_envoy, config_for, rs256_basic_provider, upstream):
+    """Control: client_secret_post against this provider is refused by its
+    token endpoint; Sésame shows a 502 page (``token_endpoint_error``), no
+    session, nothing upstream."""
+    envoy = make_envoy(config_for(token_endpoint_auth_method="client_secret_post"),
+                       provider_port=rs256_basic_provider.port)
+    path = unique_path("/post")
+    counters = Counters(envoy)
+
+    r = login(browser(), envoy.url, "alice", path)
+
+    assert r.status_code == 502, describe(r)
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert not session_cookie_sets(r)
+    assert counters.delta() == {"login_started": 1, "login_failure.token_endpoint_error": 1}
+    assert_not_upstream(upstream, path)
+
+
+def test_id_token_algorithm_not_allowed_is_refused(
+        make_envoy, config_for, rs256_basic_provider, upstream):
+    """Control: with ``id_token_signing_algs: ["ES256"]`` the RS256 ID token
+    is refused (401 page, ``login_failure.id_token_invalid``)."""
+    envoy = make_envoy(config_for(token_endpoint_auth_method="client_secret_basic",
+                                  id_token_signing_algs=["ES256"]),
+                       provider_port=rs256_basic_provider.port)
+    path = unique_path("/alg")
+    counters = Counters(envoy)
+
+    r = login(browser(), envoy.url, "alice", path)
+
+    assert r.status_code == 401, describe(r)
+    assert not session_cookie_sets(r)
+    assert counters.delta() == {"login_started": 1, "login_failure.id_token_invalid": 1}
+    assert_not_upstream(upstream, path)
