@@ -569,6 +569,7 @@ fn skip_routes_pass_but_are_stripped_and_not_fooled() {
         "/public/../admin",
         "/public/%2e%2e/admin",
         "/public/..%2fadmin",
+        "/public/%252e%252e/admin",
         "/public\\..\\admin",
     ] {
         let step = f.on_request(&get(path, &[]), &provider(), NOW, &mut CountingEntropy(1));
