@@ -97,6 +97,14 @@ pub struct Config {
     pub provider_refresh_interval: u64,
     pub provider_retry_max: u64,
     pub jwks_refetch_min_interval: u64,
+    /// ACR values asked for; the ID token's `acr` must be one of them.
+    pub acr_values: Vec<String>,
+    /// The `claims` request parameter (JSON text), when configured.
+    pub claims_request: Option<String>,
+    pub post_logout_redirect_uri: Url,
+    pub provider_logout: bool,
+    pub allowed_redirect_domains: Vec<String>,
+    pub skip_provider_button: bool,
     /// Claims kept in the session: those the headers, the policy and the
     /// userinfo endpoint need.
     pub kept_claims: BTreeSet<String>,
@@ -147,7 +155,25 @@ const KNOWN_KEYS: &[&str] = &[
     "provider_refresh_interval",
     "provider_retry_max",
     "jwks_refetch_min_interval",
+    "proconnect_environment",
+    "acr_values",
+    "claims",
+    "post_logout_redirect_uri",
+    "provider_logout",
+    "allowed_redirect_domains",
+    "skip_provider_button",
 ];
+
+/// ProConnect's environments and their issuers.
+pub const PROCONNECT_ENVIRONMENTS: &[(&str, &str)] = &[
+    ("integration", "https://fca.integ01.dev-agentconnect.fr/api/v2"),
+    ("production", "https://auth.agentconnect.gouv.fr/api/v2"),
+    ("integration-rie", "https://fca.integ02.agentconnect.rie.gouv.fr/api/v2"),
+    ("production-rie", "https://auth.agentconnect.rie.gouv.fr/api/v2"),
+];
+
+/// ACR values ProConnect knows.
+pub const PROCONNECT_ACR_VALUES: &[&str] = &["eidas0", "eidas0-mfa", "eidas1", "eidas1-mfa", "eidas2", "eidas3"];
 
 /// Collects errors while reading typed values out of the JSON object.
 struct Reader<'a> {
@@ -281,7 +307,37 @@ impl Config {
             }
         };
 
-        let issuer = r.required_string("issuer").unwrap_or_default();
+        let environment = r.string("proconnect_environment");
+        let preset_issuer = match environment.as_deref() {
+            None => None,
+            Some(_) if provider != ProviderKind::ProConnect => {
+                r.err("proconnect_environment", "is only for provider \"proconnect\"");
+                None
+            }
+            Some(env) => match PROCONNECT_ENVIRONMENTS.iter().find(|(name, _)| *name == env) {
+                Some((_, issuer)) => Some(issuer.to_string()),
+                None => {
+                    let names: Vec<&str> = PROCONNECT_ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
+                    r.err("proconnect_environment", format!("must be one of {}", names.join(", ")));
+                    None
+                }
+            },
+        };
+        let issuer = match (r.string("issuer"), preset_issuer) {
+            (Some(issuer), _) => issuer,
+            (None, Some(preset)) => preset,
+            (None, None) => {
+                if environment.is_none() {
+                    let hint = if provider == ProviderKind::ProConnect {
+                        " (or set proconnect_environment)"
+                    } else {
+                        ""
+                    };
+                    r.err("issuer", format!("is required{hint}"));
+                }
+                String::new()
+            }
+        };
         let mut discovery_url = None;
         if !issuer.is_empty() {
             match Url::parse(&issuer) {
@@ -583,6 +639,58 @@ impl Config {
         let provider_retry_max = r.seconds("provider_retry_max", 30, 1, 3600);
         let jwks_refetch_min_interval = r.seconds("jwks_refetch_min_interval", 30, 0, 3600);
 
+        let acr_values = r.string_list("acr_values").unwrap_or_default();
+        if provider == ProviderKind::ProConnect {
+            for acr in &acr_values {
+                if !PROCONNECT_ACR_VALUES.contains(&acr.as_str()) {
+                    r.err(
+                        "acr_values",
+                        format!("{acr:?} is not a ProConnect ACR value ({})", PROCONNECT_ACR_VALUES.join(", ")),
+                    );
+                }
+            }
+        }
+        if acr_values.iter().any(|a| a.contains(' ')) {
+            r.err("acr_values", "an ACR value must not contain spaces");
+        }
+        let claims_request = match obj.get("claims") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.to_string()),
+            Some(_) => {
+                r.err("claims", "must be an object (the OpenID Connect claims request), e.g. {\"id_token\": {\"amr\": {\"essential\": true}}}");
+                None
+            }
+        };
+        let provider_logout = r.bool("provider_logout", true);
+        let skip_provider_button = r.bool("skip_provider_button", true);
+        let post_logout_redirect_uri = match r.string("post_logout_redirect_uri") {
+            Some(text) => match Url::parse(&text) {
+                Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() && u.query().is_none() && u.fragment().is_none() => Some(u),
+                _ => {
+                    r.err("post_logout_redirect_uri", "must be an absolute http(s) URL without query or fragment");
+                    None
+                }
+            },
+            None => redirect_uri
+                .as_ref()
+                .and_then(|u| u.join(&format!("{proxy_prefix}/signed_out")).ok()),
+        };
+        if let (Some(logout), Some(callback)) = (&post_logout_redirect_uri, &redirect_uri) {
+            if logout.path() == callback.path() {
+                r.err("post_logout_redirect_uri", "must not have the same path as redirect_uri");
+            }
+        }
+        let mut allowed_redirect_domains = Vec::new();
+        for d in r.string_list("allowed_redirect_domains").unwrap_or_default() {
+            let d = d.trim().to_ascii_lowercase();
+            let bare = d.strip_prefix('.').unwrap_or(&d);
+            if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':') {
+                r.err("allowed_redirect_domains", format!("{d:?} is not a host name (\"app.example.fr\", or \".example.fr\" for sub-domains)"));
+            } else {
+                allowed_redirect_domains.push(d);
+            }
+        }
+
         let mut kept_claims: BTreeSet<String> = [
             "sub",
             "email",
@@ -592,6 +700,8 @@ impl Config {
             "given_name",
             "usual_name",
             "family_name",
+            "acr",
+            "amr",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -642,6 +752,12 @@ impl Config {
             provider_refresh_interval,
             provider_retry_max,
             jwks_refetch_min_interval,
+            acr_values,
+            claims_request,
+            post_logout_redirect_uri: post_logout_redirect_uri.expect("checked above"),
+            provider_logout,
+            allowed_redirect_domains,
+            skip_provider_button,
             kept_claims,
             owned_headers,
         })

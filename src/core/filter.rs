@@ -8,7 +8,9 @@ use super::cookies::{self, CookieAttributes};
 use super::headers::{identity_headers, strip_identity_headers};
 use super::http::{ProviderCall, Request, Response};
 use super::login::Pending;
-use super::pages;
+use super::config::ProviderKind;
+use super::pages::{self, Lang};
+use super::redirect::safe_return_target;
 use super::provider::ProviderState;
 use super::session::{Sealer, Session, SessionCookie};
 use super::Entropy;
@@ -197,12 +199,16 @@ impl Filter {
         entropy: &mut dyn Entropy,
     ) -> Step {
         let path = req.path_only();
+        let lang = Lang::from_accept_language(req.header("accept-language"));
         let cookies = cookies::parse(req.header_values("cookie"));
         if path == self.config.callback_path() {
-            return self.callback(req, &cookies, provider, now);
+            return self.callback(req, &cookies, provider, now, lang);
+        }
+        if path == self.config.post_logout_redirect_uri.path() {
+            return self.signed_out(req, &cookies, now, lang);
         }
         if let Some(endpoint) = self.endpoint(path) {
-            return self.on_endpoint(endpoint, req, &cookies, provider, now, entropy);
+            return self.on_endpoint(endpoint, req, &cookies, provider, now, entropy, lang);
         }
 
         let mut headers = req.headers.clone();
@@ -234,13 +240,14 @@ impl Filter {
                         outcome: Outcome::Passed,
                     }
                 }
-                Err(denial) => self.denied(&session, &denial.describe()),
+                Err(denial) => self.denied(&session, &denial.describe(), lang),
             },
-            None => self.unauthenticated(req, &cookies, provider, now, entropy),
+            None => self.unauthenticated(req, &cookies, provider, now, entropy, lang),
         }
     }
 
-    /// No valid session: 302 to the provider for a page navigation, 401 for the rest.
+    /// No valid session: a page navigation goes to the provider (or to the
+    /// sign-in page), anything else gets 401.
     fn unauthenticated(
         &self,
         req: &Request,
@@ -248,6 +255,7 @@ impl Filter {
         provider: &ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
+        lang: Lang,
     ) -> Step {
         let jar = self.session_cookie();
         let stale: Vec<(String, String)> = if cookies.iter().any(|(n, _)| jar.is_ours(n)) {
@@ -270,7 +278,18 @@ impl Filter {
         } else {
             "/"
         };
-        let mut step = self.start_login(rd, provider, now, entropy);
+        let mut step = if self.config.skip_provider_button {
+            self.start_login(rd, &SignInHints::default(), provider, now, entropy, lang)
+        } else {
+            let target = format!(
+                "{}/sign_in?{}",
+                self.config.proxy_prefix,
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("rd", safe_return_target(rd))
+                    .finish()
+            );
+            Step::respond(Response::redirect(&target), Outcome::Unauthenticated)
+        };
         if let Action::Respond(r) = &mut step.action {
             r.headers.extend(stale);
         }
@@ -278,25 +297,22 @@ impl Filter {
     }
 
     /// The 503 page while the provider cannot be reached.
-    pub fn unavailable(&self) -> Step {
-        let response =
-            pages::page(503, &pages::UNAVAILABLE, None, None).with_header("retry-after", "5");
+    pub fn unavailable(&self, lang: Lang) -> Step {
+        let response = pages::page(503, lang, &pages::UNAVAILABLE, None, None)
+            .with_header("retry-after", "5");
         Step::respond(response, Outcome::ProviderUnavailable)
     }
 
     /// The 403 page for a signed-in person the access rules do not admit.
-    pub fn denied(&self, session: &Session, reason: &str) -> Step {
+    pub fn denied(&self, session: &Session, reason: &str, lang: Lang) -> Step {
         let who = session.email().unwrap_or_else(|| session.sub()).to_string();
         let sign_out = format!("{}/sign_out?rd=/", self.config.proxy_prefix);
         let response = pages::page(
             403,
+            lang,
             &pages::DENIED,
             Some(&who),
-            Some((
-                &sign_out,
-                "Se déconnecter et changer de compte",
-                "Sign out and use another account",
-            )),
+            Some((&sign_out, pages::SIGN_OUT_AND_SWITCH)),
         );
         Step::respond(
             response,
@@ -307,6 +323,7 @@ impl Filter {
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_endpoint(
         &self,
         endpoint: &str,
@@ -315,20 +332,45 @@ impl Filter {
         provider: &ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
+        lang: Lang,
     ) -> Step {
         match endpoint {
             "/sign_in" | "/start" => {
                 let rd = query_param(req.query(), "rd").unwrap_or_else(|| "/".into());
-                self.start_login(&rd, provider, now, entropy)
+                let hints = match SignInHints::from_query(req.query()) {
+                    Ok(h) => h,
+                    Err(message) => {
+                        let response =
+                            pages::page(400, lang, &pages::LOGIN_FAILED, Some(&message), None);
+                        return Step::respond(
+                            response,
+                            Outcome::LoginFailed {
+                                reason: "invalid_sign_in_parameter",
+                                detail: message,
+                            },
+                        );
+                    }
+                };
+                if endpoint == "/sign_in" && !self.config.skip_provider_button {
+                    let start = format!(
+                        "{}/start?{}",
+                        self.config.proxy_prefix,
+                        req.query()
+                    );
+                    let proconnect = self.config.provider == ProviderKind::ProConnect;
+                    let response = pages::sign_in(lang, &start, proconnect);
+                    return Step::respond(response, Outcome::Endpoint { ok: true });
+                }
+                self.start_login(&rd, &hints, provider, now, entropy, lang)
             }
-            "/sign_out" => self.sign_out(req, cookies),
+            "/sign_out" => self.sign_out(req, cookies, provider, now, entropy),
             "/auth" => {
                 let session = self.session_cookie().read(cookies, now);
                 match session {
                     Some(s) => match self.config.policy.check(&s.claims) {
                         Ok(()) => {
-                            let response =
-                                Response::new(202).with_headers(identity_headers(&self.config, &s));
+                            let response = Response::new(202)
+                                .with_headers(identity_headers(&self.config, &s));
                             Step::respond(response, Outcome::Endpoint { ok: true })
                         }
                         Err(d) => Step::respond(
@@ -356,10 +398,87 @@ impl Filter {
                 ),
             },
             _ => Step::respond(
-                pages::page(404, &pages::NOT_FOUND, None, None),
+                pages::page(404, lang, &pages::NOT_FOUND, None, None),
                 Outcome::NotFound,
             ),
         }
+    }
+}
+
+/// Parameters a sign-in link may pass on to the provider
+/// (`/oauth2/sign_in?idp_hint=...`). Nothing else is ever forwarded: ProConnect
+/// refuses unknown parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInHints {
+    pub idp_hint: Option<String>,
+    pub login_hint: Option<String>,
+    pub siret_hint: Option<String>,
+    pub prompt: Option<String>,
+}
+
+impl SignInHints {
+    /// Reads and checks the hints of a sign-in link.
+    pub fn from_query(query: &str) -> Result<SignInHints, String> {
+        let mut hints = SignInHints::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let value = value.trim().to_string();
+            let slot = match key.as_ref() {
+                "idp_hint" => {
+                    if value.is_empty()
+                        || value.len() > 128
+                        || !value
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                    {
+                        return Err("idp_hint must be an identity provider identifier".into());
+                    }
+                    &mut hints.idp_hint
+                }
+                "login_hint" => {
+                    let ok = value.len() <= 254
+                        && value.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                        && !value.chars().any(|c| c.is_control() || c.is_whitespace());
+                    if !ok {
+                        return Err("login_hint must be an email address".into());
+                    }
+                    &mut hints.login_hint
+                }
+                "siret_hint" => {
+                    if value.len() != 14 || !value.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err("siret_hint must be a SIRET: 14 digits".into());
+                    }
+                    &mut hints.siret_hint
+                }
+                "prompt" => {
+                    let ok = !value.is_empty()
+                        && value
+                            .split(' ')
+                            .all(|p| matches!(p, "login" | "consent" | "none" | "select_account"));
+                    if !ok {
+                        return Err("prompt must be login, consent, none or select_account".into());
+                    }
+                    &mut hints.prompt
+                }
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(format!("{key} is repeated"));
+            }
+            *slot = Some(value);
+        }
+        Ok(hints)
+    }
+
+    /// The hints as authorization request parameters.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("idp_hint", &self.idp_hint),
+            ("login_hint", &self.login_hint),
+            ("siret_hint", &self.siret_hint),
+            ("prompt", &self.prompt),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
     }
 }
 

@@ -1,28 +1,29 @@
 //! Sign-in, callback and sign-out as decisions (Authorization Code flow with
-//! PKCE, OpenID Connect Core §3.1).
+//! PKCE, OpenID Connect Core §3.1; RP-initiated logout).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::config::ClientAuth;
-use super::cookies::clear_cookie;
-use super::filter::{query_param, Action, Filter, Outcome, Step};
+use super::config::{ClientAuth, ProviderKind};
+use super::cookies::{clear_cookie, set_cookie};
+use super::filter::{query_param, Action, Filter, Outcome, SignInHints, Step};
 use super::http::{ProviderCall, ProviderResponse, Request, Response};
-use super::pages;
+use super::pages::{self, Lang, PageText};
 use super::provider::{KeySet, ProviderState};
-use super::redirect::safe_return_target;
+use super::redirect::{safe_redirect, safe_return_target};
 use super::session::{Purpose, Session};
 use super::token::{self, Expectations, TokenError};
 use super::{b64url, constant_time_eq, random_token, Entropy};
 
-/// How long a started sign-in may take before its cookie expires.
+/// How long a started sign-in (or sign-out) may take before its cookie expires.
 pub const LOGIN_TTL: u64 = 600;
 /// Longest callback query accepted.
 const MAX_CALLBACK_QUERY: usize = 8192;
 /// Claims that describe the token rather than the person: never taken from userinfo.
 const PROTOCOL_CLAIMS: &[&str] = &[
     "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "jti", "sub", "at_hash", "c_hash", "sid",
+    "acr", "amr", "auth_time",
 ];
 
 /// What a started sign-in remembers, sealed in a short-lived cookie.
@@ -40,6 +41,17 @@ pub struct LoginState {
     pub expires_at: u64,
 }
 
+/// What a started sign-out remembers while the browser visits the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutState {
+    #[serde(rename = "s")]
+    pub state: String,
+    #[serde(rename = "r")]
+    pub return_to: String,
+    #[serde(rename = "e")]
+    pub expires_at: u64,
+}
+
 /// The tokens from the token endpoint that the session keeps.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenResponse {
@@ -48,32 +60,26 @@ pub struct TokenResponse {
     pub token_type: Option<String>,
 }
 
-/// A sign-in waiting for the provider.
+/// Where a sign-in waiting for the provider stands.
 #[derive(Debug)]
-pub enum Pending {
+pub enum Stage {
     /// Waiting for the token endpoint.
-    Token { login: LoginState },
+    Token,
     /// Waiting for a fresh JWKS after an unknown `kid`.
-    Keys {
-        login: LoginState,
-        tokens: TokenResponse,
-    },
+    Keys { tokens: TokenResponse },
     /// Waiting for the userinfo endpoint.
     Userinfo {
-        login: LoginState,
         tokens: TokenResponse,
         claims: Map<String, Value>,
     },
 }
 
-impl Pending {
-    fn login(&self) -> &LoginState {
-        match self {
-            Pending::Token { login }
-            | Pending::Keys { login, .. }
-            | Pending::Userinfo { login, .. } => login,
-        }
-    }
+/// A sign-in waiting for the provider.
+#[derive(Debug)]
+pub struct Pending {
+    pub login: LoginState,
+    pub lang: Lang,
+    pub stage: Stage,
 }
 
 impl Filter {
@@ -82,6 +88,10 @@ impl Filter {
     fn login_cookie_name(&self, state: &str) -> String {
         let tag: String = state.chars().take(16).collect();
         format!("{}_csrf_{tag}", self.config.cookie_name)
+    }
+
+    fn logout_cookie_name(&self) -> String {
+        format!("{}_logout", self.config.cookie_name)
     }
 
     fn clear_login_cookie(&self, state: &str) -> (String, String) {
@@ -96,12 +106,14 @@ impl Filter {
     pub fn start_login(
         &self,
         return_to: &str,
+        hints: &SignInHints,
         provider: &ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
+        lang: Lang,
     ) -> Step {
         let Some(metadata) = provider.metadata.as_ref().filter(|_| provider.ready()) else {
-            return self.unavailable();
+            return self.unavailable(lang);
         };
         let login = LoginState {
             state: random_token(entropy, 32),
@@ -112,22 +124,32 @@ impl Filter {
         };
         let challenge = b64url(&Sha256::digest(login.code_verifier.as_bytes()));
         let mut url = metadata.authorization_endpoint.clone();
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &self.config.client_id)
-            .append_pair("redirect_uri", self.config.redirect_uri.as_str())
-            .append_pair("scope", &self.config.scopes.join(" "))
-            .append_pair("state", &login.state)
-            .append_pair("nonce", &login.nonce)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.config.client_id)
+                .append_pair("redirect_uri", self.config.redirect_uri.as_str())
+                .append_pair("scope", &self.config.scopes.join(" "))
+                .append_pair("state", &login.state)
+                .append_pair("nonce", &login.nonce)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            if !self.config.acr_values.is_empty() {
+                query.append_pair("acr_values", &self.config.acr_values.join(" "));
+            }
+            if let Some(claims) = &self.config.claims_request {
+                query.append_pair("claims", claims);
+            }
+            for (k, v) in hints.pairs() {
+                query.append_pair(k, v);
+            }
+        }
         let name = self.login_cookie_name(&login.state);
         let sealed = self.sealer.seal(Purpose::Login, &name, &login, entropy);
         let attrs = self.cookie_attrs(self.config.callback_path());
-        let response = Response::redirect(url.as_str()).with_header(
-            "set-cookie",
-            &super::cookies::set_cookie(&name, &sealed, LOGIN_TTL, &attrs),
-        );
+        let response = Response::redirect(url.as_str())
+            .with_header("set-cookie", &set_cookie(&name, &sealed, LOGIN_TTL, &attrs));
         Step::respond(response, Outcome::LoginStarted)
     }
 
@@ -139,6 +161,7 @@ impl Filter {
         detail: String,
         login_state: Option<&str>,
         return_to: &str,
+        lang: Lang,
     ) -> Step {
         let retry = format!(
             "{}/sign_in?{}",
@@ -147,17 +170,12 @@ impl Filter {
                 .append_pair("rd", safe_return_target(return_to))
                 .finish()
         );
-        let text = if reason == "provider_error" {
-            &pages::PROVIDER_ERROR
-        } else {
-            &pages::LOGIN_FAILED
+        let text: &PageText = match reason {
+            "provider_error" => &pages::PROVIDER_ERROR,
+            "acr_not_satisfied" => &pages::ACR_REFUSED,
+            _ => &pages::LOGIN_FAILED,
         };
-        let mut response = pages::page(
-            status,
-            text,
-            Some(reason),
-            Some((&retry, "Recommencer", "Try again")),
-        );
+        let mut response = pages::page(status, lang, text, Some(reason), Some((&retry, pages::TRY_AGAIN)));
         if let Some(state) = login_state {
             response.headers.push(self.clear_login_cookie(state));
         }
@@ -171,29 +189,21 @@ impl Filter {
         cookies: &[(&str, &str)],
         provider: &ProviderState,
         now: u64,
+        lang: Lang,
     ) -> Step {
+        let fail = |status, reason, detail: &str, state: Option<&str>, rd: &str| {
+            self.login_failed(status, reason, detail.to_string(), state, rd, lang)
+        };
         let query = req.query();
         if query.len() > MAX_CALLBACK_QUERY {
-            return self.login_failed(
-                400,
-                "malformed_callback",
-                format!("query of {} bytes", query.len()),
-                None,
-                "/",
-            );
+            return fail(400, "malformed_callback", &format!("query of {} bytes", query.len()), None, "/");
         }
         let mut params: Vec<(String, String)> = Vec::new();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             if matches!(k.as_ref(), "state" | "code" | "error" | "iss")
                 && params.iter().any(|(n, _)| *n == k)
             {
-                return self.login_failed(
-                    400,
-                    "malformed_callback",
-                    format!("parameter {k} repeated"),
-                    None,
-                    "/",
-                );
+                return fail(400, "malformed_callback", &format!("parameter {k} repeated"), None, "/");
             }
             params.push((k.into_owned(), v.into_owned()));
         }
@@ -205,26 +215,14 @@ impl Filter {
         };
 
         let Some(state) = param("state").filter(|s| !s.is_empty()) else {
-            return self.login_failed(
-                400,
-                "missing_state",
-                "the callback has no state".into(),
-                None,
-                "/",
-            );
+            return fail(400, "missing_state", "the callback has no state", None, "/");
         };
         if state.len() > 512
             || !state
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return self.login_failed(
-                400,
-                "invalid_state",
-                "the state is not one of ours".into(),
-                None,
-                "/",
-            );
+            return fail(400, "invalid_state", "the state is not one of ours", None, "/");
         }
         let name = self.login_cookie_name(state);
         let login: Option<LoginState> = cookies
@@ -234,40 +232,28 @@ impl Filter {
         let Some(login) = login else {
             let prefix = format!("{}_csrf_", self.config.cookie_name);
             if cookies.iter().any(|(n, _)| n.starts_with(&prefix)) {
-                return self.login_failed(
+                return fail(
                     400,
                     "state_mismatch",
-                    "the state matches no sign-in started from this browser".into(),
+                    "the state matches no sign-in started from this browser",
                     Some(state),
                     "/",
                 );
             }
-            return self.login_failed(
+            return fail(
                 400,
                 "missing_login_cookie",
-                "no sign-in was started from this browser with this state (expired, or login CSRF)"
-                    .into(),
+                "no sign-in was started from this browser with this state (expired, or login CSRF)",
                 Some(state),
                 "/",
             );
         };
+        let rd = login.return_to.as_str();
         if !constant_time_eq(login.state.as_bytes(), state.as_bytes()) {
-            return self.login_failed(
-                400,
-                "state_mismatch",
-                "the state differs from the one sent".into(),
-                Some(state),
-                &login.return_to,
-            );
+            return fail(400, "state_mismatch", "the state differs from the one sent", Some(state), rd);
         }
         if now >= login.expires_at {
-            return self.login_failed(
-                400,
-                "login_expired",
-                "the sign-in took too long".into(),
-                Some(state),
-                &login.return_to,
-            );
+            return fail(400, "login_expired", "the sign-in took too long", Some(state), rd);
         }
         if let Some(error) = param("error") {
             let code: String = error
@@ -281,36 +267,24 @@ impl Filter {
                 .filter(|c| !c.is_control())
                 .take(200)
                 .collect();
-            return self.login_failed(
-                403,
-                "provider_error",
-                format!("{code}: {description}"),
-                Some(state),
-                &login.return_to,
-            );
+            return fail(403, "provider_error", &format!("{code}: {description}"), Some(state), rd);
         }
         let Some(metadata) = provider.metadata.as_ref() else {
-            return self.unavailable();
+            return self.unavailable(lang);
         };
         if let Some(iss) = param("iss") {
             if iss != metadata.issuer {
-                return self.login_failed(
+                return fail(
                     400,
                     "issuer_mismatch",
-                    "the callback names another issuer (mix-up)".into(),
+                    "the callback names another issuer (mix-up)",
                     Some(state),
-                    &login.return_to,
+                    rd,
                 );
             }
         }
         let Some(code) = param("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
-            return self.login_failed(
-                400,
-                "missing_code",
-                "the callback has no code".into(),
-                Some(state),
-                &login.return_to,
-            );
+            return fail(400, "missing_code", "the callback has no code", Some(state), rd);
         };
 
         let mut form: Vec<(&str, &str)> = vec![
@@ -340,13 +314,14 @@ impl Filter {
                     .with_header("authorization", &format!("Basic {basic}"))
             }
         };
+        let pending = Pending { login, lang, stage: Stage::Token };
         Step {
-            action: Action::Call(call, Box::new(Pending::Token { login })),
+            action: Action::Call(call, Box::new(pending)),
             outcome: Outcome::Waiting,
         }
     }
 
-    fn expectations<'a>(&'a self, now: u64) -> Expectations<'a> {
+    fn expectations(&self, now: u64) -> Expectations<'_> {
         Expectations {
             issuer: &self.config.issuer,
             client_id: &self.config.client_id,
@@ -365,126 +340,76 @@ impl Filter {
         now: u64,
         entropy: &mut dyn Entropy,
     ) -> Step {
-        let state = pending.login().state.clone();
-        let rd = pending.login().return_to.clone();
+        let Pending { login, lang, stage } = pending;
+        let state = login.state.clone();
+        let rd = login.return_to.clone();
+        let fail = |status, reason, detail: String| {
+            self.login_failed(status, reason, detail, Some(&state), &rd, lang)
+        };
         if resp.status == 0 || resp.status == 503 || resp.status == 504 {
             provider.failed(
                 format!("call failed with status {}", resp.status),
                 now,
                 self.config.provider_retry_max,
             );
-            let mut step = self.unavailable();
+            let mut step = self.unavailable(lang);
             if let Action::Respond(r) = &mut step.action {
                 r.headers.push(self.clear_login_cookie(&state));
             }
             return step;
         }
-        match pending {
-            Pending::Token { login } => {
+        match stage {
+            Stage::Token => {
                 if resp.status != 200 {
                     let error = serde_json::from_slice::<Value>(&resp.body)
                         .ok()
                         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
                         .unwrap_or_default();
-                    let error: String = error
-                        .chars()
-                        .filter(|c| c.is_ascii_graphic())
-                        .take(64)
-                        .collect();
-                    return self.login_failed(
-                        502,
-                        "token_endpoint_error",
-                        format!("HTTP {} {error}", resp.status),
-                        Some(&state),
-                        &rd,
-                    );
+                    let error: String = error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+                    return fail(502, "token_endpoint_error", format!("HTTP {} {error}", resp.status));
                 }
                 let tokens: TokenResponse = match serde_json::from_slice(&resp.body) {
                     Ok(t) => t,
-                    Err(_) => {
-                        return self.login_failed(
-                            502,
-                            "token_response_invalid",
-                            "not a token response".into(),
-                            Some(&state),
-                            &rd,
-                        )
-                    }
+                    Err(_) => return fail(502, "token_response_invalid", "not a token response".into()),
                 };
                 if tokens
                     .token_type
                     .as_deref()
                     .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
                 {
-                    return self.login_failed(
-                        502,
-                        "token_response_invalid",
-                        "token_type is not Bearer".into(),
-                        Some(&state),
-                        &rd,
-                    );
+                    return fail(502, "token_response_invalid", "token_type is not Bearer".into());
                 }
-                self.check_id_token(login, tokens, provider, now, entropy, true)
+                self.check_id_token(Pending { login, lang, stage: Stage::Keys { tokens } }, provider, now, entropy, true)
             }
-            Pending::Keys { login, tokens } => {
+            Stage::Keys { tokens } => {
                 if resp.status != 200 {
-                    return self.login_failed(
-                        502,
-                        "jwks_unavailable",
-                        format!("JWKS answered HTTP {}", resp.status),
-                        Some(&state),
-                        &rd,
-                    );
+                    return fail(502, "jwks_unavailable", format!("JWKS answered HTTP {}", resp.status));
                 }
                 match KeySet::parse(&resp.body) {
                     Ok(keys) => {
                         provider.keys = Some(keys);
                         provider.keys_fetched_at = now;
                     }
-                    Err(e) => return self.login_failed(502, "jwks_invalid", e, Some(&state), &rd),
+                    Err(e) => return fail(502, "jwks_invalid", e),
                 }
-                self.check_id_token(login, tokens, provider, now, entropy, false)
+                self.check_id_token(Pending { login, lang, stage: Stage::Keys { tokens } }, provider, now, entropy, false)
             }
-            Pending::Userinfo {
-                login,
-                tokens,
-                mut claims,
-            } => {
+            Stage::Userinfo { tokens, mut claims } => {
                 if resp.status != 200 {
-                    return self.login_failed(
-                        502,
-                        "userinfo_error",
-                        format!("userinfo answered HTTP {}", resp.status),
-                        Some(&state),
-                        &rd,
-                    );
+                    return fail(502, "userinfo_error", format!("userinfo answered HTTP {}", resp.status));
                 }
-                let sub = claims
-                    .get("sub")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("").to_string();
                 let keys = provider.keys.clone().unwrap_or_default();
+                let signed_only = self.config.provider == ProviderKind::ProConnect;
                 let result = match resp.media_type().as_str() {
                     "application/jwt" => {
                         let text = String::from_utf8_lossy(&resp.body);
-                        token::validate_userinfo_jwt(
-                            text.trim(),
-                            &keys,
-                            &self.expectations(now),
-                            &sub,
-                        )
+                        token::validate_userinfo_jwt(text.trim(), &keys, &self.expectations(now), &sub)
                     }
-                    "application/json" => token::validate_userinfo_json(&resp.body, &sub),
+                    "application/json" if !signed_only => token::validate_userinfo_json(&resp.body, &sub),
                     other => {
                         let other: String = other.chars().take(64).collect();
-                        return self.login_failed(
-                            502,
-                            "userinfo_invalid",
-                            format!("content type {other:?}"),
-                            Some(&state),
-                            &rd,
-                        );
+                        return fail(502, "userinfo_invalid", format!("content type {other:?}"));
                     }
                 };
                 match result {
@@ -494,90 +419,80 @@ impl Filter {
                                 claims.insert(k, v);
                             }
                         }
-                        self.finish_login(login, tokens, claims, now, entropy)
+                        self.finish_login(login, tokens, claims, now, entropy, lang)
                     }
-                    Err(e) => {
-                        self.login_failed(401, "userinfo_invalid", e.to_string(), Some(&state), &rd)
-                    }
+                    Err(e) => fail(401, "userinfo_invalid", e.to_string()),
                 }
             }
         }
     }
 
+    /// Validates the ID token of a `Pending` at the `Keys` stage (which holds
+    /// the tokens), then fetches userinfo or finishes.
     fn check_id_token(
         &self,
-        login: LoginState,
-        tokens: TokenResponse,
+        pending: Pending,
         provider: &mut ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
         may_refetch: bool,
     ) -> Step {
+        let Pending { login, lang, stage: Stage::Keys { tokens } } = pending else {
+            return self.unavailable(pending.lang);
+        };
+        let fail = |status, reason, detail: String| {
+            self.login_failed(status, reason, detail, Some(&login.state), &login.return_to, lang)
+        };
         let Some(id_token) = tokens.id_token.as_deref() else {
-            return self.login_failed(
-                502,
-                "token_response_invalid",
-                "no id_token in the token response".into(),
-                Some(&login.state),
-                &login.return_to,
-            );
+            return fail(502, "token_response_invalid", "no id_token in the token response".into());
         };
         let keys = provider.keys.clone().unwrap_or_default();
         match token::validate_id_token(id_token, &keys, &self.expectations(now), &login.nonce) {
             Ok(claims) => {
-                let metadata = provider.metadata.as_ref();
-                let userinfo = metadata.and_then(|m| m.userinfo_endpoint.as_ref());
+                if !self.config.acr_values.is_empty() {
+                    let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
+                    if !self.config.acr_values.iter().any(|a| a == acr) {
+                        let acr: String = acr.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+                        return fail(
+                            403,
+                            "acr_not_satisfied",
+                            format!("acr {acr:?} is not among {}", self.config.acr_values.join(", ")),
+                        );
+                    }
+                }
+                let userinfo = provider.metadata.as_ref().and_then(|m| m.userinfo_endpoint.as_ref());
                 match (userinfo, tokens.access_token.as_deref()) {
                     (Some(endpoint), Some(access_token)) if self.config.fetch_userinfo => {
                         let call = ProviderCall::get(endpoint, "application/jwt, application/json")
                             .with_header("authorization", &format!("Bearer {access_token}"));
+                        let pending = Pending { login, lang, stage: Stage::Userinfo { tokens, claims } };
                         Step {
-                            action: Action::Call(
-                                call,
-                                Box::new(Pending::Userinfo {
-                                    login,
-                                    tokens,
-                                    claims,
-                                }),
-                            ),
+                            action: Action::Call(call, Box::new(pending)),
                             outcome: Outcome::Waiting,
                         }
                     }
-                    _ => self.finish_login(login, tokens, claims, now, entropy),
+                    _ => self.finish_login(login, tokens, claims, now, entropy, lang),
                 }
             }
-            Err(TokenError::UnknownKey(kid))
+            Err(TokenError::UnknownKey(_))
                 if may_refetch
                     && provider.may_refetch_keys(now, self.config.jwks_refetch_min_interval) =>
             {
                 let Some(metadata) = provider.metadata.as_ref() else {
-                    return self.unavailable();
+                    return self.unavailable(lang);
                 };
                 // Count the refetch now, so concurrent sign-ins do not all refetch.
                 provider.keys_fetched_at = now;
-                let _ = kid;
-                let call = ProviderCall::get(
-                    &metadata.jwks_uri,
-                    "application/json, application/jwk-set+json",
-                );
+                let call = ProviderCall::get(&metadata.jwks_uri, "application/json, application/jwk-set+json");
+                let pending = Pending { login, lang, stage: Stage::Keys { tokens } };
                 Step {
-                    action: Action::Call(call, Box::new(Pending::Keys { login, tokens })),
+                    action: Action::Call(call, Box::new(pending)),
                     outcome: Outcome::Waiting,
                 }
             }
             Err(e) => {
-                let reason = if e == TokenError::NonceMismatch {
-                    "nonce_mismatch"
-                } else {
-                    "id_token_invalid"
-                };
-                self.login_failed(
-                    401,
-                    reason,
-                    e.to_string(),
-                    Some(&login.state),
-                    &login.return_to,
-                )
+                let reason = if e == TokenError::NonceMismatch { "nonce_mismatch" } else { "id_token_invalid" };
+                fail(401, reason, e.to_string())
             }
         }
     }
@@ -590,7 +505,20 @@ impl Filter {
         mut claims: Map<String, Value>,
         now: u64,
         entropy: &mut dyn Entropy,
+        lang: Lang,
     ) -> Step {
+        if !claims.contains_key("name") {
+            // ProConnect has no `name`: the display name is given_name + usual_name.
+            let parts: Vec<&str> = ["given_name", "usual_name"]
+                .iter()
+                .filter_map(|c| claims.get(*c).and_then(Value::as_str))
+                .filter(|s| !s.is_empty())
+                .collect();
+            if !parts.is_empty() {
+                let name = parts.join(" ");
+                claims.insert("name".into(), Value::String(name));
+            }
+        }
         claims.retain(|k, _| self.config.kept_claims.contains(k));
         let session = Session {
             claims,
@@ -600,7 +528,7 @@ impl Filter {
             expires_at: now + self.config.session_lifetime,
         };
         if let Err(denial) = self.config.policy.check(&session.claims) {
-            let mut step = self.denied(&session, &denial.describe());
+            let mut step = self.denied(&session, &denial.describe(), lang);
             if let Action::Respond(r) = &mut step.action {
                 r.headers.push(self.clear_login_cookie(&login.state));
             }
@@ -608,10 +536,7 @@ impl Filter {
         }
         let attrs = self.cookie_attrs("/");
         let mut response = Response::redirect(&login.return_to);
-        for c in self
-            .session_cookie()
-            .write(&session, now, &attrs, &[], entropy)
-        {
+        for c in self.session_cookie().write(&session, now, &attrs, &[], entropy) {
             response.headers.push(("set-cookie".into(), c));
         }
         response.headers.push(self.clear_login_cookie(&login.state));
@@ -624,16 +549,79 @@ impl Filter {
         )
     }
 
-    /// `/oauth2/sign_out?rd=`: clears the session and goes back to a local path.
-    pub fn sign_out(&self, req: &Request, cookies: &[(&str, &str)]) -> Step {
+    /// `/oauth2/sign_out?rd=`: clears the session; when the provider has an
+    /// `end_session_endpoint`, signs out there too (with `id_token_hint` and a
+    /// `state` checked on the way back), then goes on to `rd`.
+    pub fn sign_out(
+        &self,
+        req: &Request,
+        cookies: &[(&str, &str)],
+        provider: &ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
         let rd = query_param(req.query(), "rd").unwrap_or_else(|| "/".into());
-        let mut response = Response::redirect(safe_return_target(&rd));
-        for c in self
+        let rd = safe_redirect(&rd, &self.config.allowed_redirect_domains).to_string();
+        let session = self.session_cookie().read(cookies, now);
+        let mut headers: Vec<(String, String)> = self
             .session_cookie()
             .clear(cookies, &self.cookie_attrs("/"))
-        {
-            response.headers.push(("set-cookie".into(), c));
+            .into_iter()
+            .map(|c| ("set-cookie".to_string(), c))
+            .collect();
+        let end_session = provider.metadata.as_ref().and_then(|m| m.end_session_endpoint.as_ref());
+        let id_token = session.as_ref().and_then(|s| s.id_token.as_deref());
+        let location = match (end_session, id_token) {
+            (Some(endpoint), Some(id_token)) if self.config.provider_logout => {
+                let logout = LogoutState {
+                    state: random_token(entropy, 32),
+                    return_to: rd,
+                    expires_at: now + LOGIN_TTL,
+                };
+                let name = self.logout_cookie_name();
+                let sealed = self.sealer.seal(Purpose::Logout, &name, &logout, entropy);
+                let attrs = self.cookie_attrs(self.config.post_logout_redirect_uri.path());
+                headers.push(("set-cookie".into(), set_cookie(&name, &sealed, LOGIN_TTL, &attrs)));
+                let mut url = endpoint.clone();
+                url.query_pairs_mut()
+                    .append_pair("id_token_hint", id_token)
+                    .append_pair("state", &logout.state)
+                    .append_pair("post_logout_redirect_uri", self.config.post_logout_redirect_uri.as_str());
+                url.to_string()
+            }
+            _ => rd,
+        };
+        Step::respond(Response::redirect(&location).with_headers(headers), Outcome::SignedOut)
+    }
+
+    /// The return from the provider's logout: check the `state`, then go on
+    /// to the `rd` given at sign-out. A wrong or missing state ends on a
+    /// "signed out" page instead, never on an address from the query.
+    pub fn signed_out(&self, req: &Request, cookies: &[(&str, &str)], now: u64, lang: Lang) -> Step {
+        let name = self.logout_cookie_name();
+        let attrs = self.cookie_attrs(self.config.post_logout_redirect_uri.path());
+        let clear = ("set-cookie".to_string(), clear_cookie(&name, &attrs));
+        let logout: Option<LogoutState> = cookies
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| self.sealer.open(Purpose::Logout, &name, v));
+        let state = query_param(req.query(), "state").unwrap_or_default();
+        match logout {
+            Some(l) if now < l.expires_at && constant_time_eq(l.state.as_bytes(), state.as_bytes()) => {
+                let response = Response::redirect(&l.return_to).with_headers([clear]);
+                Step::respond(response, Outcome::Endpoint { ok: true })
+            }
+            _ => {
+                let mut response = pages::page(400, lang, &pages::SIGNED_OUT, None, Some(("/", pages::HOME)));
+                response.headers.push(clear);
+                Step::respond(
+                    response,
+                    Outcome::LoginFailed {
+                        reason: "logout_state_mismatch",
+                        detail: "the state of the provider's logout answer is not ours".into(),
+                    },
+                )
+            }
         }
-        Step::respond(response, Outcome::SignedOut)
     }
 }

@@ -1,6 +1,64 @@
-//! Small, self-contained HTML pages (French first, English below).
+//! Small, self-contained, accessible HTML pages: French by default, English
+//! when the browser prefers it (`Accept-Language`).
 
 use super::http::Response;
+
+/// The language of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Fr,
+    En,
+}
+
+impl Lang {
+    /// French unless the browser ranks English above French.
+    pub fn from_accept_language(header: Option<&str>) -> Lang {
+        let Some(header) = header else { return Lang::Fr };
+        let mut best: Option<(f32, Lang)> = None;
+        for (i, item) in header.split(',').take(20).enumerate() {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next() {
+                Some("fr") => Lang::Fr,
+                Some("en") => Lang::En,
+                _ => continue,
+            };
+            // Earlier entries win ties, as browsers list preferences in order.
+            let score = q - (i as f32) * 1e-4;
+            if q > 0.0 && best.is_none_or(|(b, _)| score > b) {
+                best = Some((score, lang));
+            }
+        }
+        best.map(|(_, l)| l).unwrap_or(Lang::Fr)
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Lang::Fr => "fr",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// A text in both languages.
+#[derive(Debug, Clone, Copy)]
+pub struct Text {
+    pub fr: &'static str,
+    pub en: &'static str,
+}
+
+impl Text {
+    pub fn get(&self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::Fr => self.fr,
+            Lang::En => self.en,
+        }
+    }
+}
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -18,94 +76,146 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#161616;line-height:1.5}h1{font-size:1.5rem}p.en{color:#555}a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#000091;color:#fff;text-decoration:none;border-radius:4px}a.button:focus{outline:3px solid #0a76f6;outline-offset:2px}code{background:#f0f0f0;padding:0 .2rem}";
+const STYLE: &str = "body{font-family:Marianne,system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#161616;line-height:1.5}h1{font-size:1.5rem}a.button,button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#000091;color:#fff;text-decoration:none;border:0;border-radius:4px;font:inherit;cursor:pointer}a.button:focus,button:focus{outline:3px solid #0a76f6;outline-offset:2px}a.button:hover,button:hover{background:#1212ff}code{background:#f0f0f0;padding:0 .2rem;overflow-wrap:anywhere}.proconnect-button{display:flex;align-items:center;gap:.75rem;padding:.75rem 1.5rem;background:#000091;color:#fff;border-radius:0}.proconnect-button span{display:block;text-align:left}.proconnect-button .login{font-weight:400}.proconnect-button .brand{font-weight:700;font-size:1.1rem}p.help a{color:#000091}";
 
-/// Text of a page in both languages.
-pub struct PageText<'a> {
-    pub title_fr: &'a str,
-    pub title_en: &'a str,
-    pub body_fr: &'a str,
-    pub body_en: &'a str,
+/// Text of a page.
+pub struct PageText {
+    pub title: Text,
+    pub body: Text,
 }
 
-/// An HTML page. `detail` is escaped here; the `PageText` fields are trusted
-/// constants. `action` is an optional (href, label_fr, label_en) link.
-pub fn page(
-    status: u16,
-    text: &PageText,
-    detail: Option<&str>,
-    action: Option<(&str, &str, &str)>,
-) -> Response {
+fn document(status: u16, lang: Lang, title: &str, main: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head>\n<body><main>{main}</main></body></html>\n",
+        code = lang.code(),
+    );
+    Response::new(status)
+        .with_header("x-content-type-options", "nosniff")
+        .with_header("x-frame-options", "DENY")
+        .with_header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'",
+        )
+        .with_header("content-language", lang.code())
+        .with_body("text/html; charset=utf-8", html)
+}
+
+/// An HTML page. `detail` is escaped here; `text` and labels are trusted
+/// constants. `action` is an optional link (href, label).
+pub fn page(status: u16, lang: Lang, text: &PageText, detail: Option<&str>, action: Option<(&str, Text)>) -> Response {
     let detail = detail
         .map(|d| format!("<p><code>{}</code></p>", escape(d)))
         .unwrap_or_default();
     let action = action
-        .map(|(href, fr, en)| {
-            format!(
-                "<p><a class=\"button\" href=\"{}\">{} <span lang=\"en\">/ {}</span></a></p>",
-                escape(href),
-                escape(fr),
-                escape(en)
-            )
-        })
+        .map(|(href, label)| format!("<p><a class=\"button\" href=\"{}\">{}</a></p>", escape(href), label.get(lang)))
         .unwrap_or_default();
-    let html = format!(
-        "<!doctype html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title_fr}</title><style>{STYLE}</style></head>\n<body><main><h1>{title_fr}</h1><p>{body_fr}</p><h2 lang=\"en\" class=\"en\" style=\"font-size:1.1rem\">{title_en}</h2><p lang=\"en\" class=\"en\">{body_en}</p>{detail}{action}</main></body></html>\n",
-        title_fr = text.title_fr,
-        title_en = text.title_en,
-        body_fr = text.body_fr,
-        body_en = text.body_en,
-    );
-    Response::new(status)
-        .with_header("x-content-type-options", "nosniff")
-        .with_header(
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        )
-        .with_body("text/html; charset=utf-8", html)
+    let title = text.title.get(lang);
+    let main = format!("<h1>{title}</h1><p>{}</p>{detail}{action}", text.body.get(lang));
+    document(status, lang, title, &main)
 }
 
+/// The sign-in page: one button that starts the sign-in (`start` is the URL of
+/// the start endpoint with the return target). With `proconnect`, the button
+/// follows ProConnect's design and wording.
+pub fn sign_in(lang: Lang, start: &str, proconnect: bool) -> Response {
+    let title = SIGN_IN.title.get(lang);
+    let button = if proconnect {
+        let (login, help) = match lang {
+            Lang::Fr => ("S’identifier avec", "Qu’est-ce que ProConnect ?"),
+            Lang::En => ("Sign in with", "What is ProConnect?"),
+        };
+        format!(
+            "<p><a class=\"button proconnect-button\" href=\"{href}\">{logo}<span><span class=\"login\">{login}</span><span class=\"brand\">ProConnect</span></span></a></p><p class=\"help\"><a href=\"https://www.proconnect.gouv.fr/\" target=\"_blank\" rel=\"noopener\" title=\"{help} – {new_window}\">{help}</a></p>",
+            href = escape(start),
+            logo = PROCONNECT_LOGO,
+            new_window = match lang {
+                Lang::Fr => "nouvelle fenêtre",
+                Lang::En => "new window",
+            },
+        )
+    } else {
+        format!(
+            "<p><a class=\"button\" href=\"{}\">{}</a></p>",
+            escape(start),
+            SIGN_IN_BUTTON.get(lang)
+        )
+    };
+    let main = format!("<h1>{title}</h1><p>{}</p>{button}", SIGN_IN.body.get(lang));
+    document(200, lang, title, &main)
+}
+
+/// A simple mark for the ProConnect button (drawn here, no external asset).
+const PROCONNECT_LOGO: &str = "<svg aria-hidden=\"true\" width=\"28\" height=\"28\" viewBox=\"0 0 28 28\"><circle cx=\"14\" cy=\"10\" r=\"5\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/><path d=\"M5 25c1-6 5-9 9-9s8 3 9 9\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
+
+pub const SIGN_IN: PageText = PageText {
+    title: Text { fr: "Connexion", en: "Sign in" },
+    body: Text {
+        fr: "Identifiez-vous pour accéder à ce service.",
+        en: "Sign in to use this service.",
+    },
+};
+
+pub const SIGN_IN_BUTTON: Text = Text { fr: "Se connecter", en: "Sign in" };
+
 pub const DENIED: PageText = PageText {
-    title_fr: "Accès refusé",
-    title_en: "Access denied",
-    body_fr: "Vous êtes bien connecté, mais ce compte n’est pas autorisé à accéder à ce service.",
-    body_en: "You are signed in, but this account is not allowed to use this service.",
+    title: Text { fr: "Accès refusé", en: "Access denied" },
+    body: Text {
+        fr: "Vous êtes bien connecté, mais ce compte n’est pas autorisé à accéder à ce service. Compte utilisé :",
+        en: "You are signed in, but this account is not allowed to use this service. Account used:",
+    },
+};
+
+pub const SIGN_OUT_AND_SWITCH: Text = Text {
+    fr: "Se déconnecter et changer de compte",
+    en: "Sign out and use another account",
 };
 
 pub const UNAVAILABLE: PageText = PageText {
-    title_fr: "Service de connexion indisponible",
-    title_en: "Sign-in service unavailable",
-    body_fr:
-        "Le fournisseur d’identité ne répond pas pour le moment. Réessayez dans quelques instants.",
-    body_en: "The identity provider is not answering right now. Please try again in a moment.",
+    title: Text { fr: "Service de connexion indisponible", en: "Sign-in service unavailable" },
+    body: Text {
+        fr: "Le fournisseur d’identité ne répond pas pour le moment. Réessayez dans quelques instants.",
+        en: "The identity provider is not answering right now. Please try again in a moment.",
+    },
 };
 
 pub const LOGIN_FAILED: PageText = PageText {
-    title_fr: "La connexion a échoué",
-    title_en: "Sign-in failed",
-    body_fr: "La connexion n’a pas pu être menée à bien. Vous pouvez recommencer.",
-    body_en: "The sign-in could not be completed. You can start again.",
+    title: Text { fr: "La connexion a échoué", en: "Sign-in failed" },
+    body: Text {
+        fr: "La connexion n’a pas pu être menée à bien. Vous pouvez recommencer.",
+        en: "The sign-in could not be completed. You can start again.",
+    },
 };
 
 pub const PROVIDER_ERROR: PageText = PageText {
-    title_fr: "Le fournisseur d’identité a refusé la connexion",
-    title_en: "The identity provider refused the sign-in",
-    body_fr: "Le fournisseur d’identité a renvoyé une erreur.",
-    body_en: "The identity provider returned an error.",
+    title: Text { fr: "Le fournisseur d’identité a refusé la connexion", en: "The identity provider refused the sign-in" },
+    body: Text {
+        fr: "Le fournisseur d’identité a renvoyé une erreur.",
+        en: "The identity provider returned an error.",
+    },
 };
 
-pub const UNAUTHENTICATED: PageText = PageText {
-    title_fr: "Connexion requise",
-    title_en: "Sign-in required",
-    body_fr: "Vous devez vous connecter pour accéder à cette ressource.",
-    body_en: "You must sign in to access this resource.",
+pub const ACR_REFUSED: PageText = PageText {
+    title: Text { fr: "Niveau d’authentification insuffisant", en: "Authentication level too low" },
+    body: Text {
+        fr: "Ce service demande un niveau d’authentification plus élevé que celui de votre connexion. Reconnectez-vous avec un moyen d’authentification plus fort.",
+        en: "This service requires a higher authentication level than the one you signed in with. Sign in again with a stronger method.",
+    },
 };
+
+pub const SIGNED_OUT: PageText = PageText {
+    title: Text { fr: "Vous êtes déconnecté", en: "You are signed out" },
+    body: Text {
+        fr: "Votre session sur ce service est terminée.",
+        en: "Your session on this service has ended.",
+    },
+};
+
+pub const TRY_AGAIN: Text = Text { fr: "Recommencer", en: "Try again" };
+pub const HOME: Text = Text { fr: "Retour à l’accueil", en: "Back to the home page" };
 
 pub const NOT_FOUND: PageText = PageText {
-    title_fr: "Page introuvable",
-    title_en: "Not found",
-    body_fr: "Cette adresse n’existe pas.",
-    body_en: "This address does not exist.",
+    title: Text { fr: "Page introuvable", en: "Not found" },
+    body: Text { fr: "Cette adresse n’existe pas.", en: "This address does not exist." },
 };
 
 #[cfg(test)]
@@ -116,15 +226,41 @@ mod tests {
     fn detail_is_escaped() {
         let r = page(
             403,
+            Lang::Fr,
             &DENIED,
             Some("<script>alert('x')</script>"),
-            Some(("/oauth2/sign_out?a=1&b=\"", "Se déconnecter", "Sign out")),
+            Some(("/oauth2/sign_out?a=1&b=\"", SIGN_OUT_AND_SWITCH)),
         );
         let body = String::from_utf8(r.body.clone()).unwrap();
         assert!(body.contains("&lt;script&gt;"));
         assert!(!body.contains("<script>"));
         assert!(body.contains("href=\"/oauth2/sign_out?a=1&amp;b=&quot;\""));
+        assert!(body.contains("lang=\"fr\"") && body.contains("Accès refusé"));
         assert_eq!(r.status, 403);
         assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+
+    #[test]
+    fn language_from_accept_language() {
+        assert_eq!(Lang::from_accept_language(None), Lang::Fr);
+        assert_eq!(Lang::from_accept_language(Some("en-GB,en;q=0.9")), Lang::En);
+        assert_eq!(Lang::from_accept_language(Some("fr-FR,fr;q=0.9,en;q=0.8")), Lang::Fr);
+        assert_eq!(Lang::from_accept_language(Some("de,en;q=0.5,fr;q=0.4")), Lang::En);
+        assert_eq!(Lang::from_accept_language(Some("de")), Lang::Fr);
+        assert_eq!(Lang::from_accept_language(Some("en;q=0,fr;q=0.1")), Lang::Fr);
+        assert_eq!(Lang::from_accept_language(Some("en, fr")), Lang::En);
+        let english = page(403, Lang::En, &DENIED, None, None);
+        assert!(String::from_utf8(english.body).unwrap().contains("Access denied"));
+    }
+
+    #[test]
+    fn proconnect_sign_in_button() {
+        let r = sign_in(Lang::Fr, "/oauth2/start?rd=%2Fchat", true);
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(body.contains("S’identifier avec") && body.contains("ProConnect"));
+        assert!(body.contains("href=\"/oauth2/start?rd=%2Fchat\""));
+        assert!(body.contains("https://www.proconnect.gouv.fr/"));
+        let plain = sign_in(Lang::En, "/oauth2/start", false);
+        assert!(String::from_utf8(plain.body).unwrap().contains(">Sign in</a>"));
     }
 }

@@ -17,6 +17,43 @@ pub fn safe_return_target(target: &str) -> &str {
     }
 }
 
+/// Like [`safe_return_target`], but an absolute `https`/`http` URL is also kept
+/// when its host is in `allowed_domains` (`"app.example.fr"` exactly, or
+/// `".example.fr"` for the domain and its sub-domains).
+pub fn safe_redirect<'a>(target: &'a str, allowed_domains: &[String]) -> &'a str {
+    if is_safe_local_path(target) || is_allowed_absolute(target, allowed_domains) {
+        target
+    } else {
+        "/"
+    }
+}
+
+fn is_allowed_absolute(target: &str, allowed_domains: &[String]) -> bool {
+    if allowed_domains.is_empty()
+        || target.len() > MAX_TARGET_LEN
+        || target.chars().any(|c| c.is_control() || c == '\\' || c == ' ')
+    {
+        return false;
+    }
+    let Ok(url) = url::Url::parse(target) else {
+        return false;
+    };
+    if !(url.scheme() == "https" || url.scheme() == "http") || !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let Some(host) = url.host_str().map(|h| h.to_ascii_lowercase()) else {
+        return false;
+    };
+    let host_port = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    allowed_domains.iter().any(|d| match d.strip_prefix('.') {
+        Some(domain) => host == domain || host.ends_with(&format!(".{domain}")),
+        None => *d == host || *d == host_port,
+    })
+}
+
 fn is_safe_local_path(target: &str) -> bool {
     if target.is_empty() || target.len() > MAX_TARGET_LEN || !target.starts_with('/') {
         return false;
@@ -91,5 +128,31 @@ mod tests {
         }
         let long = format!("/{}", "a".repeat(3000));
         assert_eq!(safe_return_target(&long), "/");
+    }
+
+    #[test]
+    fn allow_listed_hosts() {
+        let domains = vec!["app.example.fr".to_string(), ".gouv.fr".to_string()];
+        for ok in [
+            "https://app.example.fr/x?y=1",
+            "https://numerique.gouv.fr/",
+            "https://a.b.gouv.fr/c",
+            "https://gouv.fr/",
+            "/local",
+        ] {
+            assert_eq!(safe_redirect(ok, &domains), ok, "{ok}");
+        }
+        for bad in [
+            "https://evil.example/",
+            "https://app.example.fr.evil.example/",
+            "https://evilgouv.fr/",
+            "https://user@app.example.fr/",
+            "javascript://app.example.fr/%0aalert(1)",
+            "//app.example.fr/",
+            "https://app.example.fr\\@evil.example/",
+        ] {
+            assert_eq!(safe_redirect(bad, &domains), "/", "{bad}");
+        }
+        assert_eq!(safe_redirect("https://app.example.fr/", &[]), "/");
     }
 }

@@ -28,6 +28,7 @@ const NONCE_LEN: usize = 12;
 pub enum Purpose {
     Session,
     Login,
+    Logout,
 }
 
 /// AES-256-GCM sealing with keys derived from the cookie secret.
@@ -35,6 +36,7 @@ pub enum Purpose {
 pub struct Sealer {
     session: Aes256Gcm,
     login: Aes256Gcm,
+    logout: Aes256Gcm,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -58,6 +60,7 @@ impl Sealer {
         Sealer {
             session: derive_key(secret, "session"),
             login: derive_key(secret, "login"),
+            logout: derive_key(secret, "logout"),
         }
     }
 
@@ -65,6 +68,7 @@ impl Sealer {
         match purpose {
             Purpose::Session => &self.session,
             Purpose::Login => &self.login,
+            Purpose::Logout => &self.logout,
         }
     }
 
