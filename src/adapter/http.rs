@@ -84,7 +84,7 @@ impl SesameHttp {
                             now(),
                             config.provider_retry_max,
                         );
-                        let step = self.shared.filter.unavailable();
+                        let step = self.shared.filter.unavailable(pending.lang);
                         self.perform(step)
                     }
                 }

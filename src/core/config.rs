@@ -166,14 +166,30 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// ProConnect's environments and their issuers.
 pub const PROCONNECT_ENVIRONMENTS: &[(&str, &str)] = &[
-    ("integration", "https://fca.integ01.dev-agentconnect.fr/api/v2"),
+    (
+        "integration",
+        "https://fca.integ01.dev-agentconnect.fr/api/v2",
+    ),
     ("production", "https://auth.agentconnect.gouv.fr/api/v2"),
-    ("integration-rie", "https://fca.integ02.agentconnect.rie.gouv.fr/api/v2"),
-    ("production-rie", "https://auth.agentconnect.rie.gouv.fr/api/v2"),
+    (
+        "integration-rie",
+        "https://fca.integ02.agentconnect.rie.gouv.fr/api/v2",
+    ),
+    (
+        "production-rie",
+        "https://auth.agentconnect.rie.gouv.fr/api/v2",
+    ),
 ];
 
 /// ACR values ProConnect knows.
-pub const PROCONNECT_ACR_VALUES: &[&str] = &["eidas0", "eidas0-mfa", "eidas1", "eidas1-mfa", "eidas2", "eidas3"];
+pub const PROCONNECT_ACR_VALUES: &[&str] = &[
+    "eidas0",
+    "eidas0-mfa",
+    "eidas1",
+    "eidas1-mfa",
+    "eidas2",
+    "eidas3",
+];
 
 /// Collects errors while reading typed values out of the JSON object.
 struct Reader<'a> {
@@ -311,14 +327,24 @@ impl Config {
         let preset_issuer = match environment.as_deref() {
             None => None,
             Some(_) if provider != ProviderKind::ProConnect => {
-                r.err("proconnect_environment", "is only for provider \"proconnect\"");
+                r.err(
+                    "proconnect_environment",
+                    "is only for provider \"proconnect\"",
+                );
                 None
             }
-            Some(env) => match PROCONNECT_ENVIRONMENTS.iter().find(|(name, _)| *name == env) {
+            Some(env) => match PROCONNECT_ENVIRONMENTS
+                .iter()
+                .find(|(name, _)| *name == env)
+            {
                 Some((_, issuer)) => Some(issuer.to_string()),
                 None => {
-                    let names: Vec<&str> = PROCONNECT_ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
-                    r.err("proconnect_environment", format!("must be one of {}", names.join(", ")));
+                    let names: Vec<&str> =
+                        PROCONNECT_ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
+                    r.err(
+                        "proconnect_environment",
+                        format!("must be one of {}", names.join(", ")),
+                    );
                     None
                 }
             },
@@ -645,7 +671,10 @@ impl Config {
                 if !PROCONNECT_ACR_VALUES.contains(&acr.as_str()) {
                     r.err(
                         "acr_values",
-                        format!("{acr:?} is not a ProConnect ACR value ({})", PROCONNECT_ACR_VALUES.join(", ")),
+                        format!(
+                            "{acr:?} is not a ProConnect ACR value ({})",
+                            PROCONNECT_ACR_VALUES.join(", ")
+                        ),
                     );
                 }
             }
@@ -665,9 +694,19 @@ impl Config {
         let skip_provider_button = r.bool("skip_provider_button", true);
         let post_logout_redirect_uri = match r.string("post_logout_redirect_uri") {
             Some(text) => match Url::parse(&text) {
-                Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() && u.query().is_none() && u.fragment().is_none() => Some(u),
+                Ok(u)
+                    if (u.scheme() == "https" || u.scheme() == "http")
+                        && u.has_host()
+                        && u.query().is_none()
+                        && u.fragment().is_none() =>
+                {
+                    Some(u)
+                }
                 _ => {
-                    r.err("post_logout_redirect_uri", "must be an absolute http(s) URL without query or fragment");
+                    r.err(
+                        "post_logout_redirect_uri",
+                        "must be an absolute http(s) URL without query or fragment",
+                    );
                     None
                 }
             },
@@ -677,14 +716,24 @@ impl Config {
         };
         if let (Some(logout), Some(callback)) = (&post_logout_redirect_uri, &redirect_uri) {
             if logout.path() == callback.path() {
-                r.err("post_logout_redirect_uri", "must not have the same path as redirect_uri");
+                r.err(
+                    "post_logout_redirect_uri",
+                    "must not have the same path as redirect_uri",
+                );
             }
         }
         let mut allowed_redirect_domains = Vec::new();
-        for d in r.string_list("allowed_redirect_domains").unwrap_or_default() {
+        for d in r
+            .string_list("allowed_redirect_domains")
+            .unwrap_or_default()
+        {
             let d = d.trim().to_ascii_lowercase();
             let bare = d.strip_prefix('.').unwrap_or(&d);
-            if bare.is_empty() || !bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':') {
+            if bare.is_empty()
+                || !bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':')
+            {
                 r.err("allowed_redirect_domains", format!("{d:?} is not a host name (\"app.example.fr\", or \".example.fr\" for sub-domains)"));
             } else {
                 allowed_redirect_domains.push(d);
@@ -921,6 +970,63 @@ pub(crate) mod tests {
         assert_eq!(errors_for(v)[0].key, "token_endpoint_auth_method");
         let c = config_with(json!({"provider": "proconnect"}));
         assert!(c.scopes.contains(&"siret".to_string()));
+    }
+
+    #[test]
+    fn proconnect_environments_set_the_issuer() {
+        let mut v = minimal();
+        v.as_object_mut().unwrap().remove("issuer");
+        v["provider"] = json!("proconnect");
+        v["proconnect_environment"] = json!("production");
+        let c = Config::parse(v.to_string().as_bytes()).unwrap();
+        assert_eq!(c.issuer, "https://auth.agentconnect.gouv.fr/api/v2");
+        assert_eq!(
+            c.discovery_url.as_str(),
+            "https://auth.agentconnect.gouv.fr/api/v2/.well-known/openid-configuration"
+        );
+        v["issuer"] = json!("https://fca.integ01.dev-agentconnect.fr/api/v2");
+        assert_eq!(
+            Config::parse(v.to_string().as_bytes()).unwrap().issuer,
+            "https://fca.integ01.dev-agentconnect.fr/api/v2"
+        );
+        v["proconnect_environment"] = json!("staging");
+        v["acr_values"] = json!(["eidas9"]);
+        let keys: Vec<String> = errors_for(v.clone()).into_iter().map(|e| e.key).collect();
+        assert!(
+            keys.contains(&"proconnect_environment".to_string())
+                && keys.contains(&"acr_values".to_string())
+        );
+        v["provider"] = json!("oidc");
+        v["proconnect_environment"] = json!("production");
+        v["acr_values"] = json!(["eidas1"]);
+        assert_eq!(errors_for(v)[0].key, "proconnect_environment");
+    }
+
+    #[test]
+    fn logout_and_redirect_options() {
+        let c = config_with(json!({}));
+        assert_eq!(
+            c.post_logout_redirect_uri.as_str(),
+            "http://127.0.0.1:10000/oauth2/signed_out"
+        );
+        assert!(c.provider_logout && c.skip_provider_button);
+        let c = config_with(
+            json!({"post_logout_redirect_uri": "https://app.example.fr/bye", "allowed_redirect_domains": [".Example.fr"]}),
+        );
+        assert_eq!(c.post_logout_redirect_uri.path(), "/bye");
+        assert_eq!(c.allowed_redirect_domains, vec![".example.fr".to_string()]);
+        let mut v = minimal();
+        v["post_logout_redirect_uri"] = json!("http://127.0.0.1:10000/oauth2/callback");
+        v["allowed_redirect_domains"] = json!(["evil/.fr"]);
+        v["claims"] = json!("amr");
+        let keys: Vec<String> = errors_for(v).into_iter().map(|e| e.key).collect();
+        for k in [
+            "post_logout_redirect_uri",
+            "allowed_redirect_domains",
+            "claims",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k}: {keys:?}");
+        }
     }
 
     #[test]

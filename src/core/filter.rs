@@ -4,14 +4,14 @@
 use serde_json::{json, Value};
 
 use super::config::Config;
+use super::config::ProviderKind;
 use super::cookies::{self, CookieAttributes};
 use super::headers::{identity_headers, strip_identity_headers};
 use super::http::{ProviderCall, Request, Response};
 use super::login::Pending;
-use super::config::ProviderKind;
 use super::pages::{self, Lang};
-use super::redirect::safe_return_target;
 use super::provider::ProviderState;
+use super::redirect::safe_return_target;
 use super::session::{Sealer, Session, SessionCookie};
 use super::Entropy;
 
@@ -298,8 +298,8 @@ impl Filter {
 
     /// The 503 page while the provider cannot be reached.
     pub fn unavailable(&self, lang: Lang) -> Step {
-        let response = pages::page(503, lang, &pages::UNAVAILABLE, None, None)
-            .with_header("retry-after", "5");
+        let response =
+            pages::page(503, lang, &pages::UNAVAILABLE, None, None).with_header("retry-after", "5");
         Step::respond(response, Outcome::ProviderUnavailable)
     }
 
@@ -352,11 +352,7 @@ impl Filter {
                     }
                 };
                 if endpoint == "/sign_in" && !self.config.skip_provider_button {
-                    let start = format!(
-                        "{}/start?{}",
-                        self.config.proxy_prefix,
-                        req.query()
-                    );
+                    let start = format!("{}/start?{}", self.config.proxy_prefix, req.query());
                     let proconnect = self.config.provider == ProviderKind::ProConnect;
                     let response = pages::sign_in(lang, &start, proconnect);
                     return Step::respond(response, Outcome::Endpoint { ok: true });
@@ -369,8 +365,8 @@ impl Filter {
                 match session {
                     Some(s) => match self.config.policy.check(&s.claims) {
                         Ok(()) => {
-                            let response = Response::new(202)
-                                .with_headers(identity_headers(&self.config, &s));
+                            let response =
+                                Response::new(202).with_headers(identity_headers(&self.config, &s));
                             Step::respond(response, Outcome::Endpoint { ok: true })
                         }
                         Err(d) => Step::respond(
@@ -436,7 +432,9 @@ impl SignInHints {
                 }
                 "login_hint" => {
                     let ok = value.len() <= 254
-                        && value.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                        && value
+                            .split_once('@')
+                            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
                         && !value.chars().any(|c| c.is_control() || c.is_whitespace());
                     if !ok {
                         return Err("login_hint must be an email address".into());

@@ -691,3 +691,349 @@ fn tampered_session_cookie_is_no_session_and_is_cleared() {
         .iter()
         .any(|(k, v)| k == "set-cookie" && v.starts_with("_sesame=;")));
 }
+
+fn provider_with_logout() -> ProviderState {
+    let mut state = provider();
+    if let Some(m) = state.metadata.as_mut() {
+        m.end_session_endpoint = Some(url::Url::parse(&format!("{ISSUER}/session/end")).unwrap());
+    }
+    state
+}
+
+fn id_token_with_acr(acr: &'static str) -> impl Fn(&str) -> String {
+    move |nonce: &str| {
+        let mut c = claims(json!({"acr": acr}));
+        c.nonce = Some(nonce.into());
+        es256(c)
+    }
+}
+
+#[test]
+fn acr_is_requested_and_enforced() {
+    let f = filter(
+        json!({"acr_values": ["eidas2", "eidas3"], "claims": {"id_token": {"amr": {"essential": true}}}}),
+    );
+    let (r, _) = start(&f, "/");
+    let loc = r.header("location").unwrap();
+    assert_eq!(param(loc, "acr_values"), "eidas2 eidas3");
+    assert_eq!(
+        param(loc, "claims"),
+        r#"{"id_token":{"amr":{"essential":true}}}"#
+    );
+
+    let low = run_login(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_with_acr("eidas1"),
+    );
+    assert!(matches!(
+        low.step.outcome,
+        Outcome::LoginFailed {
+            reason: "acr_not_satisfied",
+            ..
+        }
+    ));
+    let r = response(low.step);
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8(r.body.clone())
+        .unwrap()
+        .contains("Niveau d’authentification insuffisant"));
+    assert!(!set_cookies(&r)
+        .iter()
+        .any(|(n, v)| n == "_sesame" && !v.is_empty()));
+
+    let ok = run_login(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_with_acr("eidas2"),
+    );
+    assert!(matches!(ok.step.outcome, Outcome::LoginSucceeded { .. }));
+    // Without acr_values, any acr is fine.
+    let plain = filter(json!({}));
+    let any = run_login(
+        &plain,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_with_acr("eidas0"),
+    );
+    assert!(matches!(any.step.outcome, Outcome::LoginSucceeded { .. }));
+}
+
+#[test]
+fn sign_in_hints_are_forwarded_and_checked() {
+    let f = filter(json!({}));
+    let path = "/oauth2/sign_in?rd=%2Fchat&idp_hint=fia1v2&login_hint=alice%40numerique.gouv.fr&siret_hint=13002526500013&prompt=login&foo=bar&response_mode=form_post";
+    let r = response(f.on_request(&get(path, &[]), &provider(), NOW, &mut CountingEntropy(1)));
+    let loc = r.header("location").unwrap();
+    assert_eq!(param(loc, "idp_hint"), "fia1v2");
+    assert_eq!(param(loc, "login_hint"), "alice@numerique.gouv.fr");
+    assert_eq!(param(loc, "siret_hint"), "13002526500013");
+    assert_eq!(param(loc, "prompt"), "login");
+    let names: Vec<String> = url::Url::parse(loc)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "foo" || n == "response_mode" || n == "rd"),
+        "{names:?}"
+    );
+    for bad in [
+        "siret_hint=123",
+        "login_hint=not-an-email",
+        "prompt=always",
+        "idp_hint=a%20b",
+        "prompt=login&prompt=none",
+    ] {
+        let step = f.on_request(
+            &get(&format!("/oauth2/sign_in?{bad}"), &[]),
+            &provider(),
+            NOW,
+            &mut CountingEntropy(1),
+        );
+        assert!(
+            matches!(
+                step.outcome,
+                Outcome::LoginFailed {
+                    reason: "invalid_sign_in_parameter",
+                    ..
+                }
+            ),
+            "{bad}"
+        );
+        assert_eq!(response(step).status, 400);
+    }
+}
+
+#[test]
+fn sign_in_page_when_the_provider_button_is_not_skipped() {
+    let f =
+        filter(json!({"skip_provider_button": false, "provider": "proconnect", "issuer": ISSUER}));
+    let r = response(f.on_request(
+        &get("/chat?x=1", &[HTML]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("/oauth2/sign_in?rd=%2Fchat%3Fx%3D1")
+    );
+    let page = response(f.on_request(
+        &get("/oauth2/sign_in?rd=%2Fchat%3Fx%3D1", &[HTML]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(page.status, 200);
+    let body = String::from_utf8(page.body).unwrap();
+    assert!(
+        body.contains("ProConnect") && body.contains("href=\"/oauth2/start?rd=%2Fchat%3Fx%3D1\"")
+    );
+    let english = response(f.on_request(
+        &get("/oauth2/sign_in", &[("accept-language", "en-US,en;q=0.9")]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert!(String::from_utf8(english.body)
+        .unwrap()
+        .contains("Sign in with"));
+    let go = response(f.on_request(
+        &get("/oauth2/start?rd=%2Fchat", &[]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert!(go
+        .header("location")
+        .unwrap()
+        .starts_with(&format!("{ISSUER}/auth?")));
+}
+
+#[test]
+fn provider_logout_round_trip_checks_the_state() {
+    let f = filter(json!({"allowed_redirect_domains": ["app.example.fr"]}));
+    let mut state = provider_with_logout();
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
+    let session_cookies = set_cookies(&response(login.step));
+    let cookie = cookie_header(&session_cookies);
+
+    let out = response(f.on_request(
+        &get(
+            "/oauth2/sign_out?rd=https%3A%2F%2Fapp.example.fr%2Fbye",
+            &[("cookie", &cookie)],
+        ),
+        &state,
+        NOW,
+        &mut CountingEntropy(9),
+    ));
+    let loc = out.header("location").unwrap().to_string();
+    assert!(loc.starts_with(&format!("{ISSUER}/session/end?")));
+    assert!(!param(&loc, "id_token_hint").is_empty());
+    assert_eq!(
+        param(&loc, "post_logout_redirect_uri"),
+        "http://127.0.0.1:10000/oauth2/signed_out"
+    );
+    let logout_state = param(&loc, "state");
+    assert_eq!(logout_state.len(), 43);
+    let cookies = set_cookies(&out);
+    assert!(
+        cookies.iter().any(|(n, v)| n == "_sesame" && v.is_empty()),
+        "session cleared"
+    );
+    let logout_cookie = cookie_header(&cookies);
+
+    // Back from the provider with the right state: on to rd.
+    let back = format!("/oauth2/signed_out?state={logout_state}");
+    let r = response(f.on_request(
+        &get(&back, &[("cookie", &logout_cookie)]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("https://app.example.fr/bye"));
+    // A forged state, or no cookie: a page, not a redirect.
+    for (path, c) in [
+        (
+            format!("/oauth2/signed_out?state={}", "A".repeat(43)),
+            logout_cookie.clone(),
+        ),
+        (back.clone(), String::new()),
+    ] {
+        let step = f.on_request(
+            &get(&path, &[("cookie", &c)]),
+            &state,
+            NOW,
+            &mut CountingEntropy(1),
+        );
+        assert!(matches!(
+            step.outcome,
+            Outcome::LoginFailed {
+                reason: "logout_state_mismatch",
+                ..
+            }
+        ));
+        let r = response(step);
+        assert_eq!(r.status, 400);
+        assert!(r.header("location").is_none());
+    }
+    // Not allow-listed: back to "/" after the provider.
+    let out = response(f.on_request(
+        &get(
+            "/oauth2/sign_out?rd=https%3A%2F%2Fevil.example%2F",
+            &[("cookie", &cookie)],
+        ),
+        &state,
+        NOW,
+        &mut CountingEntropy(9),
+    ));
+    let st = param(out.header("location").unwrap(), "state");
+    let r = response(f.on_request(
+        &get(
+            &format!("/oauth2/signed_out?state={st}"),
+            &[("cookie", &cookie_header(&set_cookies(&out)))],
+        ),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(r.header("location"), Some("/"));
+    // provider_logout off: straight to rd.
+    let local = filter(json!({"provider_logout": false}));
+    let r = response(local.on_request(
+        &get("/oauth2/sign_out?rd=%2Fx", &[("cookie", &cookie)]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(r.header("location"), Some("/x"));
+}
+
+#[test]
+fn proconnect_requires_signed_userinfo_and_builds_the_display_name() {
+    let f = filter(json!({"provider": "proconnect", "issuer": ISSUER}));
+    let mut state = provider();
+    let (redirect, cookies) = start(&f, "/");
+    let loc = redirect.header("location").unwrap().to_string();
+    let cb = format!("/oauth2/callback?code=c&state={}", param(&loc, "state"));
+    let step = f.on_request(
+        &get(&cb, &[("cookie", &cookie_header(&cookies))]),
+        &state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    let Action::Call(_, pending) = step.action else {
+        panic!()
+    };
+    let tokens = json!({"id_token": id_token_for(&param(&loc, "nonce")), "access_token": "at", "token_type": "Bearer"});
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", &tokens.to_string()),
+        &mut state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    let Action::Call(_, pending) = step.action else {
+        panic!()
+    };
+    let plain = json!({"sub": "alice-7f3a", "email": "alice@numerique.gouv.fr"}).to_string();
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", &plain),
+        &mut state,
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert!(matches!(
+        step.outcome,
+        Outcome::LoginFailed {
+            reason: "userinfo_invalid",
+            ..
+        }
+    ));
+
+    let login = run_login(&f, &mut provider(), "alice@numerique.gouv.fr", id_token_for);
+    let cookie = cookie_header(&set_cookies(&response(login.step)));
+    let r = response(f.on_request(
+        &get("/oauth2/userinfo", &[("cookie", &cookie)]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["name"], "Alice Martin");
+}
+
+#[test]
+fn denied_page_follows_the_browser_language() {
+    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let open = filter(json!({}));
+    let login = run_login(&open, &mut provider(), "eve@example.com", id_token_for);
+    let cookie = cookie_header(&set_cookies(&response(login.step)));
+    let fr = response(f.on_request(
+        &get("/", &[("cookie", &cookie)]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert!(String::from_utf8(fr.body).unwrap().contains("Accès refusé"));
+    let en = response(f.on_request(
+        &get("/", &[("cookie", &cookie), ("accept-language", "en")]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    let body = String::from_utf8(en.body).unwrap();
+    assert!(
+        body.contains("Access denied")
+            && body.contains("eve@example.com")
+            && !body.contains("Accès refusé")
+    );
+}

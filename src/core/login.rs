@@ -22,8 +22,21 @@ pub const LOGIN_TTL: u64 = 600;
 const MAX_CALLBACK_QUERY: usize = 8192;
 /// Claims that describe the token rather than the person: never taken from userinfo.
 const PROTOCOL_CLAIMS: &[&str] = &[
-    "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "jti", "sub", "at_hash", "c_hash", "sid",
-    "acr", "amr", "auth_time",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "azp",
+    "jti",
+    "sub",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "acr",
+    "amr",
+    "auth_time",
 ];
 
 /// What a started sign-in remembers, sealed in a short-lived cookie.
@@ -175,7 +188,13 @@ impl Filter {
             "acr_not_satisfied" => &pages::ACR_REFUSED,
             _ => &pages::LOGIN_FAILED,
         };
-        let mut response = pages::page(status, lang, text, Some(reason), Some((&retry, pages::TRY_AGAIN)));
+        let mut response = pages::page(
+            status,
+            lang,
+            text,
+            Some(reason),
+            Some((&retry, pages::TRY_AGAIN)),
+        );
         if let Some(state) = login_state {
             response.headers.push(self.clear_login_cookie(state));
         }
@@ -196,14 +215,26 @@ impl Filter {
         };
         let query = req.query();
         if query.len() > MAX_CALLBACK_QUERY {
-            return fail(400, "malformed_callback", &format!("query of {} bytes", query.len()), None, "/");
+            return fail(
+                400,
+                "malformed_callback",
+                &format!("query of {} bytes", query.len()),
+                None,
+                "/",
+            );
         }
         let mut params: Vec<(String, String)> = Vec::new();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             if matches!(k.as_ref(), "state" | "code" | "error" | "iss")
                 && params.iter().any(|(n, _)| *n == k)
             {
-                return fail(400, "malformed_callback", &format!("parameter {k} repeated"), None, "/");
+                return fail(
+                    400,
+                    "malformed_callback",
+                    &format!("parameter {k} repeated"),
+                    None,
+                    "/",
+                );
             }
             params.push((k.into_owned(), v.into_owned()));
         }
@@ -222,7 +253,13 @@ impl Filter {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return fail(400, "invalid_state", "the state is not one of ours", None, "/");
+            return fail(
+                400,
+                "invalid_state",
+                "the state is not one of ours",
+                None,
+                "/",
+            );
         }
         let name = self.login_cookie_name(state);
         let login: Option<LoginState> = cookies
@@ -250,10 +287,22 @@ impl Filter {
         };
         let rd = login.return_to.as_str();
         if !constant_time_eq(login.state.as_bytes(), state.as_bytes()) {
-            return fail(400, "state_mismatch", "the state differs from the one sent", Some(state), rd);
+            return fail(
+                400,
+                "state_mismatch",
+                "the state differs from the one sent",
+                Some(state),
+                rd,
+            );
         }
         if now >= login.expires_at {
-            return fail(400, "login_expired", "the sign-in took too long", Some(state), rd);
+            return fail(
+                400,
+                "login_expired",
+                "the sign-in took too long",
+                Some(state),
+                rd,
+            );
         }
         if let Some(error) = param("error") {
             let code: String = error
@@ -267,7 +316,13 @@ impl Filter {
                 .filter(|c| !c.is_control())
                 .take(200)
                 .collect();
-            return fail(403, "provider_error", &format!("{code}: {description}"), Some(state), rd);
+            return fail(
+                403,
+                "provider_error",
+                &format!("{code}: {description}"),
+                Some(state),
+                rd,
+            );
         }
         let Some(metadata) = provider.metadata.as_ref() else {
             return self.unavailable(lang);
@@ -284,7 +339,13 @@ impl Filter {
             }
         }
         let Some(code) = param("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
-            return fail(400, "missing_code", "the callback has no code", Some(state), rd);
+            return fail(
+                400,
+                "missing_code",
+                "the callback has no code",
+                Some(state),
+                rd,
+            );
         };
 
         let mut form: Vec<(&str, &str)> = vec![
@@ -314,7 +375,11 @@ impl Filter {
                     .with_header("authorization", &format!("Basic {basic}"))
             }
         };
-        let pending = Pending { login, lang, stage: Stage::Token };
+        let pending = Pending {
+            login,
+            lang,
+            stage: Stage::Token,
+        };
         Step {
             action: Action::Call(call, Box::new(pending)),
             outcome: Outcome::Waiting,
@@ -365,25 +430,53 @@ impl Filter {
                         .ok()
                         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
                         .unwrap_or_default();
-                    let error: String = error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
-                    return fail(502, "token_endpoint_error", format!("HTTP {} {error}", resp.status));
+                    let error: String = error
+                        .chars()
+                        .filter(|c| c.is_ascii_graphic())
+                        .take(64)
+                        .collect();
+                    return fail(
+                        502,
+                        "token_endpoint_error",
+                        format!("HTTP {} {error}", resp.status),
+                    );
                 }
                 let tokens: TokenResponse = match serde_json::from_slice(&resp.body) {
                     Ok(t) => t,
-                    Err(_) => return fail(502, "token_response_invalid", "not a token response".into()),
+                    Err(_) => {
+                        return fail(502, "token_response_invalid", "not a token response".into())
+                    }
                 };
                 if tokens
                     .token_type
                     .as_deref()
                     .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
                 {
-                    return fail(502, "token_response_invalid", "token_type is not Bearer".into());
+                    return fail(
+                        502,
+                        "token_response_invalid",
+                        "token_type is not Bearer".into(),
+                    );
                 }
-                self.check_id_token(Pending { login, lang, stage: Stage::Keys { tokens } }, provider, now, entropy, true)
+                self.check_id_token(
+                    Pending {
+                        login,
+                        lang,
+                        stage: Stage::Keys { tokens },
+                    },
+                    provider,
+                    now,
+                    entropy,
+                    true,
+                )
             }
             Stage::Keys { tokens } => {
                 if resp.status != 200 {
-                    return fail(502, "jwks_unavailable", format!("JWKS answered HTTP {}", resp.status));
+                    return fail(
+                        502,
+                        "jwks_unavailable",
+                        format!("JWKS answered HTTP {}", resp.status),
+                    );
                 }
                 match KeySet::parse(&resp.body) {
                     Ok(keys) => {
@@ -392,21 +485,46 @@ impl Filter {
                     }
                     Err(e) => return fail(502, "jwks_invalid", e),
                 }
-                self.check_id_token(Pending { login, lang, stage: Stage::Keys { tokens } }, provider, now, entropy, false)
+                self.check_id_token(
+                    Pending {
+                        login,
+                        lang,
+                        stage: Stage::Keys { tokens },
+                    },
+                    provider,
+                    now,
+                    entropy,
+                    false,
+                )
             }
             Stage::Userinfo { tokens, mut claims } => {
                 if resp.status != 200 {
-                    return fail(502, "userinfo_error", format!("userinfo answered HTTP {}", resp.status));
+                    return fail(
+                        502,
+                        "userinfo_error",
+                        format!("userinfo answered HTTP {}", resp.status),
+                    );
                 }
-                let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("").to_string();
+                let sub = claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let keys = provider.keys.clone().unwrap_or_default();
                 let signed_only = self.config.provider == ProviderKind::ProConnect;
                 let result = match resp.media_type().as_str() {
                     "application/jwt" => {
                         let text = String::from_utf8_lossy(&resp.body);
-                        token::validate_userinfo_jwt(text.trim(), &keys, &self.expectations(now), &sub)
+                        token::validate_userinfo_jwt(
+                            text.trim(),
+                            &keys,
+                            &self.expectations(now),
+                            &sub,
+                        )
                     }
-                    "application/json" if !signed_only => token::validate_userinfo_json(&resp.body, &sub),
+                    "application/json" if !signed_only => {
+                        token::validate_userinfo_json(&resp.body, &sub)
+                    }
                     other => {
                         let other: String = other.chars().take(64).collect();
                         return fail(502, "userinfo_invalid", format!("content type {other:?}"));
@@ -437,14 +555,30 @@ impl Filter {
         entropy: &mut dyn Entropy,
         may_refetch: bool,
     ) -> Step {
-        let Pending { login, lang, stage: Stage::Keys { tokens } } = pending else {
+        let Pending {
+            login,
+            lang,
+            stage: Stage::Keys { tokens },
+        } = pending
+        else {
             return self.unavailable(pending.lang);
         };
         let fail = |status, reason, detail: String| {
-            self.login_failed(status, reason, detail, Some(&login.state), &login.return_to, lang)
+            self.login_failed(
+                status,
+                reason,
+                detail,
+                Some(&login.state),
+                &login.return_to,
+                lang,
+            )
         };
         let Some(id_token) = tokens.id_token.as_deref() else {
-            return fail(502, "token_response_invalid", "no id_token in the token response".into());
+            return fail(
+                502,
+                "token_response_invalid",
+                "no id_token in the token response".into(),
+            );
         };
         let keys = provider.keys.clone().unwrap_or_default();
         match token::validate_id_token(id_token, &keys, &self.expectations(now), &login.nonce) {
@@ -452,20 +586,34 @@ impl Filter {
                 if !self.config.acr_values.is_empty() {
                     let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
                     if !self.config.acr_values.iter().any(|a| a == acr) {
-                        let acr: String = acr.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+                        let acr: String = acr
+                            .chars()
+                            .filter(|c| c.is_ascii_graphic())
+                            .take(64)
+                            .collect();
                         return fail(
                             403,
                             "acr_not_satisfied",
-                            format!("acr {acr:?} is not among {}", self.config.acr_values.join(", ")),
+                            format!(
+                                "acr {acr:?} is not among {}",
+                                self.config.acr_values.join(", ")
+                            ),
                         );
                     }
                 }
-                let userinfo = provider.metadata.as_ref().and_then(|m| m.userinfo_endpoint.as_ref());
+                let userinfo = provider
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.userinfo_endpoint.as_ref());
                 match (userinfo, tokens.access_token.as_deref()) {
                     (Some(endpoint), Some(access_token)) if self.config.fetch_userinfo => {
                         let call = ProviderCall::get(endpoint, "application/jwt, application/json")
                             .with_header("authorization", &format!("Bearer {access_token}"));
-                        let pending = Pending { login, lang, stage: Stage::Userinfo { tokens, claims } };
+                        let pending = Pending {
+                            login,
+                            lang,
+                            stage: Stage::Userinfo { tokens, claims },
+                        };
                         Step {
                             action: Action::Call(call, Box::new(pending)),
                             outcome: Outcome::Waiting,
@@ -483,15 +631,26 @@ impl Filter {
                 };
                 // Count the refetch now, so concurrent sign-ins do not all refetch.
                 provider.keys_fetched_at = now;
-                let call = ProviderCall::get(&metadata.jwks_uri, "application/json, application/jwk-set+json");
-                let pending = Pending { login, lang, stage: Stage::Keys { tokens } };
+                let call = ProviderCall::get(
+                    &metadata.jwks_uri,
+                    "application/json, application/jwk-set+json",
+                );
+                let pending = Pending {
+                    login,
+                    lang,
+                    stage: Stage::Keys { tokens },
+                };
                 Step {
                     action: Action::Call(call, Box::new(pending)),
                     outcome: Outcome::Waiting,
                 }
             }
             Err(e) => {
-                let reason = if e == TokenError::NonceMismatch { "nonce_mismatch" } else { "id_token_invalid" };
+                let reason = if e == TokenError::NonceMismatch {
+                    "nonce_mismatch"
+                } else {
+                    "id_token_invalid"
+                };
                 fail(401, reason, e.to_string())
             }
         }
@@ -536,7 +695,10 @@ impl Filter {
         }
         let attrs = self.cookie_attrs("/");
         let mut response = Response::redirect(&login.return_to);
-        for c in self.session_cookie().write(&session, now, &attrs, &[], entropy) {
+        for c in self
+            .session_cookie()
+            .write(&session, now, &attrs, &[], entropy)
+        {
             response.headers.push(("set-cookie".into(), c));
         }
         response.headers.push(self.clear_login_cookie(&login.state));
@@ -569,7 +731,10 @@ impl Filter {
             .into_iter()
             .map(|c| ("set-cookie".to_string(), c))
             .collect();
-        let end_session = provider.metadata.as_ref().and_then(|m| m.end_session_endpoint.as_ref());
+        let end_session = provider
+            .metadata
+            .as_ref()
+            .and_then(|m| m.end_session_endpoint.as_ref());
         let id_token = session.as_ref().and_then(|s| s.id_token.as_deref());
         let location = match (end_session, id_token) {
             (Some(endpoint), Some(id_token)) if self.config.provider_logout => {
@@ -581,23 +746,38 @@ impl Filter {
                 let name = self.logout_cookie_name();
                 let sealed = self.sealer.seal(Purpose::Logout, &name, &logout, entropy);
                 let attrs = self.cookie_attrs(self.config.post_logout_redirect_uri.path());
-                headers.push(("set-cookie".into(), set_cookie(&name, &sealed, LOGIN_TTL, &attrs)));
+                headers.push((
+                    "set-cookie".into(),
+                    set_cookie(&name, &sealed, LOGIN_TTL, &attrs),
+                ));
                 let mut url = endpoint.clone();
                 url.query_pairs_mut()
                     .append_pair("id_token_hint", id_token)
                     .append_pair("state", &logout.state)
-                    .append_pair("post_logout_redirect_uri", self.config.post_logout_redirect_uri.as_str());
+                    .append_pair(
+                        "post_logout_redirect_uri",
+                        self.config.post_logout_redirect_uri.as_str(),
+                    );
                 url.to_string()
             }
             _ => rd,
         };
-        Step::respond(Response::redirect(&location).with_headers(headers), Outcome::SignedOut)
+        Step::respond(
+            Response::redirect(&location).with_headers(headers),
+            Outcome::SignedOut,
+        )
     }
 
     /// The return from the provider's logout: check the `state`, then go on
     /// to the `rd` given at sign-out. A wrong or missing state ends on a
     /// "signed out" page instead, never on an address from the query.
-    pub fn signed_out(&self, req: &Request, cookies: &[(&str, &str)], now: u64, lang: Lang) -> Step {
+    pub fn signed_out(
+        &self,
+        req: &Request,
+        cookies: &[(&str, &str)],
+        now: u64,
+        lang: Lang,
+    ) -> Step {
         let name = self.logout_cookie_name();
         let attrs = self.cookie_attrs(self.config.post_logout_redirect_uri.path());
         let clear = ("set-cookie".to_string(), clear_cookie(&name, &attrs));
@@ -607,12 +787,20 @@ impl Filter {
             .and_then(|(_, v)| self.sealer.open(Purpose::Logout, &name, v));
         let state = query_param(req.query(), "state").unwrap_or_default();
         match logout {
-            Some(l) if now < l.expires_at && constant_time_eq(l.state.as_bytes(), state.as_bytes()) => {
+            Some(l)
+                if now < l.expires_at && constant_time_eq(l.state.as_bytes(), state.as_bytes()) =>
+            {
                 let response = Response::redirect(&l.return_to).with_headers([clear]);
                 Step::respond(response, Outcome::Endpoint { ok: true })
             }
             _ => {
-                let mut response = pages::page(400, lang, &pages::SIGNED_OUT, None, Some(("/", pages::HOME)));
+                let mut response = pages::page(
+                    400,
+                    lang,
+                    &pages::SIGNED_OUT,
+                    None,
+                    Some(("/", pages::HOME)),
+                );
                 response.headers.push(clear);
                 Step::respond(
                     response,

@@ -14,13 +14,19 @@ pub enum Lang {
 impl Lang {
     /// French unless the browser ranks English above French.
     pub fn from_accept_language(header: Option<&str>) -> Lang {
-        let Some(header) = header else { return Lang::Fr };
+        let Some(header) = header else {
+            return Lang::Fr;
+        };
         let mut best: Option<(f32, Lang)> = None;
         for (i, item) in header.split(',').take(20).enumerate() {
             let mut parts = item.split(';');
             let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = parts
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|v| v.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             let lang = match tag.split('-').next() {
                 Some("fr") => Lang::Fr,
@@ -102,15 +108,30 @@ fn document(status: u16, lang: Lang, title: &str, main: &str) -> Response {
 
 /// An HTML page. `detail` is escaped here; `text` and labels are trusted
 /// constants. `action` is an optional link (href, label).
-pub fn page(status: u16, lang: Lang, text: &PageText, detail: Option<&str>, action: Option<(&str, Text)>) -> Response {
+pub fn page(
+    status: u16,
+    lang: Lang,
+    text: &PageText,
+    detail: Option<&str>,
+    action: Option<(&str, Text)>,
+) -> Response {
     let detail = detail
         .map(|d| format!("<p><code>{}</code></p>", escape(d)))
         .unwrap_or_default();
     let action = action
-        .map(|(href, label)| format!("<p><a class=\"button\" href=\"{}\">{}</a></p>", escape(href), label.get(lang)))
+        .map(|(href, label)| {
+            format!(
+                "<p><a class=\"button\" href=\"{}\">{}</a></p>",
+                escape(href),
+                label.get(lang)
+            )
+        })
         .unwrap_or_default();
     let title = text.title.get(lang);
-    let main = format!("<h1>{title}</h1><p>{}</p>{detail}{action}", text.body.get(lang));
+    let main = format!(
+        "<h1>{title}</h1><p>{}</p>{detail}{action}",
+        text.body.get(lang)
+    );
     document(status, lang, title, &main)
 }
 
@@ -148,14 +169,20 @@ pub fn sign_in(lang: Lang, start: &str, proconnect: bool) -> Response {
 const PROCONNECT_LOGO: &str = "<svg aria-hidden=\"true\" width=\"28\" height=\"28\" viewBox=\"0 0 28 28\"><circle cx=\"14\" cy=\"10\" r=\"5\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/><path d=\"M5 25c1-6 5-9 9-9s8 3 9 9\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
 
 pub const SIGN_IN: PageText = PageText {
-    title: Text { fr: "Connexion", en: "Sign in" },
+    title: Text {
+        fr: "Connexion",
+        en: "Sign in",
+    },
     body: Text {
         fr: "Identifiez-vous pour accéder à ce service.",
         en: "Sign in to use this service.",
     },
 };
 
-pub const SIGN_IN_BUTTON: Text = Text { fr: "Se connecter", en: "Sign in" };
+pub const SIGN_IN_BUTTON: Text = Text {
+    fr: "Se connecter",
+    en: "Sign in",
+};
 
 pub const DENIED: PageText = PageText {
     title: Text { fr: "Accès refusé", en: "Access denied" },
@@ -179,7 +206,10 @@ pub const UNAVAILABLE: PageText = PageText {
 };
 
 pub const LOGIN_FAILED: PageText = PageText {
-    title: Text { fr: "La connexion a échoué", en: "Sign-in failed" },
+    title: Text {
+        fr: "La connexion a échoué",
+        en: "Sign-in failed",
+    },
     body: Text {
         fr: "La connexion n’a pas pu être menée à bien. Vous pouvez recommencer.",
         en: "The sign-in could not be completed. You can start again.",
@@ -187,7 +217,10 @@ pub const LOGIN_FAILED: PageText = PageText {
 };
 
 pub const PROVIDER_ERROR: PageText = PageText {
-    title: Text { fr: "Le fournisseur d’identité a refusé la connexion", en: "The identity provider refused the sign-in" },
+    title: Text {
+        fr: "Le fournisseur d’identité a refusé la connexion",
+        en: "The identity provider refused the sign-in",
+    },
     body: Text {
         fr: "Le fournisseur d’identité a renvoyé une erreur.",
         en: "The identity provider returned an error.",
@@ -203,19 +236,34 @@ pub const ACR_REFUSED: PageText = PageText {
 };
 
 pub const SIGNED_OUT: PageText = PageText {
-    title: Text { fr: "Vous êtes déconnecté", en: "You are signed out" },
+    title: Text {
+        fr: "Vous êtes déconnecté",
+        en: "You are signed out",
+    },
     body: Text {
         fr: "Votre session sur ce service est terminée.",
         en: "Your session on this service has ended.",
     },
 };
 
-pub const TRY_AGAIN: Text = Text { fr: "Recommencer", en: "Try again" };
-pub const HOME: Text = Text { fr: "Retour à l’accueil", en: "Back to the home page" };
+pub const TRY_AGAIN: Text = Text {
+    fr: "Recommencer",
+    en: "Try again",
+};
+pub const HOME: Text = Text {
+    fr: "Retour à l’accueil",
+    en: "Back to the home page",
+};
 
 pub const NOT_FOUND: PageText = PageText {
-    title: Text { fr: "Page introuvable", en: "Not found" },
-    body: Text { fr: "Cette adresse n’existe pas.", en: "This address does not exist." },
+    title: Text {
+        fr: "Page introuvable",
+        en: "Not found",
+    },
+    body: Text {
+        fr: "Cette adresse n’existe pas.",
+        en: "This address does not exist.",
+    },
 };
 
 #[cfg(test)]
@@ -244,13 +292,24 @@ mod tests {
     fn language_from_accept_language() {
         assert_eq!(Lang::from_accept_language(None), Lang::Fr);
         assert_eq!(Lang::from_accept_language(Some("en-GB,en;q=0.9")), Lang::En);
-        assert_eq!(Lang::from_accept_language(Some("fr-FR,fr;q=0.9,en;q=0.8")), Lang::Fr);
-        assert_eq!(Lang::from_accept_language(Some("de,en;q=0.5,fr;q=0.4")), Lang::En);
+        assert_eq!(
+            Lang::from_accept_language(Some("fr-FR,fr;q=0.9,en;q=0.8")),
+            Lang::Fr
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("de,en;q=0.5,fr;q=0.4")),
+            Lang::En
+        );
         assert_eq!(Lang::from_accept_language(Some("de")), Lang::Fr);
-        assert_eq!(Lang::from_accept_language(Some("en;q=0,fr;q=0.1")), Lang::Fr);
+        assert_eq!(
+            Lang::from_accept_language(Some("en;q=0,fr;q=0.1")),
+            Lang::Fr
+        );
         assert_eq!(Lang::from_accept_language(Some("en, fr")), Lang::En);
         let english = page(403, Lang::En, &DENIED, None, None);
-        assert!(String::from_utf8(english.body).unwrap().contains("Access denied"));
+        assert!(String::from_utf8(english.body)
+            .unwrap()
+            .contains("Access denied"));
     }
 
     #[test]
@@ -261,6 +320,8 @@ mod tests {
         assert!(body.contains("href=\"/oauth2/start?rd=%2Fchat\""));
         assert!(body.contains("https://www.proconnect.gouv.fr/"));
         let plain = sign_in(Lang::En, "/oauth2/start", false);
-        assert!(String::from_utf8(plain.body).unwrap().contains(">Sign in</a>"));
+        assert!(String::from_utf8(plain.body)
+            .unwrap()
+            .contains(">Sign in</a>"));
     }
 }

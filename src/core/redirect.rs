@@ -31,14 +31,19 @@ pub fn safe_redirect<'a>(target: &'a str, allowed_domains: &[String]) -> &'a str
 fn is_allowed_absolute(target: &str, allowed_domains: &[String]) -> bool {
     if allowed_domains.is_empty()
         || target.len() > MAX_TARGET_LEN
-        || target.chars().any(|c| c.is_control() || c == '\\' || c == ' ')
+        || target
+            .chars()
+            .any(|c| c.is_control() || c == '\\' || c == ' ')
     {
         return false;
     }
     let Ok(url) = url::Url::parse(target) else {
         return false;
     };
-    if !(url.scheme() == "https" || url.scheme() == "http") || !url.username().is_empty() || url.password().is_some() {
+    if !(url.scheme() == "https" || url.scheme() == "http")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return false;
     }
     let Some(host) = url.host_str().map(|h| h.to_ascii_lowercase()) else {
