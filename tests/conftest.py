@@ -34,6 +34,7 @@ from harness import Envoy, HarnessError, Provider, Upstream, free_port, log_dir 
 from oidc_client import sesame_config  # noqa: E402
 
 CALLBACK_PATH = "/oauth2/callback"
+SIGNED_OUT_PATH = "/oauth2/signed_out"
 READY_GAUGE = "wasmcustom.sesame.provider_ready"
 FETCH_SUCCESS = "wasmcustom.sesame.provider_fetch_success"
 
@@ -95,7 +96,7 @@ def provider(envoy_port: int, sesame_envoy_port: int) -> Iterator[Provider]:
     bases = [f"http://127.0.0.1:{p}" for p in (envoy_port, sesame_envoy_port)]
     with Provider(
         redirect_uris=[b + CALLBACK_PATH for b in bases],
-        post_logout_redirect_uris=[b + "/" for b in bases],
+        post_logout_redirect_uris=[b + path for b in bases for path in ("/", SIGNED_OUT_PATH)],
     ) as idp:
         yield idp
 

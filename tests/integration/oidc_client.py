@@ -183,6 +183,32 @@ def authorize(auth_url: str, user: str = "alice", *, deny: bool = False,
     raise AssertionError("the provider redirected too many times")
 
 
+def provider_logout(end_session_url: str,
+                    provider_browser: requests.Session | None = None) -> str:
+    """Go through the provider's logout (its confirmation form, if any),
+    starting from the end-session URL Sésame redirected to; returns the
+    absolute URL the provider sends the browser back to."""
+    pb = provider_browser or browser()
+    origin = _origin(end_session_url)
+    method, url, data = "GET", end_session_url, None
+    for _ in range(8):
+        r = pb.request(method, url, data=data, allow_redirects=False, timeout=TIMEOUT)
+        if r.status_code in (301, 302, 303, 307):
+            target = urljoin(url, r.headers["Location"])
+            if _origin(target) != origin:
+                return target
+            method, url, data = "GET", target, None
+            continue
+        form = re.search(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', r.text, re.S)
+        if r.status_code == 200 and form:
+            fields = dict(re.findall(
+                r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form.group(2)))
+            method, url, data = "POST", urljoin(url, form.group(1).replace("&amp;", "&")), fields
+            continue
+        raise AssertionError(f"unexpected answer from the provider's logout:\n{describe(r)}")
+    raise AssertionError("the provider's logout redirected too many times")
+
+
 def deliver_callback(b: requests.Session, callback_url: str,
                      headers: Mapping[str, str] = HTML) -> requests.Response:
     """The browser follows the provider's redirect back to Envoy."""

@@ -22,7 +22,10 @@ from oidc_client import (
     cookie_attributes,
     describe,
     is_clearing,
+    jwt_claims,
     logged_in,
+    provider_logout,
+    query,
     raw_get,
     set_cookie,
     set_cookies,
@@ -117,9 +120,12 @@ def test_unknown_endpoint_is_a_404_page(sesame_envoy, upstream, alice_cookie):
 # /oauth2/sign_out
 
 
-def test_sign_out_clears_the_session_and_returns_to_rd(sesame_envoy, upstream):
-    """``/oauth2/sign_out?rd=/x``: 302 to /x and the session cookie cleared;
-    afterwards the browser is signed out (navigation -> provider, API 401)."""
+def test_sign_out_clears_the_session_and_returns_to_rd(sesame_envoy, provider, upstream):
+    """``/oauth2/sign_out?rd=/x``: the session cookie cleared, the browser sent
+    through the provider's logout (``id_token_hint``, a 43-character
+    ``state``, the registered ``post_logout_redirect_uri``), and, once the
+    state is checked on the way back, on to /x; afterwards the browser is
+    signed out (navigation -> provider, API 401)."""
     b = logged_in(sesame_envoy.url, "alice")
     assert b.get(sesame_envoy.url + "/in", headers=JSON, timeout=10).status_code == 200
     path = unique_path("/after-sign-out")
@@ -129,12 +135,29 @@ def test_sign_out_clears_the_session_and_returns_to_rd(sesame_envoy, upstream):
               headers=HTML, allow_redirects=False, timeout=10)
 
     assert r.status_code == 302, describe(r)
-    assert r.headers["Location"] == "/bye?see=you"
+    end_session = r.headers["Location"]
+    assert end_session.startswith(provider.issuer + "/session/end?"), end_session
+    params = query(end_session)
+    assert params["post_logout_redirect_uri"] == sesame_envoy.url + "/oauth2/signed_out"
+    assert len(params["state"]) == 43
+    assert jwt_claims(params["id_token_hint"])["sub"] == "alice-7f3a"
     cleared = set_cookie(r, COOKIE)
     assert is_clearing(cleared), set_cookies(r)
     assert cookie_attributes(cleared)[2]["path"] == "/"
     assert not b.cookies.get(COOKIE)
     assert counters.delta() == {"sign_out": 1}
+
+    back = provider_logout(end_session)
+    assert back.startswith(sesame_envoy.url + "/oauth2/signed_out?"), back
+    assert query(back)["state"] == params["state"]
+    r = b.get(back, headers=HTML, allow_redirects=False, timeout=10)
+    assert r.status_code == 302, describe(r)
+    assert r.headers["Location"] == "/bye?see=you"
+
+    # The same return replayed (the sign-out cookie is gone): no redirect.
+    again = b.get(back, headers=HTML, allow_redirects=False, timeout=10)
+    assert again.status_code == 400, describe(again)
+    assert "Location" not in again.headers
 
     api = b.get(sesame_envoy.url + path, headers=XHR, allow_redirects=False, timeout=10)
     page = b.get(sesame_envoy.url + path, headers=HTML, allow_redirects=False, timeout=10)

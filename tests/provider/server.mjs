@@ -21,23 +21,34 @@
  * There is no password: the login page lists fixed test users (users.mjs), one
  * button each, and consent is granted automatically.
  *
+ * `--proconnect` makes it stricter, like ProConnect's documented behaviour:
+ * client_secret_post only, a closed list of authorization parameters (state
+ * and nonce of 32 characters or more), the eIDAS acr values (the login page
+ * can pick a lower one than requested, to test refusals), the `claims`
+ * parameter (amr on request), and a logout that requires id_token_hint, state
+ * and post_logout_redirect_uri and redirects without a confirmation page.
+ * `--issuer-path /api/v2` mounts everything under a path, as ProConnect's
+ * issuer `https://<host>/api/v2` is.
+ *
  * Usage:
  *   node tests/provider/server.mjs --port 9000 [--host 127.0.0.1]
  *     [--client-id sesame] [--client-secret SECRET]
  *     [--redirect-uri URL]...              (repeatable)
  *     [--post-logout-redirect-uri URL]...  (repeatable)
  *     [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
- *     [--keys-file PATH] [--issuer URL]
+ *     [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
  *
- * The issuer is `http://HOST:PORT` (no trailing slash) unless --issuer is
- * given. `--port 0` picks a free port; the line `listening on http://HOST:PORT`
+ * The issuer is `http://HOST:PORT` followed by --issuer-path (no trailing
+ * slash) unless --issuer is given. `--port 0` picks a free port; the line `listening on http://HOST:PORT`
  * is printed to stdout once the provider is ready. One line is logged per
  * request (method, path without query, status, duration); secrets and tokens
  * are never printed. SIGTERM and SIGINT stop the server cleanly (exit code 0).
  *
- * Endpoints (oidc-provider's defaults): discovery
+ * Endpoints (oidc-provider's defaults, under --issuer-path if given): discovery
  * /.well-known/openid-configuration, /auth, /token, /me (userinfo), /jwks,
- * /session/end (logout); and this file's /interaction/:uid pages.
+ * /session/end (logout); and this file's /interaction/:uid pages. Test-only
+ * endpoints: /__test/last-authorize, /__test/last-end-session, /__test/stats,
+ * /__test/reset (see the README).
  *
  * See tests/provider/README.md for a walk-through of the flow.
  */
@@ -75,14 +86,26 @@ const TTL = Object.freeze({
   PreAuthorizedCode: 600,
 });
 
-// ProConnect's authentication context class; set on every login.
+// ProConnect's authentication context class: the only one in the default
+// mode, the default one in ProConnect mode.
 const ACR = 'eidas1';
+// ProConnect's supported acr values (eIDAS levels), in ProConnect mode.
+const PROCONNECT_ACR_VALUES = Object.freeze(['eidas0', 'eidas0-mfa', 'eidas1', 'eidas1-mfa', 'eidas2', 'eidas3']);
+
+// ProConnect mode: the only parameters accepted by the authorization endpoint.
+const PROCONNECT_AUTH_PARAMS = new Set([
+  'response_type', 'client_id', 'redirect_uri', 'scope', 'state', 'nonce', 'claims', 'prompt',
+  'idp_hint', 'login_hint', 'siret_hint', 'acr_values', 'code_challenge', 'code_challenge_method',
+]);
+const PROCONNECT_PROMPTS = new Set(['login', 'consent', 'none']);
+const PROCONNECT_MIN_STATE_NONCE = 32;
+const PROCONNECT_END_SESSION_PARAMS = ['id_token_hint', 'state', 'post_logout_redirect_uri'];
 
 const USAGE = `usage: node tests/provider/server.mjs --port PORT [--host 127.0.0.1]
   [--client-id ${DEFAULTS.clientId}] [--client-secret SECRET]
   [--redirect-uri URL]... [--post-logout-redirect-uri URL]...
   [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
-  [--keys-file PATH] [--issuer URL]`;
+  [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]`;
 
 // ---------------------------------------------------------------------------
 // Command line
@@ -110,6 +133,8 @@ function parseCommandLine(argv) {
         alg: { type: 'string', default: DEFAULTS.alg },
         'auth-method': { type: 'string', default: DEFAULTS.authMethod },
         'keys-file': { type: 'string' },
+        'issuer-path': { type: 'string', default: '' },
+        proconnect: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -148,13 +173,24 @@ function parseCommandLine(argv) {
     .map((v) => checkUrl('--redirect-uri', v));
   const postLogoutRedirectUris = (values['post-logout-redirect-uri'] ?? [])
     .map((v) => checkUrl('--post-logout-redirect-uri', v));
+  const issuerPath = values['issuer-path'];
+  if (issuerPath !== '' && (!/^(\/[A-Za-z0-9._~-]+)+$/.test(issuerPath) || /\/\.\.?(\/|$)/.test(issuerPath))) {
+    fail(`--issuer-path must be empty or a path like /api/v2 (leading slash, no trailing slash, no query): ${issuerPath}`);
+  }
   let issuer;
   if (values.issuer !== undefined) {
     checkUrl('--issuer', values.issuer);
     if (values.issuer.endsWith('/') || values.issuer.includes('?')) {
       fail('--issuer must have no trailing slash and no query');
     }
+    if (issuerPath && new URL(values.issuer).pathname !== issuerPath) {
+      fail(`--issuer ${values.issuer}: its path must be the --issuer-path ${issuerPath}`);
+    }
     issuer = values.issuer;
+  }
+  const proconnect = values.proconnect;
+  if (proconnect && authMethod !== 'client_secret_post') {
+    process.stderr.write(`provider: --proconnect: the client uses client_secret_post (ProConnect's only method); --auth-method ${authMethod} is ignored\n`);
   }
 
   return {
@@ -166,8 +202,11 @@ function parseCommandLine(argv) {
     redirectUris,
     postLogoutRedirectUris,
     alg,
-    authMethod,
+    authMethod: proconnect ? 'client_secret_post' : authMethod,
     keysFile: values['keys-file'] ? resolve(values['keys-file']) : undefined,
+    issuerPath,
+    proconnect,
+    acrValues: proconnect ? [...PROCONNECT_ACR_VALUES] : [ACR],
   };
 }
 
@@ -359,6 +398,8 @@ const STYLE = `
   button { font: inherit; padding: .4rem .9rem; border-radius: .35rem; border: 1px solid #000091; background: #000091; color: #fff; cursor: pointer; }
   button.secondary { background: transparent; color: inherit; border-color: #8888; }
   button:focus-visible { outline: 3px solid #ff9940; outline-offset: 2px; }
+  label { margin-right: .5rem; }
+  select { font: inherit; margin: 0 .75rem .5rem 0; }
   dl { display: grid; grid-template-columns: max-content 1fr; gap: 0 1rem; margin: .5rem 0 0; }
   dt { font-weight: 600; }
   dd { margin: 0; font-family: ui-monospace, monospace; }
@@ -383,11 +424,24 @@ ${body}
 `;
 }
 
-function loginPage(uid, clientName, scope) {
-  const action = `/interaction/${encodeURIComponent(uid)}`;
+/**
+ * The "Choose a test user" page. `action` is the interaction's path (with the
+ * issuer path). With `acr` ({ supported, requested }), each user's form gets a
+ * `<select name="acr">` ("as requested" by default), to sign in with another
+ * authentication level than the one requested.
+ */
+function loginPage(action, clientName, scope, acr) {
+  const acrSelect = (login) => {
+    if (!acr) return '';
+    const options = [`<option value="" selected>as requested (${escapeHtml(acr.requested)})</option>`,
+      ...acr.supported.map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(v)}</option>`)];
+    return `
+      <label for="acr-${escapeHtml(login)}">Authentication level (acr)</label>
+      <select name="acr" id="acr-${escapeHtml(login)}">${options.join('')}</select>`;
+  };
   const items = Object.entries(USERS).map(([login, user]) => `  <li>
     <form method="post" action="${escapeHtml(action)}/login">
-      <input type="hidden" name="user" value="${escapeHtml(login)}">
+      <input type="hidden" name="user" value="${escapeHtml(login)}">${acrSelect(login)}
       <button type="submit" id="login-${escapeHtml(login)}">Sign in as ${escapeHtml(user.email)}</button>
     </form>
     <dl>
