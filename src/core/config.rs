@@ -715,10 +715,10 @@ impl Config {
                 .and_then(|u| u.join(&format!("{proxy_prefix}/signed_out")).ok()),
         };
         if let (Some(logout), Some(callback)) = (&post_logout_redirect_uri, &redirect_uri) {
-            if logout.path() == callback.path() {
+            if logout.path() == callback.path() || logout.path() == "/" {
                 r.err(
                     "post_logout_redirect_uri",
-                    "must not have the same path as redirect_uri",
+                    "needs a path of its own (e.g. /oauth2/signed_out): Sésame answers on it, so it can be neither / nor the callback's path",
                 );
             }
         }
@@ -1016,7 +1016,7 @@ pub(crate) mod tests {
         assert_eq!(c.post_logout_redirect_uri.path(), "/bye");
         assert_eq!(c.allowed_redirect_domains, vec![".example.fr".to_string()]);
         let mut v = minimal();
-        v["post_logout_redirect_uri"] = json!("http://127.0.0.1:10000/oauth2/callback");
+        v["post_logout_redirect_uri"] = json!("http://127.0.0.1:10000/");
         v["allowed_redirect_domains"] = json!(["evil/.fr"]);
         v["claims"] = json!("amr");
         let keys: Vec<String> = errors_for(v).into_iter().map(|e| e.key).collect();

@@ -466,9 +466,107 @@ function messagePage(title, message) {
 }
 
 // ---------------------------------------------------------------------------
+// Test introspection: what the provider received (GET /__test/...)
+
+function createTestState() {
+  const fresh = () => ({
+    lastAuthorize: null,
+    lastEndSession: null,
+    stats: {
+      authorize_requests: 0,
+      authorize_refused: 0,
+      end_session_requests: 0,
+      end_session_refused: 0,
+      token_client_auth_refused: 0,
+    },
+  });
+  const state = fresh();
+  state.reset = () => Object.assign(state, fresh());
+  return state;
+}
+
+/** URLSearchParams → plain object (a repeated parameter becomes an array). */
+function paramsObject(searchParams) {
+  const out = {};
+  for (const [name, value] of searchParams) {
+    if (!Object.hasOwn(out, name)) out[name] = value;
+    else if (Array.isArray(out[name])) out[name].push(value);
+    else out[name] = [out[name], value];
+  }
+  return out;
+}
+
+/**
+ * The parameters of a request to /auth or /session/end: the query, plus the
+ * form body of a POST. The body is read here and handed back to oidc-provider
+ * as `req.body` (its documented fallback for an already-read body; it prints a
+ * one-time "already parsed request body detected" warning on stderr).
+ */
+async function requestParams(ctx) {
+  const params = new URLSearchParams(ctx.querystring);
+  if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded') && ctx.req.readable) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of ctx.req) {
+      size += chunk.length;
+      if (size > 56 * 1024) break;
+      chunks.push(chunk);
+    }
+    const body = Buffer.concat(chunks).toString('utf8');
+    ctx.req.body = body;
+    for (const [name, value] of new URLSearchParams(body)) params.append(name, value);
+  }
+  return params;
+}
+
+// ---------------------------------------------------------------------------
+// ProConnect mode: checks in front of oidc-provider
+
+/** Why a ProConnect authorization request is refused (undefined: accepted). */
+function proconnectAuthProblem(params) {
+  const unknown = [...new Set([...params.keys()].filter((name) => !PROCONNECT_AUTH_PARAMS.has(name)))];
+  if (unknown.length === 1) return `unsupported parameter: ${unknown[0]}`;
+  if (unknown.length > 1) return `unsupported parameters: ${unknown.join(', ')}`;
+  const prompt = params.get('prompt');
+  if (prompt !== null) {
+    const bad = prompt.split(' ').filter((v) => v && !PROCONNECT_PROMPTS.has(v));
+    if (bad.length) return `prompt: unsupported value ${bad.join(' ')} (supported: login, consent, none)`;
+  }
+  for (const name of ['state', 'nonce']) {
+    const value = params.get(name);
+    if (value === null || value === '') return `${name} is required (at least ${PROCONNECT_MIN_STATE_NONCE} characters)`;
+    if (value.length < PROCONNECT_MIN_STATE_NONCE) {
+      return `${name} is too short: ${value.length} characters, at least ${PROCONNECT_MIN_STATE_NONCE} required`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The acr a login gets when the login form does not choose one: the first
+ * supported value asked for (claims.id_token.acr, then acr_values), else
+ * eidas1. Every test user "achieves" every supported level.
+ */
+function requestedAcr(params, supported) {
+  const candidates = [];
+  if (typeof params.claims === 'string') {
+    try {
+      const acr = JSON.parse(params.claims)?.id_token?.acr;
+      if (typeof acr?.value === 'string') candidates.push(acr.value);
+      if (Array.isArray(acr?.values)) candidates.push(...acr.values);
+    } catch { /* oidc-provider refuses a malformed claims parameter */ }
+  }
+  if (typeof params.acr_values === 'string') candidates.push(...params.acr_values.split(' '));
+  return candidates.find((v) => supported.includes(v)) ?? ACR;
+}
+
+const amrFor = (acr) => (acr.endsWith('-mfa') ? ['pwd', 'mfa'] : ['pwd']);
+
+// ---------------------------------------------------------------------------
 // Provider
 
-async function buildProvider(Provider, options, issuer, keys) {
+async function buildProvider(Provider, interactionPolicy, options, issuer, keys, testState) {
+  const { proconnect } = options;
   const client = {
     client_id: options.clientId,
     client_secret: options.clientSecret,
@@ -486,6 +584,16 @@ async function buildProvider(Provider, options, issuer, keys) {
     require_auth_time: true,
   };
 
+  // ProConnect mode: the acr is the one chosen at login, even when the
+  // request marked it essential (no new login prompt): the relying party is
+  // the one to refuse a level lower than it asked for.
+  let policy;
+  if (proconnect) {
+    policy = interactionPolicy.base();
+    policy.get('login').checks.remove('essential_acr');
+    policy.get('login').checks.remove('essential_acrs');
+  }
+
   const configuration = {
     adapter: createMemoryAdapter(),
     clients: [client],
@@ -494,11 +602,15 @@ async function buildProvider(Provider, options, issuer, keys) {
       keys: [randomBytes(32).toString('base64url')],
     },
     scopes: ['openid', 'offline_access', ...Object.keys(SCOPE_CLAIMS).filter((s) => s !== 'openid')],
-    claims: { acr: null, sid: null, auth_time: null, iss: null, ...SCOPE_CLAIMS },
-    acrValues: [ACR],
+    claims: {
+      acr: null, sid: null, auth_time: null, iss: null, ...(proconnect ? { amr: null } : {}), ...SCOPE_CLAIMS,
+    },
+    acrValues: options.acrValues,
     // Like ProConnect: authorization code flow only, secret-based client auth.
     responseTypes: ['code'],
-    clientAuthMethods: ['client_secret_post', 'client_secret_basic'],
+    clientAuthMethods: proconnect ? ['client_secret_post'] : ['client_secret_post', 'client_secret_basic'],
+    // ProConnect's own authorization parameters (kept in the interaction).
+    extraParams: proconnect ? ['idp_hint', 'siret_hint'] : [],
     // Default behaviour, stated: with response_type=code the ID token carries
     // only protocol claims; scope claims are served by userinfo.
     conformIdTokenClaims: true,
@@ -513,10 +625,13 @@ async function buildProvider(Provider, options, issuer, keys) {
       };
     },
     interactions: {
-      url: (ctx, interaction) => `/interaction/${interaction.uid}`,
+      ...(policy ? { policy } : {}),
+      url: (ctx, interaction) => `${options.issuerPath}/interaction/${interaction.uid}`,
     },
     features: {
       devInteractions: { enabled: false },
+      // ProConnect mode: the `claims` parameter (e.g. to ask for amr).
+      claimsParameter: { enabled: proconnect },
       // userinfo answered as a signed JWT (application/jwt), like ProConnect.
       jwtUserinfo: { enabled: true },
       // Needed for oidc-provider to accept a "use":"enc" key in the JWKS.
@@ -528,6 +643,7 @@ async function buildProvider(Provider, options, issuer, keys) {
         enabled: true,
         // One-button confirmation page; the form carries every field needed
         // (xsrf, logout=yes), so scripted clients can submit it as is.
+        // (ProConnect mode skips it: see proconnectAutoLogout.)
         async logoutSource(ctx, form) {
           const confirm = '<input type="hidden" name="logout" value="yes"/>'
             + '<button type="submit" id="logout" autofocus>Sign out</button></form>';
@@ -556,8 +672,8 @@ ${form.replace('</form>', confirm)}`);
   // Log protocol errors (error code and description only: never tokens).
   for (const event of [
     'authorization.error', 'grant.error', 'userinfo.error', 'end_session.error',
-    'revocation.error', 'jwks.error', 'discovery.error', 'check_session_origin.error',
-    'server_error',
+    'end_session_confirm.error', 'revocation.error', 'jwks.error', 'discovery.error',
+    'check_session_origin.error', 'server_error',
   ]) {
     provider.on(event, (ctx, err) => {
       const label = err?.error ?? err?.name ?? 'error';
@@ -566,7 +682,117 @@ ${form.replace('</form>', confirm)}`);
       if (event === 'server_error' && err?.stack) process.stderr.write(`${err.stack}\n`);
     });
   }
+
+  // In front of oidc-provider's routes (provider.use runs before them; paths
+  // here are relative to the issuer path): record what /auth and
+  // /session/end receive, and in ProConnect mode apply ProConnect's rules.
+  provider.use(async (ctx, next) => {
+    const isAuth = ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST');
+    const isEndSession = ctx.path === '/session/end' && (ctx.method === 'GET' || ctx.method === 'POST');
+    if (!isAuth && !isEndSession) return next();
+
+    let params;
+    try {
+      params = await requestParams(ctx);
+    } catch {
+      params = new URLSearchParams(ctx.querystring);
+    }
+
+    if (isAuth) {
+      testState.lastAuthorize = paramsObject(params);
+      testState.stats.authorize_requests += 1;
+      if (proconnect) {
+        const problem = proconnectAuthProblem(params);
+        if (problem) {
+          testState.stats.authorize_refused += 1;
+          refuseAuthorization(ctx, options, problem, params);
+          return undefined;
+        }
+      }
+      return next();
+    }
+
+    // /session/end
+    testState.lastEndSession = paramsObject(params);
+    testState.stats.end_session_requests += 1;
+    if (!proconnect) return next();
+    const missing = PROCONNECT_END_SESSION_PARAMS.filter((name) => !params.get(name));
+    if (missing.length) {
+      testState.stats.end_session_refused += 1;
+      const problem = `missing required parameter${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`;
+      process.stdout.write(`  end_session.refused: invalid_request (${problem})\n`);
+      ctx.status = 400;
+      ctx.type = 'html';
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = page('Error', `<h1>Error</h1>\n<dl><dt>error</dt><dd>invalid_request</dd><dt>error_description</dt><dd>${escapeHtml(problem)}</dd></dl>`);
+      return undefined;
+    }
+    await next();
+    // oidc-provider accepted the request (id_token_hint valid,
+    // post_logout_redirect_uri registered) and answered its confirmation page
+    // (or, without a provider session, its auto-submitting form): confirm at
+    // once, as ProConnect logs out without asking.
+    if (ctx.status === 200 && ctx.oidc?.route === 'end_session') {
+      await proconnectAutoLogout(ctx, provider);
+    } else if (ctx.status >= 400) {
+      testState.stats.end_session_refused += 1;
+    }
+    return undefined;
+  });
+
   return provider;
+}
+
+/**
+ * An authorization request refused in ProConnect mode: back to the client's
+ * redirect URI with error=invalid_request (and the state, and iss), or a 400
+ * page when the client or its redirect URI is unknown.
+ */
+function refuseAuthorization(ctx, options, problem, params) {
+  process.stdout.write(`  authorization.refused: invalid_request (${problem})\n`);
+  ctx.set('Cache-Control', 'no-store');
+  const redirectUri = params.get('redirect_uri');
+  if (params.get('client_id') === options.clientId && redirectUri && options.redirectUris.includes(redirectUri)) {
+    const target = new URL(redirectUri);
+    target.searchParams.append('error', 'invalid_request');
+    target.searchParams.append('error_description', problem);
+    const state = params.get('state');
+    if (state !== null) target.searchParams.append('state', state);
+    target.searchParams.append('iss', ctx.oidc?.issuer ?? options.issuer);
+    ctx.status = 303;
+    ctx.redirect(target.href);
+    return;
+  }
+  ctx.status = 400;
+  ctx.type = 'html';
+  ctx.body = page('Error', `<h1>Error</h1>\n<dl><dt>error</dt><dd>invalid_request</dd><dt>error_description</dt><dd>${escapeHtml(problem)}</dd>`
+    + `<dt>note</dt><dd>${escapeHtml('unknown client_id or redirect_uri: the error cannot be sent back to the client')}</dd></dl>`);
+}
+
+/**
+ * What oidc-provider's POST /session/end/confirm (logout=yes) does, done at
+ * once: revoke the session's grants, destroy the session, clear its cookie,
+ * redirect to post_logout_redirect_uri with the state.
+ */
+async function proconnectAutoLogout(ctx, provider) {
+  const { session } = ctx.oidc;
+  const { postLogoutRedirectUri, state } = session.state ?? {};
+  for (const { grantId } of Object.values(session.authorizations ?? {})) {
+    if (!grantId) continue;
+    await Promise.all([
+      provider.AccessToken.revokeByGrantId(grantId),
+      provider.RefreshToken.revokeByGrantId(grantId),
+      provider.AuthorizationCode.revokeByGrantId(grantId),
+      provider.Grant.adapter.destroy(grantId),
+    ]);
+  }
+  await session.destroy();
+  ctx.cookies.set(provider.cookieName('session'), null, { httpOnly: true, sameSite: 'lax', overwrite: true });
+  const target = new URL(postLogoutRedirectUri);
+  if (state != null) target.searchParams.append('state', state);
+  process.stdout.write('  end_session: logged out without confirmation (proconnect)\n');
+  ctx.status = 303;
+  ctx.redirect(target.href);
 }
 
 // ---------------------------------------------------------------------------
