@@ -496,29 +496,6 @@ function paramsObject(searchParams) {
   return out;
 }
 
-/**
- * The parameters of a request to /auth or /session/end: the query, plus the
- * form body of a POST. The body is read here and handed back to oidc-provider
- * as `req.body` (its documented fallback for an already-read body; it prints a
- * one-time "already parsed request body detected" warning on stderr).
- */
-async function requestParams(ctx) {
-  const params = new URLSearchParams(ctx.querystring);
-  if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded') && ctx.req.readable) {
-    const chunks = [];
-    let size = 0;
-    for await (const chunk of ctx.req) {
-      size += chunk.length;
-      if (size > 56 * 1024) break;
-      chunks.push(chunk);
-    }
-    const body = Buffer.concat(chunks).toString('utf8');
-    ctx.req.body = body;
-    for (const [name, value] of new URLSearchParams(body)) params.append(name, value);
-  }
-  return params;
-}
-
 // ---------------------------------------------------------------------------
 // ProConnect mode: checks in front of oidc-provider
 
@@ -687,16 +664,11 @@ ${form.replace('</form>', confirm)}`);
   // here are relative to the issuer path): record what /auth and
   // /session/end receive, and in ProConnect mode apply ProConnect's rules.
   provider.use(async (ctx, next) => {
-    const isAuth = ctx.path === '/auth' && (ctx.method === 'GET' || ctx.method === 'POST');
-    const isEndSession = ctx.path === '/session/end' && (ctx.method === 'GET' || ctx.method === 'POST');
-    if (!isAuth && !isEndSession) return next();
-
-    let params;
-    try {
-      params = await requestParams(ctx);
-    } catch {
-      params = new URLSearchParams(ctx.querystring);
-    }
+    // (Only GET: oidc-provider serves neither with POST unless
+    // enableHttpPostMethods, which is off.)
+    if (ctx.method !== 'GET' || (ctx.path !== '/auth' && ctx.path !== '/session/end')) return next();
+    const isAuth = ctx.path === '/auth';
+    const params = new URLSearchParams(ctx.querystring);
 
     if (isAuth) {
       testState.lastAuthorize = paramsObject(params);
@@ -705,7 +677,7 @@ ${form.replace('</form>', confirm)}`);
         const problem = proconnectAuthProblem(params);
         if (problem) {
           testState.stats.authorize_refused += 1;
-          refuseAuthorization(ctx, options, problem, params);
+          refuseAuthorization(ctx, provider, options, problem, params);
           return undefined;
         }
       }
@@ -748,7 +720,7 @@ ${form.replace('</form>', confirm)}`);
  * redirect URI with error=invalid_request (and the state, and iss), or a 400
  * page when the client or its redirect URI is unknown.
  */
-function refuseAuthorization(ctx, options, problem, params) {
+function refuseAuthorization(ctx, provider, options, problem, params) {
   process.stdout.write(`  authorization.refused: invalid_request (${problem})\n`);
   ctx.set('Cache-Control', 'no-store');
   const redirectUri = params.get('redirect_uri');
@@ -758,7 +730,7 @@ function refuseAuthorization(ctx, options, problem, params) {
     target.searchParams.append('error_description', problem);
     const state = params.get('state');
     if (state !== null) target.searchParams.append('state', state);
-    target.searchParams.append('iss', ctx.oidc?.issuer ?? options.issuer);
+    target.searchParams.append('iss', provider.issuer);
     ctx.status = 303;
     ctx.redirect(target.href);
     return;
@@ -834,8 +806,8 @@ async function grantFor(provider, interaction, accountId) {
   return grant.save();
 }
 
-async function handleInteraction(provider, req, res, url) {
-  const match = /^\/interaction\/([A-Za-z0-9_-]+)(\/login|\/abort)?$/.exec(url.pathname);
+async function handleInteraction(provider, options, req, res, pathname) {
+  const match = /^\/interaction\/([A-Za-z0-9_-]+)(\/login|\/abort)?$/.exec(pathname);
   if (!match) return sendHtml(res, 404, messagePage('Not found', 'No such page.'));
   const [, uid, action] = match;
 
@@ -858,8 +830,11 @@ async function handleInteraction(provider, req, res, url) {
     }
     if (interaction.prompt.name === 'login') {
       const client = await provider.Client.find(String(interaction.params.client_id));
-      return sendHtml(res, 200, loginPage(uid, client?.clientName ?? String(interaction.params.client_id),
-        String(interaction.params.scope ?? '')));
+      const acr = options.proconnect
+        ? { supported: options.acrValues, requested: requestedAcr(interaction.params, options.acrValues) }
+        : undefined;
+      return sendHtml(res, 200, loginPage(`${options.issuerPath}/interaction/${encodeURIComponent(uid)}`,
+        client?.clientName ?? String(interaction.params.client_id), String(interaction.params.scope ?? ''), acr));
     }
     // Consent (already signed in, new scopes): approve automatically.
     const grantId = await grantFor(provider, interaction, interaction.session.accountId);
@@ -886,10 +861,17 @@ async function handleInteraction(provider, req, res, url) {
       && interaction.session.accountId !== user.sub) {
     return sendHtml(res, 400, messagePage('Already signed in', 'Another user is signed in for this attempt.'));
   }
+  // The authentication level: chosen on the form (any supported value, even
+  // lower than requested), else the one requested.
+  const chosenAcr = form.get('acr') ?? '';
+  if (chosenAcr && !options.acrValues.includes(chosenAcr)) {
+    return sendHtml(res, 400, messagePage('Unknown acr', `Choose one of: ${options.acrValues.join(', ')} (or nothing: as requested).`));
+  }
+  const acr = chosenAcr || (options.proconnect ? requestedAcr(interaction.params, options.acrValues) : ACR);
   // Log in and consent in one go: the grant covers every requested scope.
   const grantId = await grantFor(provider, interaction, user.sub);
   return provider.interactionFinished(req, res, {
-    login: { accountId: user.sub, acr: ACR, amr: ['pwd'], remember: true },
+    login: { accountId: user.sub, acr, amr: amrFor(acr), remember: true },
     consent: { grantId },
   }, { mergeWithLastSubmission: false });
 }
@@ -903,8 +885,11 @@ async function handleInteraction(provider, req, res, url) {
 // header alone (the body is left for oidc-provider to read).
 const CLIENT_AUTH_PATHS = new Set(['/token', '/token/revocation']);
 
-function clientAuthMismatch(req, authMethod) {
+function clientAuthMismatch(req, authMethod, proconnect) {
   const basic = /^basic\s/i.test(req.headers.authorization ?? '');
+  if (proconnect && req.headers.authorization !== undefined) {
+    return `ProConnect accepts only client_secret_post: send client_id and client_secret in the form body, not in an Authorization${basic ? ': Basic' : ''} header`;
+  }
   if (authMethod === 'client_secret_basic' && !basic) {
     return 'the client is registered for client_secret_basic: send the credentials in an Authorization: Basic header';
   }
@@ -959,11 +944,27 @@ async function main() {
   const { port } = server.address();
   const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
   const base = `http://${hostForUrl}:${port}`;
-  const issuer = options.issuer ?? base;
+  const issuer = options.issuer ?? `${base}${options.issuerPath}`;
+  const testState = createTestState();
 
-  const [keys, { default: Provider }] = await Promise.all([keysReady, providerModule]);
-  const provider = await buildProvider(Provider, options, issuer, keys);
+  const [keys, { default: Provider, interactionPolicy }] = await Promise.all([keysReady, providerModule]);
+  const provider = await buildProvider(Provider, interactionPolicy, options, issuer, keys, testState);
   const providerCallback = provider.callback();
+
+  const sendJson = (res, status, value) => {
+    res.statusCode = status;
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-store');
+    res.end(`${JSON.stringify(value)}\n`);
+  };
+
+  // Test-only endpoints (at the root and under the issuer path).
+  const testEndpoints = {
+    '/__test/last-authorize': ['GET', () => testState.lastAuthorize],
+    '/__test/last-end-session': ['GET', () => testState.lastEndSession],
+    '/__test/stats': ['GET', () => testState.stats],
+    '/__test/reset': ['POST', () => { testState.reset(); return { reset: true }; }],
+  };
 
   handler = (req, res) => {
     let url;
@@ -972,22 +973,51 @@ async function main() {
     } catch {
       return sendHtml(res, 400, messagePage('Bad request', 'Malformed URL.'));
     }
-    if (url.pathname === '/interaction' || url.pathname.startsWith('/interaction/')) {
-      handleInteraction(provider, req, res, url).catch((err) => {
+    // Under --issuer-path, everything but the test endpoints lives below the
+    // prefix. Like a framework's mount (express's app.use(path, ...)): the
+    // prefix is taken off req.url and the full one kept in req.originalUrl,
+    // from which oidc-provider builds its URLs (discovery, redirects, forms).
+    let { pathname } = url;
+    const prefix = options.issuerPath;
+    if (prefix) {
+      const raw = req.url ?? '/';
+      const inside = raw === prefix || raw.startsWith(`${prefix}/`) || raw.startsWith(`${prefix}?`);
+      if (inside) {
+        req.originalUrl = raw;
+        req.url = raw.slice(prefix.length) || '/';
+        if (req.url.startsWith('?')) req.url = `/${req.url}`;
+        pathname = pathname.slice(prefix.length) || '/';
+      } else if (!Object.hasOwn(testEndpoints, pathname) && pathname !== '/healthz') {
+        return sendHtml(res, 404, messagePage('Not found', `Everything is under ${prefix} (issuer ${issuer}).`));
+      }
+    }
+
+    if (Object.hasOwn(testEndpoints, pathname)) {
+      const [method, answer] = testEndpoints[pathname];
+      req.resume();
+      if (req.method !== method) {
+        res.setHeader('Allow', method);
+        return sendJson(res, 405, { error: `use ${method}` });
+      }
+      return sendJson(res, 200, answer());
+    }
+    if (pathname === '/interaction' || pathname.startsWith('/interaction/')) {
+      handleInteraction(provider, options, req, res, pathname).catch((err) => {
         process.stderr.write(`interaction error: ${err.stack ?? err}\n`);
         if (!res.headersSent) sendHtml(res, err.status ?? 500, messagePage('Error', err.message));
         else res.destroy();
       });
-      return;
+      return undefined;
     }
-    if (url.pathname === '/healthz') {
+    if (pathname === '/healthz') {
       res.setHeader('Content-Type', 'text/plain; charset=utf-8');
       res.end('ok\n');
-      return;
+      return undefined;
     }
-    if (req.method === 'POST' && CLIENT_AUTH_PATHS.has(url.pathname)) {
-      const problem = clientAuthMismatch(req, options.authMethod);
+    if (req.method === 'POST' && CLIENT_AUTH_PATHS.has(pathname)) {
+      const problem = clientAuthMismatch(req, options.authMethod, options.proconnect);
       if (problem) {
+        testState.stats.token_client_auth_refused += 1;
         process.stdout.write(`  client_auth.error: invalid_client (${problem})\n`);
         res.statusCode = 401;
         res.setHeader('Content-Type', 'application/json; charset=utf-8');
@@ -995,10 +1025,10 @@ async function main() {
         if (options.authMethod === 'client_secret_basic') res.setHeader('WWW-Authenticate', 'Basic realm="token"');
         res.end(JSON.stringify({ error: 'invalid_client', error_description: problem }));
         req.resume();
-        return;
+        return undefined;
       }
     }
-    providerCallback(req, res);
+    return providerCallback(req, res);
   };
 
   const shutdown = (signal) => {
@@ -1010,6 +1040,9 @@ async function main() {
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
 
+  if (issuer !== base || options.proconnect) {
+    process.stdout.write(`issuer ${issuer}${options.proconnect ? ' (ProConnect mode)' : ''}\n`);
+  }
   process.stdout.write(`listening on ${base}\n`);
 }
 
