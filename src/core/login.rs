@@ -458,17 +458,7 @@ impl Filter {
                         "token_type is not Bearer".into(),
                     );
                 }
-                self.check_id_token(
-                    Pending {
-                        login,
-                        lang,
-                        stage: Stage::Keys { tokens },
-                    },
-                    provider,
-                    now,
-                    entropy,
-                    true,
-                )
+                self.check_id_token(login, lang, tokens, provider, now, entropy, true)
             }
             Stage::Keys { tokens } => {
                 if resp.status != 200 {
@@ -485,17 +475,7 @@ impl Filter {
                     }
                     Err(e) => return fail(502, "jwks_invalid", e),
                 }
-                self.check_id_token(
-                    Pending {
-                        login,
-                        lang,
-                        stage: Stage::Keys { tokens },
-                    },
-                    provider,
-                    now,
-                    entropy,
-                    false,
-                )
+                self.check_id_token(login, lang, tokens, provider, now, entropy, false)
             }
             Stage::Userinfo { tokens, mut claims } => {
                 if resp.status != 200 {
@@ -545,24 +525,18 @@ impl Filter {
         }
     }
 
-    /// Validates the ID token of a `Pending` at the `Keys` stage (which holds
-    /// the tokens), then fetches userinfo or finishes.
+    /// Validates the ID token, then fetches userinfo or finishes the sign-in.
+    #[allow(clippy::too_many_arguments)]
     fn check_id_token(
         &self,
-        pending: Pending,
+        login: LoginState,
+        lang: Lang,
+        tokens: TokenResponse,
         provider: &mut ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
         may_refetch: bool,
     ) -> Step {
-        let Pending {
-            login,
-            lang,
-            stage: Stage::Keys { tokens },
-        } = pending
-        else {
-            return self.unavailable(pending.lang);
-        };
         let fail = |status, reason, detail: String| {
             self.login_failed(
                 status,
