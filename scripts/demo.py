@@ -89,7 +89,7 @@ def main() -> int:
     config["issuer"] = ISSUER
     config["redirect_uri"] = REDIRECT_URI
 
-    post_logout = [APP_URL + "/"]
+    post_logout = [APP_URL + "/", APP_URL + "/oauth2/signed_out"]
     extra = config.get("post_logout_redirect_uri")
     if isinstance(extra, str) and extra not in post_logout:
         post_logout.append(extra)
