@@ -13,6 +13,15 @@ Envoy on ``envoy_port`` (one at a time), while ``sesame_envoy`` keeps its
 own port for the whole session.  A test that stops or reconfigures the
 provider (an outage, another algorithm...) creates its own ``Provider``.
 
+ProConnect (the OpenGateLLM Playground's set-up): ``proconnect_provider``,
+the local provider in ProConnect mode with issuer
+``http://127.0.0.1:PORT/api/v2``, accepting the callbacks and
+``/oauth2/signed_out`` of ``envoy_port`` and ``proconnect_envoy_port``;
+``proconnect_envoy``, one Envoy with ``oidc_client.proconnect_config`` in
+front of it for the whole session; ``make_proconnect_config`` and
+``make_proconnect_envoy`` for tests that need another configuration (an
+Envoy on ``envoy_port``, stopped when the test ends).
+
 ``wait_provider_ready(envoy)`` waits until Sésame has fetched the provider's
 discovery document and keys (gauge ``wasmcustom.sesame.provider_ready``),
 instead of sleeping; ``make_envoy`` and ``sesame_envoy`` call it.
@@ -31,10 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
 
 from harness import Envoy, HarnessError, Provider, Upstream, free_port, log_dir  # noqa: E402
-from oidc_client import sesame_config  # noqa: E402
+from oidc_client import proconnect_config, sesame_config  # noqa: E402
 
 CALLBACK_PATH = "/oauth2/callback"
 SIGNED_OUT_PATH = "/oauth2/signed_out"
+PROCONNECT_ISSUER_PATH = "/api/v2"
 READY_GAUGE = "wasmcustom.sesame.provider_ready"
 FETCH_SUCCESS = "wasmcustom.sesame.provider_fetch_success"
 
@@ -178,3 +188,87 @@ def make_envoy(
 def wait_provider_ready_fixture() -> Callable[..., Envoy]:
     """The ``wait_provider_ready(envoy, timeout=15)`` helper, as a fixture."""
     return wait_provider_ready
+
+
+# --------------------------------------------------------------------------
+# ProConnect (the OpenGateLLM Playground)
+
+
+@pytest.fixture(scope="session")
+def proconnect_envoy_port() -> int:
+    """The listener port of the shared ``proconnect_envoy``."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def proconnect_provider(envoy_port: int, proconnect_envoy_port: int) -> Iterator[Provider]:
+    """The local provider in ProConnect mode, issuer ``.../api/v2``.
+
+    Tests look at what it received with ``last_authorize()``,
+    ``last_end_session()`` and ``test_stats()`` (compare counters before and
+    after: the provider is shared by the session)."""
+    bases = [f"http://127.0.0.1:{p}" for p in (envoy_port, proconnect_envoy_port)]
+    with Provider(
+        redirect_uris=[b + CALLBACK_PATH for b in bases],
+        post_logout_redirect_uris=[b + SIGNED_OUT_PATH for b in bases],
+        proconnect=True,
+        issuer_path=PROCONNECT_ISSUER_PATH,
+    ) as idp:
+        yield idp
+
+
+@pytest.fixture(scope="session")
+def proconnect_envoy(
+    proconnect_envoy_port: int, upstream: Upstream, proconnect_provider: Provider
+) -> Iterator[Envoy]:
+    """Envoy + Sésame as the Playground's ProConnect relying party
+    (``oidc_client.proconnect_config``, plus ``allowed_redirect_domains:
+    ["app.example.fr"]``), for the whole session."""
+    config = proconnect_config(
+        proconnect_provider.issuer,
+        f"http://127.0.0.1:{proconnect_envoy_port}{CALLBACK_PATH}",
+        allowed_redirect_domains=["app.example.fr"],
+    )
+    envoy = Envoy(config, proconnect_envoy_port, upstream.port, proconnect_provider.port)
+    envoy.start()
+    try:
+        wait_provider_ready(envoy)
+        yield envoy
+    finally:
+        envoy.stop()
+
+
+@pytest.fixture
+def make_proconnect_config(
+    proconnect_provider: Provider, envoy_port: int
+) -> Callable[..., dict[str, Any]]:
+    """``make_proconnect_config(**changes) -> dict``: the Playground's
+    ProConnect configuration for an Envoy on ``envoy_port``."""
+
+    def make(**changes: Any) -> dict[str, Any]:
+        return proconnect_config(
+            proconnect_provider.issuer,
+            f"http://127.0.0.1:{envoy_port}{CALLBACK_PATH}",
+            **changes,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_proconnect_envoy(
+    make_envoy: Callable[..., Envoy],
+    make_proconnect_config: Callable[..., dict[str, Any]],
+    proconnect_provider: Provider,
+) -> Callable[..., Envoy]:
+    """``make_proconnect_envoy(**changes) -> Envoy``: an Envoy on
+    ``envoy_port`` with the ProConnect configuration and ``changes``, in
+    front of ``proconnect_provider``, ready; stopped when the test ends.
+    ``start=False`` (to call ``start(expect_failure=True)``) is passed on to
+    ``make_envoy``."""
+
+    def make(*, start: bool = True, **changes: Any) -> Envoy:
+        return make_envoy(make_proconnect_config(**changes), start=start,
+                          provider_port=proconnect_provider.port)
+
+    return make

@@ -330,6 +330,13 @@ class Provider(_Component):
     one in the log directory, created by the provider on first start.
     ``start()`` may be called again after ``stop()``: same port, same keys
     file, so that tests can simulate an outage of the provider.
+
+    ``proconnect=True`` runs it in ProConnect mode (``--proconnect``) and
+    ``issuer_path="/api/v2"`` serves everything under that path
+    (``--issuer-path``): ``issuer`` and ``discovery_url`` then include it,
+    while ``origin`` stays ``http://127.0.0.1:PORT``.  ``last_authorize()``,
+    ``last_end_session()``, ``test_stats()`` and ``reset_test_state()`` read
+    and reset what the provider recorded (its ``/__test/...`` endpoints).
     """
 
     name = "provider"
@@ -346,10 +353,14 @@ class Provider(_Component):
         client_secret: str | None = None,
         alg: str | None = None,
         auth_method: str | None = None,
+        proconnect: bool = False,
+        issuer_path: str = "",
         extra_args: Sequence[str] = (),
         timeout: float = 20.0,
     ) -> None:
         self.port = port or free_port()
+        self.proconnect = proconnect
+        self.issuer_path = issuer_path
         self.redirect_uris = _as_list(redirect_uris)
         self.post_logout_redirect_uris = _as_list(post_logout_redirect_uris)
         self.keys_file = Path(
@@ -374,6 +385,10 @@ class Provider(_Component):
             argv += ["--alg", alg]
         if auth_method:
             argv += ["--auth-method", auth_method]
+        if proconnect:
+            argv += ["--proconnect"]
+        if issuer_path:
+            argv += ["--issuer-path", issuer_path]
         argv += list(extra_args)
         self._proc = _Process(
             f"provider on port {self.port}",
@@ -382,8 +397,13 @@ class Provider(_Component):
         )
 
     @property
-    def issuer(self) -> str:
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT``, without the issuer path."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        return self.origin + self.issuer_path
 
     @property
     def url(self) -> str:
@@ -392,6 +412,31 @@ class Provider(_Component):
     @property
     def discovery_url(self) -> str:
         return f"{self.issuer}/.well-known/openid-configuration"
+
+    # -- what the provider received (its test-only /__test/... endpoints)
+
+    def _test_endpoint(self, name: str, method: str = "GET") -> Any:
+        req = urllib.request.Request(f"{self.origin}/__test/{name}", method=method)
+        with _opener.open(req, timeout=5) as resp:
+            return json.load(resp)
+
+    def last_authorize(self) -> dict[str, Any] | None:
+        """Query parameters of the last ``GET /auth`` (accepted or refused)."""
+        return self._test_endpoint("last-authorize")
+
+    def last_end_session(self) -> dict[str, Any] | None:
+        """Query parameters of the last ``GET /session/end``."""
+        return self._test_endpoint("last-end-session")
+
+    def test_stats(self) -> dict[str, int]:
+        """Counters: ``authorize_requests``, ``authorize_refused``,
+        ``end_session_requests``, ``end_session_refused``,
+        ``token_client_auth_refused``."""
+        return self._test_endpoint("stats")
+
+    def reset_test_state(self) -> None:
+        """Forget the recorded requests and zero the counters."""
+        self._test_endpoint("reset", method="POST")
 
     def start(self) -> "Provider":
         self._proc.start()

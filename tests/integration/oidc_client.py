@@ -112,6 +112,53 @@ def sesame_config(issuer: str, redirect_uri: str, /, **changes: Any) -> dict[str
     return config
 
 
+# ProConnect's default scopes (Sésame's with ``provider: "proconnect"``).
+PROCONNECT_SCOPES = ["openid", "email", "given_name", "usual_name", "uid", "siret", "idp_id"]
+
+
+def proconnect_config(issuer: str, redirect_uri: str, /, **changes: Any) -> dict[str, Any]:
+    """Sésame as the ProConnect relying party of the OpenGateLLM Playground
+    (in place of oauth2-proxy), with ``changes`` (``None`` removes a key).
+
+    ``provider: "proconnect"`` with the local provider's issuer (the
+    ``proconnect_environment`` presets are https hosts, so ``issuer`` is set
+    instead), ProConnect's default scopes (no ``scopes`` key),
+    client_secret_post (the default), ``*.gouv.fr`` addresses only, the
+    Playground's ``GET /ping`` health check public, ``Authorization: Bearer
+    <id_token>`` and the access token passed on like oauth2-proxy's
+    ``--set-authorization-header`` / ``--pass-access-token``, and the
+    ProConnect claims as headers.
+    """
+    config: dict[str, Any] = {
+        "provider": "proconnect",
+        "issuer": issuer,
+        "idp_cluster": "idp",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "redirect_uri": redirect_uri,
+        "cookie_secret": COOKIE_SECRET,
+        "cookie_secure": False,
+        "skip_auth_routes": ["GET=^/ping$"],
+        "allowed_email_domains": ["*.gouv.fr"],
+        "set_authorization_header": True,
+        "pass_access_token": True,
+        "claim_headers": {
+            "X-Forwarded-Siret": "siret",
+            "X-Forwarded-Idp-Id": "idp_id",
+            "X-Forwarded-Uid": "uid",
+            "X-Forwarded-Given-Name": "given_name",
+            "X-Forwarded-Usual-Name": "usual_name",
+        },
+        "provider_retry_max": 1,
+    }
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return config
+
+
 def unique_path(prefix: str = "/t") -> str:
     """A path no other request uses, to find it (or not) in the upstream's log."""
     return f"{prefix}/{uuid.uuid4().hex[:12]}"
@@ -156,10 +203,14 @@ def _origin(url: str) -> str:
 
 
 def authorize(auth_url: str, user: str = "alice", *, deny: bool = False,
+              acr: str | None = None,
               provider_browser: requests.Session | None = None) -> str:
     """Sign in at the provider as ``user`` (or press "Cancel" when ``deny``),
     starting from the authorization URL; returns the absolute URL the
-    provider sends the browser back to (Sésame's callback)."""
+    provider sends the browser back to (Sésame's callback).
+
+    ``acr`` (a provider in ProConnect mode) is the level chosen in the login
+    form's acr select, e.g. ``"eidas1"``; None keeps "as requested"."""
     pb = provider_browser or browser()
     origin = _origin(auth_url)
     method, url, data = "GET", auth_url, None
@@ -178,6 +229,9 @@ def authorize(auth_url: str, user: str = "alice", *, deny: bool = False,
             assert action, f"no {wanted} form on the provider's page:\n{r.text[:2000]}"
             method, url = "POST", urljoin(url, action.replace("&amp;", "&"))
             data = {} if deny else {"user": user}
+            if acr is not None and not deny:
+                assert 'name="acr"' in r.text, "the provider's login page has no acr select"
+                data["acr"] = acr
             continue
         raise AssertionError(f"unexpected answer from the provider:\n{describe(r)}")
     raise AssertionError("the provider redirected too many times")
@@ -317,6 +371,27 @@ def raw_get(envoy_url: str, path: str, cookie: str | None = None,
     # A fresh jar each time: nothing is kept, nothing else is sent.
     return browser().get(envoy_url + path, headers=send, allow_redirects=False,
                          timeout=TIMEOUT)
+
+
+def bare_request(port: int, method: str, target: str,
+                 headers: Mapping[str, str] | None = None,
+                 body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """A request with no header but ``Host`` and ``headers`` (no Accept,
+    User-Agent or Accept-Encoding), as a bare server-to-server client sends
+    it: (status, lower-case headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.putrequest(method, target, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        if body:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
 
 
 def http_request(port: int, method: str, target: str,
