@@ -101,6 +101,10 @@ pub struct Config {
     pub acr_values: Vec<String>,
     /// The `claims` request parameter (JSON text), when configured.
     pub claims_request: Option<String>,
+    /// An `acr` the `claims` request marks essential for the ID token
+    /// (`{"id_token": {"acr": {"essential": true, ...}}}`): the ID token must
+    /// carry an `acr`, and one of these values when the request names any.
+    pub essential_acr: Option<Vec<String>>,
     pub post_logout_redirect_uri: Url,
     pub provider_logout: bool,
     pub allowed_redirect_domains: Vec<String>,
@@ -682,12 +686,18 @@ impl Config {
         if acr_values.iter().any(|a| a.contains(' ')) {
             r.err("acr_values", "an ACR value must not contain spaces");
         }
-        let claims_request = match obj.get("claims") {
-            None | Some(Value::Null) => None,
-            Some(v @ Value::Object(_)) => Some(v.to_string()),
+        let (claims_request, essential_acr) = match obj.get("claims") {
+            None | Some(Value::Null) => (None, None),
+            Some(v @ Value::Object(_)) => match essential_acr(v) {
+                Ok(acr) => (Some(v.to_string()), acr),
+                Err(message) => {
+                    r.err("claims", message);
+                    (None, None)
+                }
+            },
             Some(_) => {
                 r.err("claims", "must be an object (the OpenID Connect claims request), e.g. {\"id_token\": {\"amr\": {\"essential\": true}}}");
-                None
+                (None, None)
             }
         };
         let provider_logout = r.bool("provider_logout", true);
@@ -803,6 +813,7 @@ impl Config {
             jwks_refetch_min_interval,
             acr_values,
             claims_request,
+            essential_acr,
             post_logout_redirect_uri: post_logout_redirect_uri.expect("checked above"),
             provider_logout,
             allowed_redirect_domains,
@@ -836,6 +847,45 @@ fn decode_secret(text: &str) -> Option<Vec<u8>> {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim_end_matches('='))
         })
         .ok()
+}
+
+/// The `acr` a claims request (OpenID Connect Core 5.5) asks for as essential
+/// in the ID token: `None` when it asks for none (or only voluntarily), the
+/// accepted values otherwise (empty: any `acr`, but one must be there).
+fn essential_acr(claims: &Value) -> Result<Option<Vec<String>>, String> {
+    let Some(acr) = claims.get("id_token").and_then(|t| t.get("acr")) else {
+        return Ok(None);
+    };
+    if acr.is_null() {
+        return Ok(None);
+    }
+    let Some(acr) = acr.as_object() else {
+        return Err("id_token.acr must be null or an object such as {\"essential\": true, \"values\": [\"eidas2\"]}".into());
+    };
+    match acr.get("essential") {
+        None | Some(Value::Bool(false)) => return Ok(None),
+        Some(Value::Bool(true)) => {}
+        Some(_) => return Err("id_token.acr.essential must be true or false".into()),
+    }
+    let mut accepted = Vec::new();
+    match acr.get("value") {
+        None => {}
+        Some(Value::String(v)) => accepted.push(v.clone()),
+        Some(_) => return Err("id_token.acr.value must be a string".into()),
+    }
+    match acr.get("values") {
+        None => {}
+        Some(Value::Array(list)) => {
+            for v in list {
+                match v.as_str() {
+                    Some(v) => accepted.push(v.to_string()),
+                    None => return Err("id_token.acr.values must be a list of strings".into()),
+                }
+            }
+        }
+        Some(_) => return Err("id_token.acr.values must be a list of strings".into()),
+    }
+    Ok(Some(accepted))
 }
 
 #[cfg(test)]
@@ -1026,6 +1076,30 @@ pub(crate) mod tests {
             "claims",
         ] {
             assert!(keys.iter().any(|x| x == k), "{k}: {keys:?}");
+        }
+    }
+
+    #[test]
+    fn essential_acr_is_read_from_the_claims_request() {
+        let c = config_with(
+            json!({"claims": {"id_token": {"acr": {"essential": true, "value": "eidas2"}}}}),
+        );
+        assert_eq!(c.essential_acr, Some(vec!["eidas2".to_string()]));
+        let c = config_with(
+            json!({"claims": {"id_token": {"acr": {"essential": false, "values": ["eidas2"]}}}}),
+        );
+        assert_eq!(c.essential_acr, None);
+        let c = config_with(json!({"claims": {"userinfo": {"acr": {"essential": true}}}}));
+        assert_eq!(c.essential_acr, None);
+        for bad in [
+            json!({"id_token": {"acr": "eidas2"}}),
+            json!({"id_token": {"acr": {"essential": "yes"}}}),
+            json!({"id_token": {"acr": {"essential": true, "values": "eidas2"}}}),
+            json!({"id_token": {"acr": {"essential": true, "value": 2}}}),
+        ] {
+            let mut v = minimal();
+            v["claims"] = bad.clone();
+            assert_eq!(errors_for(v)[0].key, "claims", "{bad}");
         }
     }
 

@@ -55,6 +55,10 @@ pub enum Outcome {
     },
     ProviderUnavailable,
     SignedOut,
+    /// The sign-in page (with the provider's button) was shown.
+    SignInPage,
+    /// Back from the provider's logout with our `state`: sent on to `rd`.
+    LogoutReturned,
     /// `/oauth2/auth` or `/oauth2/userinfo` answered.
     Endpoint {
         ok: bool,
@@ -76,6 +80,8 @@ impl Outcome {
             Outcome::Denied { .. } => "access_denied".into(),
             Outcome::ProviderUnavailable => "provider_unavailable".into(),
             Outcome::SignedOut => "sign_out".into(),
+            Outcome::SignInPage => "sign_in_page".into(),
+            Outcome::LogoutReturned => "logout_returned".into(),
             Outcome::Endpoint { ok: true } => "endpoint_authorized".into(),
             Outcome::Endpoint { ok: false } => "endpoint_unauthorized".into(),
             Outcome::NotFound => "not_found".into(),
@@ -337,7 +343,8 @@ impl Filter {
         match endpoint {
             "/sign_in" | "/start" => {
                 let rd = query_param(req.query(), "rd").unwrap_or_else(|| "/".into());
-                let hints = match SignInHints::from_query(req.query()) {
+                let proconnect = self.config.provider == ProviderKind::ProConnect;
+                let hints = match SignInHints::from_query(req.query(), proconnect) {
                     Ok(h) => h,
                     Err(message) => {
                         let response =
@@ -353,9 +360,8 @@ impl Filter {
                 };
                 if endpoint == "/sign_in" && !self.config.skip_provider_button {
                     let start = format!("{}/start?{}", self.config.proxy_prefix, req.query());
-                    let proconnect = self.config.provider == ProviderKind::ProConnect;
                     let response = pages::sign_in(lang, &start, proconnect);
-                    return Step::respond(response, Outcome::Endpoint { ok: true });
+                    return Step::respond(response, Outcome::SignInPage);
                 }
                 self.start_login(&rd, &hints, provider, now, entropy, lang)
             }
@@ -413,8 +419,10 @@ pub struct SignInHints {
 }
 
 impl SignInHints {
-    /// Reads and checks the hints of a sign-in link.
-    pub fn from_query(query: &str) -> Result<SignInHints, String> {
+    /// Reads and checks the hints of a sign-in link. ProConnect accepts fewer
+    /// `prompt` values than OpenID Connect defines (no `select_account`) and
+    /// refuses the whole request for one it does not know.
+    pub fn from_query(query: &str, proconnect: bool) -> Result<SignInHints, String> {
         let mut hints = SignInHints::default();
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             let value = value.trim().to_string();
@@ -448,12 +456,14 @@ impl SignInHints {
                     &mut hints.siret_hint
                 }
                 "prompt" => {
-                    let ok = !value.is_empty()
-                        && value
-                            .split(' ')
-                            .all(|p| matches!(p, "login" | "consent" | "none" | "select_account"));
+                    let allowed: &[&str] = if proconnect {
+                        &["login", "consent", "none"]
+                    } else {
+                        &["login", "consent", "none", "select_account"]
+                    };
+                    let ok = !value.is_empty() && value.split(' ').all(|p| allowed.contains(&p));
                     if !ok {
-                        return Err("prompt must be login, consent, none or select_account".into());
+                        return Err(format!("prompt must be {}", or_list(allowed)));
                     }
                     &mut hints.prompt
                 }
@@ -507,4 +517,13 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// "a, b or c".
+fn or_list(words: &[&str]) -> String {
+    match words.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }

@@ -762,6 +762,101 @@ fn acr_is_requested_and_enforced() {
 }
 
 #[test]
+fn essential_acr_of_the_claims_request_is_enforced() {
+    let request = json!({"id_token": {"acr": {"essential": true, "values": ["eidas2", "eidas3"]}}});
+    let f = filter(json!({ "claims": request }));
+    let login = |f: &Filter, acr: &'static str| {
+        run_login(
+            f,
+            &mut provider(),
+            "alice@numerique.gouv.fr",
+            id_token_with_acr(acr),
+        )
+        .step
+    };
+    let low = login(&f, "eidas1");
+    assert!(
+        matches!(
+            low.outcome,
+            Outcome::LoginFailed {
+                reason: "acr_not_satisfied",
+                ..
+            }
+        ),
+        "{:?}",
+        low.outcome
+    );
+    assert_eq!(response(low).status, 403);
+    assert!(matches!(
+        login(&f, "eidas3").outcome,
+        Outcome::LoginSucceeded { .. }
+    ));
+
+    // Essential without values: any acr, but there must be one.
+    let f = filter(json!({"claims": {"id_token": {"acr": {"essential": true}}}}));
+    assert!(matches!(
+        login(&f, "eidas0").outcome,
+        Outcome::LoginSucceeded { .. }
+    ));
+    let none = run_login(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        |nonce: &str| {
+            let mut c = claims(json!({}));
+            c.nonce = Some(nonce.into());
+            es256(c)
+        },
+    );
+    assert!(matches!(
+        none.step.outcome,
+        Outcome::LoginFailed {
+            reason: "acr_not_satisfied",
+            ..
+        }
+    ));
+
+    // Asked for voluntarily: a preference, not a requirement.
+    let f = filter(json!({"claims": {"id_token": {"acr": {"values": ["eidas2"]}}}}));
+    assert!(matches!(
+        login(&f, "eidas1").outcome,
+        Outcome::LoginSucceeded { .. }
+    ));
+}
+
+#[test]
+fn prompt_values_proconnect_refuses_are_not_forwarded() {
+    let sign_in = |f: &Filter| {
+        f.on_request(
+            &get("/oauth2/sign_in?rd=%2F&prompt=select_account", &[HTML]),
+            &provider(),
+            NOW,
+            &mut CountingEntropy(1),
+        )
+    };
+    let proconnect = filter(json!({"provider": "proconnect", "issuer": ISSUER}));
+    let step = sign_in(&proconnect);
+    assert!(matches!(
+        step.outcome,
+        Outcome::LoginFailed {
+            reason: "invalid_sign_in_parameter",
+            ..
+        }
+    ));
+    let page = response(step);
+    assert_eq!(page.status, 400);
+    assert!(String::from_utf8_lossy(&page.body).contains("prompt must be login, consent or none"));
+
+    let oidc = filter(json!({}));
+    let r = response(sign_in(&oidc));
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        param(r.header("location").unwrap(), "prompt"),
+        "select_account"
+    );
+}
+
+#[test]
 fn sign_in_hints_are_forwarded_and_checked() {
     let f = filter(json!({}));
     let path = "/oauth2/sign_in?rd=%2Fchat&idp_hint=fia1v2&login_hint=alice%40numerique.gouv.fr&siret_hint=13002526500013&prompt=login&foo=bar&response_mode=form_post";

@@ -166,6 +166,41 @@ impl Filter {
         Step::respond(response, Outcome::LoginStarted)
     }
 
+    /// Checks the ID token's `acr` against what the sign-in asked for: one of
+    /// `acr_values`, and the essential `acr` of the `claims` request. The
+    /// provider may answer with a lower level than asked; we may not accept it.
+    pub fn check_acr(&self, claims: &Map<String, Value>) -> Result<(), String> {
+        let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
+        let printable = || -> String {
+            acr.chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect()
+        };
+        if !self.config.acr_values.is_empty() && !self.config.acr_values.iter().any(|a| a == acr) {
+            return Err(format!(
+                "acr {:?} is not among {}",
+                printable(),
+                self.config.acr_values.join(", ")
+            ));
+        }
+        if let Some(accepted) = &self.config.essential_acr {
+            if acr.is_empty() {
+                return Err(
+                    "no acr in the ID token, and the claims request marks it essential".into(),
+                );
+            }
+            if !accepted.is_empty() && !accepted.iter().any(|a| a == acr) {
+                return Err(format!(
+                    "acr {:?} is not among the essential {}",
+                    printable(),
+                    accepted.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A failed sign-in: a page that says so and offers to start again.
     fn login_failed(
         &self,
@@ -557,23 +592,8 @@ impl Filter {
         let keys = provider.keys.clone().unwrap_or_default();
         match token::validate_id_token(id_token, &keys, &self.expectations(now), &login.nonce) {
             Ok(claims) => {
-                if !self.config.acr_values.is_empty() {
-                    let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
-                    if !self.config.acr_values.iter().any(|a| a == acr) {
-                        let acr: String = acr
-                            .chars()
-                            .filter(|c| c.is_ascii_graphic())
-                            .take(64)
-                            .collect();
-                        return fail(
-                            403,
-                            "acr_not_satisfied",
-                            format!(
-                                "acr {acr:?} is not among {}",
-                                self.config.acr_values.join(", ")
-                            ),
-                        );
-                    }
+                if let Err(detail) = self.check_acr(&claims) {
+                    return fail(403, "acr_not_satisfied", detail);
                 }
                 let userinfo = provider
                     .metadata
@@ -765,7 +785,7 @@ impl Filter {
                 if now < l.expires_at && constant_time_eq(l.state.as_bytes(), state.as_bytes()) =>
             {
                 let response = Response::redirect(&l.return_to).with_headers([clear]);
-                Step::respond(response, Outcome::Endpoint { ok: true })
+                Step::respond(response, Outcome::LogoutReturned)
             }
             _ => {
                 let mut response = pages::page(

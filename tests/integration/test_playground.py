@@ -351,10 +351,6 @@ def test_scripts_still_get_401_with_the_sign_in_page(button_envoy, upstream):
     assert_not_upstream(upstream, path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "filter bug (counters): showing the sign-in page (and a checked return from the "
-    "provider's logout) counts endpoint_authorized, documented as /oauth2/auth and "
-    "/oauth2/userinfo answers only"))
 def test_sign_in_page_is_not_counted_as_an_auth_answer(button_envoy):
     """``endpoint_authorized`` counts ``/oauth2/auth`` and
     ``/oauth2/userinfo`` answers (docs/CONFIGURATION.md): a person merely
