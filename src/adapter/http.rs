@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::root::Shared;
-use super::{call_response, dispatch, log, now};
+use super::{call_response, dispatch, log, now, HostStore};
 use crate::core::filter::{Action, Outcome, Step};
 use crate::core::http::{Request, Response};
 use crate::core::login::Pending;
@@ -16,6 +16,8 @@ use crate::core::OsEntropy;
 pub struct SesameHttp {
     shared: Rc<Shared>,
     pending: Option<(u32, Box<Pending>)>,
+    /// `Set-Cookie` values to add to the upstream's answer.
+    set_cookies: Vec<String>,
 }
 
 impl SesameHttp {
@@ -23,6 +25,7 @@ impl SesameHttp {
         SesameHttp {
             shared,
             pending: None,
+            set_cookies: Vec::new(),
         }
     }
 
@@ -56,11 +59,12 @@ impl SesameHttp {
         match step.action {
             Action::Continue => HostAction::Continue,
             Action::ContinueWith(headers) => {
-                let pairs: Vec<(&str, &str)> = headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
+                set_request_headers(&headers);
+                HostAction::Continue
+            }
+            Action::ContinueWithCookies(headers, set_cookies) => {
+                set_request_headers(&headers);
+                self.set_cookies = set_cookies;
                 HostAction::Continue
             }
             Action::Respond(response) => {
@@ -84,13 +88,22 @@ impl SesameHttp {
                             now(),
                             config.provider_retry_max,
                         );
-                        let step = self.shared.filter.unavailable(pending.lang);
+                        let step = self.shared.filter.unavailable(pending.lang());
                         self.perform(step)
                     }
                 }
             }
         }
     }
+}
+
+/// Replaces the request's headers, in one hostcall.
+fn set_request_headers(headers: &[(String, String)]) {
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
 }
 
 impl Context for SesameHttp {
@@ -119,6 +132,7 @@ impl Context for SesameHttp {
                 &mut provider,
                 now(),
                 &mut OsEntropy,
+                &HostStore,
             )
         };
         if let HostAction::Continue = self.perform(step) {
@@ -146,8 +160,19 @@ impl HttpContext for SesameHttp {
             let provider = shared.provider.borrow();
             shared
                 .filter
-                .on_request(&request, &provider, now(), &mut OsEntropy)
+                .on_request_shared(&request, &provider, now(), &mut OsEntropy, &HostStore)
         };
         self.perform(step)
+    }
+
+    fn on_http_response_headers(
+        &mut self,
+        _num_headers: usize,
+        _end_of_stream: bool,
+    ) -> HostAction {
+        for cookie in self.set_cookies.drain(..) {
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie);
+        }
+        HostAction::Continue
     }
 }

@@ -12,6 +12,23 @@ use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::{LogLevel, Status};
 
 use crate::core::http::{ProviderCall, ProviderResponse};
+use crate::core::shared::SharedStore;
+
+/// Envoy's shared data: one map for every VM of this plugin, on every worker.
+pub(crate) struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas.filter(|c| *c != 0)).is_ok()
+    }
+}
 
 pub fn register() {
     proxy_wasm::set_log_level(LogLevel::Trace);

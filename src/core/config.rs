@@ -83,6 +83,10 @@ pub struct Config {
     pub cookie_name: String,
     pub cookie_domain: Option<String>,
     pub session_lifetime: u64,
+    /// Refresh sessions with the provider's refresh token, when it issues one.
+    pub refresh_sessions: bool,
+    /// Refresh this many seconds before the access token expires.
+    pub refresh_margin: u64,
     pub skip_auth_routes: Vec<SkipRoute>,
     pub policy: Policy,
     pub proxy_prefix: String,
@@ -143,6 +147,8 @@ const KNOWN_KEYS: &[&str] = &[
     "cookie_name",
     "cookie_domain",
     "session_lifetime",
+    "refresh_sessions",
+    "refresh_margin",
     "skip_auth_routes",
     "allowed_emails",
     "allowed_email_domains",
@@ -495,6 +501,8 @@ impl Config {
             }
         }
         let session_lifetime = r.seconds("session_lifetime", 12 * 3600, 1, 30 * 24 * 3600);
+        let refresh_sessions = r.bool("refresh_sessions", true);
+        let refresh_margin = r.seconds("refresh_margin", 60, 0, 3600);
 
         let mut skip_auth_routes = Vec::new();
         for (i, route) in r
@@ -797,6 +805,8 @@ impl Config {
             cookie_name,
             cookie_domain,
             session_lifetime,
+            refresh_sessions,
+            refresh_margin,
             skip_auth_routes,
             policy,
             proxy_prefix,

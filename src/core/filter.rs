@@ -13,6 +13,7 @@ use super::pages::{self, Lang};
 use super::provider::ProviderState;
 use super::redirect::safe_return_target;
 use super::session::{Sealer, Session, SessionCookie};
+use super::shared::{self, MemoryStore, SharedStore};
 use super::Entropy;
 
 /// What the adapter must do with the request.
@@ -22,6 +23,9 @@ pub enum Action {
     Continue,
     /// Let the request through with exactly these headers (one hostcall).
     ContinueWith(Vec<(String, String)>),
+    /// Let the request through with these headers, and add these
+    /// `Set-Cookie` values to its answer (a refreshed session).
+    ContinueWithCookies(Vec<(String, String)>, Vec<String>),
     /// Answer the request locally.
     Respond(Response),
     /// Call the provider, then resume with [`Filter::on_provider_response`].
@@ -55,6 +59,18 @@ pub enum Outcome {
     },
     ProviderUnavailable,
     SignedOut,
+    /// The session was refreshed; the request went upstream.
+    Refreshed {
+        sub: String,
+    },
+    /// The request came with the cookie of a session refreshed a moment ago
+    /// (by another request): it went upstream with the refreshed one.
+    RefreshAdopted,
+    /// The session could not be refreshed (the detail says what followed).
+    RefreshFailed {
+        reason: &'static str,
+        detail: String,
+    },
     /// The sign-in page (with the provider's button) was shown.
     SignInPage,
     /// Back from the provider's logout with our `state`: sent on to `rd`.
@@ -80,6 +96,9 @@ impl Outcome {
             Outcome::Denied { .. } => "access_denied".into(),
             Outcome::ProviderUnavailable => "provider_unavailable".into(),
             Outcome::SignedOut => "sign_out".into(),
+            Outcome::Refreshed { .. } => "session_refresh_success".into(),
+            Outcome::RefreshAdopted => "session_refresh_adopted".into(),
+            Outcome::RefreshFailed { reason, .. } => format!("session_refresh_failure.{reason}"),
             Outcome::SignInPage => "sign_in_page".into(),
             Outcome::LogoutReturned => "logout_returned".into(),
             Outcome::Endpoint { ok: true } => "endpoint_authorized".into(),
@@ -104,6 +123,10 @@ impl Outcome {
             )),
             Outcome::ProviderUnavailable => {
                 Some("identity provider unavailable: answered 503".into())
+            }
+            Outcome::Refreshed { sub } => Some(format!("session refreshed: sub={sub:?}")),
+            Outcome::RefreshFailed { reason, detail } => {
+                Some(format!("session refresh failed ({reason}): {detail}"))
             }
             _ => None,
         }
@@ -130,6 +153,8 @@ impl Step {
 pub struct Filter {
     pub config: Config,
     pub sealer: Sealer,
+    /// Prefix of this configuration's keys in Envoy's shared data.
+    pub shared_ns: String,
 }
 
 /// Whether a request is a page navigation (which may be redirected to the
@@ -173,7 +198,12 @@ fn is_ambiguous_path(path: &str) -> bool {
 impl Filter {
     pub fn new(config: Config) -> Self {
         let sealer = Sealer::new(&config.cookie_secret);
-        Filter { config, sealer }
+        let shared_ns = shared::namespace(&config);
+        Filter {
+            config,
+            sealer,
+            shared_ns,
+        }
     }
 
     pub fn session_cookie(&self) -> SessionCookie<'_> {
@@ -196,13 +226,27 @@ impl Filter {
             .filter(|rest| rest.starts_with('/'))
     }
 
-    /// Decides what to do with a request.
+    /// Decides what to do with a request, for a filter alone in its Envoy
+    /// (no state shared with other workers).
     pub fn on_request(
         &self,
         req: &Request,
         provider: &ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
+    ) -> Step {
+        self.on_request_shared(req, provider, now, entropy, &MemoryStore::default())
+    }
+
+    /// Decides what to do with a request; `store` is the state shared by
+    /// Envoy's workers (consulted only when a session is due for a refresh).
+    pub fn on_request_shared(
+        &self,
+        req: &Request,
+        provider: &ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+        store: &dyn SharedStore,
     ) -> Step {
         let path = req.path_only();
         let lang = Lang::from_accept_language(req.header("accept-language"));
@@ -239,6 +283,9 @@ impl Filter {
 
         match self.session_cookie().read(&cookies, now) {
             Some(session) => match self.config.policy.check(&session.claims) {
+                Ok(()) if self.refresh_due(&session, now) => {
+                    self.begin_refresh(req, headers, session, provider, now, store, lang)
+                }
                 Ok(()) => {
                     headers.extend(identity_headers(&self.config, &session));
                     Step {
@@ -254,7 +301,7 @@ impl Filter {
 
     /// No valid session: a page navigation goes to the provider (or to the
     /// sign-in page), anything else gets 401.
-    fn unauthenticated(
+    pub(crate) fn unauthenticated(
         &self,
         req: &Request,
         cookies: &[(&str, &str)],

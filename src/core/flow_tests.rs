@@ -8,6 +8,7 @@ use super::config::tests::config_with;
 use super::filter::{Action, Filter, Outcome, Step};
 use super::http::{ProviderResponse, Request, Response};
 use super::provider::{ProviderMetadata, ProviderState};
+use super::shared::MemoryStore;
 use super::testing::CountingEntropy;
 use super::token::tests::{claims, es256, key_set, CLIENT, ISSUER, NOW};
 
@@ -124,6 +125,17 @@ fn run_login(
     email: &str,
     id_token: impl Fn(&str) -> String,
 ) -> Login {
+    run_login_with(filter, state, email, id_token, json!({}))
+}
+
+/// [`run_login`] with more fields in the token response (`refresh_token`...).
+fn run_login_with(
+    filter: &Filter,
+    state: &mut ProviderState,
+    email: &str,
+    id_token: impl Fn(&str) -> String,
+    token_extra: Value,
+) -> Login {
     let (redirect, cookies) = start(filter, "/chat?x=1");
     let location = redirect.header("location").unwrap().to_string();
     let nonce = param(&location, "nonce");
@@ -146,7 +158,11 @@ fn run_login(
             _ => return Login { step, calls },
         };
         let answer = if call.path.starts_with("/token") {
-            json_response(200, "application/json", &json!({"id_token": id_token(&nonce), "access_token": "at-1", "token_type": "Bearer"}).to_string())
+            let mut body = json!({"id_token": id_token(&nonce), "access_token": "at-1", "token_type": "Bearer"});
+            if let (Some(body), Some(extra)) = (body.as_object_mut(), token_extra.as_object()) {
+                body.extend(extra.clone());
+            }
+            json_response(200, "application/json", &body.to_string())
         } else if call.path.starts_with("/me") {
             json_response(200, "application/jwt", &userinfo_jwt(email))
         } else {
@@ -157,7 +173,14 @@ fn run_login(
             )
         };
         calls.push(call);
-        step = filter.on_provider_response(*pending, &answer, state, NOW, &mut CountingEntropy(3));
+        step = filter.on_provider_response(
+            *pending,
+            &answer,
+            state,
+            NOW,
+            &mut CountingEntropy(3),
+            &MemoryStore::default(),
+        );
     }
 }
 
@@ -522,6 +545,7 @@ fn provider_outage_gives_503_and_keeps_sessions() {
         &mut state,
         NOW,
         &mut CountingEntropy(1),
+        &MemoryStore::default(),
     );
     assert_eq!(step.outcome, Outcome::ProviderUnavailable);
     let r = response(step);
@@ -1074,6 +1098,7 @@ fn proconnect_requires_signed_userinfo_and_builds_the_display_name() {
         &mut state,
         NOW,
         &mut CountingEntropy(1),
+        &MemoryStore::default(),
     );
     let Action::Call(_, pending) = step.action else {
         panic!()
@@ -1085,6 +1110,7 @@ fn proconnect_requires_signed_userinfo_and_builds_the_display_name() {
         &mut state,
         NOW,
         &mut CountingEntropy(1),
+        &MemoryStore::default(),
     );
     assert!(matches!(
         step.outcome,
@@ -1131,4 +1157,359 @@ fn denied_page_follows_the_browser_language() {
             && body.contains("eve@example.com")
             && !body.contains("Accès refusé")
     );
+}
+
+// --------------------------------------------------------------------------
+// Session refresh
+
+/// Signs in with a token response carrying a refresh token and an access
+/// token of `expires_in` seconds; returns the browser's session cookie header.
+fn signed_in_with_refresh(f: &Filter, expires_in: u64) -> String {
+    let login = run_login_with(
+        f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_for,
+        json!({"refresh_token": "rt-1", "expires_in": expires_in}),
+    );
+    let r = response(login.step);
+    assert_eq!(r.status, 302);
+    let session: Vec<(String, String)> = set_cookies(&r)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("_sesame") && !n.contains("csrf"))
+        .collect();
+    cookie_header(&session)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn refreshed_id_token(sub: &str) -> String {
+    let mut c = claims(json!({}));
+    c.subject = Some(sub.into());
+    c.nonce = None;
+    es256(c)
+}
+
+#[test]
+fn sessions_are_refreshed_once_before_the_access_token_expires() {
+    let f = filter(json!({"refresh_margin": 60, "pass_access_token": true}));
+    let cookie = signed_in_with_refresh(&f, 300);
+    let store = MemoryStore::default();
+    let req = || get("/chat", &[HTML, ("cookie", &cookie)]);
+    let mut state = provider();
+
+    // Long before expiry: a plain cookie check.
+    let step = f.on_request_shared(&req(), &state, NOW + 10, &mut CountingEntropy(4), &store);
+    assert_eq!(step.outcome, Outcome::Passed);
+
+    // Within the margin: this request refreshes.
+    let step = f.on_request_shared(&req(), &state, NOW + 250, &mut CountingEntropy(5), &store);
+    let (call, pending) = match step.action {
+        Action::Call(call, pending) => (call, pending),
+        other => panic!("expected a refresh call, got {other:?}"),
+    };
+    assert!(call.path.starts_with("/token"));
+    let form = String::from_utf8(call.body.clone().unwrap()).unwrap();
+    assert!(form.contains("grant_type=refresh_token") && form.contains("refresh_token=rt-1"));
+    assert!(
+        form.contains("client_secret="),
+        "the client authenticates: {form}"
+    );
+
+    // Meanwhile another request of the same session does not refresh again.
+    let other = f.on_request_shared(&req(), &state, NOW + 251, &mut CountingEntropy(6), &store);
+    assert_eq!(other.outcome, Outcome::Passed);
+    match other.action {
+        Action::ContinueWith(h) => {
+            assert_eq!(header(&h, "x-auth-request-access-token"), Some("at-1"))
+        }
+        a => panic!("{a:?}"),
+    }
+
+    // The provider answers: new tokens, then userinfo again.
+    let sub = claims(json!({})).subject.unwrap();
+    let tokens = json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 300,
+                        "token_type": "Bearer", "id_token": refreshed_id_token(&sub)});
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", &tokens.to_string()),
+        &mut state,
+        NOW + 252,
+        &mut CountingEntropy(7),
+        &store,
+    );
+    let (call, pending) = match step.action {
+        Action::Call(call, pending) => (call, pending),
+        other => panic!("expected userinfo, got {other:?}"),
+    };
+    assert!(call.path.starts_with("/me"));
+    assert!(call
+        .headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v == "Bearer at-2"));
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(
+            200,
+            "application/jwt",
+            &userinfo_jwt("alice@numerique.gouv.fr"),
+        ),
+        &mut state,
+        NOW + 252,
+        &mut CountingEntropy(8),
+        &store,
+    );
+    assert!(
+        matches!(step.outcome, Outcome::Refreshed { .. }),
+        "{:?}",
+        step.outcome
+    );
+    let (headers, set) = match step.action {
+        Action::ContinueWithCookies(h, set) => (h, set),
+        a => panic!("{a:?}"),
+    };
+    assert_eq!(
+        header(&headers, "x-auth-request-access-token"),
+        Some("at-2")
+    );
+    assert_eq!(
+        header(&headers, "x-forwarded-email"),
+        Some("alice@numerique.gouv.fr")
+    );
+    let new_cookie: String = set
+        .iter()
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(new_cookie.starts_with("_sesame="));
+
+    // A request that still carries the old cookie gets the new session,
+    // without a second refresh (which a rotating provider would refuse).
+    let late = f.on_request_shared(&req(), &state, NOW + 253, &mut CountingEntropy(9), &store);
+    assert_eq!(late.outcome, Outcome::RefreshAdopted);
+    match late.action {
+        Action::ContinueWithCookies(h, set) => {
+            assert_eq!(header(&h, "x-auth-request-access-token"), Some("at-2"));
+            assert!(set[0].starts_with("_sesame="));
+        }
+        a => panic!("{a:?}"),
+    }
+
+    // The new cookie: not due until the new access token nears expiry; the
+    // absolute lifetime is unchanged.
+    let fresh = get("/chat", &[HTML, ("cookie", &new_cookie)]);
+    let step = f.on_request_shared(&fresh, &state, NOW + 300, &mut CountingEntropy(10), &store);
+    assert_eq!(step.outcome, Outcome::Passed);
+    let session = f
+        .session_cookie()
+        .read(
+            &super::cookies::parse(std::iter::once(new_cookie.as_str())),
+            NOW + 300,
+        )
+        .unwrap();
+    assert_eq!(session.refresh_token.as_deref(), Some("rt-2"));
+    assert_eq!(session.access_expires_at, Some(NOW + 252 + 300));
+    assert_eq!(session.expires_at, NOW + 43200);
+}
+
+#[test]
+fn a_refused_refresh_ends_the_session_and_keeps_the_page() {
+    let f = filter(json!({"refresh_margin": 60}));
+    let cookie = signed_in_with_refresh(&f, 30);
+    let store = MemoryStore::default();
+    let mut state = provider();
+    for (accept, expected) in [(HTML, 302), (("accept", "application/json"), 401)] {
+        let store_step = f.on_request_shared(
+            &get("/chat?x=2", &[accept, ("cookie", &cookie)]),
+            &state,
+            NOW + 5,
+            &mut CountingEntropy(4),
+            &store,
+        );
+        let pending = match store_step.action {
+            Action::Call(_, pending) => pending,
+            a => panic!("{a:?}"),
+        };
+        let step = f.on_provider_response(
+            *pending,
+            &json_response(400, "application/json", r#"{"error":"invalid_grant"}"#),
+            &mut state,
+            NOW + 6,
+            &mut CountingEntropy(5),
+            &store,
+        );
+        assert!(
+            matches!(
+                step.outcome,
+                Outcome::RefreshFailed {
+                    reason: "refresh_refused",
+                    ..
+                }
+            ),
+            "{:?}",
+            step.outcome
+        );
+        let r = response(step);
+        assert_eq!(r.status, expected);
+        if expected == 302 {
+            let loc = r.header("location").unwrap();
+            assert!(loc.starts_with(&format!("{ISSUER}/auth?")), "{loc}");
+        }
+        assert!(set_cookies(&r)
+            .iter()
+            .any(|(n, v)| n == "_sesame" && v.is_empty()));
+    }
+}
+
+#[test]
+fn a_provider_outage_during_refresh_keeps_the_session() {
+    let f = filter(json!({"refresh_margin": 60}));
+    let cookie = signed_in_with_refresh(&f, 30);
+    let store = MemoryStore::default();
+    let mut state = provider();
+    let req = get("/chat", &[HTML, ("cookie", &cookie)]);
+    let pending = match f
+        .on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store)
+        .action
+    {
+        Action::Call(_, pending) => pending,
+        a => panic!("{a:?}"),
+    };
+    let step = f.on_provider_response(
+        *pending,
+        &ProviderResponse::default(),
+        &mut state,
+        NOW + 10,
+        &mut CountingEntropy(5),
+        &store,
+    );
+    assert!(matches!(
+        step.outcome,
+        Outcome::RefreshFailed {
+            reason: "provider_unavailable",
+            ..
+        }
+    ));
+    assert!(matches!(step.action, Action::ContinueWith(_)));
+    // No new attempt right away: the next request passes without calling.
+    state = provider();
+    let next = f.on_request_shared(&req, &state, NOW + 11, &mut CountingEntropy(6), &store);
+    assert_eq!(next.outcome, Outcome::Passed);
+}
+
+#[test]
+fn access_rules_are_applied_again_to_the_refreshed_identity() {
+    let f = filter(json!({"refresh_margin": 60, "allowed_email_domains": ["*.gouv.fr"]}));
+    let cookie = signed_in_with_refresh(&f, 30);
+    let store = MemoryStore::default();
+    let mut state = provider();
+    let req = get("/chat", &[HTML, ("cookie", &cookie)]);
+    let pending = match f
+        .on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store)
+        .action
+    {
+        Action::Call(_, pending) => pending,
+        a => panic!("{a:?}"),
+    };
+    let tokens = json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 300});
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", &tokens.to_string()),
+        &mut state,
+        NOW + 6,
+        &mut CountingEntropy(5),
+        &store,
+    );
+    let pending = match step.action {
+        Action::Call(_, pending) => pending,
+        a => panic!("{a:?}"),
+    };
+    // The person's address changed at the provider to one not admitted.
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/jwt", &userinfo_jwt("alice@example.com")),
+        &mut state,
+        NOW + 6,
+        &mut CountingEntropy(6),
+        &store,
+    );
+    assert!(
+        matches!(step.outcome, Outcome::Denied { .. }),
+        "{:?}",
+        step.outcome
+    );
+    let r = response(step);
+    assert_eq!(r.status, 403);
+    assert!(set_cookies(&r)
+        .iter()
+        .any(|(n, v)| n == "_sesame" && v.is_empty()));
+}
+
+#[test]
+fn without_a_refresh_token_the_session_just_lasts_its_lifetime() {
+    let f = filter(json!({"session_lifetime": 600}));
+    let login = run_login_with(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_for,
+        json!({"expires_in": 30}),
+    );
+    let r = response(login.step);
+    let cookie = cookie_header(
+        &set_cookies(&r)
+            .into_iter()
+            .filter(|(n, _)| !n.contains("csrf"))
+            .collect::<Vec<_>>(),
+    );
+    let req = get("/chat?p=1", &[HTML, ("cookie", &cookie)]);
+    let step = f.on_request(&req, &provider(), NOW + 100, &mut CountingEntropy(4));
+    assert_eq!(step.outcome, Outcome::Passed);
+    // Past the lifetime: back to the provider, returning to the same page.
+    let r = response(f.on_request(&req, &provider(), NOW + 600, &mut CountingEntropy(5)));
+    assert_eq!(r.status, 302);
+    let loc = r.header("location").unwrap();
+    assert!(loc.starts_with(&format!("{ISSUER}/auth?")));
+}
+
+#[test]
+fn a_refreshed_id_token_for_another_person_ends_the_session() {
+    let f = filter(json!({"refresh_margin": 60}));
+    let cookie = signed_in_with_refresh(&f, 30);
+    let store = MemoryStore::default();
+    let mut state = provider();
+    let req = get(
+        "/chat",
+        &[("accept", "application/json"), ("cookie", &cookie)],
+    );
+    let pending = match f
+        .on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store)
+        .action
+    {
+        Action::Call(_, pending) => pending,
+        a => panic!("{a:?}"),
+    };
+    let tokens = json!({"access_token": "at-2", "token_type": "Bearer",
+                        "id_token": refreshed_id_token("mallory")});
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", &tokens.to_string()),
+        &mut state,
+        NOW + 6,
+        &mut CountingEntropy(5),
+        &store,
+    );
+    assert!(matches!(
+        step.outcome,
+        Outcome::RefreshFailed {
+            reason: "id_token_invalid",
+            ..
+        }
+    ));
+    assert_eq!(response(step).status, 401);
 }

@@ -92,6 +92,7 @@ mod tests {
             access_token: Some("opaque-at".into()),
             created_at: 0,
             expires_at: 10,
+            ..Default::default()
         }
     }
 

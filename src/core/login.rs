@@ -13,6 +13,7 @@ use super::pages::{self, Lang, PageText};
 use super::provider::{KeySet, ProviderState};
 use super::redirect::{safe_redirect, safe_return_target};
 use super::session::{Purpose, Session};
+use super::shared::SharedStore;
 use super::token::{self, Expectations, TokenError};
 use super::{b64url, constant_time_eq, random_token, Entropy};
 
@@ -71,6 +72,37 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     pub access_token: Option<String>,
     pub token_type: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Seconds; a number, or a string of digits from lenient providers.
+    #[serde(default)]
+    pub expires_in: Option<Value>,
+}
+
+impl TokenResponse {
+    /// When the access token expires, from `expires_in` (capped at a year).
+    pub fn access_expires_at(&self, now: u64) -> Option<u64> {
+        let seconds = match self.expires_in.as_ref()? {
+            Value::Number(n) => n.as_u64()?,
+            Value::String(s) => s.trim().parse().ok()?,
+            _ => return None,
+        };
+        Some(now.saturating_add(seconds.min(365 * 24 * 3600)))
+    }
+
+    /// Reads a token endpoint answer: a JSON object, `token_type` Bearer when given.
+    pub fn parse(body: &[u8]) -> Result<TokenResponse, &'static str> {
+        let tokens: TokenResponse =
+            serde_json::from_slice(body).map_err(|_| "not a token response")?;
+        if tokens
+            .token_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+        {
+            return Err("token_type is not Bearer");
+        }
+        Ok(tokens)
+    }
 }
 
 /// Where a sign-in waiting for the provider stands.
@@ -87,12 +119,45 @@ pub enum Stage {
     },
 }
 
+/// What waits for the provider's answer.
+#[derive(Debug)]
+pub enum Pending {
+    Login(LoginPending),
+    Refresh(super::refresh::RefreshPending),
+}
+
+impl Pending {
+    /// The language of the pages this request may end on.
+    pub fn lang(&self) -> Lang {
+        match self {
+            Pending::Login(p) => p.lang,
+            Pending::Refresh(p) => p.lang,
+        }
+    }
+}
+
 /// A sign-in waiting for the provider.
 #[derive(Debug)]
-pub struct Pending {
+pub struct LoginPending {
     pub login: LoginState,
     pub lang: Lang,
     pub stage: Stage,
+}
+
+/// ProConnect has no `name`: the display name is `given_name` + `usual_name`.
+pub(crate) fn display_name(claims: &mut Map<String, Value>) {
+    if claims.contains_key("name") {
+        return;
+    }
+    let parts: Vec<&str> = ["given_name", "usual_name"]
+        .iter()
+        .filter_map(|c| claims.get(*c).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !parts.is_empty() {
+        let name = parts.join(" ");
+        claims.insert("name".into(), Value::String(name));
+    }
 }
 
 impl Filter {
@@ -383,17 +448,37 @@ impl Filter {
             );
         };
 
-        let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", self.config.redirect_uri.as_str()),
-            ("code_verifier", &login.code_verifier),
-        ];
-        let call = match self.config.token_endpoint_auth_method {
+        let call = self.token_call(
+            &metadata.token_endpoint,
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", self.config.redirect_uri.as_str()),
+                ("code_verifier", &login.code_verifier),
+            ],
+        );
+        let pending = Pending::Login(LoginPending {
+            login,
+            lang,
+            stage: Stage::Token,
+        });
+        Step {
+            action: Action::Call(call, Box::new(pending)),
+            outcome: Outcome::Waiting,
+        }
+    }
+
+    /// A call to the token endpoint with `form`, authenticated as configured.
+    pub(crate) fn token_call<'a>(
+        &'a self,
+        endpoint: &url::Url,
+        mut form: Vec<(&'a str, &'a str)>,
+    ) -> ProviderCall {
+        match self.config.token_endpoint_auth_method {
             ClientAuth::ClientSecretPost => {
                 form.push(("client_id", &self.config.client_id));
                 form.push(("client_secret", &self.config.client_secret.0));
-                ProviderCall::post_form(&metadata.token_endpoint, &form)
+                ProviderCall::post_form(endpoint, &form)
             }
             ClientAuth::ClientSecretBasic => {
                 let enc = |s: &str| {
@@ -406,22 +491,47 @@ impl Filter {
                 );
                 use base64::Engine;
                 let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
-                ProviderCall::post_form(&metadata.token_endpoint, &form)
+                ProviderCall::post_form(endpoint, &form)
                     .with_header("authorization", &format!("Basic {basic}"))
             }
-        };
-        let pending = Pending {
-            login,
-            lang,
-            stage: Stage::Token,
-        };
-        Step {
-            action: Action::Call(call, Box::new(pending)),
-            outcome: Outcome::Waiting,
         }
     }
 
-    fn expectations(&self, now: u64) -> Expectations<'_> {
+    /// The identity claims of a userinfo answer for `sub`: a signed JWT, or
+    /// JSON where plain JSON is allowed. Protocol claims are left out.
+    /// `Err((status, reason, detail))` for the page, the counter and the log.
+    pub(crate) fn userinfo_claims(
+        &self,
+        resp: &ProviderResponse,
+        keys: &KeySet,
+        sub: &str,
+        now: u64,
+    ) -> Result<Map<String, Value>, (u16, &'static str, String)> {
+        if resp.status != 200 {
+            return Err((
+                502,
+                "userinfo_error",
+                format!("userinfo answered HTTP {}", resp.status),
+            ));
+        }
+        let signed_only = self.config.provider == ProviderKind::ProConnect;
+        let result = match resp.media_type().as_str() {
+            "application/jwt" => {
+                let text = String::from_utf8_lossy(&resp.body);
+                token::validate_userinfo_jwt(text.trim(), keys, &self.expectations(now), sub)
+            }
+            "application/json" if !signed_only => token::validate_userinfo_json(&resp.body, sub),
+            other => {
+                let other: String = other.chars().take(64).collect();
+                return Err((502, "userinfo_invalid", format!("content type {other:?}")));
+            }
+        };
+        let mut info = result.map_err(|e| (401, "userinfo_invalid", e.to_string()))?;
+        info.retain(|k, _| !PROTOCOL_CLAIMS.contains(&k.as_str()));
+        Ok(info)
+    }
+
+    pub(crate) fn expectations(&self, now: u64) -> Expectations<'_> {
         Expectations {
             issuer: &self.config.issuer,
             client_id: &self.config.client_id,
@@ -431,7 +541,7 @@ impl Filter {
         }
     }
 
-    /// Continues a sign-in with the provider's answer.
+    /// Continues a sign-in (or a session refresh) with the provider's answer.
     pub fn on_provider_response(
         &self,
         pending: Pending,
@@ -439,8 +549,25 @@ impl Filter {
         provider: &mut ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
+        store: &dyn SharedStore,
     ) -> Step {
-        let Pending { login, lang, stage } = pending;
+        match pending {
+            Pending::Login(p) => self.on_login_response(p, resp, provider, now, entropy),
+            Pending::Refresh(p) => {
+                self.on_refresh_response(p, resp, provider, now, entropy, store)
+            }
+        }
+    }
+
+    fn on_login_response(
+        &self,
+        pending: LoginPending,
+        resp: &ProviderResponse,
+        provider: &mut ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let LoginPending { login, lang, stage } = pending;
         let state = login.state.clone();
         let rd = login.return_to.clone();
         let fail = |status, reason, detail: String| {
@@ -476,23 +603,10 @@ impl Filter {
                         format!("HTTP {} {error}", resp.status),
                     );
                 }
-                let tokens: TokenResponse = match serde_json::from_slice(&resp.body) {
+                let tokens = match TokenResponse::parse(&resp.body) {
                     Ok(t) => t,
-                    Err(_) => {
-                        return fail(502, "token_response_invalid", "not a token response".into())
-                    }
+                    Err(e) => return fail(502, "token_response_invalid", e.into()),
                 };
-                if tokens
-                    .token_type
-                    .as_deref()
-                    .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
-                {
-                    return fail(
-                        502,
-                        "token_response_invalid",
-                        "token_type is not Bearer".into(),
-                    );
-                }
                 self.check_id_token(login, lang, tokens, provider, now, entropy, true)
             }
             Stage::Keys { tokens } => {
@@ -513,48 +627,18 @@ impl Filter {
                 self.check_id_token(login, lang, tokens, provider, now, entropy, false)
             }
             Stage::Userinfo { tokens, mut claims } => {
-                if resp.status != 200 {
-                    return fail(
-                        502,
-                        "userinfo_error",
-                        format!("userinfo answered HTTP {}", resp.status),
-                    );
-                }
                 let sub = claims
                     .get("sub")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
                 let keys = provider.keys.clone().unwrap_or_default();
-                let signed_only = self.config.provider == ProviderKind::ProConnect;
-                let result = match resp.media_type().as_str() {
-                    "application/jwt" => {
-                        let text = String::from_utf8_lossy(&resp.body);
-                        token::validate_userinfo_jwt(
-                            text.trim(),
-                            &keys,
-                            &self.expectations(now),
-                            &sub,
-                        )
-                    }
-                    "application/json" if !signed_only => {
-                        token::validate_userinfo_json(&resp.body, &sub)
-                    }
-                    other => {
-                        let other: String = other.chars().take(64).collect();
-                        return fail(502, "userinfo_invalid", format!("content type {other:?}"));
-                    }
-                };
-                match result {
+                match self.userinfo_claims(resp, &keys, &sub, now) {
                     Ok(info) => {
-                        for (k, v) in info {
-                            if !PROTOCOL_CLAIMS.contains(&k.as_str()) {
-                                claims.insert(k, v);
-                            }
-                        }
+                        claims.extend(info);
                         self.finish_login(login, tokens, claims, now, entropy, lang)
                     }
-                    Err(e) => fail(401, "userinfo_invalid", e.to_string()),
+                    Err((status, reason, detail)) => fail(status, reason, detail),
                 }
             }
         }
@@ -603,11 +687,11 @@ impl Filter {
                     (Some(endpoint), Some(access_token)) if self.config.fetch_userinfo => {
                         let call = ProviderCall::get(endpoint, "application/jwt, application/json")
                             .with_header("authorization", &format!("Bearer {access_token}"));
-                        let pending = Pending {
+                        let pending = Pending::Login(LoginPending {
                             login,
                             lang,
                             stage: Stage::Userinfo { tokens, claims },
-                        };
+                        });
                         Step {
                             action: Action::Call(call, Box::new(pending)),
                             outcome: Outcome::Waiting,
@@ -629,11 +713,11 @@ impl Filter {
                     &metadata.jwks_uri,
                     "application/json, application/jwk-set+json",
                 );
-                let pending = Pending {
+                let pending = Pending::Login(LoginPending {
                     login,
                     lang,
                     stage: Stage::Keys { tokens },
-                };
+                });
                 Step {
                     action: Action::Call(call, Box::new(pending)),
                     outcome: Outcome::Waiting,
@@ -660,25 +744,20 @@ impl Filter {
         entropy: &mut dyn Entropy,
         lang: Lang,
     ) -> Step {
-        if !claims.contains_key("name") {
-            // ProConnect has no `name`: the display name is given_name + usual_name.
-            let parts: Vec<&str> = ["given_name", "usual_name"]
-                .iter()
-                .filter_map(|c| claims.get(*c).and_then(Value::as_str))
-                .filter(|s| !s.is_empty())
-                .collect();
-            if !parts.is_empty() {
-                let name = parts.join(" ");
-                claims.insert("name".into(), Value::String(name));
-            }
-        }
+        display_name(&mut claims);
         claims.retain(|k, _| self.config.kept_claims.contains(k));
+        let access_expires_at = tokens.access_expires_at(now);
         let session = Session {
             claims,
             id_token: tokens.id_token,
             access_token: tokens.access_token,
             created_at: now,
             expires_at: now + self.config.session_lifetime,
+            sid: random_token(entropy, 16),
+            refresh_token: tokens
+                .refresh_token
+                .filter(|_| self.config.refresh_sessions),
+            access_expires_at,
         };
         if let Err(denial) = self.config.policy.check(&session.claims) {
             let mut step = self.denied(&session, &denial.describe(), lang);

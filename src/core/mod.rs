@@ -14,7 +14,9 @@ pub mod pages;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
+pub mod refresh;
 pub mod session;
+pub mod shared;
 pub mod token;
 
 #[cfg(test)]

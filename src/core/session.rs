@@ -124,7 +124,7 @@ impl Sealer {
 
 /// A signed-in person: the identity claims kept, the provider's tokens, and the
 /// absolute expiry of the session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     #[serde(rename = "c")]
     pub claims: Map<String, Value>,
@@ -136,6 +136,16 @@ pub struct Session {
     pub created_at: u64,
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// Random identifier of this sign-in, kept across refreshes (the key of
+    /// the refresh lock shared by Envoy's workers).
+    #[serde(rename = "s", default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
+    /// The provider's refresh token, when it issued one.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the access token expires (from `expires_in`), when known.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<u64>,
 }
 
 impl Session {
@@ -177,10 +187,26 @@ impl SessionCookie<'_> {
         let sealed = self
             .sealer
             .seal(Purpose::Session, self.name, session, entropy);
-        let max_age = session.expires_at.saturating_sub(now);
+        self.write_sealed(
+            &sealed,
+            session.expires_at.saturating_sub(now),
+            attrs,
+            present,
+        )
+    }
+
+    /// `Set-Cookie` values carrying an already sealed session for `max_age`
+    /// seconds, and clearing the previous chunks the new value does not overwrite.
+    pub fn write_sealed(
+        &self,
+        sealed: &str,
+        max_age: u64,
+        attrs: &CookieAttributes,
+        present: &[(&str, &str)],
+    ) -> Vec<String> {
         let mut out = Vec::new();
         let written: Vec<String> = if sealed.len() <= CHUNK_SIZE {
-            out.push(set_cookie(self.name, &sealed, max_age, attrs));
+            out.push(set_cookie(self.name, sealed, max_age, attrs));
             vec![self.name.to_string()]
         } else {
             let mut names = Vec::new();
@@ -280,6 +306,7 @@ mod tests {
             access_token: Some("at".into()),
             created_at: 1000,
             expires_at: 2000,
+            ..Default::default()
         }
     }
 

@@ -248,6 +248,26 @@ pub fn validate_id_token(
     Ok(into_map(claims))
 }
 
+/// Validates the ID token of a refresh (OpenID Connect Core §12.2): like the
+/// sign-in's, but without a `nonce` to compare, and for the same `sub`.
+pub fn validate_refreshed_id_token(
+    token: &str,
+    keys: &KeySet,
+    exp: &Expectations,
+    expected_sub: &str,
+) -> Result<Map<String, Value>, TokenError> {
+    let claims = verify_signature(token, keys, exp)?;
+    if claims.issuer.as_deref() != Some(exp.issuer) {
+        return Err(TokenError::WrongIssuer);
+    }
+    check_audience(&claims, exp.client_id)?;
+    check_times(&claims, exp)?;
+    if claims.subject.as_deref() != Some(expected_sub) {
+        return Err(TokenError::SubjectMismatch);
+    }
+    Ok(into_map(claims))
+}
+
 /// Validates a userinfo answer signed as a JWT (`application/jwt`): signature
 /// against the provider's keys, `iss` and `aud` when present, `sub` equal to the
 /// ID token's.

@@ -1,0 +1,354 @@
+//! Sessions that stay fresh: before the access token expires, the provider's
+//! refresh token gets a new one (RFC 6749 §6), the identity is read again
+//! (new ID token, userinfo) and the access rules are applied to it again.
+//!
+//! One refresh per session at a time across all of Envoy's workers (a slot in
+//! shared data, see [`super::shared`]): the other requests of that session go on
+//! with the current session meanwhile, and those that arrive with the old
+//! cookie just after it get the refreshed session instead of refreshing again.
+//! Refreshing twice with one refresh token is what makes providers that rotate
+//! refresh tokens revoke the whole grant, and sign the person out.
+
+use serde_json::{Map, Value};
+
+use super::cookies;
+use super::filter::{Action, Filter, Outcome, Step};
+use super::headers::identity_headers;
+use super::http::{ProviderResponse, Request};
+use super::login::{display_name, Pending, TokenResponse};
+use super::pages::Lang;
+use super::provider::ProviderState;
+use super::session::{Purpose, Session};
+use super::shared::{claim_refresh, finish_refresh, RefreshClaim, RefreshEnd, SharedStore};
+use super::token;
+use super::Entropy;
+
+/// A request waiting while its session is refreshed.
+#[derive(Debug)]
+pub struct RefreshPending {
+    pub lang: Lang,
+    /// The request as it came (to start a new sign-in if the session ended).
+    pub request: Request,
+    /// The request's headers without identity headers, to send upstream.
+    pub upstream: Vec<(String, String)>,
+    /// The session before the refresh.
+    pub session: Session,
+    pub stage: RefreshStage,
+}
+
+#[derive(Debug)]
+pub enum RefreshStage {
+    /// Waiting for the token endpoint.
+    Token,
+    /// Waiting for userinfo; the refreshed session so far.
+    Userinfo(Box<Session>),
+}
+
+/// How a refresh failed, for the counter and the log.
+struct Failure {
+    reason: &'static str,
+    detail: String,
+}
+
+impl Filter {
+    /// Whether this session should be refreshed now: it has a refresh token
+    /// and its access token expires within `refresh_margin`.
+    pub fn refresh_due(&self, session: &Session, now: u64) -> bool {
+        self.config.refresh_sessions
+            && session.refresh_token.is_some()
+            && !session.sid.is_empty()
+            && session
+                .access_expires_at
+                .is_some_and(|at| now.saturating_add(self.config.refresh_margin) >= at)
+    }
+
+    /// A request whose session is due for a refresh: refresh it, or go on
+    /// with the current session while another request does.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn begin_refresh(
+        &self,
+        req: &Request,
+        upstream: Vec<(String, String)>,
+        session: Session,
+        provider: &ProviderState,
+        now: u64,
+        store: &dyn SharedStore,
+        lang: Lang,
+    ) -> Step {
+        let token_endpoint = provider
+            .metadata
+            .as_ref()
+            .filter(|_| provider.ready())
+            .map(|m| &m.token_endpoint);
+        let (Some(endpoint), Some(refresh_token)) = (token_endpoint, &session.refresh_token) else {
+            // The provider is unreachable: the session is still valid.
+            return self.pass(upstream, &session, Vec::new(), Outcome::Passed);
+        };
+        let busy_for = 2 * self.config.provider_timeout_ms.div_ceil(1000) + 5;
+        match claim_refresh(store, &self.shared_ns, &session.sid, now, busy_for) {
+            RefreshClaim::Mine => {
+                let call = self.token_call(
+                    endpoint,
+                    vec![
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", refresh_token),
+                    ],
+                );
+                let pending = RefreshPending {
+                    lang,
+                    request: req.clone(),
+                    upstream,
+                    session,
+                    stage: RefreshStage::Token,
+                };
+                Step {
+                    action: Action::Call(call, Box::new(Pending::Refresh(pending))),
+                    outcome: Outcome::Waiting,
+                }
+            }
+            RefreshClaim::InFlight | RefreshClaim::Later => {
+                self.pass(upstream, &session, Vec::new(), Outcome::Passed)
+            }
+            RefreshClaim::Refreshed(sealed) => {
+                let refreshed = self
+                    .sealer
+                    .open::<Session>(Purpose::Session, &self.config.cookie_name, &sealed)
+                    .filter(|s| s.sid == session.sid && now < s.expires_at);
+                match refreshed {
+                    Some(new) => {
+                        let cookies = cookies::parse(req.header_values("cookie"));
+                        let set = self.session_cookie().write_sealed(
+                            &sealed,
+                            new.expires_at.saturating_sub(now),
+                            &self.cookie_attrs("/"),
+                            &cookies,
+                        );
+                        match self.config.policy.check(&new.claims) {
+                            Ok(()) => self.pass(upstream, &new, set, Outcome::RefreshAdopted),
+                            Err(denial) => self.denied(&new, &denial.describe(), lang),
+                        }
+                    }
+                    None => self.pass(upstream, &session, Vec::new(), Outcome::Passed),
+                }
+            }
+        }
+    }
+
+    /// Sends the request upstream as `session`, setting `set_cookies` on the answer.
+    fn pass(
+        &self,
+        mut upstream: Vec<(String, String)>,
+        session: &Session,
+        set_cookies: Vec<String>,
+        outcome: Outcome,
+    ) -> Step {
+        upstream.extend(identity_headers(&self.config, session));
+        let action = if set_cookies.is_empty() {
+            Action::ContinueWith(upstream)
+        } else {
+            Action::ContinueWithCookies(upstream, set_cookies)
+        };
+        Step { action, outcome }
+    }
+
+    /// Continues a refresh with the provider's answer.
+    pub(crate) fn on_refresh_response(
+        &self,
+        mut p: RefreshPending,
+        resp: &ProviderResponse,
+        provider: &mut ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+        store: &dyn SharedStore,
+    ) -> Step {
+        let ns = &self.shared_ns;
+        if resp.status == 0 || resp.status == 429 || resp.status >= 500 {
+            if resp.status == 0 || resp.status == 503 || resp.status == 504 {
+                provider.failed(
+                    format!("refresh call failed with status {}", resp.status),
+                    now,
+                    self.config.provider_retry_max,
+                );
+            }
+            finish_refresh(store, ns, &p.session.sid, RefreshEnd::Retry, now);
+            let outcome = Outcome::RefreshFailed {
+                reason: "provider_unavailable",
+                detail: format!("HTTP {}; the current session goes on", resp.status),
+            };
+            return self.pass(p.upstream, &p.session, Vec::new(), outcome);
+        }
+        let stage = std::mem::replace(&mut p.stage, RefreshStage::Token);
+        let result = match stage {
+            RefreshStage::Token => self.refreshed_session(&p.session, resp, provider, now),
+            RefreshStage::Userinfo(new) => {
+                let keys = provider.keys.clone().unwrap_or_default();
+                match self.userinfo_claims(resp, &keys, new.sub(), now) {
+                    Ok(info) => {
+                        let mut new = *new;
+                        new.claims.extend(info);
+                        Ok((new, false))
+                    }
+                    Err((_, reason, detail)) => Err(Failure { reason, detail }),
+                }
+            }
+        };
+        let mut new = match result {
+            Ok((new, true)) => {
+                // Read userinfo again with the new access token.
+                let endpoint = provider
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.userinfo_endpoint.clone());
+                if let (Some(endpoint), Some(access)) = (endpoint, new.access_token.clone()) {
+                    let call = super::http::ProviderCall::get(
+                        &endpoint,
+                        "application/jwt, application/json",
+                    )
+                    .with_header("authorization", &format!("Bearer {access}"));
+                    let pending = RefreshPending {
+                        stage: RefreshStage::Userinfo(Box::new(new)),
+                        ..p
+                    };
+                    return Step {
+                        action: Action::Call(call, Box::new(Pending::Refresh(pending))),
+                        outcome: Outcome::Waiting,
+                    };
+                }
+                new
+            }
+            Ok((new, false)) => new,
+            Err(failure) => {
+                finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
+                return self.session_ended(p, failure, provider, now, entropy);
+            }
+        };
+        display_name(&mut new.claims);
+        new.claims
+            .retain(|k, _| self.config.kept_claims.contains(k));
+        if let Err(denial) = self.config.policy.check(&new.claims) {
+            finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
+            let mut step = self.denied(&new, &denial.describe(), p.lang);
+            if let Action::Respond(r) = &mut step.action {
+                let cookies = cookies::parse(p.request.header_values("cookie"));
+                for c in self
+                    .session_cookie()
+                    .clear(&cookies, &self.cookie_attrs("/"))
+                {
+                    r.headers.push(("set-cookie".into(), c));
+                }
+            }
+            return step;
+        }
+        let sealed = self
+            .sealer
+            .seal(Purpose::Session, &self.config.cookie_name, &new, entropy);
+        let cookies = cookies::parse(p.request.header_values("cookie"));
+        let set = self.session_cookie().write_sealed(
+            &sealed,
+            new.expires_at.saturating_sub(now),
+            &self.cookie_attrs("/"),
+            &cookies,
+        );
+        finish_refresh(store, ns, &new.sid, RefreshEnd::Done(sealed), now);
+        let outcome = Outcome::Refreshed {
+            sub: new.sub().to_string(),
+        };
+        self.pass(p.upstream, &new, set, outcome)
+    }
+
+    /// The session after a token endpoint answer: new tokens, and the claims
+    /// of the new ID token when there is one. `Ok((session, true))` when
+    /// userinfo should be read again.
+    fn refreshed_session(
+        &self,
+        old: &Session,
+        resp: &ProviderResponse,
+        provider: &ProviderState,
+        now: u64,
+    ) -> Result<(Session, bool), Failure> {
+        if resp.status != 200 {
+            let error = serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_default();
+            let error: String = error
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
+            return Err(Failure {
+                reason: "refresh_refused",
+                detail: format!("HTTP {} {error}", resp.status),
+            });
+        }
+        let tokens = TokenResponse::parse(&resp.body).map_err(|e| Failure {
+            reason: "token_response_invalid",
+            detail: e.into(),
+        })?;
+        let Some(access_token) = tokens.access_token.clone() else {
+            return Err(Failure {
+                reason: "token_response_invalid",
+                detail: "no access_token in the refresh response".into(),
+            });
+        };
+        let mut claims: Map<String, Value> = old.claims.clone();
+        if let Some(id_token) = tokens.id_token.as_deref() {
+            let keys = provider.keys.clone().unwrap_or_default();
+            let fresh = token::validate_refreshed_id_token(
+                id_token,
+                &keys,
+                &self.expectations(now),
+                old.sub(),
+            )
+            .map_err(|e| Failure {
+                reason: "id_token_invalid",
+                detail: e.to_string(),
+            })?;
+            self.check_acr(&fresh).map_err(|detail| Failure {
+                reason: "acr_not_satisfied",
+                detail,
+            })?;
+            claims.extend(fresh);
+        }
+        let new = Session {
+            claims,
+            id_token: tokens.id_token.clone().or_else(|| old.id_token.clone()),
+            access_token: Some(access_token),
+            created_at: old.created_at,
+            expires_at: old.expires_at,
+            sid: old.sid.clone(),
+            // Providers that do not rotate refresh tokens send none back.
+            refresh_token: tokens
+                .refresh_token
+                .clone()
+                .or_else(|| old.refresh_token.clone()),
+            access_expires_at: tokens.access_expires_at(now),
+        };
+        let userinfo = self.config.fetch_userinfo
+            && provider
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.userinfo_endpoint.is_some());
+        Ok((new, userinfo))
+    }
+
+    /// The session could not be refreshed: it is over. A page navigation
+    /// starts a new sign-in that returns to the same page; anything else gets
+    /// 401. The session cookies are cleared either way.
+    fn session_ended(
+        &self,
+        p: RefreshPending,
+        failure: Failure,
+        provider: &ProviderState,
+        now: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let cookies = cookies::parse(p.request.header_values("cookie"));
+        let mut step = self.unauthenticated(&p.request, &cookies, provider, now, entropy, p.lang);
+        step.outcome = Outcome::RefreshFailed {
+            reason: failure.reason,
+            detail: format!("{}; the session ends", failure.detail),
+        };
+        step
+    }
+}

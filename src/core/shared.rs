@@ -1,0 +1,303 @@
+//! State shared by every copy of the filter in one Envoy: its workers each run
+//! their own wasm VM, and proxy-wasm's shared data (a key/value map with
+//! compare-and-swap) is what they have in common. Two things live there:
+//!
+//! - the refresh slots: one session refresh in flight at a time, whichever
+//!   worker the requests land on, and its result for the requests that still
+//!   carry the old cookie;
+//! - the provider's discovery document and keys, fetched by one worker (the
+//!   holder of a short lease) and read by all.
+//!
+//! The core only sees the [`SharedStore`] trait; the adapter implements it with
+//! hostcalls, tests with [`MemoryStore`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::config::Config;
+
+/// A key/value store with compare-and-swap, as proxy-wasm's shared data.
+pub trait SharedStore {
+    /// The value and its version, `None` when the key was never set.
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Sets the value if `cas` is `None` or still the key's version; false on
+    /// a version mismatch (someone else wrote first) or a host error.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+}
+
+/// An in-memory [`SharedStore`] (tests; and a single VM's fallback).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    version: RefCell<u32>,
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.data.borrow().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut data = self.data.borrow_mut();
+        if let (Some(cas), Some((_, current))) = (cas, data.get(key)) {
+            if cas != *current {
+                return false;
+            }
+        }
+        let mut version = self.version.borrow_mut();
+        *version = version.wrapping_add(1).max(1);
+        data.insert(key.to_string(), (value.to_vec(), *version));
+        true
+    }
+}
+
+/// Number of refresh slots: sessions share a slot by a hash of their id, so
+/// the shared memory they use stays bounded however many people sign in.
+pub const REFRESH_SLOTS: u32 = 1024;
+/// How long a finished refresh is kept for requests with the old cookie.
+pub const REFRESH_GRACE: u64 = 30;
+/// How long to wait after a refresh failed for a passing reason.
+pub const REFRESH_RETRY: u64 = 30;
+
+/// The prefix of this configuration's keys: plugins that share a VM id but
+/// not a provider, client or cookie never see each other's state.
+pub fn namespace(config: &Config) -> String {
+    let mut h = Sha256::new();
+    for part in [&config.issuer, &config.client_id, &config.cookie_name] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sesame.{hex}")
+}
+
+fn refresh_key(ns: &str, sid: &str) -> String {
+    let digest = Sha256::digest(sid.as_bytes());
+    let slot = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % REFRESH_SLOTS;
+    format!("{ns}.refresh.{slot}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SlotState {
+    Busy,
+    Done,
+    Retry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Slot {
+    sid: String,
+    state: SlotState,
+    until: u64,
+    /// The refreshed session, sealed (`Done` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+}
+
+/// What a request whose session is due for a refresh may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshClaim {
+    /// This request refreshes the session; others wait for it.
+    Mine,
+    /// Another request refreshes this session now: go on with the current one.
+    InFlight,
+    /// The session was refreshed a moment ago: use this sealed session.
+    Refreshed(String),
+    /// Not now (a recent failure, or the slot is busy with another session):
+    /// go on with the current session.
+    Later,
+}
+
+/// Tries to become the one request that refreshes session `sid`.
+pub fn claim_refresh(
+    store: &dyn SharedStore,
+    ns: &str,
+    sid: &str,
+    now: u64,
+    busy_for: u64,
+) -> RefreshClaim {
+    let key = refresh_key(ns, sid);
+    let busy = Slot {
+        sid: sid.to_string(),
+        state: SlotState::Busy,
+        until: now + busy_for,
+        sealed: None,
+    };
+    let busy_bytes = serde_json::to_vec(&busy).unwrap_or_default();
+    let Some((bytes, cas)) = store.get(&key) else {
+        // First use of this slot: no compare-and-swap on a missing key, so
+        // write, then read back to see whose write stayed.
+        if !store.set(&key, &busy_bytes, None) {
+            return RefreshClaim::Later;
+        }
+        return match store.get(&key) {
+            Some((b, _)) if b == busy_bytes => RefreshClaim::Mine,
+            _ => RefreshClaim::InFlight,
+        };
+    };
+    if let Ok(slot) = serde_json::from_slice::<Slot>(&bytes) {
+        if now < slot.until {
+            if slot.sid != sid {
+                return RefreshClaim::Later;
+            }
+            match slot.state {
+                SlotState::Busy => return RefreshClaim::InFlight,
+                SlotState::Retry => return RefreshClaim::Later,
+                SlotState::Done => {
+                    if let Some(sealed) = slot.sealed {
+                        return RefreshClaim::Refreshed(sealed);
+                    }
+                }
+            }
+        }
+    }
+    if store.set(&key, &busy_bytes, Some(cas)) {
+        RefreshClaim::Mine
+    } else {
+        RefreshClaim::InFlight
+    }
+}
+
+/// How a refresh this request claimed ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshEnd {
+    /// The new session, sealed: handed to requests with the old cookie for a while.
+    Done(String),
+    /// Failed for a passing reason: no new attempt for a while.
+    Retry,
+    /// Over (the session ended): the slot is free.
+    Released,
+}
+
+/// Records how the refresh of `sid` ended.
+pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: RefreshEnd, now: u64) {
+    let key = refresh_key(ns, sid);
+    // Only touch the slot while it is still ours.
+    let Some((bytes, cas)) = store.get(&key) else {
+        return;
+    };
+    let ours = serde_json::from_slice::<Slot>(&bytes)
+        .is_ok_and(|s| s.sid == sid && s.state == SlotState::Busy);
+    if !ours {
+        return;
+    }
+    let slot = match end {
+        RefreshEnd::Done(sealed) => Slot {
+            sid: sid.to_string(),
+            state: SlotState::Done,
+            until: now + REFRESH_GRACE,
+            sealed: Some(sealed),
+        },
+        RefreshEnd::Retry => Slot {
+            sid: sid.to_string(),
+            state: SlotState::Retry,
+            until: now + REFRESH_RETRY,
+            sealed: None,
+        },
+        RefreshEnd::Released => Slot {
+            sid: sid.to_string(),
+            state: SlotState::Retry,
+            until: 0,
+            sealed: None,
+        },
+    };
+    if let Ok(bytes) = serde_json::to_vec(&slot) {
+        store.set(&key, &bytes, Some(cas));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "sesame.test";
+
+    #[test]
+    fn memory_store_compare_and_swap() {
+        let s = MemoryStore::default();
+        assert!(s.get("k").is_none());
+        assert!(s.set("k", b"a", None));
+        let (v, cas) = s.get("k").unwrap();
+        assert_eq!(v, b"a");
+        assert!(s.set("k", b"b", Some(cas)));
+        assert!(
+            !s.set("k", b"c", Some(cas)),
+            "stale version must be refused"
+        );
+        assert_eq!(s.get("k").unwrap().0, b"b");
+    }
+
+    #[test]
+    fn one_refresh_at_a_time_then_its_result_for_late_requests() {
+        let s = MemoryStore::default();
+        assert_eq!(claim_refresh(&s, NS, "sid-1", 100, 10), RefreshClaim::Mine);
+        // A second request (any worker) while the first is at the provider.
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", 101, 10),
+            RefreshClaim::InFlight
+        );
+        finish_refresh(&s, NS, "sid-1", RefreshEnd::Done("sealed-new".into()), 102);
+        // A request still carrying the old cookie gets the new session...
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", 103, 10),
+            RefreshClaim::Refreshed("sealed-new".into())
+        );
+        // ...until the grace period is over: then it may refresh again.
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", 102 + REFRESH_GRACE, 10),
+            RefreshClaim::Mine
+        );
+    }
+
+    #[test]
+    fn a_stuck_refresh_expires_and_a_failure_backs_off() {
+        let s = MemoryStore::default();
+        assert_eq!(claim_refresh(&s, NS, "sid-1", 100, 10), RefreshClaim::Mine);
+        // The request that claimed it never came back (Envoy reset it).
+        assert_eq!(claim_refresh(&s, NS, "sid-1", 110, 10), RefreshClaim::Mine);
+        finish_refresh(&s, NS, "sid-1", RefreshEnd::Retry, 111);
+        assert_eq!(claim_refresh(&s, NS, "sid-1", 112, 10), RefreshClaim::Later);
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", 111 + REFRESH_RETRY, 10),
+            RefreshClaim::Mine
+        );
+        finish_refresh(&s, NS, "sid-1", RefreshEnd::Released, 150);
+        assert_eq!(claim_refresh(&s, NS, "sid-1", 151, 10), RefreshClaim::Mine);
+    }
+
+    #[test]
+    fn sessions_sharing_a_slot_do_not_take_each_other_results() {
+        let s = MemoryStore::default();
+        // Find two session ids that land in the same slot.
+        let a = "sid-a".to_string();
+        let b = (0..100_000)
+            .map(|i| format!("sid-{i}"))
+            .find(|b| *b != a && refresh_key(NS, b) == refresh_key(NS, &a))
+            .expect("a colliding id");
+        assert_eq!(claim_refresh(&s, NS, &a, 100, 10), RefreshClaim::Mine);
+        assert_eq!(claim_refresh(&s, NS, &b, 100, 10), RefreshClaim::Later);
+        finish_refresh(&s, NS, &a, RefreshEnd::Done("for-a".into()), 101);
+        assert_eq!(claim_refresh(&s, NS, &b, 102, 10), RefreshClaim::Later);
+        // b's finish must not overwrite a's slot.
+        finish_refresh(&s, NS, &b, RefreshEnd::Retry, 102);
+        assert_eq!(
+            claim_refresh(&s, NS, &a, 103, 10),
+            RefreshClaim::Refreshed("for-a".into())
+        );
+    }
+
+    #[test]
+    fn namespaces_differ_by_client() {
+        use crate::core::config::tests::config_with;
+        use serde_json::json;
+        let a = config_with(json!({}));
+        let b = config_with(json!({"client_id": "other"}));
+        assert_ne!(namespace(&a), namespace(&b));
+        assert_eq!(namespace(&a), namespace(&config_with(json!({}))));
+    }
+}
