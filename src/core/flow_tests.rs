@@ -1315,6 +1315,11 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     assert_eq!(session.refresh_token.as_deref(), Some("rt-2"));
     assert_eq!(session.access_expires_at, Some(NOW + 252 + 300));
     assert_eq!(session.expires_at, NOW + 43200);
+
+    // When the new generation is due in turn (within the grace period of the
+    // first refresh), it is refreshed, not handed the result it came from.
+    let step = f.on_request_shared(&fresh, &state, NOW + 500, &mut CountingEntropy(11), &store);
+    assert!(matches!(step.action, Action::Call(..)), "{:?}", step.outcome);
 }
 
 #[test]

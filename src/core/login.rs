@@ -553,9 +553,7 @@ impl Filter {
     ) -> Step {
         match pending {
             Pending::Login(p) => self.on_login_response(p, resp, provider, now, entropy),
-            Pending::Refresh(p) => {
-                self.on_refresh_response(p, resp, provider, now, entropy, store)
-            }
+            Pending::Refresh(p) => self.on_refresh_response(p, resp, provider, now, entropy, store),
         }
     }
 

@@ -19,7 +19,9 @@ use super::login::{display_name, Pending, TokenResponse};
 use super::pages::Lang;
 use super::provider::ProviderState;
 use super::session::{Purpose, Session};
-use super::shared::{claim_refresh, finish_refresh, RefreshClaim, RefreshEnd, SharedStore};
+use super::shared::{
+    claim_refresh, finish_refresh, generation, RefreshClaim, RefreshEnd, SharedStore,
+};
 use super::token;
 use super::Entropy;
 
@@ -85,7 +87,8 @@ impl Filter {
             return self.pass(upstream, &session, Vec::new(), Outcome::Passed);
         };
         let busy_for = 2 * self.config.provider_timeout_ms.div_ceil(1000) + 5;
-        match claim_refresh(store, &self.shared_ns, &session.sid, now, busy_for) {
+        let from = generation(session.access_token.as_deref());
+        match claim_refresh(store, &self.shared_ns, &session.sid, &from, now, busy_for) {
             RefreshClaim::Mine => {
                 let call = self.token_call(
                     endpoint,

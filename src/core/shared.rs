@@ -92,6 +92,9 @@ enum SlotState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Slot {
     sid: String,
+    /// Which generation of the session (its access token) is refreshed.
+    #[serde(default)]
+    from: String,
     state: SlotState,
     until: u64,
     /// The refreshed session, sealed (`Done` only).
@@ -113,17 +116,28 @@ pub enum RefreshClaim {
     Later,
 }
 
-/// Tries to become the one request that refreshes session `sid`.
+/// A short fingerprint of one generation of a session (its access token):
+/// a refresh result is only handed to requests carrying the generation it
+/// replaced.
+pub fn generation(access_token: Option<&str>) -> String {
+    let digest = Sha256::digest(access_token.unwrap_or("").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Tries to become the one request that refreshes generation `from` of
+/// session `sid`.
 pub fn claim_refresh(
     store: &dyn SharedStore,
     ns: &str,
     sid: &str,
+    from: &str,
     now: u64,
     busy_for: u64,
 ) -> RefreshClaim {
     let key = refresh_key(ns, sid);
     let busy = Slot {
         sid: sid.to_string(),
+        from: from.to_string(),
         state: SlotState::Busy,
         until: now + busy_for,
         sealed: None,
@@ -148,6 +162,8 @@ pub fn claim_refresh(
             match slot.state {
                 SlotState::Busy => return RefreshClaim::InFlight,
                 SlotState::Retry => return RefreshClaim::Later,
+                // A newer generation is due in turn: refresh it.
+                SlotState::Done if slot.from != from => {}
                 SlotState::Done => {
                     if let Some(sealed) = slot.sealed {
                         return RefreshClaim::Refreshed(sealed);
@@ -181,26 +197,31 @@ pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: Refresh
     let Some((bytes, cas)) = store.get(&key) else {
         return;
     };
-    let ours = serde_json::from_slice::<Slot>(&bytes)
-        .is_ok_and(|s| s.sid == sid && s.state == SlotState::Busy);
-    if !ours {
+    let Some(from) = serde_json::from_slice::<Slot>(&bytes)
+        .ok()
+        .filter(|s| s.sid == sid && s.state == SlotState::Busy)
+        .map(|s| s.from)
+    else {
         return;
-    }
+    };
     let slot = match end {
         RefreshEnd::Done(sealed) => Slot {
             sid: sid.to_string(),
+            from,
             state: SlotState::Done,
             until: now + REFRESH_GRACE,
             sealed: Some(sealed),
         },
         RefreshEnd::Retry => Slot {
             sid: sid.to_string(),
+            from,
             state: SlotState::Retry,
             until: now + REFRESH_RETRY,
             sealed: None,
         },
         RefreshEnd::Released => Slot {
             sid: sid.to_string(),
+            from,
             state: SlotState::Retry,
             until: 0,
             sealed: None,
@@ -235,21 +256,36 @@ mod tests {
     #[test]
     fn one_refresh_at_a_time_then_its_result_for_late_requests() {
         let s = MemoryStore::default();
-        assert_eq!(claim_refresh(&s, NS, "sid-1", 100, 10), RefreshClaim::Mine);
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", "g1", 100, 10),
+            RefreshClaim::Mine
+        );
         // A second request (any worker) while the first is at the provider.
         assert_eq!(
-            claim_refresh(&s, NS, "sid-1", 101, 10),
+            claim_refresh(&s, NS, "sid-1", "g1", 101, 10),
             RefreshClaim::InFlight
         );
         finish_refresh(&s, NS, "sid-1", RefreshEnd::Done("sealed-new".into()), 102);
         // A request still carrying the old cookie gets the new session...
         assert_eq!(
-            claim_refresh(&s, NS, "sid-1", 103, 10),
+            claim_refresh(&s, NS, "sid-1", "g1", 103, 10),
             RefreshClaim::Refreshed("sealed-new".into())
+        );
+        // A request with the new generation, due in turn, refreshes it.
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", "g2", 104, 10),
+            RefreshClaim::Mine
+        );
+        finish_refresh(
+            &s,
+            NS,
+            "sid-1",
+            RefreshEnd::Done("sealed-newer".into()),
+            105,
         );
         // ...until the grace period is over: then it may refresh again.
         assert_eq!(
-            claim_refresh(&s, NS, "sid-1", 102 + REFRESH_GRACE, 10),
+            claim_refresh(&s, NS, "sid-1", "g2", 105 + REFRESH_GRACE, 10),
             RefreshClaim::Mine
         );
     }
@@ -257,17 +293,29 @@ mod tests {
     #[test]
     fn a_stuck_refresh_expires_and_a_failure_backs_off() {
         let s = MemoryStore::default();
-        assert_eq!(claim_refresh(&s, NS, "sid-1", 100, 10), RefreshClaim::Mine);
-        // The request that claimed it never came back (Envoy reset it).
-        assert_eq!(claim_refresh(&s, NS, "sid-1", 110, 10), RefreshClaim::Mine);
-        finish_refresh(&s, NS, "sid-1", RefreshEnd::Retry, 111);
-        assert_eq!(claim_refresh(&s, NS, "sid-1", 112, 10), RefreshClaim::Later);
         assert_eq!(
-            claim_refresh(&s, NS, "sid-1", 111 + REFRESH_RETRY, 10),
+            claim_refresh(&s, NS, "sid-1", "g1", 100, 10),
+            RefreshClaim::Mine
+        );
+        // The request that claimed it never came back (Envoy reset it).
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", "g1", 110, 10),
+            RefreshClaim::Mine
+        );
+        finish_refresh(&s, NS, "sid-1", RefreshEnd::Retry, 111);
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", "g1", 112, 10),
+            RefreshClaim::Later
+        );
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", "g1", 111 + REFRESH_RETRY, 10),
             RefreshClaim::Mine
         );
         finish_refresh(&s, NS, "sid-1", RefreshEnd::Released, 150);
-        assert_eq!(claim_refresh(&s, NS, "sid-1", 151, 10), RefreshClaim::Mine);
+        assert_eq!(
+            claim_refresh(&s, NS, "sid-1", "g1", 151, 10),
+            RefreshClaim::Mine
+        );
     }
 
     #[test]
@@ -279,14 +327,20 @@ mod tests {
             .map(|i| format!("sid-{i}"))
             .find(|b| *b != a && refresh_key(NS, b) == refresh_key(NS, &a))
             .expect("a colliding id");
-        assert_eq!(claim_refresh(&s, NS, &a, 100, 10), RefreshClaim::Mine);
-        assert_eq!(claim_refresh(&s, NS, &b, 100, 10), RefreshClaim::Later);
+        assert_eq!(claim_refresh(&s, NS, &a, "g1", 100, 10), RefreshClaim::Mine);
+        assert_eq!(
+            claim_refresh(&s, NS, &b, "g1", 100, 10),
+            RefreshClaim::Later
+        );
         finish_refresh(&s, NS, &a, RefreshEnd::Done("for-a".into()), 101);
-        assert_eq!(claim_refresh(&s, NS, &b, 102, 10), RefreshClaim::Later);
+        assert_eq!(
+            claim_refresh(&s, NS, &b, "g1", 102, 10),
+            RefreshClaim::Later
+        );
         // b's finish must not overwrite a's slot.
         finish_refresh(&s, NS, &b, RefreshEnd::Retry, 102);
         assert_eq!(
-            claim_refresh(&s, NS, &a, 103, 10),
+            claim_refresh(&s, NS, &a, "g1", 103, 10),
             RefreshClaim::Refreshed("for-a".into())
         );
     }

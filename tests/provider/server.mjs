@@ -105,7 +105,8 @@ const USAGE = `usage: node tests/provider/server.mjs --port PORT [--host 127.0.0
   [--client-id ${DEFAULTS.clientId}] [--client-secret SECRET]
   [--redirect-uri URL]... [--post-logout-redirect-uri URL]...
   [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
-  [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]`;
+  [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
+  [--access-token-ttl SECONDS] [--refresh-tokens]`;
 
 // ---------------------------------------------------------------------------
 // Command line
@@ -135,6 +136,8 @@ function parseCommandLine(argv) {
         'keys-file': { type: 'string' },
         'issuer-path': { type: 'string', default: '' },
         proconnect: { type: 'boolean', default: false },
+        'access-token-ttl': { type: 'string', default: String(TTL.AccessToken) },
+        'refresh-tokens': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -188,6 +191,10 @@ function parseCommandLine(argv) {
     }
     issuer = values.issuer;
   }
+  const accessTokenTtl = Number(values['access-token-ttl']);
+  if (!Number.isInteger(accessTokenTtl) || accessTokenTtl < 1 || accessTokenTtl > 86400) {
+    fail(`--access-token-ttl must be a number of seconds from 1 to 86400, not ${values['access-token-ttl']}`);
+  }
   const proconnect = values.proconnect;
   if (proconnect && authMethod !== 'client_secret_post') {
     process.stderr.write(`provider: --proconnect: the client uses client_secret_post (ProConnect's only method); --auth-method ${authMethod} is ignored\n`);
@@ -207,6 +214,8 @@ function parseCommandLine(argv) {
     issuerPath,
     proconnect,
     acrValues: proconnect ? [...PROCONNECT_ACR_VALUES] : [ACR],
+    accessTokenTtl,
+    refreshTokens: values['refresh-tokens'],
   };
 }
 
@@ -478,6 +487,8 @@ function createTestState() {
       end_session_requests: 0,
       end_session_refused: 0,
       token_client_auth_refused: 0,
+      refresh_grants: 0,
+      refresh_refused: 0,
     },
   });
   const state = fresh();
@@ -635,7 +646,15 @@ ${form.replace('</form>', confirm)}`);
         },
       },
     },
-    ttl: Object.fromEntries(Object.entries(TTL).map(([name, seconds]) => [name, () => seconds])),
+    ttl: Object.fromEntries(Object.entries({ ...TTL, AccessToken: options.accessTokenTtl })
+      .map(([name, seconds]) => [name, () => seconds])),
+    // --refresh-tokens: a refresh token with every code exchange (without
+    // offline_access), rotated at each use, so a refresh token used twice is
+    // refused (and the grant revoked), as strict providers do.
+    ...(options.refreshTokens ? {
+      issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+      rotateRefreshToken: true,
+    } : {}),
     clientBasedCORS: () => false,
     async renderError(ctx, out) {
       ctx.type = 'html';
@@ -645,6 +664,14 @@ ${form.replace('</form>', confirm)}`);
   };
 
   const provider = new Provider(issuer, configuration);
+
+  // Refresh grants, counted for the tests (GET /__test/stats).
+  provider.on('grant.success', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') testState.stats.refresh_grants += 1;
+  });
+  provider.on('grant.error', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') testState.stats.refresh_refused += 1;
+  });
 
   // Log protocol errors (error code and description only: never tokens).
   for (const event of [
