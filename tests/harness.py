@@ -431,7 +431,8 @@ class Provider(_Component):
     def test_stats(self) -> dict[str, int]:
         """Counters: ``authorize_requests``, ``authorize_refused``,
         ``end_session_requests``, ``end_session_refused``,
-        ``token_client_auth_refused``, ``refresh_grants``, ``refresh_refused``."""
+        ``token_client_auth_refused``, ``refresh_grants``, ``refresh_refused``,
+        ``discovery_requests``, ``jwks_requests``."""
         return self._test_endpoint("stats")
 
     def reset_test_state(self) -> None:

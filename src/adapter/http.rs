@@ -88,6 +88,7 @@ impl SesameHttp {
                             now(),
                             config.provider_retry_max,
                         );
+                        self.shared.publish_provider();
                         let step = self.shared.filter.unavailable(pending.lang());
                         self.perform(step)
                     }
@@ -135,6 +136,7 @@ impl Context for SesameHttp {
                 &HostStore,
             )
         };
+        shared.publish_provider();
         if let HostAction::Continue = self.perform(step) {
             let _ = hostcalls::resume_http_request();
         }

@@ -1,5 +1,10 @@
 //! Root context: takes the configuration, keeps the provider's metadata and
 //! keys fresh on a timer, and creates one HTTP context per request.
+//!
+//! Every worker runs its own VM with its own root context; they share one copy
+//! of the provider's documents through Envoy's shared data. Each second, a VM
+//! adopts the shared copy when it changed; when a refresh is due, only the VM
+//! that takes the lease fetches, then publishes what it got (or its failure).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,10 +16,14 @@ use proxy_wasm::types::{ContextType, LogLevel};
 
 use super::http::SesameHttp;
 use super::metrics::Metrics;
-use super::{call_response, dispatch, log, now};
+use super::{call_response, dispatch, log, now, HostStore};
 use crate::core::config::Config;
 use crate::core::filter::Filter;
 use crate::core::provider::{Fetch, FetchResult, ProviderState};
+use crate::core::shared::{
+    provider_key, provider_lease_key, release_lease, take_lease, SharedStore,
+};
+use crate::core::{random_token, Entropy, OsEntropy};
 
 /// What every context of this VM shares.
 pub struct Shared {
@@ -23,23 +32,114 @@ pub struct Shared {
     pub metrics: Metrics,
 }
 
+impl Shared {
+    /// Shares our copy of the provider's state with the other workers, when
+    /// something changed.
+    pub fn publish_provider(&self) {
+        let mut provider = self.provider.borrow_mut();
+        if !provider.changed {
+            return;
+        }
+        provider.changed = false;
+        if let Some(bytes) = provider.snapshot() {
+            let key = provider_key(&self.filter.shared_ns);
+            if !HostStore.set(&key, &bytes, None) {
+                log(
+                    LogLevel::Warn,
+                    "cannot share the provider's documents with the other workers",
+                );
+            }
+        }
+    }
+
+    fn record_provider_gauges(&self) {
+        let provider = self.provider.borrow();
+        self.metrics
+            .set_gauge("provider_ready", u64::from(provider.ready()));
+        self.metrics.set_gauge(
+            "provider_consecutive_failures",
+            u64::from(provider.failures),
+        );
+    }
+}
+
 #[derive(Default)]
 pub struct SesameRoot {
     shared: Option<Rc<Shared>>,
     fetches: HashMap<u32, Fetch>,
+    /// This VM's name for the fetch lease.
+    holder: String,
+    /// Version of the shared provider state last adopted.
+    seen: Option<u32>,
+    /// The timer has not fired yet since the configuration.
+    first_tick: bool,
 }
 
+/// Delay of the first timer tick after the configuration.
+const FIRST_TICK_MS: u64 = 50;
+
 impl SesameRoot {
-    /// Starts a refresh of discovery and keys when one is due.
+    /// Adopts the shared provider state when another worker changed it, then
+    /// starts a refresh of discovery and keys when one is due and this VM
+    /// gets the lease.
     fn refresh(&mut self) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
         let config = &shared.filter.config;
-        let next = shared.provider.borrow_mut().start_refresh(config, now());
+        let ns = &shared.filter.shared_ns;
+        if let Some((bytes, version)) = HostStore.get(&provider_key(ns)) {
+            if self.seen != Some(version) {
+                self.seen = Some(version);
+                let mut provider = shared.provider.borrow_mut();
+                let was_ready = provider.ready();
+                match provider.adopt(config, &bytes) {
+                    Ok(()) if provider.ready() && !was_ready => log(
+                        LogLevel::Info,
+                        &format!(
+                            "provider {} ready (documents shared by another worker)",
+                            config.issuer
+                        ),
+                    ),
+                    Ok(()) => {}
+                    Err(e) => log(
+                        LogLevel::Warn,
+                        &format!("ignoring the provider state shared by another worker: {e}"),
+                    ),
+                }
+            }
+        }
+        shared.record_provider_gauges();
+        let now = now();
+        if !shared.provider.borrow().fetch_due(now) {
+            return;
+        }
+        // Two calls (discovery, then keys), each within the provider timeout.
+        let lease_for = 2 * config.provider_timeout_ms.div_ceil(1000) + 2;
+        if !take_lease(
+            &HostStore,
+            &provider_lease_key(ns),
+            &self.holder,
+            now,
+            lease_for,
+        ) {
+            return; // Another worker is fetching.
+        }
+        let next = shared.provider.borrow_mut().start_refresh(config, now);
         if let Some((call, fetch)) = next {
             self.send(&shared, call, fetch);
         }
+    }
+
+    /// The refresh ended (either way): share the result, free the lease.
+    fn refresh_ended(&mut self, shared: &Shared) {
+        shared.publish_provider();
+        release_lease(
+            &HostStore,
+            &provider_lease_key(&shared.filter.shared_ns),
+            &self.holder,
+        );
+        shared.record_provider_gauges();
     }
 
     fn send(&mut self, shared: &Shared, call: crate::core::http::ProviderCall, fetch: Fetch) {
@@ -56,7 +156,7 @@ impl SesameRoot {
                     .borrow_mut()
                     .failed(message, now(), config.provider_retry_max);
                 shared.metrics.increment("provider_fetch_failure");
-                shared.metrics.set_gauge("provider_ready", 0);
+                self.refresh_ended(shared);
             }
         }
     }
@@ -93,7 +193,7 @@ impl Context for SesameRoot {
                     ),
                 );
                 shared.metrics.increment("provider_fetch_success");
-                shared.metrics.set_gauge("provider_ready", 1);
+                self.refresh_ended(&shared);
             }
             FetchResult::Failed(message) => {
                 let retry = shared.provider.borrow().next_fetch_at.saturating_sub(now());
@@ -102,7 +202,7 @@ impl Context for SesameRoot {
                     &format!("provider refresh failed: {message}; retrying in {retry}s"),
                 );
                 shared.metrics.increment("provider_fetch_failure");
-                shared.metrics.set_gauge("provider_ready", 0);
+                self.refresh_ended(&shared);
             }
         }
         if let Some((call, fetch)) = next {
@@ -144,20 +244,34 @@ impl RootContext for SesameRoot {
                 config.issuer, config.client_id, config.idp_cluster
             ),
         );
+        let mut seed = [0u8; 8];
+        OsEntropy.fill(&mut seed);
+        let provider = ProviderState {
+            jitter: u64::from_le_bytes(seed),
+            ..Default::default()
+        };
         let shared = Rc::new(Shared {
             filter: Filter::new(config),
-            provider: RefCell::new(ProviderState::default()),
+            provider: RefCell::new(provider),
             metrics: Metrics::default(),
         });
-        shared.metrics.set_gauge("provider_ready", 0);
+        self.holder = random_token(&mut OsEntropy, 12);
+        self.seen = None;
         self.shared = Some(shared);
         self.fetches.clear();
-        self.set_tick_period(Duration::from_secs(1));
-        self.refresh();
+        // No fetch from here: Envoy also configures a short-lived copy of the
+        // plugin on its main thread, which would take the fetch lease and
+        // never finish. Only VMs whose timer runs fetch; the first tick comes
+        // quickly so that start-up stays fast.
+        self.first_tick = true;
+        self.set_tick_period(Duration::from_millis(FIRST_TICK_MS));
         true
     }
 
     fn on_tick(&mut self) {
+        if std::mem::take(&mut self.first_tick) {
+            self.set_tick_period(Duration::from_secs(1));
+        }
         self.refresh();
     }
 

@@ -1319,7 +1319,11 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     // When the new generation is due in turn (within the grace period of the
     // first refresh), it is refreshed, not handed the result it came from.
     let step = f.on_request_shared(&fresh, &state, NOW + 500, &mut CountingEntropy(11), &store);
-    assert!(matches!(step.action, Action::Call(..)), "{:?}", step.outcome);
+    assert!(
+        matches!(step.action, Action::Call(..)),
+        "{:?}",
+        step.outcome
+    );
 }
 
 #[test]

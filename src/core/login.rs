@@ -616,10 +616,7 @@ impl Filter {
                     );
                 }
                 match KeySet::parse(&resp.body) {
-                    Ok(keys) => {
-                        provider.keys = Some(keys);
-                        provider.keys_fetched_at = now;
-                    }
+                    Ok(keys) => provider.keys_refetched(keys, &resp.body, now),
                     Err(e) => return fail(502, "jwks_invalid", e),
                 }
                 self.check_id_token(login, lang, tokens, provider, now, entropy, false)

@@ -1,7 +1,7 @@
 //! The identity provider: discovery document, signing keys, and the state of
 //! our copy of them (fresh, being refreshed, unreachable).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::b64url_decode;
@@ -263,6 +263,29 @@ pub struct ProviderState {
     pub fetching: bool,
     /// Last error, for logs.
     pub last_error: Option<String>,
+    /// The documents as fetched, to share them with the other workers.
+    pub discovery_raw: Vec<u8>,
+    pub jwks_raw: Vec<u8>,
+    /// Something other workers should see changed (a fetch ended, keys were
+    /// refetched): the adapter publishes the state and clears this.
+    pub changed: bool,
+    /// Seed of the back-off jitter: different in every VM, so that workers
+    /// and Envoys do not all retry at the same second.
+    pub jitter: u64,
+}
+
+/// What one worker shares with the others: the documents as fetched, and
+/// where the refresh stands.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    discovery: String,
+    jwks: String,
+    reachable: bool,
+    failures: u32,
+    next_fetch_at: u64,
+    keys_fetched_at: u64,
+    #[serde(default)]
+    last_error: Option<String>,
 }
 
 impl ProviderState {
@@ -296,14 +319,72 @@ impl ProviderState {
     }
 
     /// Records a failure (of a fetch, or of a call made for a login): keep the
-    /// last good copy, mark the provider unreachable, retry with back-off.
+    /// last good copy, mark the provider unreachable, retry with exponential
+    /// back-off (1, 2, 4... seconds up to `retry_max`) and jitter: the wait is
+    /// between half the back-off and the whole of it.
     pub fn failed(&mut self, error: String, now: u64, retry_max: u64) {
         self.reachable = false;
         self.fetching = false;
+        self.changed = true;
         self.failures = self.failures.saturating_add(1);
-        let backoff = 1u64 << self.failures.min(16).saturating_sub(1);
-        self.next_fetch_at = now + backoff.min(retry_max);
+        let backoff = (1u64 << self.failures.min(16).saturating_sub(1)).min(retry_max.max(1));
+        // xorshift64: cheap, and only has to differ between VMs.
+        let mut x = self.jitter | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter = x;
+        let half = backoff.div_ceil(2);
+        self.next_fetch_at = now + half + x % (backoff - half + 1);
         self.last_error = Some(error);
+    }
+
+    /// The state to share with the other workers, when there is a copy to share.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        if self.discovery_raw.is_empty() || self.jwks_raw.is_empty() {
+            return None;
+        }
+        let snapshot = Snapshot {
+            discovery: String::from_utf8_lossy(&self.discovery_raw).into_owned(),
+            jwks: String::from_utf8_lossy(&self.jwks_raw).into_owned(),
+            reachable: self.reachable,
+            failures: self.failures,
+            next_fetch_at: self.next_fetch_at,
+            keys_fetched_at: self.keys_fetched_at,
+            last_error: self.last_error.clone(),
+        };
+        serde_json::to_vec(&snapshot).ok()
+    }
+
+    /// Takes the state another worker shared. The documents are checked as if
+    /// fetched here; on any problem our own copy stays.
+    pub fn adopt(&mut self, config: &Config, bytes: &[u8]) -> Result<(), String> {
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if s.discovery.as_bytes() != self.discovery_raw.as_slice() {
+            self.metadata = Some(
+                ProviderMetadata::parse(&config.issuer, s.discovery.as_bytes())
+                    .map_err(|e| e.to_string())?,
+            );
+            self.discovery_raw = s.discovery.into_bytes();
+        }
+        if s.jwks.as_bytes() != self.jwks_raw.as_slice() {
+            self.keys = Some(KeySet::parse(s.jwks.as_bytes())?);
+            self.jwks_raw = s.jwks.into_bytes();
+        }
+        self.reachable = s.reachable;
+        self.failures = s.failures;
+        self.next_fetch_at = s.next_fetch_at;
+        self.keys_fetched_at = s.keys_fetched_at;
+        self.last_error = s.last_error;
+        Ok(())
+    }
+
+    /// Keys fetched again after an unknown `kid`.
+    pub fn keys_refetched(&mut self, keys: KeySet, raw: &[u8], now: u64) {
+        self.keys = Some(keys);
+        self.jwks_raw = raw.to_vec();
+        self.keys_fetched_at = now;
+        self.changed = true;
     }
 
     /// Whether an unknown `kid` may trigger a key refetch now.
@@ -316,7 +397,8 @@ impl ProviderState {
 #[derive(Debug, Clone)]
 pub enum Fetch {
     Discovery,
-    Keys(Box<ProviderMetadata>),
+    /// The keys, after this discovery document (parsed, and as fetched).
+    Keys(Box<ProviderMetadata>, Vec<u8>),
 }
 
 /// How the refresh went, for logs and counters.
@@ -359,7 +441,7 @@ impl ProviderState {
         if resp.status != 200 {
             let what = match fetch {
                 Fetch::Discovery => "discovery",
-                Fetch::Keys(_) => "jwks",
+                Fetch::Keys(..) => "jwks",
             };
             return fail(self, what, DiscoveryError::Status(resp.status).to_string());
         }
@@ -372,18 +454,21 @@ impl ProviderState {
                     );
                     (
                         FetchResult::Next,
-                        Some((call, Fetch::Keys(Box::new(metadata)))),
+                        Some((call, Fetch::Keys(Box::new(metadata), resp.body.clone()))),
                     )
                 }
                 Err(e) => fail(self, "discovery", e.to_string()),
             },
-            Fetch::Keys(metadata) => match KeySet::parse(&resp.body) {
+            Fetch::Keys(metadata, discovery) => match KeySet::parse(&resp.body) {
                 Ok(keys) => {
                     let result = FetchResult::Refreshed {
                         keys: keys.keys.len(),
                         skipped: keys.skipped,
                     };
                     self.refreshed(*metadata, keys, now, config.provider_refresh_interval);
+                    self.discovery_raw = discovery;
+                    self.jwks_raw = resp.body.clone();
+                    self.changed = true;
                     (result, None)
                 }
                 Err(e) => fail(self, "jwks", e),
@@ -470,11 +555,15 @@ mod tests {
         s.failed("down".into(), 100, 30);
         assert_eq!(s.next_fetch_at, 101);
         s.failed("down".into(), 101, 30);
-        assert_eq!(s.next_fetch_at, 103);
+        assert!((102..=103).contains(&s.next_fetch_at));
         for _ in 0..10 {
             s.failed("down".into(), 200, 30);
         }
-        assert_eq!(s.next_fetch_at, 230);
+        assert!(
+            (215..=230).contains(&s.next_fetch_at),
+            "{}",
+            s.next_fetch_at
+        );
         let m = ProviderMetadata::parse(ISSUER, discovery().to_string().as_bytes()).unwrap();
         let keys = KeySet::parse(
             crate::core::token::tests::test_jwks()
@@ -487,5 +576,74 @@ mod tests {
         s.failed("down".into(), 400, 30);
         assert!(!s.ready() && s.metadata.is_some() && s.keys.is_some());
         assert!(!s.may_refetch_keys(310, 30) && s.may_refetch_keys(330, 30));
+    }
+
+    #[test]
+    fn back_off_is_jittered_differently_in_each_vm() {
+        let waits: std::collections::BTreeSet<u64> = (1..=20u64)
+            .map(|seed| {
+                let mut s = ProviderState {
+                    jitter: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    ..Default::default()
+                };
+                for _ in 0..6 {
+                    s.failed("down".into(), 1000, 30);
+                }
+                s.next_fetch_at - 1000
+            })
+            .collect();
+        assert!(waits.iter().all(|w| (15..=30).contains(w)), "{waits:?}");
+        assert!(waits.len() >= 5, "not spread: {waits:?}");
+    }
+
+    fn fetched(config: &Config) -> ProviderState {
+        let mut s = ProviderState::default();
+        let (_, fetch) = s.start_refresh(config, 100).unwrap();
+        let ok = |body: String| ProviderResponse {
+            status: 200,
+            headers: vec![],
+            body: body.into_bytes(),
+        };
+        let (_, next) = s.on_fetch(config, fetch, &ok(discovery().to_string()), 100);
+        let (result, _) = s.on_fetch(
+            config,
+            next.unwrap().1,
+            &ok(crate::core::token::tests::test_jwks().to_string()),
+            100,
+        );
+        assert!(matches!(result, FetchResult::Refreshed { .. }));
+        s
+    }
+
+    #[test]
+    fn one_worker_fetches_the_others_adopt_its_copy() {
+        let config = crate::core::config::tests::config_with(serde_json::json!({"issuer": ISSUER}));
+        let fetcher = fetched(&config);
+        assert!(fetcher.changed);
+        let snapshot = fetcher.snapshot().unwrap();
+        let mut other = ProviderState::default();
+        other.adopt(&config, &snapshot).unwrap();
+        assert!(other.ready());
+        assert_eq!(other.next_fetch_at, fetcher.next_fetch_at);
+        assert_eq!(
+            other.metadata.as_ref().unwrap().token_endpoint,
+            fetcher.metadata.as_ref().unwrap().token_endpoint
+        );
+        assert_eq!(
+            other.keys.as_ref().unwrap().keys.len(),
+            fetcher.keys.as_ref().unwrap().keys.len()
+        );
+        // A failure elsewhere is seen here too, with the last good copy kept.
+        let mut down = fetcher.clone();
+        down.failed("down".into(), 200, 30);
+        other.adopt(&config, &down.snapshot().unwrap()).unwrap();
+        assert!(!other.ready() && other.keys.is_some());
+        // A document that does not check out is refused; our copy stays.
+        let bad = String::from_utf8(snapshot)
+            .unwrap()
+            .replace(ISSUER, "https://evil.example");
+        assert!(other.adopt(&config, bad.as_bytes()).is_err());
+        assert_eq!(other.metadata.as_ref().unwrap().issuer, ISSUER);
+        assert!(ProviderState::default().snapshot().is_none());
     }
 }

@@ -232,6 +232,60 @@ pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: Refresh
     }
 }
 
+/// The key of the provider state every worker reads.
+pub fn provider_key(ns: &str) -> String {
+    format!("{ns}.provider")
+}
+
+/// The key of the lease that lets one worker fetch the provider's documents.
+pub fn provider_lease_key(ns: &str) -> String {
+    format!("{ns}.provider.lease")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Lease {
+    holder: String,
+    until: u64,
+}
+
+/// Takes the lease `key` for `holder` until `now + ttl`, unless another holder
+/// has it. A lease that is not released (its holder's VM went away) lapses.
+pub fn take_lease(store: &dyn SharedStore, key: &str, holder: &str, now: u64, ttl: u64) -> bool {
+    let mine = Lease {
+        holder: holder.to_string(),
+        until: now + ttl,
+    };
+    let Ok(bytes) = serde_json::to_vec(&mine) else {
+        return false;
+    };
+    match store.get(key) {
+        None => {
+            // No compare-and-swap on a missing key: write, then read back.
+            store.set(key, &bytes, None) && store.get(key).is_some_and(|(b, _)| b == bytes)
+        }
+        Some((current, cas)) => {
+            let held = serde_json::from_slice::<Lease>(&current)
+                .is_ok_and(|l| l.holder != holder && now < l.until);
+            !held && store.set(key, &bytes, Some(cas))
+        }
+    }
+}
+
+/// Gives the lease back, if `holder` still has it.
+pub fn release_lease(store: &dyn SharedStore, key: &str, holder: &str) {
+    if let Some((current, cas)) = store.get(key) {
+        if serde_json::from_slice::<Lease>(&current).is_ok_and(|l| l.holder == holder) {
+            let free = Lease {
+                holder: String::new(),
+                until: 0,
+            };
+            if let Ok(bytes) = serde_json::to_vec(&free) {
+                store.set(key, &bytes, Some(cas));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +407,27 @@ mod tests {
         let b = config_with(json!({"client_id": "other"}));
         assert_ne!(namespace(&a), namespace(&b));
         assert_eq!(namespace(&a), namespace(&config_with(json!({}))));
+    }
+
+    #[test]
+    fn one_lease_holder_at_a_time_and_lapsed_leases_are_taken_over() {
+        let s = MemoryStore::default();
+        let key = provider_lease_key(NS);
+        assert!(take_lease(&s, &key, "vm-a", 100, 10));
+        assert!(!take_lease(&s, &key, "vm-b", 101, 10));
+        assert!(
+            take_lease(&s, &key, "vm-a", 102, 10),
+            "the holder may renew"
+        );
+        release_lease(&s, &key, "vm-b");
+        assert!(
+            !take_lease(&s, &key, "vm-b", 103, 10),
+            "only the holder releases"
+        );
+        release_lease(&s, &key, "vm-a");
+        assert!(take_lease(&s, &key, "vm-b", 104, 10));
+        // vm-b's VM went away without releasing: the lease lapses.
+        assert!(!take_lease(&s, &key, "vm-a", 113, 10));
+        assert!(take_lease(&s, &key, "vm-a", 114, 10));
     }
 }

@@ -116,15 +116,17 @@ def wait_for_gauge(envoy, name: str, value: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_provider_down_at_start_up_then_back(
-        make_envoy, envoy_port, own_provider, upstream, wait_provider_ready):
+        make_envoy, envoy_port, own_provider, upstream, wait_provider_ready, workers):
     """Envoy starts while the provider is down: page navigations get a 503
     page with Retry-After (scripts still get their 401); once the provider
     is up, Sésame finds it by itself within seconds and a full sign-in
     works, without restarting Envoy."""
     config = sesame_config(own_provider.issuer,
                            f"http://127.0.0.1:{envoy_port}/oauth2/callback")
-    envoy = make_envoy(config, provider_port=own_provider.port, wait_ready=False)
+    envoy = make_envoy(config, provider_port=own_provider.port, wait_ready=False,
+                       concurrency=workers)
     path = unique_path("/down")
     counters = Counters(envoy)
 
@@ -140,7 +142,11 @@ def test_provider_down_at_start_up_then_back(
     assert delta["provider_unavailable"] == 1
     assert delta["requests_unauthenticated"] == 1
     assert gauge(envoy, "provider_ready") == 0
-    assert counters.read().get("provider_fetch_failure", 0) >= 1
+    deadline = time.monotonic() + 5
+    while counters.read().get("provider_fetch_failure", 0) < 1:
+        assert time.monotonic() < deadline, "no failed fetch counted"
+        time.sleep(0.05)
+    assert gauge(envoy, "provider_consecutive_failures") >= 1
     assert_not_upstream(upstream, path)
 
     own_provider.start()
@@ -150,6 +156,8 @@ def test_provider_down_at_start_up_then_back(
 
     wait_provider_ready(envoy)
     assert recovered_after < 5, f"Sésame took {recovered_after:.1f} s to find the provider"
+    print(f"\nrecovery with {workers} worker(s): sign-ins work again "
+          f"{recovered_after:.2f} s after the provider's return (provider_retry_max 1)")
     assert gauge(envoy, "provider_ready") == 1
     assert counters.read()["provider_fetch_success"] >= 1
     b = logged_in(envoy.url, "alice", path)
@@ -284,3 +292,32 @@ def test_several_workers_share_nothing_but_the_cookie_secret(make_envoy, make_co
         assert upstream_view(b, envoy.url, f"/worker/{i}")["headers"]["x-forwarded-user"] \
             == USERS["bob"]["sub"]
     assert counters.delta() == {"login_started": 8, "login_success": 8, "requests_passed": 8}
+
+
+def test_workers_share_one_copy_of_the_provider(make_envoy, envoy_port, own_provider):
+    """Four workers, one wasm VM each: the discovery document and keys are
+    fetched by one of them (the holder of a lease in Envoy's shared data)
+    and read by all, at start-up and at each refresh, instead of four
+    fetches each time. Sign-ins on every worker then work."""
+    own_provider.start()
+    config = sesame_config(own_provider.issuer,
+                           f"http://127.0.0.1:{envoy_port}/oauth2/callback",
+                           provider_refresh_interval=10)
+    envoy = make_envoy(config, provider_port=own_provider.port, concurrency=4)
+    at_start = own_provider.test_stats()
+    # Workers that start at the same instant may each fetch once before the
+    # first copy is shared; after that, one fetch per refresh.
+    assert at_start["discovery_requests"] <= 2, at_start
+    assert at_start["jwks_requests"] <= 2, at_start
+
+    time.sleep(11)  # one refresh interval (a wall-clock matter)
+
+    after = own_provider.test_stats()
+    refreshes = after["discovery_requests"] - at_start["discovery_requests"]
+    assert 1 <= refreshes <= 2, (at_start, after)
+    assert after["jwks_requests"] - at_start["jwks_requests"] == refreshes, (at_start, after)
+    for i in range(4):
+        b = browser()
+        b.headers["Connection"] = "close"  # a new connection: any worker
+        r = login(b, envoy.url, "alice", f"/shared/{i}")
+        assert r.status_code == 302, describe(r)

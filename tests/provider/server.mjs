@@ -489,6 +489,8 @@ function createTestState() {
       token_client_auth_refused: 0,
       refresh_grants: 0,
       refresh_refused: 0,
+      discovery_requests: 0,
+      jwks_requests: 0,
     },
   });
   const state = fresh();
@@ -1018,6 +1020,8 @@ async function main() {
         return sendHtml(res, 404, messagePage('Not found', `Everything is under ${prefix} (issuer ${issuer}).`));
       }
     }
+    if (pathname === '/.well-known/openid-configuration') testState.stats.discovery_requests += 1;
+    if (pathname === '/jwks') testState.stats.jwks_requests += 1;
 
     if (Object.hasOwn(testEndpoints, pathname)) {
       const [method, answer] = testEndpoints[pathname];
