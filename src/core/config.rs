@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::policy::{DomainRule, Policy};
+use super::routes::{never_matches_a_path, Protection, Route};
 
 /// One problem in the configuration, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,9 @@ pub struct Config {
     pub provider_logout: bool,
     pub allowed_redirect_domains: Vec<String>,
     pub skip_provider_button: bool,
+    /// Per-route protection, first match wins; unlisted requests need a session.
+    pub routes: Vec<Route>,
+    pub bearer: BearerConfig,
     /// Claims kept in the session: those the headers, the policy and the
     /// userinfo endpoint need.
     pub kept_claims: BTreeSet<String>,
@@ -172,7 +176,45 @@ const KNOWN_KEYS: &[&str] = &[
     "provider_logout",
     "allowed_redirect_domains",
     "skip_provider_button",
+    "routes",
+    "bearer_audience",
+    "bearer_audience_claim",
+    "bearer_scopes",
+    "introspection_endpoint",
+    "introspection_format",
+    "introspection_cache_ttl",
+    "introspection_cache_size",
 ];
+
+/// Keys of one entry of `routes`.
+const ROUTE_KEYS: &[&str] = &[
+    "methods",
+    "path",
+    "mode",
+    "scopes",
+    "allowed_emails",
+    "allowed_email_domains",
+    "allowed_claims",
+];
+
+/// How bearer tokens are checked (routes in `bearer` or `session_or_bearer` mode).
+#[derive(Debug, Clone)]
+pub struct BearerConfig {
+    /// The audience a token must name (default: the client id).
+    pub audience: String,
+    /// The claim that names it: `aud` (ProConnect), `client_id`, `azp`...
+    pub audience_claim: String,
+    /// Scopes every bearer token must carry, unless its route names its own.
+    pub scopes: Vec<String>,
+    /// Introspection endpoint, when not the discovery document's.
+    pub introspection_endpoint: Option<Url>,
+    /// Ask for introspection answers as signed JWTs (RFC 9701).
+    pub introspection_jwt: bool,
+    /// How long a checked token is remembered (never past its `exp`).
+    pub cache_ttl: u64,
+    /// How many checked tokens are remembered, at most.
+    pub cache_size: usize,
+}
 
 /// ProConnect's environments and their issuers.
 pub const PROCONNECT_ENVIRONMENTS: &[(&str, &str)] = &[
@@ -290,6 +332,259 @@ impl<'a> Reader<'a> {
 
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// The access rules (`allowed_emails`, `allowed_email_domains`,
+/// `allowed_claims`) of an object: the configuration, or one of its routes.
+fn read_policy(r: &mut Reader) -> Policy {
+    let obj = r.obj;
+    let allowed_emails: BTreeSet<String> = r
+        .string_list("allowed_emails")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .collect();
+    for e in &allowed_emails {
+        if !e.contains('@') {
+            r.err("allowed_emails", format!("{e:?} is not an email address"));
+        }
+    }
+    let mut domains = Vec::new();
+    for d in r.string_list("allowed_email_domains").unwrap_or_default() {
+        match DomainRule::parse(&d) {
+            Some(rule) => domains.push(rule),
+            None => r.err(
+                "allowed_email_domains",
+                format!("{d:?} is not a domain, \"*\", or \"*.domain\""),
+            ),
+        }
+    }
+    let mut claims = Vec::new();
+    match obj.get("allowed_claims") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, values) in map {
+                match values {
+                    Value::Array(list) if !list.is_empty() => {
+                        let mut accepted = Vec::new();
+                        for v in list {
+                            match v {
+                                Value::String(s) => accepted.push(s.clone()),
+                                Value::Number(n) => accepted.push(n.to_string()),
+                                Value::Bool(b) => accepted.push(b.to_string()),
+                                _ => r.err(
+                                    "allowed_claims",
+                                    format!(
+                                        "values of {name:?} must be strings, numbers or booleans"
+                                    ),
+                                ),
+                            }
+                        }
+                        claims.push((name.clone(), accepted));
+                    }
+                    _ => r.err(
+                        "allowed_claims",
+                        format!("{name:?} must map to a non-empty array of accepted values"),
+                    ),
+                }
+            }
+        }
+        Some(_) => r.err(
+            "allowed_claims",
+            "must be an object: claim name -> list of accepted values",
+        ),
+    }
+    Policy {
+        emails: allowed_emails,
+        domains,
+        claims,
+    }
+}
+
+/// The client id as written (for the default bearer audience).
+fn client_id_for_audience(obj: &Map<String, Value>) -> String {
+    obj.get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `routes`: each entry checked on its own, errors named `routes[i].key`.
+fn read_routes(r: &mut Reader) -> Vec<Route> {
+    let mut routes: Vec<Route> = Vec::new();
+    let items = match r.obj.get("routes") {
+        None | Some(Value::Null) => return routes,
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            r.err(
+                "routes",
+                "must be a list of routes ({\"path\": \"^/api/\", \"mode\": \"bearer\"}, ...)",
+            );
+            return routes;
+        }
+    };
+    for (i, item) in items.iter().enumerate() {
+        let Some(obj) = item.as_object() else {
+            r.err(
+                &format!("routes[{i}]"),
+                "must be an object with `path` and `mode`",
+            );
+            continue;
+        };
+        let mut sub = Reader {
+            obj,
+            errors: Vec::new(),
+        };
+        for key in obj.keys() {
+            if !ROUTE_KEYS.contains(&key.as_str()) {
+                sub.err(key, "is not a known route key (methods, path, mode, scopes, allowed_emails, allowed_email_domains, allowed_claims)");
+            }
+        }
+        let methods = sub.string_list("methods").unwrap_or_default();
+        for m in &methods {
+            if !m.chars().all(|c| c.is_ascii_uppercase()) {
+                sub.err(
+                    "methods",
+                    format!("{m:?} is not an HTTP method in capitals (GET, POST...)"),
+                );
+            }
+        }
+        let pattern = sub.required_string("path");
+        let path = pattern.as_deref().and_then(|p| {
+            if never_matches_a_path(p) {
+                sub.err(
+                    "path",
+                    format!("{p:?} can never match: request paths start with `/`"),
+                );
+                return None;
+            }
+            match regex_lite::Regex::new(p) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    sub.err("path", format!("is not a valid regex: {e}"));
+                    None
+                }
+            }
+        });
+        let protection = match sub.required_string("mode").as_deref() {
+            None => None,
+            Some(text) => {
+                let p = Protection::parse(text);
+                if p.is_none() {
+                    sub.err(
+                        "mode",
+                        format!(
+                            "must be session, bearer, session_or_bearer or public, not {text:?}"
+                        ),
+                    );
+                }
+                p
+            }
+        };
+        let scopes = sub.string_list("scopes").unwrap_or_default();
+        if scopes.iter().any(|s| s.contains(' ')) {
+            sub.err("scopes", "a scope must not contain spaces");
+        }
+        let has_rules = ["allowed_emails", "allowed_email_domains", "allowed_claims"]
+            .iter()
+            .any(|k| !matches!(obj.get(*k), None | Some(Value::Null)));
+        let policy = has_rules.then(|| read_policy(&mut sub));
+        if policy.as_ref().is_some_and(Policy::is_empty) {
+            sub.err(
+                "allowed_email_domains",
+                "the route's access rules admit nobody: name emails, domains or claims",
+            );
+        }
+        match protection {
+            Some(Protection::Public) if has_rules || !scopes.is_empty() => {
+                sub.err("mode", "a public route has no access rules or scopes");
+            }
+            Some(p) if !p.accepts_bearer() && !scopes.is_empty() => {
+                sub.err(
+                    "scopes",
+                    "scopes are carried by bearer tokens: use mode bearer or session_or_bearer",
+                );
+            }
+            _ => {}
+        }
+        if let Some(re) = &path {
+            let mut sorted = methods.clone();
+            sorted.sort();
+            let shadow = routes.iter().position(|earlier| {
+                let mut m = earlier.methods.clone();
+                m.sort();
+                earlier.path.as_str() == re.as_str() && (earlier.methods.is_empty() || m == sorted)
+            });
+            if let Some(j) = shadow {
+                sub.err(
+                    "path",
+                    format!(
+                        "can never match: routes[{j}] comes first with the same path and methods"
+                    ),
+                );
+            }
+        }
+        let errors = std::mem::take(&mut sub.errors);
+        let ok = errors.is_empty();
+        for e in errors {
+            r.err(&format!("routes[{i}].{}", e.key), e.message);
+        }
+        if let (true, Some(path), Some(protection)) = (ok, path, protection) {
+            routes.push(Route {
+                methods,
+                path,
+                protection,
+                scopes,
+                policy,
+            });
+        }
+    }
+    routes
+}
+
+/// The keys that say how bearer tokens are checked.
+fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
+    let audience = r
+        .string("bearer_audience")
+        .unwrap_or_else(|| client_id.to_string());
+    let audience_claim = r
+        .string("bearer_audience_claim")
+        .unwrap_or_else(|| "aud".into());
+    let scopes = r.string_list("bearer_scopes").unwrap_or_default();
+    if scopes.iter().any(|s| s.contains(' ')) {
+        r.err("bearer_scopes", "a scope must not contain spaces");
+    }
+    let introspection_endpoint =
+        r.string("introspection_endpoint")
+            .and_then(|text| match Url::parse(&text) {
+                Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Some(u),
+                _ => {
+                    r.err("introspection_endpoint", "must be an absolute http(s) URL");
+                    None
+                }
+            });
+    let introspection_jwt = match r.string("introspection_format").as_deref() {
+        None | Some("json") => false,
+        Some("jwt") => true,
+        Some(other) => {
+            r.err(
+                "introspection_format",
+                format!("must be \"json\" or \"jwt\", not {other:?}"),
+            );
+            false
+        }
+    };
+    let cache_ttl = r.seconds("introspection_cache_ttl", 60, 0, 3600);
+    let cache_size = r.seconds("introspection_cache_size", 10_000, 0, 1_000_000) as usize;
+    BearerConfig {
+        audience,
+        audience_claim,
+        scopes,
+        introspection_endpoint,
+        introspection_jwt,
+        cache_ttl,
+        cache_size,
+    }
 }
 
 impl Config {
@@ -526,65 +821,7 @@ impl Config {
             }
         }
 
-        let allowed_emails: BTreeSet<String> = r
-            .string_list("allowed_emails")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.trim().to_ascii_lowercase())
-            .collect();
-        for e in &allowed_emails {
-            if !e.contains('@') {
-                r.err("allowed_emails", format!("{e:?} is not an email address"));
-            }
-        }
-        let mut domains = Vec::new();
-        for d in r.string_list("allowed_email_domains").unwrap_or_default() {
-            match DomainRule::parse(&d) {
-                Some(rule) => domains.push(rule),
-                None => r.err(
-                    "allowed_email_domains",
-                    format!("{d:?} is not a domain, \"*\", or \"*.domain\""),
-                ),
-            }
-        }
-        let mut claims = Vec::new();
-        match obj.get("allowed_claims") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(map)) => {
-                for (name, values) in map {
-                    match values {
-                        Value::Array(list) if !list.is_empty() => {
-                            let mut accepted = Vec::new();
-                            for v in list {
-                                match v {
-                                    Value::String(s) => accepted.push(s.clone()),
-                                    Value::Number(n) => accepted.push(n.to_string()),
-                                    Value::Bool(b) => accepted.push(b.to_string()),
-                                    _ => r.err(
-                                        "allowed_claims",
-                                        format!("values of {name:?} must be strings, numbers or booleans"),
-                                    ),
-                                }
-                            }
-                            claims.push((name.clone(), accepted));
-                        }
-                        _ => r.err(
-                            "allowed_claims",
-                            format!("{name:?} must map to a non-empty array of accepted values"),
-                        ),
-                    }
-                }
-            }
-            Some(_) => r.err(
-                "allowed_claims",
-                "must be an object: claim name -> list of accepted values",
-            ),
-        }
-        let policy = Policy {
-            emails: allowed_emails,
-            domains,
-            claims,
-        };
+        let policy = read_policy(&mut r);
         if policy.is_empty() {
             r.err(
                 "allowed_email_domains",
@@ -710,6 +947,8 @@ impl Config {
         };
         let provider_logout = r.bool("provider_logout", true);
         let skip_provider_button = r.bool("skip_provider_button", true);
+        let routes = read_routes(&mut r);
+        let bearer = read_bearer(&mut r, &client_id_for_audience(&obj));
         let post_logout_redirect_uri = match r.string("post_logout_redirect_uri") {
             Some(text) => match Url::parse(&text) {
                 Ok(u)
@@ -828,6 +1067,8 @@ impl Config {
             provider_logout,
             allowed_redirect_domains,
             skip_provider_button,
+            routes,
+            bearer,
             kept_claims,
             owned_headers,
         })
@@ -1111,6 +1352,50 @@ pub(crate) mod tests {
             v["claims"] = bad.clone();
             assert_eq!(errors_for(v)[0].key, "claims", "{bad}");
         }
+    }
+
+    #[test]
+    fn routes_are_checked_and_every_problem_named() {
+        let c = config_with(json!({"routes": [
+            {"path": "^/api/", "mode": "bearer", "scopes": ["api:read"]},
+            {"methods": ["GET", "HEAD"], "path": "^/health$", "mode": "public"},
+            {"path": "^/team/", "mode": "session", "allowed_emails": ["a@b.fr"]}
+        ]}));
+        assert_eq!(c.routes.len(), 3);
+        assert!(c.routes[2].policy.is_some() && c.routes[0].policy.is_none());
+        assert_eq!(c.bearer.audience, "sesame");
+        assert_eq!(c.bearer.audience_claim, "aud");
+        let mut v = minimal();
+        v["routes"] = json!([
+            {"path": "^/a/", "mode": "bearer"},
+            {"path": "^/a/", "mode": "session"},
+            {"path": "^api/", "mode": "bearer"},
+            {"path": "^/b/", "mode": "cookie"},
+            {"path": "(", "mode": "bearer"},
+            {"path": "^/c/", "mode": "public", "scopes": ["x"]},
+            {"path": "^/d/", "mode": "session", "scopes": ["x"]},
+            {"path": "^/e/", "mode": "bearer", "methods": ["get"], "colour": "red"},
+            {"mode": "bearer"},
+            "^/f/"
+        ]);
+        v["introspection_format"] = json!("xml");
+        let keys: Vec<String> = errors_for(v).into_iter().map(|e| e.key).collect();
+        for k in [
+            "routes[1].path",
+            "routes[2].path",
+            "routes[3].mode",
+            "routes[4].path",
+            "routes[5].mode",
+            "routes[6].scopes",
+            "routes[7].methods",
+            "routes[7].colour",
+            "routes[8].path",
+            "routes[9]",
+            "introspection_format",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} not in {keys:?}");
+        }
+        assert!(!keys.iter().any(|x| x.starts_with("routes[0]")), "{keys:?}");
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The filter's decisions for one request: pass it on (with identity headers),
 //! answer it, or call the provider and continue later.
 
+use std::cell::RefCell;
+
 use serde_json::{json, Value};
 
+use super::bearer::TokenCache;
 use super::config::Config;
 use super::config::ProviderKind;
 use super::cookies::{self, CookieAttributes};
@@ -10,8 +13,10 @@ use super::headers::{identity_headers, strip_identity_headers};
 use super::http::{ProviderCall, Request, Response};
 use super::login::Pending;
 use super::pages::{self, Lang};
+use super::policy::Policy;
 use super::provider::ProviderState;
 use super::redirect::safe_return_target;
+use super::routes::Protection;
 use super::session::{Sealer, Session, SessionCookie};
 use super::shared::{self, MemoryStore, SharedStore};
 use super::Entropy;
@@ -71,6 +76,13 @@ pub enum Outcome {
         reason: &'static str,
         detail: String,
     },
+    /// A request with a valid bearer token went upstream.
+    BearerPassed,
+    /// A bearer request was refused (401, 403 or 502).
+    BearerRefused {
+        reason: &'static str,
+        detail: String,
+    },
     /// The sign-in page (with the provider's button) was shown.
     SignInPage,
     /// Back from the provider's logout with our `state`: sent on to `rd`.
@@ -99,6 +111,8 @@ impl Outcome {
             Outcome::Refreshed { .. } => "session_refresh_success".into(),
             Outcome::RefreshAdopted => "session_refresh_adopted".into(),
             Outcome::RefreshFailed { reason, .. } => format!("session_refresh_failure.{reason}"),
+            Outcome::BearerPassed => "bearer_passed".into(),
+            Outcome::BearerRefused { reason, .. } => format!("bearer_refused.{reason}"),
             Outcome::SignInPage => "sign_in_page".into(),
             Outcome::LogoutReturned => "logout_returned".into(),
             Outcome::Endpoint { ok: true } => "endpoint_authorized".into(),
@@ -128,6 +142,9 @@ impl Outcome {
             Outcome::RefreshFailed { reason, detail } => {
                 Some(format!("session refresh failed ({reason}): {detail}"))
             }
+            Outcome::BearerRefused { reason, detail } if *reason != "missing_token" => {
+                Some(format!("bearer token refused ({reason}): {detail}"))
+            }
             _ => None,
         }
     }
@@ -153,6 +170,8 @@ impl Step {
 pub struct Filter {
     pub config: Config,
     pub sealer: Sealer,
+    /// Bearer tokens checked lately (this VM's).
+    pub tokens: RefCell<TokenCache>,
     /// Prefix of this configuration's keys in Envoy's shared data.
     pub shared_ns: String,
 }
@@ -202,8 +221,17 @@ impl Filter {
         Filter {
             config,
             sealer,
+            tokens: RefCell::new(TokenCache::default()),
             shared_ns,
         }
+    }
+
+    /// The access rules of a route: its own, or the filter's.
+    pub(crate) fn policy_for(&self, route: Option<usize>) -> &Policy {
+        route
+            .and_then(|i| self.config.routes.get(i))
+            .and_then(|r| r.policy.as_ref())
+            .unwrap_or(&self.config.policy)
     }
 
     pub fn session_cookie(&self) -> SessionCookie<'_> {
@@ -261,15 +289,46 @@ impl Filter {
             return self.on_endpoint(endpoint, req, &cookies, provider, now, entropy, lang);
         }
 
+        let authorization = req.header("authorization");
         let mut headers = req.headers.clone();
         let stripped = strip_identity_headers(&self.config, &mut headers);
-        let public = !is_ambiguous_path(path)
-            && self
-                .config
-                .skip_auth_routes
+        // A path that could mean another once normalised matches no route and
+        // no skip route: it needs a session, like any unlisted path.
+        let ambiguous = is_ambiguous_path(path);
+        let route = if ambiguous {
+            None
+        } else {
+            self.config
+                .routes
                 .iter()
-                .any(|r| r.matches(&req.method, path));
-        if public {
+                .position(|r| r.matches(&req.method, path))
+        };
+        let protection = match route {
+            Some(i) => self.config.routes[i].protection,
+            None if !ambiguous
+                && self
+                    .config
+                    .skip_auth_routes
+                    .iter()
+                    .any(|r| r.matches(&req.method, path)) =>
+            {
+                Protection::Public
+            }
+            None => Protection::Session,
+        };
+        let bearer = match protection {
+            Protection::Bearer => true,
+            Protection::SessionOrBearer => authorization.is_some_and(|a| {
+                a.trim_start()
+                    .get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+            }),
+            _ => false,
+        };
+        if bearer {
+            return self.bearer_request(headers, authorization, route, provider, now);
+        }
+        if protection == Protection::Public {
             let action = if stripped {
                 Action::ContinueWith(headers)
             } else {
@@ -282,9 +341,9 @@ impl Filter {
         }
 
         match self.session_cookie().read(&cookies, now) {
-            Some(session) => match self.config.policy.check(&session.claims) {
+            Some(session) => match self.policy_for(route).check(&session.claims) {
                 Ok(()) if self.refresh_due(&session, now) => {
-                    self.begin_refresh(req, headers, session, provider, now, store, lang)
+                    self.begin_refresh(req, headers, session, route, provider, now, store, lang)
                 }
                 Ok(()) => {
                     headers.extend(identity_headers(&self.config, &session));

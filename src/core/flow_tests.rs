@@ -1522,3 +1522,341 @@ fn a_refreshed_id_token_for_another_person_ends_the_session() {
     ));
     assert_eq!(response(step).status, 401);
 }
+
+// --------------------------------------------------------------------------
+// Bearer tokens and per-route rules
+
+const API_ROUTES: &str = r#"[
+    {"path": "^/api/admin/", "mode": "bearer", "scopes": ["api:write"],
+     "allowed_emails": ["alice@numerique.gouv.fr"]},
+    {"path": "^/api/", "mode": "bearer", "scopes": ["api:read"]},
+    {"path": "^/mixed/", "mode": "session_or_bearer"},
+    {"methods": ["GET"], "path": "^/status$", "mode": "public"}
+]"#;
+
+fn api_filter(extra: Value) -> Filter {
+    let mut patch = json!({
+        "routes": serde_json::from_str::<Value>(API_ROUTES).unwrap(),
+        "introspection_endpoint": format!("{ISSUER}/token/introspection"),
+        "allowed_email_domains": ["*.gouv.fr"],
+    });
+    if let (Some(p), Some(e)) = (patch.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    filter(patch)
+}
+
+/// A JWT access token for us, with `scope` and `email`.
+fn access_token(
+    scope: &str,
+    email: &str,
+    change: impl FnOnce(&mut jwt_simple::prelude::JWTClaims<serde_json::Map<String, Value>>),
+) -> String {
+    let mut c = claims(json!({"scope": scope, "email": email, "client_id": CLIENT}));
+    c.nonce = None;
+    change(&mut c);
+    es256(c)
+}
+
+fn api_get(path: &str, authorization: Option<&str>) -> Request {
+    let mut headers = vec![("accept", "application/json")];
+    if let Some(a) = authorization {
+        headers.push(("authorization", a));
+    }
+    get(path, &headers)
+}
+
+fn run(f: &Filter, req: &Request, state: &ProviderState) -> Step {
+    f.on_request(req, state, NOW, &mut CountingEntropy(1))
+}
+
+#[test]
+fn a_valid_jwt_access_token_passes_with_identity_headers() {
+    let f = api_filter(json!({"pass_access_token": true}));
+    let token = access_token("openid api:read", "alice@numerique.gouv.fr", |_| {});
+    let auth = format!("Bearer {token}");
+    let step = run(&f, &api_get("/api/items", Some(&auth)), &provider());
+    assert_eq!(step.outcome, Outcome::BearerPassed);
+    let headers = match step.action {
+        Action::ContinueWith(h) => h,
+        a => panic!("{a:?}"),
+    };
+    assert_eq!(
+        header(&headers, "x-forwarded-email"),
+        Some("alice@numerique.gouv.fr")
+    );
+    assert_eq!(header(&headers, "x-forwarded-user"), Some("alice-7f3a"));
+    assert_eq!(
+        header(&headers, "x-auth-request-access-token"),
+        Some(token.as_str())
+    );
+    assert_eq!(header(&headers, "authorization"), Some(auth.as_str()));
+
+    // Checked once: the next request is served from the cache, without keys.
+    let mut no_keys = provider();
+    no_keys.keys = None;
+    let step = run(&f, &api_get("/api/items", Some(&auth)), &no_keys);
+    assert_eq!(step.outcome, Outcome::BearerPassed);
+    assert_eq!(f.tokens.borrow().len(), 1);
+}
+
+fn refused(step: Step) -> (u16, String, &'static str) {
+    let reason = match &step.outcome {
+        Outcome::BearerRefused { reason, .. } => *reason,
+        Outcome::Denied { .. } => "denied",
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let r = response(step);
+    (
+        r.status,
+        r.header("www-authenticate").unwrap_or("").to_string(),
+        reason,
+    )
+}
+
+#[test]
+fn bad_bearer_tokens_are_refused_as_rfc_6750_says() {
+    let f = api_filter(json!({}));
+    let p = provider();
+    let (status, challenge, _) = refused(run(&f, &api_get("/api/x", None), &p));
+    assert_eq!(
+        (status, challenge.as_str()),
+        (401, "Bearer realm=\"sesame\"")
+    );
+
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("Basic YTpi".into(), 401, "malformed_token"),
+        ("Bearer not a token".into(), 401, "malformed_token"),
+        (
+            format!(
+                "Bearer {}",
+                access_token("api:read", "alice@numerique.gouv.fr", |c| c.audiences =
+                    Some(jwt_simple::prelude::Audiences::AsString("other".into())))
+            ),
+            401,
+            "wrong_audience",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                access_token("api:read", "alice@numerique.gouv.fr", |c| c.expires_at =
+                    Some(jwt_simple::prelude::UnixTimeStamp::from_secs(NOW - 600)))
+            ),
+            401,
+            "expired_token",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                access_token("api:read", "alice@numerique.gouv.fr", |c| c.issuer =
+                    Some("https://evil.example".into()))
+            ),
+            401,
+            "invalid_token",
+        ),
+        // An ID token is not an access token.
+        (
+            format!(
+                "Bearer {}",
+                es256(claims(
+                    json!({"scope": "api:read", "email": "alice@numerique.gouv.fr"})
+                ))
+            ),
+            401,
+            "invalid_token",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                access_token("openid", "alice@numerique.gouv.fr", |_| {})
+            ),
+            403,
+            "insufficient_scope",
+        ),
+    ];
+    for (auth, status, reason) in cases {
+        let (s, challenge, r) = refused(run(&f, &api_get("/api/x", Some(&auth)), &p));
+        assert_eq!((s, r), (status, reason), "{auth}");
+        let error = if status == 401 {
+            "invalid_token"
+        } else {
+            "insufficient_scope"
+        };
+        assert!(
+            challenge.contains(&format!("error=\"{error}\"")),
+            "{challenge}"
+        );
+        if status == 403 {
+            assert!(challenge.contains("scope=\"api:read\""), "{challenge}");
+        }
+    }
+    // The access rules apply to tokens too: eve's domain is not admitted.
+    let eve = format!(
+        "Bearer {}",
+        access_token("api:read", "eve@example.com", |_| {})
+    );
+    assert_eq!(refused(run(&f, &api_get("/api/x", Some(&eve)), &p)).0, 403);
+    // A route's own rules and scopes: bob is admitted globally, not here.
+    let bob = format!(
+        "Bearer {}",
+        access_token("api:read api:write", "bob@interieur.gouv.fr", |_| {})
+    );
+    assert_eq!(
+        run(&f, &api_get("/api/x", Some(&bob)), &p).outcome,
+        Outcome::BearerPassed
+    );
+    assert_eq!(
+        refused(run(&f, &api_get("/api/admin/x", Some(&bob)), &p)).2,
+        "denied"
+    );
+    let alice = format!(
+        "Bearer {}",
+        access_token("api:read api:write", "alice@numerique.gouv.fr", |_| {})
+    );
+    assert_eq!(
+        run(&f, &api_get("/api/admin/x", Some(&alice)), &p).outcome,
+        Outcome::BearerPassed
+    );
+}
+
+#[test]
+fn opaque_tokens_are_introspected_once_then_cached() {
+    let f = api_filter(json!({"pass_access_token": true}));
+    let mut state = provider();
+    let req = api_get("/api/items", Some("Bearer opaque-token-1"));
+    let (call, pending) = match run(&f, &req, &state).action {
+        Action::Call(call, pending) => (call, pending),
+        a => panic!("{a:?}"),
+    };
+    assert_eq!(call.path, "/token/introspection");
+    let form = String::from_utf8(call.body.clone().unwrap()).unwrap();
+    assert!(
+        form.contains("token=opaque-token-1") && form.contains("client_secret="),
+        "{form}"
+    );
+    assert!(call
+        .headers
+        .iter()
+        .any(|(k, v)| k == "accept" && v == "application/json"));
+    let answer = json!({"active": true, "sub": "alice-7f3a", "aud": CLIENT, "iss": ISSUER,
+                        "scope": "api:read", "email": "alice@numerique.gouv.fr", "exp": NOW + 300});
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", &answer.to_string()),
+        &mut state,
+        NOW,
+        &mut CountingEntropy(2),
+        &MemoryStore::default(),
+    );
+    assert_eq!(step.outcome, Outcome::BearerPassed);
+    match step.action {
+        Action::ContinueWith(h) => {
+            assert_eq!(
+                header(&h, "x-forwarded-email"),
+                Some("alice@numerique.gouv.fr")
+            );
+            assert_eq!(
+                header(&h, "x-auth-request-access-token"),
+                Some("opaque-token-1")
+            );
+        }
+        a => panic!("{a:?}"),
+    }
+    // Cached: no second call.
+    assert_eq!(run(&f, &req, &state).outcome, Outcome::BearerPassed);
+
+    // An inactive token is refused, and remembered as such for a while.
+    let revoked = api_get("/api/items", Some("Bearer revoked-token"));
+    let pending = match run(&f, &revoked, &state).action {
+        Action::Call(_, pending) => pending,
+        a => panic!("{a:?}"),
+    };
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", r#"{"active": false}"#),
+        &mut state,
+        NOW,
+        &mut CountingEntropy(3),
+        &MemoryStore::default(),
+    );
+    assert_eq!(refused(step).2, "inactive_token");
+    assert_eq!(refused(run(&f, &revoked, &state)).2, "inactive_token");
+
+    // Another audience, or the provider down.
+    let other = api_get("/api/items", Some("Bearer for-another-service"));
+    let pending = match run(&f, &other, &state).action {
+        Action::Call(_, pending) => pending,
+        a => panic!("{a:?}"),
+    };
+    let wrong = json!({"active": true, "sub": "x", "aud": "other", "scope": "api:read"});
+    let step = f.on_provider_response(
+        *pending,
+        &json_response(200, "application/json", &wrong.to_string()),
+        &mut state,
+        NOW,
+        &mut CountingEntropy(4),
+        &MemoryStore::default(),
+    );
+    assert_eq!(refused(step).2, "wrong_audience");
+    let down = api_get("/api/items", Some("Bearer while-down"));
+    let pending = match run(&f, &down, &state).action {
+        Action::Call(_, pending) => pending,
+        a => panic!("{a:?}"),
+    };
+    let step = f.on_provider_response(
+        *pending,
+        &ProviderResponse::default(),
+        &mut state,
+        NOW,
+        &mut CountingEntropy(5),
+        &MemoryStore::default(),
+    );
+    assert_eq!(response(step).status, 503);
+}
+
+#[test]
+fn routes_choose_session_bearer_or_public() {
+    let f = api_filter(json!({}));
+    let p = provider();
+    // session_or_bearer without a token: a navigation goes to sign in.
+    let r = response(run(&f, &get("/mixed/page", &[HTML]), &p));
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().starts_with(ISSUER));
+    // ...and with one, it is a bearer request.
+    let token = access_token("api:read", "alice@numerique.gouv.fr", |_| {});
+    let step = run(
+        &f,
+        &api_get("/mixed/page", Some(&format!("Bearer {token}"))),
+        &p,
+    );
+    assert_eq!(step.outcome, Outcome::BearerPassed);
+    // A bearer route never sends anyone to sign in.
+    let (status, ..) = refused(run(&f, &get("/api/x", &[HTML]), &p));
+    assert_eq!(status, 401);
+    // Public, for its methods only; identity headers from the client removed.
+    let step = run(
+        &f,
+        &get("/status", &[("x-forwarded-email", "spoof@x.fr")]),
+        &p,
+    );
+    assert_eq!(step.outcome, Outcome::Public);
+    match step.action {
+        Action::ContinueWith(h) => assert!(header(&h, "x-forwarded-email").is_none()),
+        a => panic!("{a:?}"),
+    }
+    let post = Request {
+        method: "POST".into(),
+        ..get("/status", &[])
+    };
+    assert_eq!(run(&f, &post, &p).outcome, Outcome::Unauthenticated);
+    // A path that could mean another once normalised matches no route.
+    let r = response(run(&f, &get("/status/../admin", &[HTML]), &p));
+    assert_eq!(r.status, 302);
+    // Unlisted: a session, as before.
+    let r = response(run(
+        &f,
+        &get("/elsewhere", &[("accept", "application/json")]),
+        &p,
+    ));
+    assert_eq!(r.status, 401);
+}

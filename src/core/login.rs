@@ -124,6 +124,7 @@ pub enum Stage {
 pub enum Pending {
     Login(LoginPending),
     Refresh(super::refresh::RefreshPending),
+    Bearer(super::bearer::BearerPending),
 }
 
 impl Pending {
@@ -132,6 +133,7 @@ impl Pending {
         match self {
             Pending::Login(p) => p.lang,
             Pending::Refresh(p) => p.lang,
+            Pending::Bearer(_) => Lang::default(),
         }
     }
 }
@@ -554,6 +556,7 @@ impl Filter {
         match pending {
             Pending::Login(p) => self.on_login_response(p, resp, provider, now, entropy),
             Pending::Refresh(p) => self.on_refresh_response(p, resp, provider, now, entropy, store),
+            Pending::Bearer(p) => self.on_introspection_response(p, resp, provider, now),
         }
     }
 

@@ -4,6 +4,7 @@
 //! response bodies, the current time, random bytes) and return decisions that the
 //! proxy-wasm adapter carries out. Everything here compiles and is tested natively.
 
+pub mod bearer;
 pub mod config;
 pub mod cookies;
 pub mod filter;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod provider;
 pub mod redirect;
 pub mod refresh;
+pub mod routes;
 pub mod session;
 pub mod shared;
 pub mod token;

@@ -17,6 +17,8 @@ pub struct ProviderMetadata {
     pub userinfo_endpoint: Option<Url>,
     pub jwks_uri: Url,
     pub end_session_endpoint: Option<Url>,
+    /// RFC 7662 token introspection (RFC 8414 metadata).
+    pub introspection_endpoint: Option<Url>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,7 @@ struct RawDiscovery {
     userinfo_endpoint: Option<String>,
     jwks_uri: Option<String>,
     end_session_endpoint: Option<String>,
+    introspection_endpoint: Option<String>,
 }
 
 fn endpoint(value: Option<String>, name: &'static str) -> Result<Url, DiscoveryError> {
@@ -87,6 +90,10 @@ impl ProviderMetadata {
             end_session_endpoint: raw
                 .end_session_endpoint
                 .map(|u| endpoint(Some(u), "end_session_endpoint"))
+                .transpose()?,
+            introspection_endpoint: raw
+                .introspection_endpoint
+                .map(|u| endpoint(Some(u), "introspection_endpoint"))
                 .transpose()?,
         })
     }

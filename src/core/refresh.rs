@@ -35,6 +35,8 @@ pub struct RefreshPending {
     pub upstream: Vec<(String, String)>,
     /// The session before the refresh.
     pub session: Session,
+    /// The route the request matched (for its access rules).
+    pub route: Option<usize>,
     pub stage: RefreshStage,
 }
 
@@ -72,6 +74,7 @@ impl Filter {
         req: &Request,
         upstream: Vec<(String, String)>,
         session: Session,
+        route: Option<usize>,
         provider: &ProviderState,
         now: u64,
         store: &dyn SharedStore,
@@ -102,6 +105,7 @@ impl Filter {
                     request: req.clone(),
                     upstream,
                     session,
+                    route,
                     stage: RefreshStage::Token,
                 };
                 Step {
@@ -126,7 +130,7 @@ impl Filter {
                             &self.cookie_attrs("/"),
                             &cookies,
                         );
-                        match self.config.policy.check(&new.claims) {
+                        match self.policy_for(route).check(&new.claims) {
                             Ok(()) => self.pass(upstream, &new, set, Outcome::RefreshAdopted),
                             Err(denial) => self.denied(&new, &denial.describe(), lang),
                         }
@@ -228,7 +232,7 @@ impl Filter {
         display_name(&mut new.claims);
         new.claims
             .retain(|k, _| self.config.kept_claims.contains(k));
-        if let Err(denial) = self.config.policy.check(&new.claims) {
+        if let Err(denial) = self.policy_for(p.route).check(&new.claims) {
             finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
             let mut step = self.denied(&new, &denial.describe(), p.lang);
             if let Action::Respond(r) = &mut step.action {

@@ -36,6 +36,8 @@ pub enum TokenError {
     IssuedInFuture,
     NonceMismatch,
     SubjectMismatch,
+    /// An ID token (it has a `nonce`) presented as an access token.
+    NotAnAccessToken,
 }
 
 impl TokenError {
@@ -55,6 +57,7 @@ impl TokenError {
             TokenError::IssuedInFuture => "issued_in_future",
             TokenError::NonceMismatch => "nonce_mismatch",
             TokenError::SubjectMismatch => "subject_mismatch",
+            TokenError::NotAnAccessToken => "not_an_access_token",
         }
     }
 }
@@ -266,6 +269,86 @@ pub fn validate_refreshed_id_token(
         return Err(TokenError::SubjectMismatch);
     }
     Ok(into_map(claims))
+}
+
+/// Whether claim `name` is `value`, or a list that holds it.
+pub fn claim_contains(claims: &Map<String, Value>, name: &str, value: &str) -> bool {
+    match claims.get(name) {
+        Some(Value::String(s)) => s == value,
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(value)),
+        _ => false,
+    }
+}
+
+/// Validates a JWT access token (RFC 9068) presented to this resource server:
+/// signature against the provider's keys, `iss`, `exp`/`iat`/`nbf`, and our
+/// audience in `audience_claim` (`aud` at ProConnect, `client_id` or `azp`
+/// elsewhere). An ID token (it carries a `nonce`) is not an access token.
+pub fn validate_access_token(
+    token: &str,
+    keys: &KeySet,
+    exp: &Expectations,
+    audience: &str,
+    audience_claim: &str,
+) -> Result<Map<String, Value>, TokenError> {
+    let claims = verify_signature(token, keys, exp)?;
+    if claims.issuer.as_deref() != Some(exp.issuer) {
+        return Err(TokenError::WrongIssuer);
+    }
+    check_times(&claims, exp)?;
+    if claims.nonce.is_some() {
+        return Err(TokenError::NotAnAccessToken);
+    }
+    let in_aud = claims
+        .audiences
+        .clone()
+        .is_some_and(|a| a.into_set().contains(audience));
+    let expires = claims.expires_at.map(|e| e.as_secs());
+    let mut map = into_map(claims);
+    let ours = if audience_claim == "aud" {
+        in_aud
+    } else {
+        claim_contains(&map, audience_claim, audience)
+    };
+    if !ours {
+        return Err(TokenError::WrongAudience);
+    }
+    if let Some(e) = expires {
+        map.insert("exp".into(), Value::from(e));
+    }
+    Ok(map)
+}
+
+/// Validates an introspection answer signed as a JWT (RFC 9701): signature,
+/// `iss`, `aud` naming this client, `iat`; returns its `token_introspection`
+/// object.
+pub fn validate_introspection_jwt(
+    token: &str,
+    keys: &KeySet,
+    exp: &Expectations,
+) -> Result<Map<String, Value>, TokenError> {
+    let claims = verify_signature(token, keys, exp)?;
+    if claims.issuer.as_deref() != Some(exp.issuer) {
+        return Err(TokenError::WrongIssuer);
+    }
+    let audiences: HashSet<String> = match &claims.audiences {
+        Some(a) => a.clone().into_set(),
+        None => return Err(TokenError::MissingClaim("aud")),
+    };
+    if !audiences.contains(exp.client_id) {
+        return Err(TokenError::WrongAudience);
+    }
+    let issued = claims
+        .issued_at
+        .ok_or(TokenError::MissingClaim("iat"))?
+        .as_secs();
+    if issued > exp.now.saturating_add(exp.leeway) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    match into_map(claims).remove("token_introspection") {
+        Some(Value::Object(answer)) => Ok(answer),
+        _ => Err(TokenError::MissingClaim("token_introspection")),
+    }
 }
 
 /// Validates a userinfo answer signed as a JWT (`application/jwt`): signature

@@ -1,0 +1,583 @@
+//! Bearer tokens (RFC 6750): scripts and services call protected routes with
+//! `Authorization: Bearer <access token>`.
+//!
+//! A JWT access token (RFC 9068) is checked here, against the provider's keys;
+//! an opaque one by introspection at the provider (RFC 7662), answered as JSON
+//! or as a signed JWT (RFC 9701). Either way the result is remembered for a
+//! while (bounded, never past the token's `exp`), so that a busy API does not
+//! verify a signature or call the provider on every request. Then the route's
+//! scopes and the access rules apply, and the request goes upstream with the
+//! same identity headers as a browser session.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::filter::{Action, Filter, Outcome, Step};
+use super::headers::identity_headers;
+use super::http::{ProviderResponse, Response};
+use super::login::Pending;
+use super::policy::Policy;
+use super::provider::ProviderState;
+use super::routes::Route;
+use super::session::Session;
+use super::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
+
+/// How long an inactive or unknown token is remembered as such.
+const NEGATIVE_TTL: u64 = 10;
+
+/// A checked token: its claims, or `None` when it is not valid.
+#[derive(Debug, Clone)]
+struct Checked {
+    claims: Option<Map<String, Value>>,
+    until: u64,
+}
+
+/// Checked tokens by SHA-256 of the token (the token itself is not kept).
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: HashMap<[u8; 32], Checked>,
+}
+
+impl TokenCache {
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<&Checked> {
+        self.entries.get(key).filter(|c| now < c.until)
+    }
+
+    fn put(&mut self, key: [u8; 32], checked: Checked, size: usize, now: u64) {
+        if size == 0 || checked.until <= now {
+            return;
+        }
+        if self.entries.len() >= size && !self.entries.contains_key(&key) {
+            self.entries.retain(|_, c| now < c.until);
+            if self.entries.len() >= size {
+                // Still full of live entries: drop the one that expires first.
+                if let Some(first) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, c)| c.until)
+                    .map(|(k, _)| *k)
+                {
+                    self.entries.remove(&first);
+                }
+            }
+        }
+        self.entries.insert(key, checked);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A bearer request waiting for the introspection answer.
+#[derive(Debug)]
+pub struct BearerPending {
+    pub upstream: Vec<(String, String)>,
+    pub authorization: String,
+    pub token: String,
+    pub route: Option<usize>,
+}
+
+/// Why a bearer request is refused: RFC 6750 §3.1.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    /// `invalid_token`, `insufficient_scope`, or none (no token at all).
+    error: Option<&'static str>,
+    description: String,
+    /// For the counter: a stable name.
+    reason: &'static str,
+}
+
+impl Refusal {
+    fn invalid(reason: &'static str, description: impl Into<String>) -> Refusal {
+        Refusal {
+            status: 401,
+            error: Some("invalid_token"),
+            description: description.into(),
+            reason,
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header; `Err` when the header is
+/// there but is not a well-formed bearer token.
+fn bearer_token(authorization: &str) -> Result<&str, ()> {
+    let (scheme, token) = authorization.trim().split_once(' ').ok_or(())?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(());
+    }
+    let token = token.trim();
+    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.chars().all(token68) {
+        return Err(());
+    }
+    Ok(token)
+}
+
+/// The scopes a token grants: `scope` (space separated) or `scp` (a list).
+fn granted_scopes(claims: &Map<String, Value>) -> Vec<&str> {
+    match (claims.get("scope"), claims.get("scp")) {
+        (Some(Value::String(s)), _) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+        (_, Some(Value::Array(items))) => items.iter().filter_map(Value::as_str).collect(),
+        (_, Some(Value::String(s))) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .take(200)
+        .collect()
+}
+
+impl Filter {
+    fn route_at(&self, index: Option<usize>) -> Option<&Route> {
+        index.and_then(|i| self.config.routes.get(i))
+    }
+
+    /// A request on a route that takes bearer tokens, with an `Authorization` header.
+    pub(crate) fn bearer_request(
+        &self,
+        upstream: Vec<(String, String)>,
+        authorization: Option<&str>,
+        route: Option<usize>,
+        provider: &ProviderState,
+        now: u64,
+    ) -> Step {
+        let Some(authorization) = authorization else {
+            return self.refuse(Refusal {
+                status: 401,
+                error: None,
+                description: "a bearer token is required".into(),
+                reason: "missing_token",
+            });
+        };
+        let Ok(token) = bearer_token(authorization) else {
+            return self.refuse(Refusal::invalid(
+                "malformed_token",
+                "the Authorization header is not a bearer token",
+            ));
+        };
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(checked) = self.tokens.borrow().get(&key, now) {
+            return match &checked.claims {
+                Some(claims) => self.admit(upstream, authorization, token, claims, route),
+                None => self.refuse(Refusal::invalid(
+                    "inactive_token",
+                    "the token is not active",
+                )),
+            };
+        }
+        if token.split('.').count() == 3 {
+            return self.jwt_access_token(
+                upstream,
+                authorization,
+                token,
+                key,
+                route,
+                provider,
+                now,
+            );
+        }
+        let endpoint = self
+            .config
+            .bearer
+            .introspection_endpoint
+            .as_ref()
+            .or_else(|| {
+                provider
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.introspection_endpoint.as_ref())
+            });
+        let Some(endpoint) = endpoint else {
+            return self.refuse(Refusal::invalid(
+                "opaque_token",
+                "opaque tokens cannot be checked: the provider has no introspection endpoint",
+            ));
+        };
+        if !provider.ready() {
+            return self.bearer_unavailable();
+        }
+        let accept = if self.config.bearer.introspection_jwt {
+            "application/token-introspection+jwt"
+        } else {
+            "application/json"
+        };
+        let call = self
+            .token_call(
+                endpoint,
+                vec![("token", token), ("token_type_hint", "access_token")],
+            )
+            .with_header("accept", accept);
+        let pending = BearerPending {
+            upstream,
+            authorization: authorization.to_string(),
+            token: token.to_string(),
+            route,
+        };
+        Step {
+            action: Action::Call(call, Box::new(Pending::Bearer(pending))),
+            outcome: Outcome::Waiting,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn jwt_access_token(
+        &self,
+        upstream: Vec<(String, String)>,
+        authorization: &str,
+        token: &str,
+        key: [u8; 32],
+        route: Option<usize>,
+        provider: &ProviderState,
+        now: u64,
+    ) -> Step {
+        let Some(keys) = provider.keys.as_ref() else {
+            return self.bearer_unavailable();
+        };
+        let bearer = &self.config.bearer;
+        match token::validate_access_token(
+            token,
+            keys,
+            &self.expectations(now),
+            &bearer.audience,
+            &bearer.audience_claim,
+        ) {
+            Ok(claims) => {
+                let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
+                let until = exp.min(now.saturating_add(bearer.cache_ttl));
+                let step = self.admit(upstream, authorization, token, &claims, route);
+                let checked = Checked {
+                    claims: Some(claims),
+                    until,
+                };
+                self.tokens
+                    .borrow_mut()
+                    .put(key, checked, bearer.cache_size, now);
+                step
+            }
+            Err(e) => {
+                let reason = match e {
+                    TokenError::Expired => "expired_token",
+                    TokenError::WrongAudience => "wrong_audience",
+                    _ => "invalid_token",
+                };
+                self.refuse(Refusal::invalid(
+                    reason,
+                    format!("the token is not valid: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// The introspection answer for a waiting bearer request.
+    pub(crate) fn on_introspection_response(
+        &self,
+        p: BearerPending,
+        resp: &ProviderResponse,
+        provider: &mut ProviderState,
+        now: u64,
+    ) -> Step {
+        if resp.status == 0 || resp.status >= 500 {
+            if resp.status == 0 || resp.status == 503 || resp.status == 504 {
+                provider.failed(
+                    format!("introspection failed with status {}", resp.status),
+                    now,
+                    self.config.provider_retry_max,
+                );
+            }
+            return self.bearer_unavailable();
+        }
+        if resp.status != 200 {
+            let response = Response::new(502)
+                .with_body("application/json", r#"{"error":"introspection_failed"}"#);
+            return Step::respond(
+                response,
+                Outcome::BearerRefused {
+                    reason: "introspection_refused",
+                    detail: format!(
+                        "the provider answered HTTP {} to introspection (check the client's credentials)",
+                        resp.status
+                    ),
+                },
+            );
+        }
+        let answer = match self.introspection_answer(resp, provider, now) {
+            Ok(a) => a,
+            Err(detail) => {
+                let response = Response::new(502)
+                    .with_body("application/json", r#"{"error":"introspection_failed"}"#);
+                return Step::respond(
+                    response,
+                    Outcome::BearerRefused {
+                        reason: "introspection_invalid",
+                        detail,
+                    },
+                );
+            }
+        };
+        let key: [u8; 32] = Sha256::digest(p.token.as_bytes()).into();
+        let bearer = &self.config.bearer;
+        let verdict = self.check_introspected(&answer, now);
+        let mut cache = self.tokens.borrow_mut();
+        match verdict {
+            Ok(until) => {
+                let step = self.admit(p.upstream, &p.authorization, &p.token, &answer, p.route);
+                let until = until.min(now.saturating_add(bearer.cache_ttl));
+                let checked = Checked {
+                    claims: Some(answer),
+                    until,
+                };
+                cache.put(key, checked, bearer.cache_size, now);
+                step
+            }
+            Err(refusal) => {
+                let until = now.saturating_add(bearer.cache_ttl.min(NEGATIVE_TTL));
+                let checked = Checked {
+                    claims: None,
+                    until,
+                };
+                cache.put(key, checked, bearer.cache_size, now);
+                drop(cache);
+                self.refuse(refusal)
+            }
+        }
+    }
+
+    /// The introspection answer as a JSON object, from JSON or from a signed
+    /// JWT (RFC 9701).
+    fn introspection_answer(
+        &self,
+        resp: &ProviderResponse,
+        provider: &ProviderState,
+        now: u64,
+    ) -> Result<Map<String, Value>, String> {
+        match resp.media_type().as_str() {
+            "application/token-introspection+jwt" | "application/jwt" => {
+                let text = String::from_utf8_lossy(&resp.body);
+                let text = text.trim();
+                if text.split('.').count() == 5 {
+                    return Err(
+                        "the introspection answer is encrypted (JWE), which is not supported here"
+                            .into(),
+                    );
+                }
+                let keys = provider.keys.clone().unwrap_or_default();
+                token::validate_introspection_jwt(text, &keys, &self.expectations(now))
+                    .map_err(|e| format!("signed introspection answer refused: {e}"))
+            }
+            "application/json" if !self.config.bearer.introspection_jwt => {
+                serde_json::from_slice::<Map<String, Value>>(&resp.body)
+                    .map_err(|_| "the introspection answer is not a JSON object".to_string())
+            }
+            other => Err(format!(
+                "unexpected introspection content type {:?}",
+                other.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+
+    /// RFC 7662 §2.2: `active`, then `iss`, `exp` and our audience. Returns
+    /// until when the answer may be trusted.
+    fn check_introspected(&self, answer: &Map<String, Value>, now: u64) -> Result<u64, Refusal> {
+        if answer.get("active") != Some(&Value::Bool(true)) {
+            return Err(Refusal::invalid(
+                "inactive_token",
+                "the token is not active",
+            ));
+        }
+        if let Some(iss) = answer.get("iss") {
+            if iss.as_str() != Some(self.config.issuer.as_str()) {
+                return Err(Refusal::invalid(
+                    "wrong_issuer",
+                    "the token is from another issuer",
+                ));
+            }
+        }
+        let exp = answer.get("exp").and_then(Value::as_u64);
+        if exp.is_some_and(|e| e <= now) {
+            return Err(Refusal::invalid("expired_token", "the token has expired"));
+        }
+        let bearer = &self.config.bearer;
+        if !claim_contains(answer, &bearer.audience_claim, &bearer.audience) {
+            return Err(Refusal::invalid(
+                "wrong_audience",
+                "the token is not meant for this service",
+            ));
+        }
+        Ok(exp.unwrap_or(u64::MAX))
+    }
+
+    /// A valid token: the route's scopes and access rules, then upstream.
+    fn admit(
+        &self,
+        mut upstream: Vec<(String, String)>,
+        authorization: &str,
+        token: &str,
+        claims: &Map<String, Value>,
+        route: Option<usize>,
+    ) -> Step {
+        let route = self.route_at(route);
+        let required = match route {
+            Some(r) if !r.scopes.is_empty() => &r.scopes,
+            _ => &self.config.bearer.scopes,
+        };
+        let granted = granted_scopes(claims);
+        if let Some(missing) = required.iter().find(|s| !granted.contains(&s.as_str())) {
+            return self
+                .refuse(Refusal {
+                    status: 403,
+                    error: Some("insufficient_scope"),
+                    description: format!("the token lacks the scope {missing}"),
+                    reason: "insufficient_scope",
+                })
+                .with_scope(&required.join(" "));
+        }
+        let policy: &Policy = route
+            .and_then(|r| r.policy.as_ref())
+            .unwrap_or(&self.config.policy);
+        if let Err(denial) = policy.check(claims) {
+            let response = Response::new(403).with_body(
+                "application/json",
+                r#"{"error":"access_denied","error_description":"the access rules do not admit this identity"}"#,
+            );
+            return Step::respond(
+                response,
+                Outcome::Denied {
+                    email: claims
+                        .get("email")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    reason: denial.describe(),
+                },
+            );
+        }
+        let identity = Session {
+            claims: claims.clone(),
+            access_token: Some(token.to_string()),
+            ..Default::default()
+        };
+        upstream.extend(identity_headers(&self.config, &identity));
+        if !upstream
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            upstream.push(("authorization".into(), authorization.to_string()));
+        }
+        Step {
+            action: Action::ContinueWith(upstream),
+            outcome: Outcome::BearerPassed,
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Step {
+        let mut challenge = String::from("Bearer realm=\"sesame\"");
+        if let Some(error) = refusal.error {
+            challenge.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{}\"",
+                quoted(&refusal.description)
+            ));
+        }
+        let body = serde_json::json!({
+            "error": refusal.error.unwrap_or("unauthenticated"),
+            "error_description": refusal.description,
+        });
+        let response = Response::new(refusal.status)
+            .with_header("www-authenticate", &challenge)
+            .with_body("application/json", body.to_string());
+        Step::respond(
+            response,
+            Outcome::BearerRefused {
+                reason: refusal.reason,
+                detail: refusal.description,
+            },
+        )
+    }
+
+    fn bearer_unavailable(&self) -> Step {
+        let response = Response::new(503).with_header("retry-after", "5").with_body(
+            "application/json",
+            r#"{"error":"temporarily_unavailable","error_description":"the identity provider cannot be reached"}"#,
+        );
+        Step::respond(response, Outcome::ProviderUnavailable)
+    }
+}
+
+impl Step {
+    /// Adds `scope="..."` to the `WWW-Authenticate` challenge of a refusal.
+    fn with_scope(mut self, scope: &str) -> Step {
+        if let Action::Respond(r) = &mut self.action {
+            for (k, v) in r.headers.iter_mut() {
+                if k == "www-authenticate" {
+                    v.push_str(&format!(", scope=\"{}\"", quoted(scope)));
+                }
+            }
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token("Bearer abc.def-_~+/="), Ok("abc.def-_~+/="));
+        assert_eq!(bearer_token("bearer   tok "), Ok("tok"));
+        assert!(bearer_token("Basic dXNlcjpwYXNz").is_err());
+        assert!(bearer_token("Bearer").is_err());
+        assert!(bearer_token("Bearer a b").is_err());
+        assert!(bearer_token("Bearer tok\"en").is_err());
+        assert!(bearer_token(&format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1))).is_err());
+    }
+
+    #[test]
+    fn scopes_from_scope_or_scp() {
+        let m = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            granted_scopes(&m(serde_json::json!({"scope": "a  b"}))),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            granted_scopes(&m(serde_json::json!({"scp": ["a", "b"]}))),
+            vec!["a", "b"]
+        );
+        assert!(granted_scopes(&m(serde_json::json!({}))).is_empty());
+    }
+
+    #[test]
+    fn cache_is_bounded_and_honours_expiry() {
+        let mut c = TokenCache::default();
+        let entry = |until| Checked {
+            claims: None,
+            until,
+        };
+        for i in 0..10u8 {
+            c.put([i; 32], entry(100 + u64::from(i)), 5, 50);
+        }
+        assert_eq!(c.len(), 5);
+        // The entries that expire first were dropped.
+        assert!(c.get(&[9; 32], 50).is_some() && c.get(&[0; 32], 50).is_none());
+        assert!(
+            c.get(&[9; 32], 109).is_none(),
+            "expired entries are not served"
+        );
+        // Expired entries make room first.
+        c.put([42; 32], entry(300), 5, 200);
+        assert_eq!(c.len(), 1);
+        // Size 0: no caching.
+        let mut off = TokenCache::default();
+        off.put([1; 32], entry(100), 0, 50);
+        assert!(off.is_empty());
+    }
+}
