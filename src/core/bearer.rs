@@ -365,14 +365,22 @@ impl Filter {
             "application/token-introspection+jwt" | "application/jwt" => {
                 let text = String::from_utf8_lossy(&resp.body);
                 let text = text.trim();
-                if text.split('.').count() == 5 {
-                    return Err(
-                        "the introspection answer is encrypted (JWE), which is not supported here"
-                            .into(),
-                    );
-                }
+                let decrypted;
+                let signed = if text.split('.').count() == 5 {
+                    let key = self.config.bearer.resource_key.as_ref().ok_or(
+                        "the introspection answer is encrypted, and no resource_server_key is configured",
+                    )?;
+                    decrypted = key
+                        .decrypt(text)
+                        .map_err(|e| format!("encrypted introspection answer refused: {e}"))?;
+                    std::str::from_utf8(&decrypted)
+                        .map_err(|_| "the decrypted answer is not a JWT".to_string())?
+                        .trim()
+                } else {
+                    text
+                };
                 let keys = provider.keys.clone().unwrap_or_default();
-                token::validate_introspection_jwt(text, &keys, &self.expectations(now))
+                token::validate_introspection_jwt(signed, &keys, &self.expectations(now))
                     .map_err(|e| format!("signed introspection answer refused: {e}"))
             }
             "application/json" if !self.config.bearer.introspection_jwt => {

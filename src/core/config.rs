@@ -7,6 +7,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::jwe::ResourceKey;
 use super::policy::{DomainRule, Policy};
 use super::routes::{never_matches_a_path, Protection, Route};
 
@@ -184,6 +185,8 @@ const KNOWN_KEYS: &[&str] = &[
     "introspection_format",
     "introspection_cache_ttl",
     "introspection_cache_size",
+    "resource_server_key",
+    "jwks_path",
 ];
 
 /// Keys of one entry of `routes`.
@@ -214,6 +217,10 @@ pub struct BearerConfig {
     pub cache_ttl: u64,
     /// How many checked tokens are remembered, at most.
     pub cache_size: usize,
+    /// Our key pair, when the provider encrypts introspection answers to us.
+    pub resource_key: Option<ResourceKey>,
+    /// Where our public key is served (`{"keys": [...]}`).
+    pub jwks_path: String,
 }
 
 /// ProConnect's environments and their issuers.
@@ -576,6 +583,17 @@ fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
     };
     let cache_ttl = r.seconds("introspection_cache_ttl", 60, 0, 3600);
     let cache_size = r.seconds("introspection_cache_size", 10_000, 0, 1_000_000) as usize;
+    let resource_key = match r.obj.get("resource_server_key") {
+        None | Some(Value::Null) => None,
+        Some(jwk) => match ResourceKey::from_jwk(jwk) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                // The message names the problem, never the key material.
+                r.err("resource_server_key", e);
+                None
+            }
+        },
+    };
     BearerConfig {
         audience,
         audience_claim,
@@ -584,6 +602,8 @@ fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
         introspection_jwt,
         cache_ttl,
         cache_size,
+        resource_key,
+        jwks_path: String::new(),
     }
 }
 
@@ -948,7 +968,13 @@ impl Config {
         let provider_logout = r.bool("provider_logout", true);
         let skip_provider_button = r.bool("skip_provider_button", true);
         let routes = read_routes(&mut r);
-        let bearer = read_bearer(&mut r, &client_id_for_audience(&obj));
+        let mut bearer = read_bearer(&mut r, &client_id_for_audience(&obj));
+        bearer.jwks_path = r
+            .string("jwks_path")
+            .unwrap_or_else(|| format!("{proxy_prefix}/jwks"));
+        if !bearer.jwks_path.starts_with('/') || bearer.jwks_path.contains(['?', '#']) {
+            r.err("jwks_path", "must be a path starting with `/`");
+        }
         let post_logout_redirect_uri = match r.string("post_logout_redirect_uri") {
             Some(text) => match Url::parse(&text) {
                 Ok(u)

@@ -78,6 +78,8 @@ pub enum Outcome {
     },
     /// A request with a valid bearer token went upstream.
     BearerPassed,
+    /// Our public key was served (`jwks_path`).
+    KeysServed,
     /// A bearer request was refused (401, 403 or 502).
     BearerRefused {
         reason: &'static str,
@@ -112,6 +114,7 @@ impl Outcome {
             Outcome::RefreshAdopted => "session_refresh_adopted".into(),
             Outcome::RefreshFailed { reason, .. } => format!("session_refresh_failure.{reason}"),
             Outcome::BearerPassed => "bearer_passed".into(),
+            Outcome::KeysServed => "jwks_served".into(),
             Outcome::BearerRefused { reason, .. } => format!("bearer_refused.{reason}"),
             Outcome::SignInPage => "sign_in_page".into(),
             Outcome::LogoutReturned => "logout_returned".into(),
@@ -284,6 +287,15 @@ impl Filter {
         }
         if path == self.config.post_logout_redirect_uri.path() {
             return self.signed_out(req, &cookies, now, lang);
+        }
+        if path == self.config.bearer.jwks_path {
+            if let Some(key) = &self.config.bearer.resource_key {
+                let body = json!({ "keys": [key.public_jwk] }).to_string();
+                let response = Response::new(200)
+                    .with_header("cache-control", "public, max-age=300")
+                    .with_body("application/json", body);
+                return Step::respond(response, Outcome::KeysServed);
+            }
         }
         if let Some(endpoint) = self.endpoint(path) {
             return self.on_endpoint(endpoint, req, &cookies, provider, now, entropy, lang);

@@ -1860,3 +1860,77 @@ fn routes_choose_session_bearer_or_public() {
     ));
     assert_eq!(r.status, 401);
 }
+
+#[test]
+fn signed_and_encrypted_introspection_answers_are_verified() {
+    use super::jwe::tests::{encrypt, rsa_jwk};
+    let jwk = rsa_jwk("RSA-OAEP-256");
+    let f = api_filter(json!({"introspection_format": "jwt", "resource_server_key": jwk}));
+    // Our public key is served for the provider to encrypt to.
+    let r = response(run(&f, &get("/oauth2/jwks", &[]), &provider()));
+    assert_eq!(r.status, 200);
+    let served: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(served["keys"][0]["n"], jwk["n"]);
+    assert!(served["keys"][0].get("d").is_none());
+
+    let answer = |token_introspection: Value, signed_by_provider: bool| {
+        let mut c = claims(json!({ "token_introspection": token_introspection }));
+        c.nonce = None;
+        let jwt = if signed_by_provider {
+            es256(c)
+        } else {
+            ES256KeyPair::generate()
+                .with_key_id("ec-1")
+                .sign(c)
+                .unwrap()
+        };
+        encrypt(&jwk, jwt.as_bytes())
+    };
+    let good = json!({"active": true, "sub": "alice-7f3a", "aud": CLIENT, "iss": ISSUER,
+                      "scope": "api:read", "email": "alice@numerique.gouv.fr", "exp": NOW + 300});
+    let mut state = provider();
+    let mut introspect = |token: &str, body: String| {
+        let auth = format!("Bearer {token}");
+        let (call, pending) = match run(&f, &api_get("/api/x", Some(&auth)), &state).action {
+            Action::Call(call, pending) => (call, pending),
+            a => panic!("{a:?}"),
+        };
+        assert!(call
+            .headers
+            .iter()
+            .any(|(k, v)| k == "accept" && v == "application/token-introspection+jwt"));
+        f.on_provider_response(
+            *pending,
+            &json_response(200, "application/token-introspection+jwt", &body),
+            &mut state,
+            NOW,
+            &mut CountingEntropy(2),
+            &MemoryStore::default(),
+        )
+    };
+    assert_eq!(
+        introspect("tok-1", answer(good.clone(), true)).outcome,
+        Outcome::BearerPassed
+    );
+    // Signed by someone else, or tampered: refused, never passed.
+    let forged = introspect("tok-2", answer(good.clone(), false));
+    assert!(matches!(
+        forged.outcome,
+        Outcome::BearerRefused {
+            reason: "introspection_invalid",
+            ..
+        }
+    ));
+    let mut parts: Vec<String> = answer(good, true).split('.').map(str::to_string).collect();
+    let first = if parts[3].starts_with('A') { "B" } else { "A" };
+    parts[3] = format!("{first}{}", &parts[3][1..]);
+    let tampered = introspect("tok-3", parts.join("."));
+    assert!(matches!(
+        tampered.outcome,
+        Outcome::BearerRefused {
+            reason: "introspection_invalid",
+            ..
+        }
+    ));
+    assert_eq!(response(tampered).status, 502);
+}

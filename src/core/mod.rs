@@ -10,6 +10,7 @@ pub mod cookies;
 pub mod filter;
 pub mod headers;
 pub mod http;
+pub mod jwe;
 pub mod login;
 pub mod pages;
 pub mod policy;
