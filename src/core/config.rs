@@ -1040,6 +1040,12 @@ impl Config {
         .collect();
         kept_claims.extend(claim_headers.iter().map(|(_, c)| c.clone()));
         kept_claims.extend(policy.claims.iter().map(|(c, _)| c.clone()));
+        // A route's own rules are checked on the session's claims too.
+        for route in &routes {
+            if let Some(p) = &route.policy {
+                kept_claims.extend(p.claims.iter().map(|(c, _)| c.clone()));
+            }
+        }
 
         let mut owned_headers: BTreeSet<String> = DEFAULT_CLAIM_HEADERS
             .iter()
@@ -1388,6 +1394,10 @@ pub(crate) mod tests {
             {"path": "^/team/", "mode": "session", "allowed_emails": ["a@b.fr"]}
         ]}));
         assert_eq!(c.routes.len(), 3);
+        let c2 = config_with(json!({"routes": [
+            {"path": "^/team/", "mode": "session", "allowed_claims": {"siret": ["13002526500013"]}}
+        ]}));
+        assert!(c2.kept_claims.contains("siret"), "a route's claim must stay in the session");
         assert!(c.routes[2].policy.is_some() && c.routes[0].policy.is_none());
         assert_eq!(c.bearer.audience, "sesame");
         assert_eq!(c.bearer.audience_claim, "aud");
