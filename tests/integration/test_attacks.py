@@ -332,6 +332,21 @@ def test_forged_userinfo_is_refused(hostile_envoy, hostile, upstream, changes, s
     assert hostile.requests()["userinfo"] == 1
 
 
+def test_plain_json_userinfo_is_refused_when_signed_userinfo_is_required(
+        make_hostile_envoy, hostile, upstream):
+    """With ``provider: "proconnect"`` userinfo must be a signed JWT: the
+    same claims as plain JSON (right ``sub``) are refused (502 page)."""
+    envoy = make_hostile_envoy(provider="proconnect", scopes=None)
+    hostile.control(userinfo={"format": "json"})
+    path = unique_path("/pc-json")
+    counters = Counters(envoy)
+
+    b, r = sign_in(envoy, path)
+
+    assert_refused(envoy, upstream, counters, b, r, path, status=502,
+                   reason="userinfo_invalid", detail='content type "application/json"')
+
+
 # --------------------------------------------------------------------------
 # Callback
 
