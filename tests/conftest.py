@@ -22,6 +22,15 @@ front of it for the whole session; ``make_proconnect_config`` and
 ``make_proconnect_envoy`` for tests that need another configuration (an
 Envoy on ``envoy_port``, stopped when the test ends).
 
+Attacks: ``hostile_provider``, an OpenID provider that misbehaves on
+command (``harness.HostileProvider``), for the whole session; ``hostile``,
+the same provider reset to normal behaviour before the test;
+``hostile_envoy``, one Envoy with the standard configuration in front of it
+(an unknown ``kid`` may refetch the keys at once:
+``jwks_refetch_min_interval`` 0), for the whole session; and
+``make_hostile_envoy(**changes)`` for another configuration (an Envoy on
+``envoy_port``, stopped when the test ends).
+
 ``wait_provider_ready(envoy)`` waits until Sésame has fetched the provider's
 discovery document and keys (gauge ``wasmcustom.sesame.provider_ready``),
 instead of sleeping; ``make_envoy`` and ``sesame_envoy`` call it.
@@ -39,7 +48,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
 
-from harness import Envoy, HarnessError, Provider, Upstream, free_port, log_dir  # noqa: E402
+from harness import (  # noqa: E402
+    Envoy,
+    HarnessError,
+    HostileProvider,
+    Provider,
+    Upstream,
+    free_port,
+    log_dir,
+)
 from oidc_client import proconnect_config, sesame_config  # noqa: E402
 
 CALLBACK_PATH = "/oauth2/callback"
@@ -270,5 +287,72 @@ def make_proconnect_envoy(
     def make(*, start: bool = True, **changes: Any) -> Envoy:
         return make_envoy(make_proconnect_config(**changes), start=start,
                           provider_port=proconnect_provider.port)
+
+    return make
+
+
+# --------------------------------------------------------------------------
+# A provider that misbehaves on command (the attack tests)
+
+
+@pytest.fixture(scope="session")
+def hostile_provider() -> Iterator[HostileProvider]:
+    """The hostile provider, for the whole session (use ``hostile``)."""
+    with HostileProvider() as idp:
+        yield idp
+
+
+@pytest.fixture
+def hostile(hostile_provider: HostileProvider) -> Iterator[HostileProvider]:
+    """The hostile provider, back to normal behaviour with counters at zero
+    before the test, and again after it."""
+    hostile_provider.reset()
+    yield hostile_provider
+    hostile_provider.reset()
+
+
+@pytest.fixture(scope="session")
+def hostile_envoy_port() -> int:
+    """The listener port of the shared ``hostile_envoy``."""
+    return free_port()
+
+
+def hostile_config(issuer: str, port: int, **changes: Any) -> dict[str, Any]:
+    """The standard configuration for an Envoy on ``port`` in front of the
+    hostile provider: keys refetched at once for an unknown ``kid``."""
+    changes.setdefault("jwks_refetch_min_interval", 0)
+    return sesame_config(issuer, f"http://127.0.0.1:{port}{CALLBACK_PATH}", **changes)
+
+
+@pytest.fixture(scope="session")
+def hostile_envoy(
+    hostile_envoy_port: int, upstream: Upstream, hostile_provider: HostileProvider
+) -> Iterator[Envoy]:
+    """Envoy + Sésame with the standard configuration in front of the
+    hostile provider, for the whole session (look at counters with
+    ``oidc_client.Counters``)."""
+    envoy = Envoy(hostile_config(hostile_provider.issuer, hostile_envoy_port),
+                  hostile_envoy_port, upstream.port, hostile_provider.port)
+    envoy.start()
+    try:
+        wait_provider_ready(envoy)
+        yield envoy
+    finally:
+        envoy.stop()
+
+
+@pytest.fixture
+def make_hostile_envoy(
+    make_envoy: Callable[..., Envoy],
+    hostile_provider: HostileProvider,
+    envoy_port: int,
+) -> Callable[..., Envoy]:
+    """``make_hostile_envoy(**changes) -> Envoy``: an Envoy on ``envoy_port``
+    with the standard configuration and ``changes``, in front of the hostile
+    provider, ready; stopped when the test ends."""
+
+    def make(**changes: Any) -> Envoy:
+        return make_envoy(hostile_config(hostile_provider.issuer, envoy_port, **changes),
+                          provider_port=hostile_provider.port)
 
     return make

@@ -1,8 +1,10 @@
 """Start and stop the real processes used by Sésame's integration tests and demo.
 
-Three components, each a real process on a loopback port:
+Four components, each a real process on a loopback port:
 
 * ``Provider`` — the local OpenID provider (``tests/provider/server.mjs``);
+* ``HostileProvider`` — an OpenID provider that misbehaves on command
+  (``tests/hostile/server.mjs``), for the attack tests;
 * ``Upstream`` — the application behind Envoy (``tests/upstream/server.mjs``);
 * ``Envoy`` — Envoy (from ``.tools/venv``, see ``scripts/setup-python.sh``)
   with the Sésame wasm filter in front of the upstream.
@@ -44,6 +46,7 @@ __all__ = [
     "ENVOY_BIN",
     "Envoy",
     "HarnessError",
+    "HostileProvider",
     "Provider",
     "Upstream",
     "free_port",
@@ -446,6 +449,91 @@ class Provider(_Component):
             self._proc,
             lambda: banner in self._proc.log_text(whole=False)
             or _http_status(self.discovery_url) == 200,
+            self.timeout,
+            "ready",
+        )
+        return self
+
+
+class HostileProvider(_Component):
+    """An OpenID provider that misbehaves on command,
+    ``node tests/hostile/server.mjs`` (see that file for every option).
+
+    Issuer ``http://127.0.0.1:PORT``; it signs in a fixed user at once (no
+    login page) and signs its tokens with ES256 keys made at start.
+    ``control(**changes)`` posts to its test-only ``/__control`` endpoint:
+    ``control(id_token={"claims": {"aud": "other"}})``,
+    ``control(id_token={"sign": "none"})``, ``control(rotate=True)``,
+    ``control(userinfo={"format": "json", "content_type": "text/plain"})``,
+    ``control(reset=True)``...  ``requests()`` counts the requests it served
+    per endpoint (``discovery``, ``jwks``, ``authorize``, ``token``,
+    ``userinfo``); ``state()`` also gives ``last_id_token``, ``keys`` (the
+    published kids) and ``current_kid``.
+    """
+
+    name = "hostile provider"
+    script = REPO_ROOT / "tests" / "hostile" / "server.mjs"
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.timeout = timeout
+        argv = [NODE, str(self.script), "--port", str(self.port)]
+        if client_id:
+            argv += ["--client-id", client_id]
+        if client_secret:
+            argv += ["--client-secret", client_secret]
+        self._proc = _Process(
+            f"hostile provider on port {self.port}",
+            argv,
+            log_dir() / f"hostile-provider-{self.port}.log",
+        )
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    url = issuer
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    def control(self, **changes: Any) -> dict[str, Any]:
+        """Tell the provider how to misbehave from now on (POST /__control)."""
+        req = urllib.request.Request(
+            f"{self.issuer}/__control",
+            data=json.dumps(changes).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with _opener.open(req, timeout=5) as resp:
+            return json.load(resp)
+
+    def reset(self) -> None:
+        """Back to normal behaviour, counters at zero (the keys stay)."""
+        self.control(reset=True)
+
+    def state(self) -> dict[str, Any]:
+        with _opener.open(f"{self.issuer}/__control", timeout=5) as resp:
+            return json.load(resp)
+
+    def requests(self) -> dict[str, int]:
+        """Requests served since the last reset, per endpoint."""
+        return self.state()["requests"]
+
+    def start(self) -> "HostileProvider":
+        self._proc.start()
+        banner = f"listening on http://127.0.0.1:{self.port}"
+        _wait(
+            self._proc,
+            lambda: banner in self._proc.log_text(whole=False),
             self.timeout,
             "ready",
         )

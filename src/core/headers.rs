@@ -19,12 +19,29 @@ fn normalise(name: &str) -> String {
         .collect()
 }
 
-/// Removes, from the request headers, every copy of a header Sésame owns, in
-/// any case and with `_` for `-`. Returns whether anything was removed.
+/// Identity headers of oauth2-proxy that Sésame never sets, but that an
+/// application written for oauth2-proxy may read and trust: a client's copy
+/// must not reach it either.
+const PROXY_IDENTITY_HEADERS: &[&str] = &["x-forwarded-groups", "x-forwarded-access-token"];
+/// oauth2-proxy's `X-Auth-Request-*` family (user, email, groups, tokens...):
+/// only the authenticating proxy speaks it.
+const PROXY_IDENTITY_PREFIX: &str = "x-auth-request-";
+
+/// Removes, from the request headers, every copy of a header Sésame owns, and
+/// of oauth2-proxy's other identity headers, in any case and with `_` for `-`.
+/// Returns whether anything was removed.
 pub fn strip_identity_headers(config: &Config, headers: &mut Vec<(String, String)>) -> bool {
     let owned = config.identity_header_names();
     let before = headers.len();
-    headers.retain(|(name, _)| name.starts_with(':') || !owned.contains(&normalise(name)));
+    headers.retain(|(name, _)| {
+        if name.starts_with(':') {
+            return true;
+        }
+        let name = normalise(name);
+        !(owned.contains(&name)
+            || PROXY_IDENTITY_HEADERS.contains(&name.as_str())
+            || name.starts_with(PROXY_IDENTITY_PREFIX))
+    });
     headers.len() != before
 }
 
@@ -121,6 +138,26 @@ mod tests {
         assert!(strip_identity_headers(&c, &mut h));
         let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec![":path", "x-forwarded-for", "accept"]);
+    }
+
+    #[test]
+    fn oauth2_proxy_identity_headers_sesame_does_not_set_are_removed_too() {
+        let c = config_with(json!({}));
+        let mut h: Vec<(String, String)> = [
+            ("X-Forwarded-Groups", "admins"),
+            ("x_forwarded_access_token", "forged"),
+            ("X-Auth-Request-Groups", "admins"),
+            ("x_auth_request_roles", "admin"),
+            ("X-AUTH-REQUEST-PREFERRED-USERNAME", "boss"),
+            ("x-forwarded-host", "app.example.fr"),
+            ("x-auth-requested", "kept: not the family"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert!(strip_identity_headers(&c, &mut h));
+        let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["x-forwarded-host", "x-auth-requested"]);
     }
 
     #[test]
