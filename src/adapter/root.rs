@@ -159,6 +159,9 @@ impl RootContext for SesameRoot {
 
     fn on_tick(&mut self) {
         self.refresh();
+        if let Some(shared) = &self.shared {
+            shared.metrics.record_vm_memory();
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
