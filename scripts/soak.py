@@ -369,6 +369,7 @@ def main() -> int:
         finally:
             envoy.stop()
             wrk_log.close()
+            cookie_file.unlink(missing_ok=True)  # live session cookies
     return 2
 
 
