@@ -4,6 +4,9 @@
 #                http://127.0.0.1:10000/ (Ctrl-C stops everything)
 #   make test    every test: lint, unit tests, wasm build, integration tests
 #                through a real Envoy and provider, and a headless browser login
+#   make soak    a million authenticated requests and 3000 sign-ins through
+#                Envoy, checking that the filter's memory stays flat (long;
+#                not part of make test; options: SOAK_ARGS="--requests 100000")
 #
 # Everything needed is installed by the scripts in scripts/, into .tools/ and
 # tests/node_modules/ where possible; second runs are quick.
@@ -13,7 +16,7 @@ PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm demo test unit lint integration browser setup setup-python setup-node setup-chromium clean
+.PHONY: all wasm demo test soak unit lint integration browser setup setup-python setup-node setup-chromium clean
 
 all: wasm
 
@@ -50,6 +53,9 @@ integration: wasm setup setup-chromium
 	$(PY) -m pytest tests/integration -q -rs
 
 test: lint unit integration
+
+soak: wasm setup
+	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf target dist .tools/wasm-route

@@ -1,6 +1,7 @@
-//! Counters in Envoy's stats (`wasmcustom.sesame.*`), one per outcome.
+//! Counters in Envoy's stats (`wasmcustom.sesame.*`), one per outcome, and
+//! gauges.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
@@ -36,4 +37,31 @@ impl Metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
+
+    /// Adds this VM's change of linear memory size since its last report to
+    /// the gauge `vm_memory_bytes`, which so holds the sum over every Sésame
+    /// VM of the Envoy process (the main thread's and one per worker).
+    pub fn record_vm_memory(&self) {
+        let bytes = (core::arch::wasm32::memory_size(0) as u64).saturating_mul(65536);
+        let reported = REPORTED_MEMORY.with(Cell::get);
+        if bytes == reported {
+            return;
+        }
+        let Some(id) = self.id(MetricType::Gauge, "vm_memory_bytes") else {
+            return;
+        };
+        let delta = i64::try_from(bytes)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(reported).unwrap_or(i64::MAX));
+        if hostcalls::increment_metric(id, delta).is_ok() {
+            REPORTED_MEMORY.with(|r| r.set(bytes));
+        }
+    }
+}
+
+thread_local! {
+    /// This VM's linear memory size as last added to `vm_memory_bytes`: kept
+    /// per VM, not per root context, so that a new configuration on the same
+    /// VM does not count its memory twice.
+    static REPORTED_MEMORY: Cell<u64> = const { Cell::new(0) };
 }

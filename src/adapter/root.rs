@@ -273,6 +273,9 @@ impl RootContext for SesameRoot {
             self.set_tick_period(Duration::from_secs(1));
         }
         self.refresh();
+        if let Some(shared) = &self.shared {
+            shared.metrics.record_vm_memory();
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

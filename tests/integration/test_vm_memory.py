@@ -1,0 +1,41 @@
+"""The gauge ``vm_memory_bytes``: the linear memory of Sésame's wasm VMs,
+as the filter reports it every second (what ``make soak`` watches)."""
+
+from __future__ import annotations
+
+import time
+
+from oidc_client import JSON, gauge, raw_get
+
+# Two VMs run the filter's timer with --concurrency 1 (the main thread's and
+# the worker's); a Rust wasm module starts with at least 1 MiB (its stack).
+AT_LEAST = 2 * 1024 * 1024
+
+
+def wait_gauge(envoy, above: int = 0, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = gauge(envoy, "vm_memory_bytes")
+        if value is not None and value > above:
+            return value
+        if time.monotonic() > deadline:
+            return value or 0
+        time.sleep(0.1)
+
+
+def test_gauge_reports_linear_memory_and_follows_its_growth(make_envoy, make_config):
+    envoy = make_envoy(make_config(), start=False)
+    hcm = envoy.bootstrap["static_resources"]["listeners"][0]["filter_chains"][0][
+        "filters"][0]["typed_config"]
+    hcm["max_request_headers_kb"] = 1024
+    envoy.start()
+
+    start = wait_gauge(envoy)
+    assert start >= AT_LEAST and start % 65536 == 0, start
+
+    # The filter copies a request's headers into its memory: a 600 KB cookie
+    # makes the worker's linear memory grow, and the gauge follows.
+    r = raw_get(envoy.url, "/big", cookie="a=" + "b" * 600_000, headers=JSON)
+    assert r.status_code == 401
+    grown = wait_gauge(envoy, above=start)
+    assert grown >= start + 600_000, (start, grown)
