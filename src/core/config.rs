@@ -1397,7 +1397,10 @@ pub(crate) mod tests {
         let c2 = config_with(json!({"routes": [
             {"path": "^/team/", "mode": "session", "allowed_claims": {"siret": ["13002526500013"]}}
         ]}));
-        assert!(c2.kept_claims.contains("siret"), "a route's claim must stay in the session");
+        assert!(
+            c2.kept_claims.contains("siret"),
+            "a route's claim must stay in the session"
+        );
         assert!(c.routes[2].policy.is_some() && c.routes[0].policy.is_none());
         assert_eq!(c.bearer.audience, "sesame");
         assert_eq!(c.bearer.audience_claim, "aud");

@@ -417,6 +417,8 @@ class Counters:
     what changed: ``Counters(envoy)`` ... ``.delta()``."""
 
     PREFIX = "wasmcustom.sesame."
+    # Gauges move by themselves (memory, provider state): not outcomes.
+    GAUGES = frozenset({"provider_ready", "provider_consecutive_failures", "vm_memory_bytes"})
 
     def __init__(self, envoy: Any) -> None:
         self.envoy = envoy
@@ -432,7 +434,7 @@ class Counters:
         return {
             name: value - self.before.get(name, 0)
             for name, value in after.items()
-            if name != "provider_ready" and value != self.before.get(name, 0)
+            if name not in self.GAUGES and value != self.before.get(name, 0)
         }
 
 
