@@ -89,6 +89,8 @@ pub struct Config {
     pub refresh_sessions: bool,
     /// Refresh this many seconds before the access token expires.
     pub refresh_margin: u64,
+    /// Sessions each VM remembers opened, at most.
+    pub session_cache_size: usize,
     pub skip_auth_routes: Vec<SkipRoute>,
     pub policy: Policy,
     pub proxy_prefix: String,
@@ -154,6 +156,7 @@ const KNOWN_KEYS: &[&str] = &[
     "session_lifetime",
     "refresh_sessions",
     "refresh_margin",
+    "session_cache_size",
     "skip_auth_routes",
     "allowed_emails",
     "allowed_email_domains",
@@ -818,6 +821,7 @@ impl Config {
         let session_lifetime = r.seconds("session_lifetime", 12 * 3600, 1, 30 * 24 * 3600);
         let refresh_sessions = r.bool("refresh_sessions", true);
         let refresh_margin = r.seconds("refresh_margin", 60, 0, 3600);
+        let session_cache_size = r.seconds("session_cache_size", 2048, 0, 100_000) as usize;
 
         let mut skip_auth_routes = Vec::new();
         for (i, route) in r
@@ -1078,6 +1082,7 @@ impl Config {
             session_lifetime,
             refresh_sessions,
             refresh_margin,
+            session_cache_size,
             skip_auth_routes,
             policy,
             proxy_prefix,

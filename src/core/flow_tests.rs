@@ -1934,3 +1934,117 @@ fn signed_and_encrypted_introspection_answers_are_verified() {
     ));
     assert_eq!(response(tampered).status, 502);
 }
+
+// --------------------------------------------------------------------------
+// The session cache on the hot path
+
+fn signed_in_cookie(f: &Filter, email: &str) -> String {
+    let r = response(run_login(f, &mut provider(), email, id_token_for).step);
+    cookie_header(
+        &set_cookies(&r)
+            .into_iter()
+            .filter(|(n, _)| !n.contains("csrf"))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn known_sessions_are_served_from_the_cache_with_the_same_decisions() {
+    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let cookie = signed_in_cookie(&f, "alice@numerique.gouv.fr");
+    let req = |c: &str| get("/chat", &[("accept", "application/json"), ("cookie", c)]);
+    let p = provider();
+    let first = run(&f, &req(&cookie), &p);
+    assert_eq!(first.outcome, Outcome::Passed);
+    assert_eq!(f.sessions.borrow().len(), 1);
+    let second = run(&f, &req(&cookie), &p);
+    let headers = |s: Step| match s.action {
+        Action::ContinueWith(h) => h,
+        a => panic!("{a:?}"),
+    };
+    assert_eq!(headers(second), headers(run(&f, &req(&cookie), &p)));
+
+    // A cookie that differs anywhere is not the cached one: opened, refused.
+    let (name, value) = cookie.split_once('=').unwrap();
+    let mid = value.len() / 2;
+    let flipped = if &value[mid..mid + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    let tampered = format!("{name}={}{flipped}{}", &value[..mid], &value[mid + 1..]);
+    assert_eq!(
+        run(&f, &req(&tampered), &p).outcome,
+        Outcome::Unauthenticated
+    );
+    // Expiry is checked on every use.
+    let late = f.on_request(&req(&cookie), &p, NOW + 43200, &mut CountingEntropy(1));
+    assert_eq!(late.outcome, Outcome::Unauthenticated);
+    // Another person's cached session is not served for a different route's rules.
+    let strict = filter(json!({"allowed_email_domains": ["*.gouv.fr"], "routes": [
+        {"path": "^/admin/", "mode": "session", "allowed_emails": ["bob@interieur.gouv.fr"]}]}));
+    let c = signed_in_cookie(&strict, "alice@numerique.gouv.fr");
+    assert_eq!(run(&strict, &req(&c), &p).outcome, Outcome::Passed);
+    let admin = get(
+        "/admin/x",
+        &[("accept", "application/json"), ("cookie", &c)],
+    );
+    assert!(matches!(
+        run(&strict, &admin, &p).outcome,
+        Outcome::Denied { .. }
+    ));
+}
+
+#[test]
+fn spliced_chunks_never_find_a_cached_session() {
+    // Large sessions (long tokens) are chunked.
+    let f = filter(json!({"allowed_email_domains": ["*"]}));
+    let big = |nonce: &str| {
+        let mut c = claims(json!({"pad": "x".repeat(5000)}));
+        c.nonce = Some(nonce.into());
+        es256(c)
+    };
+    let chunks = |email: &str| {
+        let r = response(run_login(&f, &mut provider(), email, big).step);
+        set_cookies(&r)
+            .into_iter()
+            .filter(|(n, _)| !n.contains("csrf"))
+            .collect::<Vec<_>>()
+    };
+    let alice = chunks("alice@numerique.gouv.fr");
+    let bob = chunks("bob@interieur.gouv.fr");
+    assert!(alice.len() >= 2 && alice[0].0 == "_sesame_0", "{alice:?}");
+    let p = provider();
+    let req = |c: &str| get("/x", &[("accept", "application/json"), ("cookie", c)]);
+    // Both sessions opened once, so both are cached.
+    assert_eq!(
+        run(&f, &req(&cookie_header(&alice)), &p).outcome,
+        Outcome::Passed
+    );
+    assert_eq!(
+        run(&f, &req(&cookie_header(&bob)), &p).outcome,
+        Outcome::Passed
+    );
+    // Alice's first chunks with bob's last one (which carries bob's tag).
+    let mut spliced = alice.clone();
+    let last = spliced.len() - 1;
+    spliced[last] = bob[last].clone();
+    assert_eq!(
+        run(&f, &req(&cookie_header(&spliced)), &p).outcome,
+        Outcome::Unauthenticated
+    );
+}
+
+#[test]
+fn a_session_due_for_refresh_is_not_served_from_the_cache() {
+    let f = filter(json!({"refresh_margin": 60}));
+    let cookie = signed_in_with_refresh(&f, 300);
+    let req = get("/chat", &[HTML, ("cookie", &cookie)]);
+    let store = MemoryStore::default();
+    let p = provider();
+    let early = f.on_request_shared(&req, &p, NOW + 1, &mut CountingEntropy(4), &store);
+    assert_eq!(early.outcome, Outcome::Passed);
+    assert_eq!(f.sessions.borrow().len(), 1);
+    let due = f.on_request_shared(&req, &p, NOW + 250, &mut CountingEntropy(5), &store);
+    assert!(matches!(due.action, Action::Call(..)), "{:?}", due.outcome);
+}

@@ -58,12 +58,20 @@ impl Filter {
     /// Whether this session should be refreshed now: it has a refresh token
     /// and its access token expires within `refresh_margin`.
     pub fn refresh_due(&self, session: &Session, now: u64) -> bool {
-        self.config.refresh_sessions
-            && session.refresh_token.is_some()
-            && !session.sid.is_empty()
-            && session
-                .access_expires_at
-                .is_some_and(|at| now.saturating_add(self.config.refresh_margin) >= at)
+        self.refresh_at(session).is_some_and(|at| now >= at)
+    }
+
+    /// When this session becomes due for a refresh, if it ever does.
+    pub fn refresh_at(&self, session: &Session) -> Option<u64> {
+        if !self.config.refresh_sessions
+            || session.refresh_token.is_none()
+            || session.sid.is_empty()
+        {
+            return None;
+        }
+        session
+            .access_expires_at
+            .map(|at| at.saturating_sub(self.config.refresh_margin))
     }
 
     /// A request whose session is due for a refresh: refresh it, or go on

@@ -456,3 +456,86 @@ mod tests {
         assert_eq!(jar.sealed_text(&parsed).as_deref(), Some("ab"));
     }
 }
+
+/// Sessions opened lately, so that a request with a session costs a lookup
+/// rather than base64, AES-GCM and JSON. Keyed by a fingerprint of the whole
+/// sealed text (every chunk, in order) under a secret per-VM key (SipHash, a
+/// PRF): only the exact text that was opened and verified finds its entry.
+/// Bounded; expiry checked on every use; sessions due for a refresh are not
+/// served from here.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    keys: std::collections::hash_map::RandomState,
+    entries: std::collections::HashMap<u64, CachedSession>,
+}
+
+/// What a request with a known session needs.
+#[derive(Debug)]
+pub struct CachedSession {
+    pub expires_at: u64,
+    /// From then on, the session is due for a refresh: not served from here.
+    pub refresh_at: Option<u64>,
+    /// The claims the access rules look at.
+    pub claims: Map<String, Value>,
+    /// The identity headers, computed once.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SessionCache {
+    /// The fingerprint of the session the request carries, read the way
+    /// [`SessionCookie::sealed_text`] reads it, without copying it.
+    pub fn key(&self, jar: &SessionCookie, present: &[(&str, &str)]) -> Option<u64> {
+        use std::hash::{BuildHasher, Hasher};
+        let find = |name: &str| present.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let mut h = self.keys.build_hasher();
+        if let Some(v) = find(jar.name) {
+            h.write(v.as_bytes());
+            h.write_usize(v.len());
+            return Some(h.finish());
+        }
+        let mut len = 0;
+        for i in 0..=MAX_CHUNKS {
+            match find(&chunk_name(jar.name, i)) {
+                Some(_) if i == MAX_CHUNKS => return None,
+                Some(v) => {
+                    h.write(v.as_bytes());
+                    len += v.len();
+                }
+                None => break,
+            }
+        }
+        h.write_usize(len);
+        (len > 0).then(|| h.finish())
+    }
+
+    /// A session seen before, still valid and not due for a refresh.
+    pub fn get(&self, key: u64, now: u64) -> Option<&CachedSession> {
+        self.entries
+            .get(&key)
+            .filter(|c| now < c.expires_at && c.refresh_at.is_none_or(|r| now < r))
+    }
+
+    pub fn insert(&mut self, key: u64, entry: CachedSession, capacity: usize, now: u64) {
+        if capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= capacity && !self.entries.contains_key(&key) {
+            self.entries.retain(|_, c| now < c.expires_at);
+            if self.entries.len() >= capacity {
+                // Full of live sessions: drop one (hash order: an arbitrary one).
+                if let Some(k) = self.entries.keys().next().copied() {
+                    self.entries.remove(&k);
+                }
+            }
+        }
+        self.entries.insert(key, entry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
