@@ -1,6 +1,7 @@
 //! The filter's decisions for one request: pass it on (with identity headers),
 //! answer it, or call the provider and continue later.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use serde_json::{json, Value};
@@ -98,29 +99,31 @@ pub enum Outcome {
 
 impl Outcome {
     /// The counter this outcome increments (without the `sesame.` prefix).
-    pub fn counter(&self) -> String {
+    pub fn counter(&self) -> Cow<'static, str> {
         match self {
-            Outcome::Passed => "requests_passed".into(),
-            Outcome::Public => "requests_public".into(),
-            Outcome::Unauthenticated => "requests_unauthenticated".into(),
-            Outcome::LoginStarted => "login_started".into(),
-            Outcome::Waiting => String::new(),
-            Outcome::LoginSucceeded { .. } => "login_success".into(),
-            Outcome::LoginFailed { reason, .. } => format!("login_failure.{reason}"),
-            Outcome::Denied { .. } => "access_denied".into(),
-            Outcome::ProviderUnavailable => "provider_unavailable".into(),
-            Outcome::SignedOut => "sign_out".into(),
-            Outcome::Refreshed { .. } => "session_refresh_success".into(),
-            Outcome::RefreshAdopted => "session_refresh_adopted".into(),
-            Outcome::RefreshFailed { reason, .. } => format!("session_refresh_failure.{reason}"),
-            Outcome::BearerPassed => "bearer_passed".into(),
-            Outcome::KeysServed => "jwks_served".into(),
-            Outcome::BearerRefused { reason, .. } => format!("bearer_refused.{reason}"),
-            Outcome::SignInPage => "sign_in_page".into(),
-            Outcome::LogoutReturned => "logout_returned".into(),
-            Outcome::Endpoint { ok: true } => "endpoint_authorized".into(),
-            Outcome::Endpoint { ok: false } => "endpoint_unauthorized".into(),
-            Outcome::NotFound => "not_found".into(),
+            Outcome::Passed => Cow::Borrowed("requests_passed"),
+            Outcome::Public => Cow::Borrowed("requests_public"),
+            Outcome::Unauthenticated => Cow::Borrowed("requests_unauthenticated"),
+            Outcome::LoginStarted => Cow::Borrowed("login_started"),
+            Outcome::Waiting => Cow::Borrowed(""),
+            Outcome::LoginSucceeded { .. } => Cow::Borrowed("login_success"),
+            Outcome::LoginFailed { reason, .. } => Cow::Owned(format!("login_failure.{reason}")),
+            Outcome::Denied { .. } => Cow::Borrowed("access_denied"),
+            Outcome::ProviderUnavailable => Cow::Borrowed("provider_unavailable"),
+            Outcome::SignedOut => Cow::Borrowed("sign_out"),
+            Outcome::Refreshed { .. } => Cow::Borrowed("session_refresh_success"),
+            Outcome::RefreshAdopted => Cow::Borrowed("session_refresh_adopted"),
+            Outcome::RefreshFailed { reason, .. } => {
+                Cow::Owned(format!("session_refresh_failure.{reason}"))
+            }
+            Outcome::BearerPassed => Cow::Borrowed("bearer_passed"),
+            Outcome::KeysServed => Cow::Borrowed("jwks_served"),
+            Outcome::BearerRefused { reason, .. } => Cow::Owned(format!("bearer_refused.{reason}")),
+            Outcome::SignInPage => Cow::Borrowed("sign_in_page"),
+            Outcome::LogoutReturned => Cow::Borrowed("logout_returned"),
+            Outcome::Endpoint { ok: true } => Cow::Borrowed("endpoint_authorized"),
+            Outcome::Endpoint { ok: false } => Cow::Borrowed("endpoint_unauthorized"),
+            Outcome::NotFound => Cow::Borrowed("not_found"),
         }
     }
 
