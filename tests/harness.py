@@ -746,6 +746,11 @@ class Envoy(_Component):
             log = self._proc.log_text(whole=False)
             refused = next((m for m in ENVOY_FAILURE_MARKERS if m in log), None)
             if refused or not self._proc.running:
+                # Envoy exits by itself after refusing its configuration: let
+                # it finish writing its log (the last lines say why).
+                settle = time.monotonic() + 3
+                while self._proc.running and time.monotonic() < settle:
+                    time.sleep(0.05)
                 self._proc.stop()
                 if expect_failure:
                     return self._proc.log_text(whole=False)
