@@ -340,6 +340,21 @@ class Provider(_Component):
     while ``origin`` stays ``http://127.0.0.1:PORT``.  ``last_authorize()``,
     ``last_end_session()``, ``test_stats()`` and ``reset_test_state()`` read
     and reset what the provider recorded (its ``/__test/...`` endpoints).
+
+    API protection (the authorization server of a resource server):
+    ``api_resources=True`` (``--api-resources``) adds the resource servers
+    ``https://api.example.fr`` (JWT access tokens, ES256) and
+    ``https://opaque.example.fr`` (opaque access tokens), both with the
+    scopes ``api:read api:write``, and token introspection at
+    ``introspection_url`` (JSON, or a JWT on ``Accept:
+    application/token-introspection+jwt``).  ``introspection_signed_alg``
+    (``"ES256"`` or ``"RS256"``; oidc-provider's default is RS256) is the
+    client's ``introspection_signed_response_alg``;
+    ``introspection_encryption`` (``"RSA-OAEP-256"`` or ``"ECDH-ES"``, with
+    A256GCM) encrypts JWT answers to the client's public keys
+    ``client_jwks`` (a dict ``{"keys": [...]}``, written to
+    ``client_jwks_file`` in the log directory): the client must then ask for
+    the JWT form.  See ``oidc_client.resource_server_keys``.
     """
 
     name = "provider"
@@ -358,10 +373,19 @@ class Provider(_Component):
         auth_method: str | None = None,
         proconnect: bool = False,
         issuer_path: str = "",
+        api_resources: bool = False,
+        introspection_signed_alg: str | None = None,
+        introspection_encryption: str | None = None,
+        client_jwks: dict[str, Any] | None = None,
         extra_args: Sequence[str] = (),
         timeout: float = 20.0,
     ) -> None:
         self.port = port or free_port()
+        self.api_resources = api_resources
+        self.introspection_signed_alg = introspection_signed_alg
+        self.introspection_encryption = introspection_encryption
+        self.client_jwks = client_jwks
+        self.client_jwks_file: Path | None = None
         self.proconnect = proconnect
         self.issuer_path = issuer_path
         self.redirect_uris = _as_list(redirect_uris)
@@ -392,6 +416,16 @@ class Provider(_Component):
             argv += ["--proconnect"]
         if issuer_path:
             argv += ["--issuer-path", issuer_path]
+        if api_resources:
+            argv += ["--api-resources"]
+        if introspection_signed_alg:
+            argv += ["--introspection-signed-alg", introspection_signed_alg]
+        if introspection_encryption:
+            argv += ["--introspection-encryption", introspection_encryption]
+        if client_jwks is not None:
+            self.client_jwks_file = log_dir() / f"provider-{self.port}-client-jwks.json"
+            self.client_jwks_file.write_text(json.dumps(client_jwks, indent=2) + "\n")
+            argv += ["--client-jwks", str(self.client_jwks_file)]
         argv += list(extra_args)
         self._proc = _Process(
             f"provider on port {self.port}",
@@ -416,6 +450,27 @@ class Provider(_Component):
     def discovery_url(self) -> str:
         return f"{self.issuer}/.well-known/openid-configuration"
 
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer}/token"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.issuer}/jwks"
+
+    @property
+    def userinfo_url(self) -> str:
+        return f"{self.issuer}/me"
+
+    @property
+    def revocation_url(self) -> str:
+        return f"{self.issuer}/token/revocation"
+
+    @property
+    def introspection_url(self) -> str:
+        """Served only with ``api_resources=True``."""
+        return f"{self.issuer}/token/introspection"
+
     # -- what the provider received (its test-only /__test/... endpoints)
 
     def _test_endpoint(self, name: str, method: str = "GET") -> Any:
@@ -435,7 +490,9 @@ class Provider(_Component):
         """Counters: ``authorize_requests``, ``authorize_refused``,
         ``end_session_requests``, ``end_session_refused``,
         ``token_client_auth_refused``, ``refresh_grants``, ``refresh_refused``,
-        ``discovery_requests``, ``jwks_requests``."""
+        ``discovery_requests``, ``jwks_requests``, ``introspection_requests``
+        (``POST /token/introspection``, with ``api_resources``) and
+        ``revocation_requests`` (``POST /token/revocation``)."""
         return self._test_endpoint("stats")
 
     def reset_test_state(self) -> None:

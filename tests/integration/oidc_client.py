@@ -5,6 +5,9 @@ Sésame's redirect to the local OpenID provider, picks a test user there, and
 brings the provider's answer back to Envoy's callback.  Also: the standard
 plugin configuration, counters of the filter, the upstream's request log,
 cookie helpers and a raw WebSocket handshake (standard library only).
+For API protection, the client's own calls to the provider: API access
+tokens (``api_tokens``), their introspection and revocation, the resource
+server's encryption keys, and JOSE checks done with node's ``jose``.
 
 A "browser" is a ``requests.Session`` (its cookie jar).  The provider's own
 pages are visited with a separate jar, created for each sign-in, so that a
@@ -19,12 +22,15 @@ import http.client
 import json
 import os
 import re
+import secrets
 import socket
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
@@ -585,3 +591,155 @@ def _parse_frame(data: bytes) -> tuple[int, bytes, bytes] | None:
     if len(data) < offset + length:
         return None
     return opcode, data[offset:offset + length], data[offset + length:]
+
+
+# --------------------------------------------------------------------------
+# API protection: the client's own calls to the provider (``--api-resources``)
+
+PROVIDER_DIR = Path(__file__).resolve().parent.parent / "provider"
+NODE = os.environ.get("NODE", "node")
+# The provider's resource servers (``Provider(..., api_resources=True)``).
+API_RESOURCE = "https://api.example.fr"  # JWT access tokens (ES256)
+OPAQUE_RESOURCE = "https://opaque.example.fr"  # opaque access tokens
+API_SCOPES = ["api:read", "api:write"]
+INTROSPECTION_JWT = "application/token-introspection+jwt"
+
+
+def _node(script: str, *args: str, stdin: Any = None) -> Any:
+    """Run ``tests/provider/<script>`` with node; its stdout as JSON."""
+    done = subprocess.run(
+        [NODE, str(PROVIDER_DIR / script), *args],
+        input=None if stdin is None else json.dumps(stdin),
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def resource_server_keys(kind: str = "rsa") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fresh encryption key pair for the resource server (the client), made
+    by ``tests/provider/keygen.mjs``: ``(private_jwk, public_jwk)``, same
+    ``kid``, ``"use": "enc"``.  ``kind`` is ``"rsa"`` (RSA 2048,
+    ``alg`` RSA-OAEP-256) or ``"ec"`` (P-256, ``alg`` ECDH-ES).  Give the
+    provider ``{"keys": [public_jwk]}`` as ``client_jwks``."""
+    pair = _node("keygen.mjs", kind)
+    return pair["private"], pair["public"]
+
+
+def _client_credentials(provider: Any) -> tuple[str, str]:
+    return (getattr(provider, "client_id", None) or CLIENT_ID,
+            getattr(provider, "client_secret", None) or CLIENT_SECRET)
+
+
+def _client_post(provider: Any, url: str, form: dict[str, str],
+                 headers: Mapping[str, str] | None = None) -> requests.Response:
+    """A POST from the client to the provider, authenticated with the
+    provider's registered method (client_secret_post unless the provider was
+    started with ``auth_method="client_secret_basic"``)."""
+    client_id, client_secret = _client_credentials(provider)
+    auth = None
+    if getattr(provider, "auth_method", None) == "client_secret_basic" and not getattr(provider, "proconnect", False):
+        auth = (client_id, client_secret)
+    else:
+        form = {**form, "client_id": client_id, "client_secret": client_secret}
+    return browser().post(url, data=form, auth=auth, headers=dict(headers or {}),
+                          allow_redirects=False, timeout=TIMEOUT)
+
+
+def api_tokens(provider: Any, user: str = "alice", resource: str | None = API_RESOURCE,
+               scope: str = "openid api:read", *, redirect_uri: str | None = None) -> dict[str, Any]:
+    """A whole authorization code flow run by the client itself, straight
+    against ``provider`` (a harness ``Provider``): the authorization request
+    (``resource``, ``scope``, state, nonce, PKCE S256), the sign-in of
+    ``user`` (``authorize``), the code taken from the redirect (not
+    followed), and its exchange at the token endpoint with the ``resource``
+    parameter.  Returns the token response (``access_token``, ``token_type``,
+    ``expires_in``, ``scope``, ``id_token`` when ``openid`` is asked, ...).
+
+    ``resource=None`` sends no resource: the usual access token, for
+    userinfo.  ``redirect_uri`` defaults to the provider's first one."""
+    client_id, _ = _client_credentials(provider)
+    redirect_uri = redirect_uri or provider.redirect_uris[0]
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    if resource is not None:
+        params["resource"] = resource
+    back = authorize(f"{provider.issuer}/auth?{urlencode(params)}", user)
+    assert back.split("?", 1)[0] == redirect_uri, f"redirected elsewhere: {back}"
+    answer = query(back)
+    assert "code" in answer, f"no code in the redirect: {back}"
+    assert answer.get("state") == state, f"state changed: {back}"
+    form = {
+        "grant_type": "authorization_code",
+        "code": answer["code"],
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier,
+    }
+    if resource is not None:
+        form["resource"] = resource
+    r = _client_post(provider, provider.token_url, form)
+    assert r.status_code == 200, describe(r)
+    return r.json()
+
+
+def revoke_token(provider: Any, token: str, token_type_hint: str | None = None) -> requests.Response:
+    """RFC 7009 revocation of ``token`` by the client (200 when accepted,
+    also for an unknown token)."""
+    form = {"token": token}
+    if token_type_hint:
+        form["token_type_hint"] = token_type_hint
+    return _client_post(provider, provider.revocation_url, form)
+
+
+def introspect(provider: Any, token: str, jwt: bool = False,
+               token_type_hint: str | None = None) -> requests.Response:
+    """RFC 7662 introspection of ``token`` by the client (a provider with
+    ``api_resources=True``): JSON (``Accept: application/json``), or with
+    ``jwt=True`` the RFC 9701 form (``Accept:
+    application/token-introspection+jwt``: a JWS, or a JWE when the provider
+    encrypts to the client).  The raw response."""
+    form = {"token": token}
+    if token_type_hint:
+        form["token_type_hint"] = token_type_hint
+    accept = INTROSPECTION_JWT if jwt else "application/json"
+    return _client_post(provider, provider.introspection_url, form, {"Accept": accept})
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    """The protected header of a JWS or JWE (compact serialisation)."""
+    first = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)))
+
+
+def provider_jwks(provider: Any) -> dict[str, Any]:
+    """The provider's JWKS (public keys)."""
+    r = browser().get(provider.jwks_url, timeout=TIMEOUT)
+    assert r.status_code == 200, describe(r)
+    return r.json()
+
+
+def jose_verify(jwt: str, jwks: Mapping[str, Any], **expect: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a JWS with node's ``jose`` against ``jwks``: the signature,
+    ``exp``/``nbf``, and what ``expect`` names (``issuer``, ``audience``,
+    ``typ``, ``algorithms``).  ``(header, payload)``; AssertionError (with
+    jose's reason) when it does not verify."""
+    out = _node("jose-tool.mjs", "verify", stdin={"jwt": jwt, "jwks": dict(jwks), **expect})
+    return out["header"], out["payload"]
+
+
+def jose_decrypt(jwe: str, private_jwk: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Decrypt a compact JWE with node's ``jose``: ``(header, plaintext)``."""
+    out = _node("jose-tool.mjs", "decrypt", stdin={"jwe": jwe, "key": dict(private_jwk)})
+    return out["header"], out["plaintext"]

@@ -30,6 +30,16 @@
  * `--issuer-path /api/v2` mounts everything under a path, as ProConnect's
  * issuer `https://<host>/api/v2` is.
  *
+ * `--api-resources` adds the authorization server side of API protection:
+ * two resource servers (resource indicators, RFC 8707) accepting the scopes
+ * `api:read api:write`: `https://api.example.fr`, whose access tokens are JWTs
+ * (RFC 9068, ES256), and `https://opaque.example.fr`, whose access tokens are
+ * opaque; token introspection (RFC 7662) for the client, answered as JSON or,
+ * with `Accept: application/token-introspection+jwt`, as a signed JWT
+ * (RFC 9701), encrypted to the client's own key with --introspection-encryption.
+ * Without the flag none of this exists (sign-ins are unchanged either way: a
+ * token request without `resource` gets the usual access token for userinfo).
+ *
  * Usage:
  *   node tests/provider/server.mjs --port 9000 [--host 127.0.0.1]
  *     [--client-id sesame] [--client-secret SECRET]
@@ -37,6 +47,9 @@
  *     [--post-logout-redirect-uri URL]...  (repeatable)
  *     [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
  *     [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
+ *     [--access-token-ttl SECONDS] [--refresh-tokens]
+ *     [--api-resources [--introspection-signed-alg ES256|RS256]
+ *       [--introspection-encryption RSA-OAEP-256|ECDH-ES --client-jwks PATH]]
  *
  * The issuer is `http://HOST:PORT` followed by --issuer-path (no trailing
  * slash) unless --issuer is given. `--port 0` picks a free port; the line `listening on http://HOST:PORT`
@@ -46,7 +59,8 @@
  *
  * Endpoints (oidc-provider's defaults, under --issuer-path if given): discovery
  * /.well-known/openid-configuration, /auth, /token, /me (userinfo), /jwks,
- * /session/end (logout); and this file's /interaction/:uid pages. Test-only
+ * /session/end (logout), /token/revocation, and with --api-resources
+ * /token/introspection; and this file's /interaction/:uid pages. Test-only
  * endpoints: /__test/last-authorize, /__test/last-end-session, /__test/stats,
  * /__test/reset (see the README).
  *
@@ -101,12 +115,28 @@ const PROCONNECT_PROMPTS = new Set(['login', 'consent', 'none']);
 const PROCONNECT_MIN_STATE_NONCE = 32;
 const PROCONNECT_END_SESSION_PARAMS = ['id_token_hint', 'state', 'post_logout_redirect_uri'];
 
+// --api-resources: the resource servers (resource indicator → access token
+// format) and the scopes each of them accepts.
+const API_RESOURCES = Object.freeze({
+  'https://api.example.fr': 'jwt',
+  'https://opaque.example.fr': 'opaque',
+});
+const API_SCOPES = Object.freeze(['api:read', 'api:write']);
+// Signature of the JWT access tokens (the provider's EC key).
+const API_JWT_ALG = 'ES256';
+// Introspection response formats the client may register (--introspection-*).
+const INTROSPECTION_SIGNING_ALGS = Object.freeze(['ES256', 'RS256']);
+const INTROSPECTION_ENCRYPTION_ALGS = Object.freeze(['RSA-OAEP-256', 'ECDH-ES']);
+const INTROSPECTION_ENCRYPTION_ENC = 'A256GCM';
+
 const USAGE = `usage: node tests/provider/server.mjs --port PORT [--host 127.0.0.1]
   [--client-id ${DEFAULTS.clientId}] [--client-secret SECRET]
   [--redirect-uri URL]... [--post-logout-redirect-uri URL]...
   [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
   [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
-  [--access-token-ttl SECONDS] [--refresh-tokens]`;
+  [--access-token-ttl SECONDS] [--refresh-tokens]
+  [--api-resources [--introspection-signed-alg ES256|RS256]
+    [--introspection-encryption RSA-OAEP-256|ECDH-ES --client-jwks PATH]]`;
 
 // ---------------------------------------------------------------------------
 // Command line
@@ -138,6 +168,10 @@ function parseCommandLine(argv) {
         proconnect: { type: 'boolean', default: false },
         'access-token-ttl': { type: 'string', default: String(TTL.AccessToken) },
         'refresh-tokens': { type: 'boolean', default: false },
+        'api-resources': { type: 'boolean', default: false },
+        'introspection-signed-alg': { type: 'string' },
+        'introspection-encryption': { type: 'string' },
+        'client-jwks': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -195,6 +229,7 @@ function parseCommandLine(argv) {
   if (!Number.isInteger(accessTokenTtl) || accessTokenTtl < 1 || accessTokenTtl > 86400) {
     fail(`--access-token-ttl must be a number of seconds from 1 to 86400, not ${values['access-token-ttl']}`);
   }
+  const api = parseApiOptions(values);
   const proconnect = values.proconnect;
   if (proconnect && authMethod !== 'client_secret_post') {
     process.stderr.write(`provider: --proconnect: the client uses client_secret_post (ProConnect's only method); --auth-method ${authMethod} is ignored\n`);
@@ -216,7 +251,82 @@ function parseCommandLine(argv) {
     acrValues: proconnect ? [...PROCONNECT_ACR_VALUES] : [ACR],
     accessTokenTtl,
     refreshTokens: values['refresh-tokens'],
+    ...api,
   };
+}
+
+/**
+ * --api-resources and the client's introspection response format:
+ * { apiResources, introspectionSignedAlg, introspectionEncryption, clientJwks }.
+ */
+function parseApiOptions(values) {
+  const apiResources = values['api-resources'];
+  const signedAlg = values['introspection-signed-alg'];
+  const encryption = values['introspection-encryption'];
+  const jwksPath = values['client-jwks'];
+  for (const [flag, value] of [['--introspection-signed-alg', signedAlg],
+    ['--introspection-encryption', encryption], ['--client-jwks', jwksPath]]) {
+    if (value !== undefined && !apiResources) fail(`${flag} needs --api-resources (introspection exists only with it)`);
+  }
+  let introspectionSignedAlg;
+  if (signedAlg !== undefined) {
+    introspectionSignedAlg = signedAlg.toUpperCase();
+    if (!INTROSPECTION_SIGNING_ALGS.includes(introspectionSignedAlg)) {
+      fail(`--introspection-signed-alg must be ${INTROSPECTION_SIGNING_ALGS.join(' or ')}, not ${signedAlg}`);
+    }
+  }
+  let introspectionEncryption;
+  if (encryption !== undefined) {
+    introspectionEncryption = INTROSPECTION_ENCRYPTION_ALGS.find((alg) => alg === encryption.toUpperCase());
+    if (!introspectionEncryption) {
+      fail(`--introspection-encryption must be ${INTROSPECTION_ENCRYPTION_ALGS.join(' or ')}, not ${encryption}`);
+    }
+    if (jwksPath === undefined) {
+      fail(`--introspection-encryption ${introspectionEncryption} needs --client-jwks PATH (the client's public keys, to encrypt to)`);
+    }
+  }
+  let clientJwks;
+  if (jwksPath !== undefined) {
+    if (!introspectionEncryption) fail('--client-jwks is only used with --introspection-encryption');
+    clientJwks = readClientJwks(resolve(jwksPath), introspectionEncryption);
+  }
+  return { apiResources, introspectionSignedAlg, introspectionEncryption, clientJwks };
+}
+
+// Private members of RSA, EC and OKP JWKs: never in the client's JWKS.
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/**
+ * The client's public keys ({"keys": [...]}, read from PATH), checked: public
+ * RSA, EC or OKP keys only, and at least one to encrypt to with `alg` (an RSA
+ * key for RSA-OAEP-256, an EC key for ECDH-ES).
+ */
+function readClientJwks(path, alg) {
+  let parsed;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    fail(`--client-jwks: cannot read ${path}: ${err.message}`);
+  }
+  if (!Array.isArray(parsed?.keys) || parsed.keys.length === 0) {
+    fail(`--client-jwks ${path}: expected {"keys": [...]} with at least one key`);
+  }
+  parsed.keys.forEach((k, i) => {
+    if (typeof k !== 'object' || k === null || !['RSA', 'EC', 'OKP'].includes(k.kty)) {
+      fail(`--client-jwks ${path}: keys[${i}] is not an RSA, EC or OKP JWK`);
+    }
+    const secret = PRIVATE_JWK_MEMBERS.filter((m) => m in k);
+    if (secret.length) {
+      fail(`--client-jwks ${path}: keys[${i}] holds private members (${secret.join(', ')}): give the client's PUBLIC keys only`);
+    }
+  });
+  const kty = alg === 'ECDH-ES' ? 'EC' : 'RSA';
+  const usable = parsed.keys.some((k) => k.kty === kty
+    && (k.use === undefined || k.use === 'enc') && (k.alg === undefined || k.alg === alg));
+  if (!usable) {
+    fail(`--client-jwks ${path}: no key to encrypt to with ${alg} (needs an ${kty} key with "use":"enc" or no use, and "alg":"${alg}" or no alg)`);
+  }
+  return { keys: parsed.keys };
 }
 
 // ---------------------------------------------------------------------------
@@ -491,6 +601,8 @@ function createTestState() {
       refresh_refused: 0,
       discovery_requests: 0,
       jwks_requests: 0,
+      introspection_requests: 0,
+      revocation_requests: 0,
     },
   });
   const state = fresh();
@@ -512,9 +624,13 @@ function paramsObject(searchParams) {
 // ---------------------------------------------------------------------------
 // ProConnect mode: checks in front of oidc-provider
 
-/** Why a ProConnect authorization request is refused (undefined: accepted). */
-function proconnectAuthProblem(params) {
-  const unknown = [...new Set([...params.keys()].filter((name) => !PROCONNECT_AUTH_PARAMS.has(name)))];
+/**
+ * Why a ProConnect authorization request is refused (undefined: accepted).
+ * With --api-resources, `resource` is accepted too.
+ */
+function proconnectAuthProblem(params, apiResources) {
+  const accepted = (name) => PROCONNECT_AUTH_PARAMS.has(name) || (apiResources && name === 'resource');
+  const unknown = [...new Set([...params.keys()].filter((name) => !accepted(name)))];
   if (unknown.length === 1) return `unsupported parameter: ${unknown[0]}`;
   if (unknown.length > 1) return `unsupported parameters: ${unknown.join(', ')}`;
   const prompt = params.get('prompt');
@@ -555,8 +671,8 @@ const amrFor = (acr) => (acr.endsWith('-mfa') ? ['pwd', 'mfa'] : ['pwd']);
 // ---------------------------------------------------------------------------
 // Provider
 
-async function buildProvider(Provider, interactionPolicy, options, issuer, keys, testState) {
-  const { proconnect } = options;
+async function buildProvider({ Provider, interactionPolicy, errors }, options, issuer, keys, testState) {
+  const { proconnect, apiResources } = options;
   const client = {
     client_id: options.clientId,
     client_secret: options.clientSecret,
@@ -572,6 +688,15 @@ async function buildProvider(Provider, interactionPolicy, options, issuer, keys,
     // So that the ID token always carries acr and auth_time, as ProConnect's does.
     default_acr_values: [ACR],
     require_auth_time: true,
+    // --api-resources: how the client wants introspection answers (JWT
+    // answers only on Accept: application/token-introspection+jwt; signed
+    // RS256 when no alg is set, oidc-provider's default).
+    ...(options.introspectionSignedAlg ? { introspection_signed_response_alg: options.introspectionSignedAlg } : {}),
+    ...(options.introspectionEncryption ? {
+      introspection_encrypted_response_alg: options.introspectionEncryption,
+      introspection_encrypted_response_enc: INTROSPECTION_ENCRYPTION_ENC,
+      jwks: options.clientJwks,
+    } : {}),
   };
 
   // ProConnect mode: the acr is the one chosen at login, even when the
@@ -629,6 +754,7 @@ async function buildProvider(Provider, interactionPolicy, options, issuer, keys,
       revocation: { enabled: true },
       pushedAuthorizationRequests: { enabled: false },
       dPoP: { enabled: false },
+      ...(apiResources ? apiFeatures(options, errors) : {}),
       rpInitiatedLogout: {
         enabled: true,
         // One-button confirmation page; the form carries every field needed
@@ -648,6 +774,7 @@ ${form.replace('</form>', confirm)}`);
         },
       },
     },
+    ...(apiResources ? apiConfiguration(options, errors) : {}),
     ttl: Object.fromEntries(Object.entries({ ...TTL, AccessToken: options.accessTokenTtl })
       .map(([name, seconds]) => [name, () => seconds])),
     // --refresh-tokens: a refresh token with every code exchange (without
@@ -678,7 +805,7 @@ ${form.replace('</form>', confirm)}`);
   // Log protocol errors (error code and description only: never tokens).
   for (const event of [
     'authorization.error', 'grant.error', 'userinfo.error', 'end_session.error',
-    'end_session_confirm.error', 'revocation.error', 'jwks.error', 'discovery.error',
+    'end_session_confirm.error', 'revocation.error', 'introspection.error', 'jwks.error', 'discovery.error',
     'check_session_origin.error', 'server_error',
   ]) {
     provider.on(event, (ctx, err) => {
@@ -703,7 +830,7 @@ ${form.replace('</form>', confirm)}`);
       testState.lastAuthorize = paramsObject(params);
       testState.stats.authorize_requests += 1;
       if (proconnect) {
-        const problem = proconnectAuthProblem(params);
+        const problem = proconnectAuthProblem(params, options.apiResources);
         if (problem) {
           testState.stats.authorize_refused += 1;
           refuseAuthorization(ctx, provider, options, problem, params);
@@ -742,6 +869,68 @@ ${form.replace('</form>', confirm)}`);
   });
 
   return provider;
+}
+
+/**
+ * --api-resources: oidc-provider features for the two resource servers and
+ * introspection.
+ */
+function apiFeatures(options, errors) {
+  return {
+    resourceIndicators: {
+      enabled: true,
+      // No default resource: an authorization or token request without
+      // `resource` gets the usual access token (for userinfo).
+      defaultResource: async (ctx, client, oneOf) => oneOf,
+      useGrantedResource: async () => false,
+      async getResourceServerInfo(ctx, resourceIndicator) {
+        const format = API_RESOURCES[resourceIndicator];
+        if (!format) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator} (known: ${Object.keys(API_RESOURCES).join(', ')})`);
+        return {
+          scope: API_SCOPES.join(' '),
+          audience: resourceIndicator,
+          accessTokenTTL: options.accessTokenTtl,
+          accessTokenFormat: format,
+          ...(format === 'jwt' ? { jwt: { sign: { alg: API_JWT_ALG } } } : {}),
+        };
+      },
+    },
+    introspection: {
+      enabled: true,
+      // The client (the resource server's credentials) may introspect every
+      // token of the provider (they are all issued to it).
+      allowedPolicy: async (ctx, client) => client.clientId === options.clientId,
+    },
+    jwtIntrospection: { enabled: true },
+    // As by default (a client revokes only its own tokens), stated, so that
+    // oidc-provider does not print a notice at each revocation.
+    revocation: {
+      enabled: true,
+      async allowedPolicy(ctx, client, token) {
+        if (token.clientId !== client.clientId) throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        return true;
+      },
+    },
+  };
+}
+
+/** --api-resources: configuration outside `features`. */
+function apiConfiguration() {
+  return {
+    // Discovery lists only the encryptions --introspection-encryption offers.
+    enabledJWA: {
+      introspectionEncryptionAlgValues: [...INTROSPECTION_ENCRYPTION_ALGS],
+      introspectionEncryptionEncValues: [INTROSPECTION_ENCRYPTION_ENC],
+    },
+    // The user's email in API access tokens (JWT claim; introspection answer
+    // of opaque ones). Only tokens for a resource server: the access token of
+    // a plain sign-in (userinfo) is left as it is.
+    async extraTokenClaims(ctx, token) {
+      if (!token.resourceServer || !token.accountId) return undefined;
+      const user = userBySub(token.accountId);
+      return user ? { email: user.email } : undefined;
+    },
+  };
 }
 
 /**
@@ -819,13 +1008,22 @@ function sendHtml(res, status, html) {
   res.end(html);
 }
 
-/** A Grant holding everything the authorization request asked for. */
-async function grantFor(provider, interaction, accountId) {
+/**
+ * A Grant holding everything the authorization request asked for (with
+ * --api-resources: the requested API scopes for each requested resource).
+ */
+async function grantFor(provider, options, interaction, accountId) {
   const { params, prompt } = interaction;
   let grant;
   if (interaction.grantId) grant = await provider.Grant.find(interaction.grantId);
   grant ??= new provider.Grant({ accountId, clientId: params.client_id });
   if (params.scope) grant.addOIDCScope(String(params.scope));
+  if (options.apiResources && params.resource && params.scope) {
+    const requested = String(params.scope).split(' ').filter((s) => API_SCOPES.includes(s));
+    for (const resource of [params.resource].flat().map(String)) {
+      if (Object.hasOwn(API_RESOURCES, resource) && requested.length) grant.addResourceScope(resource, requested.join(' '));
+    }
+  }
   const details = prompt?.details ?? {};
   if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
   if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
@@ -866,7 +1064,7 @@ async function handleInteraction(provider, options, req, res, pathname) {
         client?.clientName ?? String(interaction.params.client_id), String(interaction.params.scope ?? ''), acr));
     }
     // Consent (already signed in, new scopes): approve automatically.
-    const grantId = await grantFor(provider, interaction, interaction.session.accountId);
+    const grantId = await grantFor(provider, options, interaction, interaction.session.accountId);
     return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
   }
 
@@ -898,7 +1096,7 @@ async function handleInteraction(provider, options, req, res, pathname) {
   }
   const acr = chosenAcr || (options.proconnect ? requestedAcr(interaction.params, options.acrValues) : ACR);
   // Log in and consent in one go: the grant covers every requested scope.
-  const grantId = await grantFor(provider, interaction, user.sub);
+  const grantId = await grantFor(provider, options, interaction, user.sub);
   return provider.interactionFinished(req, res, {
     login: { accountId: user.sub, acr, amr: amrFor(acr), remember: true },
     consent: { grantId },
@@ -913,6 +1111,8 @@ async function handleInteraction(provider, options, req, res, pathname) {
 // registered one, so the method is enforced here, from the Authorization
 // header alone (the body is left for oidc-provider to read).
 const CLIENT_AUTH_PATHS = new Set(['/token', '/token/revocation']);
+// With --api-resources, the introspection endpoint as well.
+const INTROSPECTION_PATH = '/token/introspection';
 
 function clientAuthMismatch(req, authMethod, proconnect) {
   const basic = /^basic\s/i.test(req.headers.authorization ?? '');
@@ -976,8 +1176,8 @@ async function main() {
   const issuer = options.issuer ?? `${base}${options.issuerPath}`;
   const testState = createTestState();
 
-  const [keys, { default: Provider, interactionPolicy }] = await Promise.all([keysReady, providerModule]);
-  const provider = await buildProvider(Provider, interactionPolicy, options, issuer, keys, testState);
+  const [keys, { default: Provider, interactionPolicy, errors }] = await Promise.all([keysReady, providerModule]);
+  const provider = await buildProvider({ Provider, interactionPolicy, errors }, options, issuer, keys, testState);
   const providerCallback = provider.callback();
 
   const sendJson = (res, status, value) => {
@@ -1045,7 +1245,10 @@ async function main() {
       res.end('ok\n');
       return undefined;
     }
-    if (req.method === 'POST' && CLIENT_AUTH_PATHS.has(pathname)) {
+    if (pathname === '/token/revocation' && req.method === 'POST') testState.stats.revocation_requests += 1;
+    const introspection = options.apiResources && pathname === INTROSPECTION_PATH;
+    if (introspection && req.method === 'POST') testState.stats.introspection_requests += 1;
+    if (req.method === 'POST' && (CLIENT_AUTH_PATHS.has(pathname) || introspection)) {
       const problem = clientAuthMismatch(req, options.authMethod, options.proconnect);
       if (problem) {
         testState.stats.token_client_auth_refused += 1;
