@@ -135,7 +135,9 @@ impl ProviderCall {
         }
     }
 
+    /// Sets a header, replacing any of the same name.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -188,6 +190,20 @@ impl ProviderResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_header_is_set_once() {
+        let url = url::Url::parse("https://idp.example/token/introspection").unwrap();
+        let call = ProviderCall::post_form(&url, &[("token", "t")])
+            .with_header("Accept", "application/token-introspection+jwt");
+        let accepts: Vec<&str> = call
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("accept"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(accepts, vec!["application/token-introspection+jwt"]);
+    }
 
     #[test]
     fn request_path_and_query() {
