@@ -184,6 +184,10 @@ def test_json_introspection_of_a_jwt_access_token_is_refused(api_provider: Provi
     r = introspect(api_provider, token)
     assert r.status_code == 400, describe(r)
     assert r.json()["error"] == "unsupported_token_type"
+    # Nor revoked; and it is no token for userinfo.
+    r = revoke_token(api_provider, token)
+    assert r.status_code == 400 and r.json()["error"] == "unsupported_token_type", describe(r)
+    assert user_info(api_provider, token).status_code == 401
 
 
 def test_introspection_of_an_unknown_token(api_provider: Provider) -> None:
@@ -244,7 +248,7 @@ def test_sign_in_tokens_are_unchanged_with_api_resources(api_provider: Provider)
     assert body["active"] is True and "aud" not in body and "email" not in body
     # An API token is not one for userinfo.
     api_token = api_tokens(api_provider, resource=OPAQUE_RESOURCE)["access_token"]
-    assert user_info(api_provider, api_token).status_code in (401, 403)
+    assert user_info(api_provider, api_token).status_code == 403
 
 
 # --------------------------------------------------------------------------
