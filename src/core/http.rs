@@ -176,6 +176,19 @@ impl ProviderResponse {
     }
 
     /// The media type without parameters, lower-cased.
+    /// The OAuth `error` code of an error answer (RFC 6749 §5.2), printable
+    /// and short, for logs; empty when there is none.
+    pub fn oauth_error(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect()
+    }
+
     pub fn media_type(&self) -> String {
         self.header("content-type")
             .unwrap_or("")

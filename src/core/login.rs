@@ -589,15 +589,7 @@ impl Filter {
         match stage {
             Stage::Token => {
                 if resp.status != 200 {
-                    let error = serde_json::from_slice::<Value>(&resp.body)
-                        .ok()
-                        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                        .unwrap_or_default();
-                    let error: String = error
-                        .chars()
-                        .filter(|c| c.is_ascii_graphic())
-                        .take(64)
-                        .collect();
+                    let error = resp.oauth_error();
                     return fail(
                         502,
                         "token_endpoint_error",

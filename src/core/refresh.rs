@@ -282,15 +282,7 @@ impl Filter {
         now: u64,
     ) -> Result<(Session, bool), Failure> {
         if resp.status != 200 {
-            let error = serde_json::from_slice::<Value>(&resp.body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_default();
-            let error: String = error
-                .chars()
-                .filter(|c| c.is_ascii_graphic())
-                .take(64)
-                .collect();
+            let error = resp.oauth_error();
             return Err(Failure {
                 reason: "refresh_refused",
                 detail: format!("HTTP {} {error}", resp.status),

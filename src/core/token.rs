@@ -228,6 +228,17 @@ fn into_map(claims: Claims) -> Map<String, Value> {
     map
 }
 
+/// The checks every ID token passes: signature, `iss`, `aud`/`azp`, times.
+fn verified_id_token(token: &str, keys: &KeySet, exp: &Expectations) -> Result<Claims, TokenError> {
+    let claims = verify_signature(token, keys, exp)?;
+    if claims.issuer.as_deref() != Some(exp.issuer) {
+        return Err(TokenError::WrongIssuer);
+    }
+    check_audience(&claims, exp.client_id)?;
+    check_times(&claims, exp)?;
+    Ok(claims)
+}
+
 /// Validates an ID token (OpenID Connect Core §3.1.3.7) and returns its claims.
 pub fn validate_id_token(
     token: &str,
@@ -235,12 +246,7 @@ pub fn validate_id_token(
     exp: &Expectations,
     expected_nonce: &str,
 ) -> Result<Map<String, Value>, TokenError> {
-    let claims = verify_signature(token, keys, exp)?;
-    if claims.issuer.as_deref() != Some(exp.issuer) {
-        return Err(TokenError::WrongIssuer);
-    }
-    check_audience(&claims, exp.client_id)?;
-    check_times(&claims, exp)?;
+    let claims = verified_id_token(token, keys, exp)?;
     match claims.nonce.as_deref() {
         Some(n) if constant_time_eq(n.as_bytes(), expected_nonce.as_bytes()) => {}
         _ => return Err(TokenError::NonceMismatch),
@@ -259,12 +265,7 @@ pub fn validate_refreshed_id_token(
     exp: &Expectations,
     expected_sub: &str,
 ) -> Result<Map<String, Value>, TokenError> {
-    let claims = verify_signature(token, keys, exp)?;
-    if claims.issuer.as_deref() != Some(exp.issuer) {
-        return Err(TokenError::WrongIssuer);
-    }
-    check_audience(&claims, exp.client_id)?;
-    check_times(&claims, exp)?;
+    let claims = verified_id_token(token, keys, exp)?;
     if claims.subject.as_deref() != Some(expected_sub) {
         return Err(TokenError::SubjectMismatch);
     }
