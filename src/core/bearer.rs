@@ -131,6 +131,13 @@ fn granted_scopes(claims: &Map<String, Value>) -> Vec<&str> {
     }
 }
 
+/// 502: the provider's introspection answer cannot be used (the detail is logged).
+fn introspection_failed(reason: &'static str, detail: String) -> Step {
+    let response =
+        Response::new(502).with_body("application/json", r#"{"error":"introspection_failed"}"#);
+    Step::respond(response, Outcome::BearerRefused { reason, detail })
+}
+
 fn quoted(text: &str) -> String {
     text.chars()
         .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
@@ -298,32 +305,17 @@ impl Filter {
             return self.bearer_unavailable();
         }
         if resp.status != 200 {
-            let response = Response::new(502)
-                .with_body("application/json", r#"{"error":"introspection_failed"}"#);
-            return Step::respond(
-                response,
-                Outcome::BearerRefused {
-                    reason: "introspection_refused",
-                    detail: format!(
-                        "the provider answered HTTP {} to introspection (check the client's credentials)",
-                        resp.status
-                    ),
-                },
+            return introspection_failed(
+                "introspection_refused",
+                format!(
+                    "the provider answered HTTP {} to introspection (check the client's credentials)",
+                    resp.status
+                ),
             );
         }
         let answer = match self.introspection_answer(resp, provider, now) {
             Ok(a) => a,
-            Err(detail) => {
-                let response = Response::new(502)
-                    .with_body("application/json", r#"{"error":"introspection_failed"}"#);
-                return Step::respond(
-                    response,
-                    Outcome::BearerRefused {
-                        reason: "introspection_invalid",
-                        detail,
-                    },
-                );
-            }
+            Err(detail) => return introspection_failed("introspection_invalid", detail),
         };
         let key: [u8; 32] = Sha256::digest(p.token.as_bytes()).into();
         let bearer = &self.config.bearer;
