@@ -4,6 +4,8 @@
 #                http://127.0.0.1:10000/ (Ctrl-C stops everything)
 #   make test    every test: lint, unit tests, wasm build, integration tests
 #                through a real Envoy and provider, and a headless browser login
+#   make fuzz    the cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 60)
+#                each; fails if one finds a crash
 #
 # Everything needed is installed by the scripts in scripts/, into .tools/ and
 # tests/node_modules/ where possible; second runs are quick.
@@ -13,7 +15,7 @@ PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm demo test unit lint integration browser setup setup-python setup-node setup-chromium clean
+.PHONY: all wasm demo test unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
 
 all: wasm
 
@@ -31,6 +33,9 @@ setup-node:
 setup-chromium:
 	@bash scripts/setup-chromium.sh >/dev/null
 
+setup-fuzz:
+	@bash scripts/setup-fuzz.sh
+
 setup: setup-python setup-node
 
 demo: wasm setup
@@ -46,10 +51,15 @@ lint:
 unit:
 	cargo test
 
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
 integration: wasm setup setup-chromium
 	$(PY) -m pytest tests/integration -q -rs
 
 test: lint unit integration
 
 clean:
-	rm -rf target dist .tools/wasm-route
+	rm -rf target dist .tools/wasm-route fuzz/target

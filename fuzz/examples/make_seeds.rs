@@ -20,7 +20,9 @@ use sesame_fuzz::{
 const NONCE: &str = "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn";
 
 fn out_dir(target: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
     fs::create_dir_all(&dir).expect("create the seed directory");
     dir
 }
@@ -129,12 +131,20 @@ fn session_seeds(filter: &Filter) {
     write("session_cookie", "chunked", &chunked);
     // Same cookies as two header values, with an unrelated cookie.
     let (first, rest) = chunked.split_once("; ").unwrap_or((&chunked, ""));
-    write("session_cookie", "two_headers", format!("{first}\nlang=fr; {rest}"));
+    write(
+        "session_cookie",
+        "two_headers",
+        format!("{first}\nlang=fr; {rest}"),
+    );
     let mut tampered = one.into_bytes();
     let mid = tampered.len() / 2;
     tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
     write("session_cookie", "tampered", tampered);
-    write("session_cookie", "garbage", "_sesame=%%%; _sesame_0=\"AAAA\"; =x; y");
+    write(
+        "session_cookie",
+        "garbage",
+        "_sesame=%%%; _sesame_0=\"AAAA\"; =x; y",
+    );
 }
 
 fn request_seeds(filter: &Filter) {
@@ -176,10 +186,20 @@ fn request_seeds(filter: &Filter) {
     write(
         "request",
         "signed_in",
-        format!("GET /docs?page=2\ncookie: {session}\nx-forwarded-user: mallory\naccept: text/html\n"),
+        format!(
+            "GET /docs?page=2\ncookie: {session}\nx-forwarded-user: mallory\naccept: text/html\n"
+        ),
     );
-    write("request", "auth", format!("GET /oauth2/auth\ncookie: {session}\n"));
-    write("request", "userinfo", format!("GET /oauth2/userinfo\ncookie: {session}\n"));
+    write(
+        "request",
+        "auth",
+        format!("GET /oauth2/auth\ncookie: {session}\n"),
+    );
+    write(
+        "request",
+        "userinfo",
+        format!("GET /oauth2/userinfo\ncookie: {session}\n"),
+    );
 
     // A sign-out, then the provider's return with its state.
     let sign_out = respond(
@@ -208,20 +228,34 @@ fn request_seeds(filter: &Filter) {
         "sign_in_hints",
         "GET /oauth2/sign_in?rd=/x&idp_hint=fia1v2&login_hint=a@b.gouv.fr&siret_hint=13002526500013&prompt=login\naccept: text/html\n",
     );
-    write("request", "public", "GET /ping\nx-forwarded-user: mallory\nX_Forwarded_Email: m@x.fr\n");
-    write("request", "xhr", "POST /api/chat\naccept: application/json\nx-requested-with: XMLHttpRequest\n");
-    write("request", "navigation", "GET /static/../secret\nsec-fetch-mode: navigate\naccept-language: fr\n");
+    write(
+        "request",
+        "public",
+        "GET /ping\nx-forwarded-user: mallory\nX_Forwarded_Email: m@x.fr\n",
+    );
+    write(
+        "request",
+        "xhr",
+        "POST /api/chat\naccept: application/json\nx-requested-with: XMLHttpRequest\n",
+    );
+    write(
+        "request",
+        "navigation",
+        "GET /static/../secret\nsec-fetch-mode: navigate\naccept-language: fr\n",
+    );
 }
 
 fn token_seeds() {
     let k = keys();
     write("token", "id_token_es256", id_token(NONCE));
-    let ed = k
-        .ed
-        .sign(claims(Some(NONCE), json!({"acr": "eidas1"})))
-        .expect("sign");
+    let ed =
+        k.ed.sign(claims(Some(NONCE), json!({"acr": "eidas1"})))
+            .expect("sign");
     write("token", "id_token_eddsa", ed);
-    let userinfo = claims(None, json!({"email": "alice@numerique.gouv.fr", "siret": "13002526500013"}));
+    let userinfo = claims(
+        None,
+        json!({"email": "alice@numerique.gouv.fr", "siret": "13002526500013"}),
+    );
     write("token", "userinfo_jwt", k.es.sign(userinfo).expect("sign"));
     write(
         "token",
@@ -230,19 +264,32 @@ fn token_seeds() {
     );
     // An RS256 header for the RSA key nobody can sign for, and `none`.
     let b64 = |v: Value| sesame::core::b64url(v.to_string().as_bytes());
-    let body = b64(json!({"iss": ISSUER, "sub": SUB, "aud": "sesame", "exp": NOW + 60, "iat": NOW}));
+    let body =
+        b64(json!({"iss": ISSUER, "sub": SUB, "aud": "sesame", "exp": NOW + 60, "iat": NOW}));
     write(
         "token",
         "rs256",
-        format!("{}.{body}.{}", b64(json!({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"})), "QUFB".repeat(86)),
+        format!(
+            "{}.{body}.{}",
+            b64(json!({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"})),
+            "QUFB".repeat(86)
+        ),
     );
-    write("token", "none", format!("{}.{body}.", b64(json!({"alg": "none"}))));
+    write(
+        "token",
+        "none",
+        format!("{}.{body}.", b64(json!({"alg": "none"}))),
+    );
 }
 
 fn config_seeds() {
     write("config", "fixed", config_json().to_string());
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-config.json");
-    write("config", "demo", fs::read(demo).expect("read examples/demo-config.json"));
+    write(
+        "config",
+        "demo",
+        fs::read(demo).expect("read examples/demo-config.json"),
+    );
     write(
         "config",
         "proconnect",
@@ -291,7 +338,11 @@ fn config_seeds() {
         })
         .to_string(),
     );
-    write("config", "errors", r#"{"provider": "x", "issuer": 3, "unknown": true}"#);
+    write(
+        "config",
+        "errors",
+        r#"{"provider": "x", "issuer": 3, "unknown": true}"#,
+    );
     for name in ["fixed", "demo", "proconnect", "options"] {
         let text = fs::read(out_dir("config").join(name)).expect("read a seed");
         if let Err(errors) = sesame::core::config::Config::parse(&text) {

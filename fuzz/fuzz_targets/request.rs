@@ -8,7 +8,9 @@
 use libfuzzer_sys::fuzz_target;
 use sesame::core::filter::Action;
 use sesame::core::http::ProviderResponse;
-use sesame_fuzz::{check_fixed_step, check_step, filter, parse_request, provider, CountingEntropy, NOW};
+use sesame_fuzz::{
+    check_fixed_step, check_step, filter, parse_request, provider, CountingEntropy, NOW,
+};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -18,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let mut entropy = CountingEntropy(0);
     let step = filter.on_request(&req, &provider, NOW, &mut entropy);
     check_step(filter, &req, &step);
-    check_fixed_step(&step);
+    check_fixed_step(text.as_bytes(), &step);
     if let (Action::Call(_, pending), Some(body)) = (step.action, body) {
         let answer = ProviderResponse {
             status: 200,
@@ -27,6 +29,6 @@ fuzz_target!(|data: &[u8]| {
         };
         let next = filter.on_provider_response(*pending, &answer, &mut provider, NOW, &mut entropy);
         check_step(filter, &req, &next);
-        check_fixed_step(&next);
+        check_fixed_step(text.as_bytes(), &next);
     }
 });

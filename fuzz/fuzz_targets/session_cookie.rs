@@ -25,8 +25,10 @@ fuzz_target!(|data: &[u8]| {
             .filter_map(|c| c.split(';').next()?.split_once('='))
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
-        let resent: Vec<(&str, &str)> =
-            resent.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let resent: Vec<(&str, &str)> = resent
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         assert_eq!(jar.read(&resent, NOW).as_ref(), Some(&session));
     }
     // The other sealed cookies: each value as a sign-in or sign-out state.
