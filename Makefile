@@ -7,6 +7,8 @@
 #   make soak    a million authenticated requests and 3000 sign-ins through
 #                Envoy, checking that the filter's memory stays flat (long;
 #                not part of make test; options: SOAK_ARGS="--requests 100000")
+#   make fuzz    the cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 60)
+#                each; fails if one finds a crash
 #
 # Everything needed is installed by the scripts in scripts/, into .tools/ and
 # tests/node_modules/ where possible; second runs are quick.
@@ -16,7 +18,7 @@ PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm demo test soak unit lint integration browser setup setup-python setup-node setup-chromium clean
+.PHONY: all wasm demo test soak unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
 
 all: wasm
 
@@ -34,6 +36,9 @@ setup-node:
 setup-chromium:
 	@bash scripts/setup-chromium.sh >/dev/null
 
+setup-fuzz:
+	@bash scripts/setup-fuzz.sh
+
 setup: setup-python setup-node
 
 demo: wasm setup
@@ -42,12 +47,18 @@ demo: wasm setup
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	cd fuzz && cargo fmt --check && RUSTC_BOOTSTRAP=1 cargo clippy --all-targets -- -D warnings
 	@if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then \
 		cargo clippy --target wasm32-wasip1 --lib -- -D warnings; \
 	else echo "lint: wasm32-wasip1 target not installed through rustup; wasm clippy skipped"; fi
 
 unit:
 	cargo test
+
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 integration: wasm setup setup-chromium
 	$(PY) -m pytest tests/integration -q -rs
@@ -58,4 +69,4 @@ soak: wasm setup
 	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 clean:
-	rm -rf target dist .tools/wasm-route
+	rm -rf target dist .tools/wasm-route fuzz/target
