@@ -11,6 +11,7 @@ the authorization code flow as the client, for a given user.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -244,3 +245,22 @@ def test_browser_and_api_routes_on_one_envoy(api_envoy, api_provider, upstream):
     assert cookie_only.status_code == 401, describe(cookie_only)
     assert "Location" not in cookie_only.headers
     assert_not_upstream(upstream, api_path)
+
+
+def test_expired_token_is_refused_even_after_it_was_cached(make_envoy, envoy_port):
+    """A JWT access token of 2 s: accepted while valid (and remembered), then
+    refused once expired — the cache never outlives the token's ``exp``."""
+    with Provider(redirect_uris=[f"http://127.0.0.1:{envoy_port}{CALLBACK_PATH}"],
+                  api_resources=True, extra_args=["--access-token-ttl", "2"]) as idp:
+        envoy = make_envoy(api_config(idp, envoy_port, JWT_RESOURCE, clock_skew=0),
+                           provider_port=idp.port)
+        token = api_tokens(idp, "alice", JWT_RESOURCE, "openid api:read")["access_token"]
+        issued = time.time()
+        assert call(envoy, unique_path("/api/items"), token).status_code == 200
+
+        time.sleep(max(0.0, issued + 3.2 - time.time()))  # past exp (a wall-clock matter)
+        r = call(envoy, unique_path("/api/items"), token)
+
+        assert r.status_code == 401, describe(r)
+        assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+        assert Counters(envoy).read().get("bearer_refused.expired_token") == 1
