@@ -158,11 +158,13 @@ impl HttpContext for SesameHttp {
             }
         }
         let shared = self.shared.clone();
+        let now = now();
+        shared.adopt_provider_if_not_ready(now);
         let step = {
             let provider = shared.provider.borrow();
             shared
                 .filter
-                .on_request_shared(&request, &provider, now(), &mut OsEntropy, &HostStore)
+                .on_request_shared(&request, &provider, now, &mut OsEntropy, &HostStore)
         };
         self.perform(step)
     }

@@ -6,7 +6,7 @@
 //! adopts the shared copy when it changed; when a refresh is due, only the VM
 //! that takes the lease fetches, then publishes what it got (or its failure).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -30,9 +30,52 @@ pub struct Shared {
     pub filter: Filter,
     pub provider: RefCell<ProviderState>,
     pub metrics: Metrics,
+    /// Version of the shared provider state last adopted.
+    pub seen: Cell<Option<u32>>,
+    /// When a request that found the provider not ready last looked at the
+    /// shared state (unix seconds): at most once a second.
+    pub looked_at: Cell<u64>,
 }
 
 impl Shared {
+    /// Takes the provider state another worker shared, when it changed.
+    pub fn adopt_provider(&self) {
+        let config = &self.filter.config;
+        let Some((bytes, version)) = HostStore.get(&provider_key(&self.filter.shared_ns)) else {
+            return;
+        };
+        if self.seen.get() == Some(version) {
+            return;
+        }
+        self.seen.set(Some(version));
+        let mut provider = self.provider.borrow_mut();
+        let was_ready = provider.ready();
+        match provider.adopt(config, &bytes) {
+            Ok(()) if provider.ready() && !was_ready => log(
+                LogLevel::Info,
+                &format!(
+                    "provider {} ready (documents shared by another worker)",
+                    config.issuer
+                ),
+            ),
+            Ok(()) => {}
+            Err(e) => log(
+                LogLevel::Warn,
+                &format!("ignoring the provider state shared by another worker: {e}"),
+            ),
+        }
+    }
+
+    /// A request found the provider not ready: the documents may already be
+    /// in shared data (another worker fetched them since this VM's last
+    /// tick). Looks at most once a second.
+    pub fn adopt_provider_if_not_ready(&self, now: u64) {
+        if self.provider.borrow().ready() || self.looked_at.get() == now {
+            return;
+        }
+        self.looked_at.set(now);
+        self.adopt_provider();
+    }
     /// Shares our copy of the provider's state with the other workers, when
     /// something changed.
     pub fn publish_provider(&self) {
@@ -69,8 +112,6 @@ pub struct SesameRoot {
     fetches: HashMap<u32, Fetch>,
     /// This VM's name for the fetch lease.
     holder: String,
-    /// Version of the shared provider state last adopted.
-    seen: Option<u32>,
     /// The timer has not fired yet since the configuration.
     first_tick: bool,
 }
@@ -88,27 +129,7 @@ impl SesameRoot {
         };
         let config = &shared.filter.config;
         let ns = &shared.filter.shared_ns;
-        if let Some((bytes, version)) = HostStore.get(&provider_key(ns)) {
-            if self.seen != Some(version) {
-                self.seen = Some(version);
-                let mut provider = shared.provider.borrow_mut();
-                let was_ready = provider.ready();
-                match provider.adopt(config, &bytes) {
-                    Ok(()) if provider.ready() && !was_ready => log(
-                        LogLevel::Info,
-                        &format!(
-                            "provider {} ready (documents shared by another worker)",
-                            config.issuer
-                        ),
-                    ),
-                    Ok(()) => {}
-                    Err(e) => log(
-                        LogLevel::Warn,
-                        &format!("ignoring the provider state shared by another worker: {e}"),
-                    ),
-                }
-            }
-        }
+        shared.adopt_provider();
         shared.record_provider_gauges();
         let now = now();
         if !shared.provider.borrow().fetch_due(now) {
@@ -254,9 +275,10 @@ impl RootContext for SesameRoot {
             filter: Filter::new(config),
             provider: RefCell::new(provider),
             metrics: Metrics::default(),
+            seen: Cell::new(None),
+            looked_at: Cell::new(0),
         });
         self.holder = random_token(&mut OsEntropy, 12);
-        self.seen = None;
         self.shared = Some(shared);
         self.fetches.clear();
         // No fetch from here: Envoy also configures a short-lived copy of the
