@@ -7,6 +7,10 @@
 #   make soak    a million authenticated requests and 3000 sign-ins through
 #                Envoy, checking that the filter's memory stays flat (long;
 #                not part of make test; options: SOAK_ARGS="--requests 100000")
+#   make bench   Sésame against a bare Envoy, a no-op wasm filter, Envoy's
+#                oauth2 filter and Apache + mod_auth_openidc; writes
+#                docs/BENCHMARKS.md and docs/benchmarks.svg (about 5 minutes;
+#                not part of make test; BENCH_ARGS=--quick for a smoke run)
 #
 # Everything needed is installed by the scripts in scripts/, into .tools/ and
 # tests/node_modules/ where possible; second runs are quick.
@@ -16,7 +20,7 @@ PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm demo test soak unit lint integration browser setup setup-python setup-node setup-chromium clean
+.PHONY: all wasm demo test soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium clean
 
 all: wasm
 
@@ -56,6 +60,17 @@ test: lint unit integration
 
 soak: wasm setup
 	$(PY) scripts/soak.py $(SOAK_ARGS)
+
+setup-bench:
+	@bash scripts/setup-bench.sh
+
+# The no-op wasm filter (setup 2) and the session minting tool (memory figure).
+bench-tools:
+	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter.wasm
+	cargo build --release --quiet --manifest-path bench/mint-sessions/Cargo.toml --target-dir target
+
+bench: wasm setup setup-bench bench-tools
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf target dist .tools/wasm-route
