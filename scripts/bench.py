@@ -62,6 +62,7 @@ JWT_SCRIPT = ROOT / "scripts" / "bench-jwt.mjs"
 NOOP_WASM = OUT_DIR / "noop-filter.wasm"
 MINT = ROOT / "target" / "release" / "mint-sessions"
 LOAD_PATH = "/bench"
+PUBLIC_PATH = "/ping"  # public in the tests' configuration (skip_auth_routes)
 API_PATH = "/api/bench"
 CALLBACK_PATH = "/oauth2/callback"
 OAUTH2_CALLBACK = "/callback"
@@ -574,12 +575,16 @@ def memory_with_sessions(provider: Provider, upstream: Upstream, wrk: str, sessi
         file = OUT_DIR / "minted-sessions.txt"
         file.write_text("".join(f"Cookie: {c}\n" for c in cookies))
         setup = Setup("mem", "memory: minted sessions", envoy.url, LOAD_PATH, file, envoy)
-        total = 0
-        rounds = 0
-        # Each session at least twice: wrk rotates through the file in order.
-        while total < 2 * sessions and rounds < 10:
-            total += measure(setup, wrk, 3, log, record=False).requests
-            rounds += 1
+        # One wrk run going through the file in order, at least twice over:
+        # every session makes at least two requests.
+        seconds, total = 3.0, 0
+        for _ in range(4):
+            total = measure(setup, wrk, seconds, log, record=False).requests
+            if total >= 2 * sessions:
+                break
+            seconds = min(60.0, seconds * 2.4 * sessions / max(total, 1))
+        else:
+            fail(f"memory: could not send {2 * sessions:,} requests in one run")
         time.sleep(2.5)  # the filter updates the gauge every second
         after = envoy.stats(VM_MEMORY).get(VM_MEMORY)
         cache = config.get("session_cache_size", 2048)
@@ -631,7 +636,7 @@ def svg_plot(setups: list[Setup], path: Path, title: str) -> None:
     panel_w = (width - left - 40) // 3 - 30
     height = top + len(setups) * (bar_h + gap) + 50
     colours = {"1": "#9e9e9e", "2": "#757575", "3": "#1565c0", "4": "#ef6c00",
-               "5": "#6a1b9a", "6a": "#2e7d32", "6b": "#558b2f"}
+               "5": "#6a1b9a", "6a": "#2e7d32", "6b": "#558b2f", "3p": "#90caf9"}
 
     def esc(s: str) -> str:
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -689,6 +694,7 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
     solo_p99 = {k: s.median("p99_us", solo=True) for k, s in by.items()}
     added_solo_p99 = solo_p99["3"] - solo_p99["2"]
     added_solo_p50 = solo_p50["3"] - solo_p50["2"]
+    noise_2 = max(r.p99_us for r in by["2"].solo) - min(r.p99_us for r in by["2"].solo)
     vm = memory["after"]
     command = "make bench" if not args.quick else "make bench BENCH_ARGS=--quick"
     L = [
@@ -818,7 +824,12 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
                  f"{verdict(r34 >= TARGET_VS_OAUTH2)} |")
     L += [
         f"| p99 added by Sésame ≤ {TARGET_P99_ADDED_US} µs over setup 2 (one connection) "
-        f"| {added_solo_p99:+.0f} µs | {verdict(added_solo_p99 <= TARGET_P99_ADDED_US)} |",
+        f"| {added_solo_p99:+.0f} µs (p50: {added_solo_p50:+.0f} µs) | "
+        + (verdict(added_solo_p99 <= TARGET_P99_ADDED_US) if noise_2 <= TARGET_P99_ADDED_US
+           else f"{verdict(added_solo_p99 <= TARGET_P99_ADDED_US)}, but not conclusive: "
+                f"setup 2's own single-connection p99 ranged over {noise_2:,.0f} µs "
+                f"between rounds")
+        + " |",
         f"| `dist/sesame.wasm` ≤ 600 KB | {wasm_size / 1000:.0f} KB | "
         f"{verdict(wasm_size <= TARGET_WASM_BYTES)} |",
         f"| VM memory with {memory['sessions']:,} live sessions ≤ 8 MB | {vm / 1e6:.2f} MB | "
@@ -835,7 +846,7 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "## Reproduce",
         "",
         "```sh",
-        "make bench                          # about 5 minutes; writes this page and the plot",
+        "make bench                          # about 8 minutes; writes this page and the plot",
         "make bench BENCH_ARGS=--quick       # a short smoke run into target/bench/",
         ".tools/venv/bin/python scripts/bench.py --help",
         "```",
@@ -861,9 +872,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a short smoke run (1 round of 2 s, 1,000 minted sessions), "
                              "written to target/bench/ instead of docs/")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per run")
-    parser.add_argument("--solo-duration", type=float, default=4.0,
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=6.0,
+                        help="seconds per throughput run")
+    parser.add_argument("--solo-duration", type=float, default=3.0,
                         help="seconds per latency run with a single connection")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per setup")
     parser.add_argument("--sessions", type=int, default=16,
@@ -922,7 +934,7 @@ def main() -> int:
                                      wasm_path=NOOP_WASM))
             sesame = start(bench_envoy(
                 sesame_config(provider.issuer, redirect_uris[0]), ports["sesame"],
-                upstream, provider))
+                upstream, provider, paths=(LOAD_PATH, PUBLIC_PATH)))
             bearer_config = sesame_config(
                 provider.issuer, f"http://127.0.0.1:{ports['bearer']}{CALLBACK_PATH}",
                 routes=[{"path": "^/api/", "mode": "bearer", "scopes": [BEARER_SCOPE]}],
@@ -969,14 +981,22 @@ def main() -> int:
                       note=f"the integration tests' configuration; {args.sessions} sessions "
                            f"from real sign-ins at the local provider, used in turn; identity "
                            f"headers added for the upstream."),
+                Setup("3p", "Envoy + Sésame (public route)", sesame.url, PUBLIC_PATH,
+                      sesame_file, sesame,
+                      note="for reference, not a target: the same Envoy and requests as 3, "
+                           "on `GET /ping`, which the configuration's `skip_auth_routes` "
+                           "makes public: what Sésame costs before any session is looked "
+                           "at (route matching, removal of client-sent identity headers)."),
                 Setup("4", "Envoy + oauth2 filter (cookies)", oauth2.url, LOAD_PATH,
                       oauth2_file, oauth2,
                       note="Envoy's built-in `envoy.filters.http.oauth2` against the same "
                            "provider (client and HMAC secrets as static generic secrets, "
                            "`forward_bearer_token`); its cookies (`BearerToken`, `IdToken`, "
                            "`OauthHMAC`, `OauthExpires`...) from 4 sign-ins through it with "
-                           "the scripted browser; it checks the HMAC and the expiry on each "
-                           "request."),
+                           "the integration tests' scripted browser (the filter marks its "
+                           "cookies `Secure`; on plain-http loopback the script keeps them "
+                           "anyway); on each request it checks the HMAC over its cookies and "
+                           "the expiry, it does not decrypt anything."),
                 Setup("5", "Apache + mod_auth_openidc", apache.url, LOAD_PATH, apache_file,
                       bare,
                       note="Apache 2.4 (event MPM, one process of 32 threads; it may use "
