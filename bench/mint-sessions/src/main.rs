@@ -7,17 +7,19 @@
 //!     mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS]
 
 use base64::Engine;
+use serde_json::{json, Map, Value};
 use sesame::core::cookies::CookieAttributes;
 use sesame::core::session::{Sealer, Session, SessionCookie};
 use sesame::core::OsEntropy;
-use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS]");
+        eprintln!(
+            "usage: mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS]"
+        );
         std::process::exit(2);
     }
     let secret = base64::engine::general_purpose::STANDARD
@@ -25,12 +27,24 @@ fn main() {
         .expect("cookie secret: base64");
     let count: usize = args[2].parse().expect("COUNT: a number");
     let name = args.get(3).map(String::as_str).unwrap_or("_sesame");
-    let lifetime: u64 = args.get(4).map_or(3600, |s| s.parse().expect("LIFETIME: seconds"));
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let lifetime: u64 = args
+        .get(4)
+        .map_or(3600, |s| s.parse().expect("LIFETIME: seconds"));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
 
     let sealer = Sealer::new(&secret);
-    let jar = SessionCookie { name, sealer: &sealer };
-    let attrs = CookieAttributes { path: "/", domain: None, secure: false };
+    let jar = SessionCookie {
+        name,
+        sealer: &sealer,
+    };
+    let attrs = CookieAttributes {
+        path: "/",
+        domain: None,
+        secure: false,
+    };
     let mut entropy = OsEntropy;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
@@ -56,7 +70,14 @@ fn main() {
         let pairs: Vec<String> = jar
             .write(&session, now, &attrs, &[], &mut entropy)
             .iter()
-            .map(|set_cookie| set_cookie.split(';').next().unwrap_or("").trim().to_string())
+            .map(|set_cookie| {
+                set_cookie
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
             .collect();
         writeln!(out, "{}", pairs.join("; ")).expect("stdout");
     }
