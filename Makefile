@@ -9,6 +9,10 @@
 #                not part of make test; options: SOAK_ARGS="--requests 100000")
 #   make fuzz    the cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 60)
 #                each; fails if one finds a crash
+#   make bench   Sésame against a bare Envoy, a no-op wasm filter, Envoy's
+#                oauth2 filter and Apache + mod_auth_openidc; writes
+#                docs/BENCHMARKS.md and docs/benchmarks.svg (about 8 minutes;
+#                not part of make test; BENCH_ARGS=--quick for a smoke run)
 #
 # Everything needed is installed by the scripts in scripts/, into .tools/ and
 # tests/node_modules/ where possible; second runs are quick.
@@ -18,7 +22,7 @@ PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm demo test soak unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
+.PHONY: all wasm demo test soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
 
 all: wasm
 
@@ -67,6 +71,17 @@ test: lint unit integration
 
 soak: wasm setup
 	$(PY) scripts/soak.py $(SOAK_ARGS)
+
+setup-bench:
+	@bash scripts/setup-bench.sh
+
+# The no-op wasm filter (setup 2) and the session minting tool (memory figure).
+bench-tools:
+	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter.wasm
+	cargo build --release --quiet --manifest-path bench/mint-sessions/Cargo.toml --target-dir target
+
+bench: wasm setup setup-bench bench-tools
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf target dist .tools/wasm-route fuzz/target

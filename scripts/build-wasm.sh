@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Builds dist/sesame.wasm for wasm32-wasip1.
 #
+#   scripts/build-wasm.sh                           dist/sesame.wasm
+#   scripts/build-wasm.sh CRATE_DIR LIB_NAME OUT    another crate of the project
+#                                                   (e.g. bench/noop-filter), its
+#                                                   cdylib LIB_NAME.wasm copied to OUT
+#
 # Route 1: the rustup target wasm32-wasip1 (installed, or installable now).
 # Route 2: an air-gapped machine with a Debian mirror: Debian's rustc 1.96 with
 #          its own std sources (-Zbuild-std), wasm-ld from lld-22, and wasi-libc.
@@ -9,7 +14,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-mkdir -p .tools dist
+crate_dir="${1:-.}"
+lib_name="${2:-sesame}"
+out_path="${3:-dist/sesame.wasm}"
+manifest="$crate_dir/Cargo.toml"
+[ -f "$manifest" ] || { echo "build-wasm: no $manifest" >&2; exit 2; }
+mkdir -p .tools dist "$(dirname "$out_path")"
 route_file=.tools/wasm-route
 debian_pkgs=(rustc-web cargo-web rust-web-src lld-22 wasi-libc)
 
@@ -45,8 +55,9 @@ fi
 echo "$route" > "$route_file"
 
 if [ "$route" = rustup ]; then
-  cargo build --release --target wasm32-wasip1 --lib
-  out=target/wasm32-wasip1/release/sesame.wasm
+  cargo build --release --target wasm32-wasip1 --lib --manifest-path "$manifest" \
+    --target-dir "$root/target"
+  out="target/wasm32-wasip1/release/$lib_name.wasm"
 else
   debian_ready || install_debian_route
   export PATH="/usr/bin:$PATH"
@@ -54,8 +65,9 @@ else
   export CARGO_TARGET_DIR="$root/target/debian"
   export CARGO_TARGET_WASM32_WASIP1_LINKER=/usr/lib/llvm-22/bin/wasm-ld
   export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi"
-  /usr/bin/cargo build --release --target wasm32-wasip1 --lib -Zbuild-std=std,panic_abort
-  out=target/debian/wasm32-wasip1/release/sesame.wasm
+  /usr/bin/cargo build --release --target wasm32-wasip1 --lib --manifest-path "$manifest" \
+    -Zbuild-std=std,panic_abort
+  out="target/debian/wasm32-wasip1/release/$lib_name.wasm"
 fi
-cp "$out" dist/sesame.wasm
-echo "build-wasm: dist/sesame.wasm ($(stat -c %s dist/sesame.wasm) bytes, route: $route)" >&2
+cp "$out" "$out_path"
+echo "build-wasm: $out_path ($(stat -c %s "$out_path") bytes, route: $route)" >&2
