@@ -95,8 +95,8 @@ from harness import (  # noqa: E402
 )
 from conftest import wait_provider_ready  # noqa: E402
 from oidc_client import (  # noqa: E402
-    CLIENT_ID, CLIENT_SECRET, COOKIE_SECRET, authorize, browser, login, sesame_config,
-    upstream_view,
+    CLIENT_ID, CLIENT_SECRET, COOKIE_SECRET, OPAQUE_RESOURCE, api_tokens, authorize, browser,
+    login, sesame_config, upstream_view,
 )
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -910,7 +910,7 @@ def main() -> int:
     say(f"logs in {os.environ['SESAME_LOG_DIR']}")
 
     ports = {k: free_port() for k in ("bare", "noop", "sesame", "oauth2", "apache", "bearer",
-                                      "timing")}
+                                      "introspect", "timing")}
     redirect_uris = [f"http://127.0.0.1:{ports['sesame']}{CALLBACK_PATH}",
                      f"http://127.0.0.1:{ports['oauth2']}{OAUTH2_CALLBACK}",
                      f"http://127.0.0.1:{ports['apache']}{APACHE_CALLBACK}",
@@ -918,7 +918,8 @@ def main() -> int:
     envoys: list[Envoy] = []
     apache: Apache | None = None
     try:
-        with Upstream() as upstream, Provider(redirect_uris=redirect_uris) as provider:
+        with Upstream() as upstream, Provider(redirect_uris=redirect_uris,
+                                              api_resources=True) as provider:
             DISCOVERY.update(json.load(_opener.open(provider.discovery_url, timeout=5)))
 
             def start(envoy: Envoy) -> Envoy:
@@ -940,9 +941,16 @@ def main() -> int:
                 bearer_audience=BEARER_AUDIENCE)
             bearer = start(bench_envoy(bearer_config, ports["bearer"], upstream, provider,
                                        paths=(API_PATH,)))
+            introspect_config = sesame_config(
+                provider.issuer, f"http://127.0.0.1:{ports['introspect']}{CALLBACK_PATH}",
+                routes=[{"path": "^/api/", "mode": "bearer", "scopes": ["api:read"]}],
+                bearer_audience=OPAQUE_RESOURCE)
+            introspect = start(bench_envoy(introspect_config, ports["introspect"], upstream,
+                                           provider, paths=(API_PATH,)))
             oauth2 = start(oauth2_envoy(ports["oauth2"], upstream, provider, DISCOVERY))
             wait_provider_ready(sesame)
             wait_provider_ready(bearer)
+            wait_provider_ready(introspect)
             apache = Apache(ports["apache"], ports["bare"], provider).start()
 
             # Sessions and tokens.
@@ -966,6 +974,11 @@ def main() -> int:
                 capture_output=True, text=True, check=True, timeout=60).stdout.split()
             jwt_file = OUT_DIR / "bearer-jwt.txt"
             jwt_file.write_text("".join(f"Authorization: Bearer {t}\n" for t in tokens))
+            opaque = [api_tokens(provider, user, OPAQUE_RESOURCE, "openid api:read")["access_token"]
+                      for user in ("alice", "bob") for _ in range(2)]
+            opaque_file = OUT_DIR / "bearer-opaque.txt"
+            opaque_file.write_text("".join(f"Authorization: Bearer {t}\n" for t in opaque))
+            introspections_before = provider.test_stats()["introspection_requests"]
 
             setups = [
                 Setup("1", "bare Envoy", bare.url, LOAD_PATH, sesame_file, bare,
@@ -1011,14 +1024,14 @@ def main() -> int:
                            f"access tokens signed with the provider's own ES256 key "
                            f"([`scripts/bench-jwt.mjs`](../scripts/bench-jwt.mjs), jose), "
                            f"verified against its JWKS, then remembered by Sésame."),
+                Setup("6b", "Envoy + Sésame (bearer, introspection)", introspect.url, API_PATH,
+                      opaque_file, introspect,
+                      note=f"a `bearer` route for {len(opaque)} opaque access tokens of the "
+                           f"provider (`--api-resources`), checked by RFC 7662 introspection "
+                           f"at the provider, then remembered by Sésame (cache warm after the "
+                           f"first request of each)."),
             ]
-            skipped = []
-            server = (ROOT / "tests" / "provider" / "server.mjs").read_text()
-            if "--api-resources" not in server:
-                skipped.append(("6b", "Envoy + Sésame (bearer, introspection)",
-                                "not measured: the local provider (tests/provider/server.mjs) "
-                                "cannot issue opaque access tokens for an API resource (it "
-                                "has no `--api-resources`)"))
+            skipped: list[tuple[str, str, str]] = []
             # Warm-up, then interleaved rounds.
             say("warm-up")
             for s in setups:
@@ -1032,6 +1045,12 @@ def main() -> int:
                     if not all(e.running for e in envoys) or not apache.running:
                         fail("a server stopped during the load")
 
+            introspections = (provider.test_stats()["introspection_requests"]
+                              - introspections_before)
+            for s in setups:
+                if s.key == "6b":
+                    s.note += (f" The provider answered {introspections} introspection "
+                               f"request(s) for all of this setup's requests.")
             say("memory with minted sessions")
             memory = memory_with_sessions(provider, upstream, wrk, args.memory_sessions,
                                           wrk_log)
@@ -1050,7 +1069,7 @@ def main() -> int:
             apache.stop()
         wrk_log.close()
         for name in ("sesame-cookies.txt", "oauth2-cookies.txt", "apache-cookies.txt",
-                     "bearer-jwt.txt"):
+                     "bearer-jwt.txt", "bearer-opaque.txt"):
             (OUT_DIR / name).unlink(missing_ok=True)  # live credentials
 
     text = write_report(args, setups, skipped, signin, memory, DEFAULT_WASM.stat().st_size,
