@@ -184,6 +184,17 @@ fn run_login_with(
     }
 }
 
+/// The provider call a step makes; panics on any other action.
+fn pending_call(step: Step) -> Box<super::login::Pending> {
+    match step.action {
+        Action::Call(_, pending) => pending,
+        a => panic!(
+            "expected a call to the provider, got {a:?} ({:?})",
+            step.outcome
+        ),
+    }
+}
+
 fn filter(patch: Value) -> Filter {
     Filter::new(config_with(patch))
 }
@@ -1340,10 +1351,7 @@ fn a_refused_refresh_ends_the_session_and_keeps_the_page() {
             &mut CountingEntropy(4),
             &store,
         );
-        let pending = match store_step.action {
-            Action::Call(_, pending) => pending,
-            a => panic!("{a:?}"),
-        };
+        let pending = pending_call(store_step);
         let step = f.on_provider_response(
             *pending,
             &json_response(400, "application/json", r#"{"error":"invalid_grant"}"#),
@@ -1382,13 +1390,8 @@ fn a_provider_outage_during_refresh_keeps_the_session() {
     let store = MemoryStore::default();
     let mut state = provider();
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
-    let pending = match f
-        .on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store)
-        .action
-    {
-        Action::Call(_, pending) => pending,
-        a => panic!("{a:?}"),
-    };
+    let pending =
+        pending_call(f.on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store));
     let step = f.on_provider_response(
         *pending,
         &ProviderResponse::default(),
@@ -1418,13 +1421,8 @@ fn access_rules_are_applied_again_to_the_refreshed_identity() {
     let store = MemoryStore::default();
     let mut state = provider();
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
-    let pending = match f
-        .on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store)
-        .action
-    {
-        Action::Call(_, pending) => pending,
-        a => panic!("{a:?}"),
-    };
+    let pending =
+        pending_call(f.on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store));
     let tokens = json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 300});
     let step = f.on_provider_response(
         *pending,
@@ -1434,10 +1432,7 @@ fn access_rules_are_applied_again_to_the_refreshed_identity() {
         &mut CountingEntropy(5),
         &store,
     );
-    let pending = match step.action {
-        Action::Call(_, pending) => pending,
-        a => panic!("{a:?}"),
-    };
+    let pending = pending_call(step);
     // The person's address changed at the provider to one not admitted.
     let step = f.on_provider_response(
         *pending,
@@ -1496,13 +1491,8 @@ fn a_refreshed_id_token_for_another_person_ends_the_session() {
         "/chat",
         &[("accept", "application/json"), ("cookie", &cookie)],
     );
-    let pending = match f
-        .on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store)
-        .action
-    {
-        Action::Call(_, pending) => pending,
-        a => panic!("{a:?}"),
-    };
+    let pending =
+        pending_call(f.on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store));
     let tokens = json!({"access_token": "at-2", "token_type": "Bearer",
                         "id_token": refreshed_id_token("mallory")});
     let step = f.on_provider_response(
@@ -1767,10 +1757,7 @@ fn opaque_tokens_are_introspected_once_then_cached() {
 
     // An inactive token is refused, and remembered as such for a while.
     let revoked = api_get("/api/items", Some("Bearer revoked-token"));
-    let pending = match run(&f, &revoked, &state).action {
-        Action::Call(_, pending) => pending,
-        a => panic!("{a:?}"),
-    };
+    let pending = pending_call(run(&f, &revoked, &state));
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", r#"{"active": false}"#),
@@ -1784,10 +1771,7 @@ fn opaque_tokens_are_introspected_once_then_cached() {
 
     // Another audience, or the provider down.
     let other = api_get("/api/items", Some("Bearer for-another-service"));
-    let pending = match run(&f, &other, &state).action {
-        Action::Call(_, pending) => pending,
-        a => panic!("{a:?}"),
-    };
+    let pending = pending_call(run(&f, &other, &state));
     let wrong = json!({"active": true, "sub": "x", "aud": "other", "scope": "api:read"});
     let step = f.on_provider_response(
         *pending,
@@ -1799,10 +1783,7 @@ fn opaque_tokens_are_introspected_once_then_cached() {
     );
     assert_eq!(refused(step).2, "wrong_audience");
     let down = api_get("/api/items", Some("Bearer while-down"));
-    let pending = match run(&f, &down, &state).action {
-        Action::Call(_, pending) => pending,
-        a => panic!("{a:?}"),
-    };
+    let pending = pending_call(run(&f, &down, &state));
     let step = f.on_provider_response(
         *pending,
         &ProviderResponse::default(),
