@@ -76,6 +76,7 @@ impl Shared {
         self.looked_at.set(now);
         self.adopt_provider();
     }
+
     /// Shares our copy of the provider's state with the other workers, when
     /// something changed.
     pub fn publish_provider(&self) {

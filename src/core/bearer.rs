@@ -18,9 +18,7 @@ use super::filter::{Action, Filter, Outcome, Step};
 use super::headers::identity_headers;
 use super::http::{ProviderResponse, Response};
 use super::login::Pending;
-use super::policy::Policy;
 use super::provider::ProviderState;
-use super::routes::Route;
 use super::session::Session;
 use super::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
 
@@ -106,13 +104,22 @@ impl Refusal {
     }
 }
 
+/// Whether an `Authorization` header uses the `Bearer` scheme (a token may
+/// still be missing or malformed).
+pub(crate) fn is_bearer_scheme(authorization: &str) -> bool {
+    authorization
+        .trim_start()
+        .split_once(' ')
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+}
+
 /// The token of an `Authorization: Bearer` header; `Err` when the header is
 /// there but is not a well-formed bearer token.
 fn bearer_token(authorization: &str) -> Result<&str, ()> {
-    let (scheme, token) = authorization.trim().split_once(' ').ok_or(())?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !is_bearer_scheme(authorization) {
         return Err(());
     }
+    let (_, token) = authorization.trim_start().split_once(' ').ok_or(())?;
     let token = token.trim();
     let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
     if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.chars().all(token68) {
@@ -146,10 +153,6 @@ fn quoted(text: &str) -> String {
 }
 
 impl Filter {
-    fn route_at(&self, index: Option<usize>) -> Option<&Route> {
-        index.and_then(|i| self.config.routes.get(i))
-    }
-
     /// A request on a route that takes bearer tokens, with an `Authorization` header.
     pub(crate) fn bearer_request(
         &self,
@@ -426,8 +429,7 @@ impl Filter {
         claims: &Map<String, Value>,
         route: Option<usize>,
     ) -> Step {
-        let route = self.route_at(route);
-        let required = match route {
+        let required = match self.route(route) {
             Some(r) if !r.scopes.is_empty() => &r.scopes,
             _ => &self.config.bearer.scopes,
         };
@@ -442,10 +444,7 @@ impl Filter {
                 })
                 .with_scope(&required.join(" "));
         }
-        let policy: &Policy = route
-            .and_then(|r| r.policy.as_ref())
-            .unwrap_or(&self.config.policy);
-        if let Err(denial) = policy.check(claims) {
+        if let Err(denial) = self.policy_for(route).check(claims) {
             let response = Response::new(403).with_body(
                 "application/json",
                 r#"{"error":"access_denied","error_description":"the access rules do not admit this identity"}"#,
@@ -539,6 +538,9 @@ mod tests {
         assert!(bearer_token("Bearer a b").is_err());
         assert!(bearer_token("Bearer tok\"en").is_err());
         assert!(bearer_token(&format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1))).is_err());
+        // The scheme alone decides the route (session_or_bearer); the token is checked after.
+        assert!(is_bearer_scheme("Bearer ") && is_bearer_scheme(" bearer x"));
+        assert!(!is_bearer_scheme("Bearer") && !is_bearer_scheme("Basic x"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use serde_json::{json, Value};
 
-use super::bearer::TokenCache;
+use super::bearer::{is_bearer_scheme, TokenCache};
 use super::config::Config;
 use super::config::ProviderKind;
 use super::cookies::{self, CookieAttributes};
@@ -17,7 +17,7 @@ use super::pages::{self, Lang};
 use super::policy::Policy;
 use super::provider::ProviderState;
 use super::redirect::safe_return_target;
-use super::routes::Protection;
+use super::routes::{Protection, Route};
 use super::session::{CachedSession, Sealer, Session, SessionCache, SessionCookie};
 use super::shared::{self, MemoryStore, SharedStore};
 use super::Entropy;
@@ -253,10 +253,34 @@ impl Filter {
         headers
     }
 
+    /// The request's session, when this VM opened it before, it is still
+    /// valid and not due for a refresh, and `policy` admits it: its identity
+    /// headers. Also the session's cache key, to remember one opened now.
+    fn known_session(
+        &self,
+        cookies: &[(&str, &str)],
+        policy: &Policy,
+        now: u64,
+    ) -> (Option<u64>, Option<Vec<(String, String)>>) {
+        let cache = self.sessions.borrow();
+        let Some(key) = cache.key(&self.session_cookie(), cookies) else {
+            return (None, None);
+        };
+        let headers = cache
+            .get(key, now)
+            .filter(|hit| policy.check(&hit.claims).is_ok())
+            .map(|hit| hit.headers.clone());
+        (Some(key), headers)
+    }
+
+    /// The route at `index` of `routes`.
+    pub(crate) fn route(&self, index: Option<usize>) -> Option<&Route> {
+        index.and_then(|i| self.config.routes.get(i))
+    }
+
     /// The access rules of a route: its own, or the filter's.
     pub(crate) fn policy_for(&self, route: Option<usize>) -> &Policy {
-        route
-            .and_then(|i| self.config.routes.get(i))
+        self.route(route)
             .and_then(|r| r.policy.as_ref())
             .unwrap_or(&self.config.policy)
     }
@@ -354,11 +378,7 @@ impl Filter {
         };
         let bearer = match protection {
             Protection::Bearer => true,
-            Protection::SessionOrBearer => authorization.is_some_and(|a| {
-                a.trim_start()
-                    .get(..7)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-            }),
+            Protection::SessionOrBearer => authorization.is_some_and(is_bearer_scheme),
             _ => false,
         };
         if bearer {
@@ -377,17 +397,13 @@ impl Filter {
         }
 
         // The hot path: a session this VM opened before, admitted here.
-        let key = self.sessions.borrow().key(&self.session_cookie(), &cookies);
-        if let Some(key) = key {
-            if let Some(hit) = self.sessions.borrow().get(key, now) {
-                if self.policy_for(route).check(&hit.claims).is_ok() {
-                    headers.extend(hit.headers.iter().cloned());
-                    return Step {
-                        action: Action::ContinueWith(headers),
-                        outcome: Outcome::Passed,
-                    };
-                }
-            }
+        let (key, known) = self.known_session(&cookies, self.policy_for(route), now);
+        if let Some(identity) = known {
+            headers.extend(identity);
+            return Step {
+                action: Action::ContinueWith(headers),
+                outcome: Outcome::Passed,
+            };
         }
         match self.session_cookie().read(&cookies, now) {
             Some(session) => match self.policy_for(route).check(&session.claims) {
@@ -523,14 +539,10 @@ impl Filter {
             }
             "/sign_out" => self.sign_out(req, cookies, provider, now, entropy),
             "/auth" => {
-                let key = self.sessions.borrow().key(&self.session_cookie(), cookies);
-                if let Some(key) = key {
-                    if let Some(hit) = self.sessions.borrow().get(key, now) {
-                        if self.config.policy.check(&hit.claims).is_ok() {
-                            let response = Response::new(202).with_headers(hit.headers.clone());
-                            return Step::respond(response, Outcome::Endpoint { ok: true });
-                        }
-                    }
+                let (key, known) = self.known_session(cookies, &self.config.policy, now);
+                if let Some(identity) = known {
+                    let response = Response::new(202).with_headers(identity);
+                    return Step::respond(response, Outcome::Endpoint { ok: true });
                 }
                 let session = self.session_cookie().read(cookies, now);
                 match session {

@@ -499,6 +499,24 @@ impl Filter {
         }
     }
 
+    /// The call reading userinfo with `access_token`, when the configuration
+    /// asks for it (`fetch_userinfo`) and the provider has the endpoint.
+    pub(crate) fn userinfo_call(
+        &self,
+        provider: &ProviderState,
+        access_token: Option<&str>,
+    ) -> Option<ProviderCall> {
+        if !self.config.fetch_userinfo {
+            return None;
+        }
+        let endpoint = provider.metadata.as_ref()?.userinfo_endpoint.as_ref()?;
+        let access_token = access_token?;
+        Some(
+            ProviderCall::get(endpoint, "application/jwt, application/json")
+                .with_header("authorization", &format!("Bearer {access_token}")),
+        )
+    }
+
     /// The identity claims of a userinfo answer for `sub`: a signed JWT, or
     /// JSON where plain JSON is allowed. Protocol claims are left out.
     /// `Err((status, reason, detail))` for the page, the counter and the log.
@@ -669,14 +687,8 @@ impl Filter {
                 if let Err(detail) = self.check_acr(&claims) {
                     return fail(403, "acr_not_satisfied", detail);
                 }
-                let userinfo = provider
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.userinfo_endpoint.as_ref());
-                match (userinfo, tokens.access_token.as_deref()) {
-                    (Some(endpoint), Some(access_token)) if self.config.fetch_userinfo => {
-                        let call = ProviderCall::get(endpoint, "application/jwt, application/json")
-                            .with_header("authorization", &format!("Bearer {access_token}"));
+                match self.userinfo_call(provider, tokens.access_token.as_deref()) {
+                    Some(call) => {
                         let pending = Pending::Login(LoginPending {
                             login,
                             lang,
@@ -687,7 +699,7 @@ impl Filter {
                             outcome: Outcome::Waiting,
                         }
                     }
-                    _ => self.finish_login(login, tokens, claims, now, entropy, lang),
+                    None => self.finish_login(login, tokens, claims, now, entropy, lang),
                 }
             }
             Err(TokenError::UnknownKey(_))

@@ -194,44 +194,37 @@ impl Filter {
         }
         let stage = std::mem::replace(&mut p.stage, RefreshStage::Token);
         let result = match stage {
-            RefreshStage::Token => self.refreshed_session(&p.session, resp, provider, now),
+            RefreshStage::Token => match self.refreshed_session(&p.session, resp, provider, now) {
+                // Read userinfo again with the new access token.
+                Ok(new) => match self.userinfo_call(provider, new.access_token.as_deref()) {
+                    Some(call) => {
+                        let pending = RefreshPending {
+                            stage: RefreshStage::Userinfo(Box::new(new)),
+                            ..p
+                        };
+                        return Step {
+                            action: Action::Call(call, Box::new(Pending::Refresh(pending))),
+                            outcome: Outcome::Waiting,
+                        };
+                    }
+                    None => Ok(new),
+                },
+                Err(failure) => Err(failure),
+            },
             RefreshStage::Userinfo(new) => {
                 let keys = provider.keys.clone().unwrap_or_default();
                 match self.userinfo_claims(resp, &keys, new.sub(), now) {
                     Ok(info) => {
                         let mut new = *new;
                         new.claims.extend(info);
-                        Ok((new, false))
+                        Ok(new)
                     }
                     Err((_, reason, detail)) => Err(Failure { reason, detail }),
                 }
             }
         };
         let mut new = match result {
-            Ok((new, true)) => {
-                // Read userinfo again with the new access token.
-                let endpoint = provider
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.userinfo_endpoint.clone());
-                if let (Some(endpoint), Some(access)) = (endpoint, new.access_token.clone()) {
-                    let call = super::http::ProviderCall::get(
-                        &endpoint,
-                        "application/jwt, application/json",
-                    )
-                    .with_header("authorization", &format!("Bearer {access}"));
-                    let pending = RefreshPending {
-                        stage: RefreshStage::Userinfo(Box::new(new)),
-                        ..p
-                    };
-                    return Step {
-                        action: Action::Call(call, Box::new(Pending::Refresh(pending))),
-                        outcome: Outcome::Waiting,
-                    };
-                }
-                new
-            }
-            Ok((new, false)) => new,
+            Ok(new) => new,
             Err(failure) => {
                 finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
                 return self.session_ended(p, failure, provider, now, entropy);
@@ -272,15 +265,14 @@ impl Filter {
     }
 
     /// The session after a token endpoint answer: new tokens, and the claims
-    /// of the new ID token when there is one. `Ok((session, true))` when
-    /// userinfo should be read again.
+    /// of the new ID token when there is one.
     fn refreshed_session(
         &self,
         old: &Session,
         resp: &ProviderResponse,
         provider: &ProviderState,
         now: u64,
-    ) -> Result<(Session, bool), Failure> {
+    ) -> Result<Session, Failure> {
         if resp.status != 200 {
             let error = resp.oauth_error();
             return Err(Failure {
@@ -331,12 +323,7 @@ impl Filter {
                 .or_else(|| old.refresh_token.clone()),
             access_expires_at: tokens.access_expires_at(now),
         };
-        let userinfo = self.config.fetch_userinfo
-            && provider
-                .metadata
-                .as_ref()
-                .is_some_and(|m| m.userinfo_endpoint.is_some());
-        Ok((new, userinfo))
+        Ok(new)
     }
 
     /// The session could not be refreshed: it is over. A page navigation

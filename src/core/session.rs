@@ -256,22 +256,28 @@ impl SessionCookie<'_> {
                 })
     }
 
-    /// The sealed text from the request's cookies: the single cookie, or the
-    /// chunks `_0`, `_1`, ... joined in order. `None` when absent or oversized.
-    pub fn sealed_text(&self, present: &[(&str, &str)]) -> Option<String> {
+    /// The parts of the sealed text in the request's cookies, in order: the
+    /// single cookie, or the chunks `_0`, `_1`, ... `None` when absent or
+    /// oversized.
+    pub fn sealed_parts<'p>(&self, present: &[(&str, &'p str)]) -> Option<Vec<&'p str>> {
         let find = |name: &str| present.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         if let Some(v) = find(self.name) {
-            return Some(v.to_string());
+            return Some(vec![v]);
         }
-        let mut joined = String::new();
+        let mut parts = Vec::new();
         for i in 0..=MAX_CHUNKS {
             match find(&chunk_name(self.name, i)) {
                 Some(_) if i == MAX_CHUNKS => return None,
-                Some(v) => joined.push_str(v),
+                Some(v) => parts.push(v),
                 None => break,
             }
         }
-        (!joined.is_empty()).then_some(joined)
+        (!parts.iter().all(|p| p.is_empty())).then_some(parts)
+    }
+
+    /// The sealed text from the request's cookies: its parts joined.
+    pub fn sealed_text(&self, present: &[(&str, &str)]) -> Option<String> {
+        self.sealed_parts(present).map(|parts| parts.concat())
     }
 
     /// Opens the session from the request's cookies. `None` means "not logged
@@ -482,30 +488,19 @@ pub struct CachedSession {
 }
 
 impl SessionCache {
-    /// The fingerprint of the session the request carries, read the way
-    /// [`SessionCookie::sealed_text`] reads it, without copying it.
+    /// The fingerprint of the session the request carries (every part of its
+    /// sealed text, in order), without joining it.
     pub fn key(&self, jar: &SessionCookie, present: &[(&str, &str)]) -> Option<u64> {
         use std::hash::{BuildHasher, Hasher};
-        let find = |name: &str| present.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let parts = jar.sealed_parts(present)?;
         let mut h = self.keys.build_hasher();
-        if let Some(v) = find(jar.name) {
-            h.write(v.as_bytes());
-            h.write_usize(v.len());
-            return Some(h.finish());
-        }
         let mut len = 0;
-        for i in 0..=MAX_CHUNKS {
-            match find(&chunk_name(jar.name, i)) {
-                Some(_) if i == MAX_CHUNKS => return None,
-                Some(v) => {
-                    h.write(v.as_bytes());
-                    len += v.len();
-                }
-                None => break,
-            }
+        for part in parts {
+            h.write(part.as_bytes());
+            len += part.len();
         }
         h.write_usize(len);
-        (len > 0).then(|| h.finish())
+        Some(h.finish())
     }
 
     /// A session seen before, still valid and not due for a refresh.

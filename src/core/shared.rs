@@ -124,6 +124,12 @@ pub fn generation(access_token: Option<&str>) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Sets a key that did not exist yet. There is no compare-and-swap on a
+/// missing key, so write, then read back to see whose write stayed.
+fn create(store: &dyn SharedStore, key: &str, value: &[u8]) -> bool {
+    store.set(key, value, None) && store.get(key).is_some_and(|(b, _)| b == value)
+}
+
 /// Tries to become the one request that refreshes generation `from` of
 /// session `sid`.
 pub fn claim_refresh(
@@ -144,14 +150,10 @@ pub fn claim_refresh(
     };
     let busy_bytes = serde_json::to_vec(&busy).unwrap_or_default();
     let Some((bytes, cas)) = store.get(&key) else {
-        // First use of this slot: no compare-and-swap on a missing key, so
-        // write, then read back to see whose write stayed.
-        if !store.set(&key, &busy_bytes, None) {
-            return RefreshClaim::Later;
-        }
-        return match store.get(&key) {
-            Some((b, _)) if b == busy_bytes => RefreshClaim::Mine,
-            _ => RefreshClaim::InFlight,
+        return if create(store, &key, &busy_bytes) {
+            RefreshClaim::Mine
+        } else {
+            RefreshClaim::InFlight
         };
     };
     if let Ok(slot) = serde_json::from_slice::<Slot>(&bytes) {
@@ -259,10 +261,7 @@ pub fn take_lease(store: &dyn SharedStore, key: &str, holder: &str, now: u64, tt
         return false;
     };
     match store.get(key) {
-        None => {
-            // No compare-and-swap on a missing key: write, then read back.
-            store.set(key, &bytes, None) && store.get(key).is_some_and(|(b, _)| b == bytes)
-        }
+        None => create(store, key, &bytes),
         Some((current, cas)) => {
             let held = serde_json::from_slice::<Lease>(&current)
                 .is_ok_and(|l| l.holder != holder && now < l.until);
