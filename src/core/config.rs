@@ -411,14 +411,6 @@ fn read_policy(r: &mut Reader) -> Policy {
     }
 }
 
-/// The client id as written (for the default bearer audience).
-fn client_id_for_audience(obj: &Map<String, Value>) -> String {
-    obj.get("client_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// `routes`: each entry checked on its own, errors named `routes[i].key`.
 fn read_routes(r: &mut Reader) -> Vec<Route> {
     let mut routes: Vec<Route> = Vec::new();
@@ -553,7 +545,7 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
 }
 
 /// The keys that say how bearer tokens are checked.
-fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
+fn read_bearer(r: &mut Reader, client_id: &str, proxy_prefix: &str) -> BearerConfig {
     let audience = r
         .string("bearer_audience")
         .unwrap_or_else(|| client_id.to_string());
@@ -597,6 +589,12 @@ fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
             }
         },
     };
+    let jwks_path = r
+        .string("jwks_path")
+        .unwrap_or_else(|| format!("{proxy_prefix}/jwks"));
+    if !jwks_path.starts_with('/') || jwks_path.contains(['?', '#']) {
+        r.err("jwks_path", "must be a path starting with `/`");
+    }
     BearerConfig {
         audience,
         audience_claim,
@@ -606,7 +604,7 @@ fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
         cache_ttl,
         cache_size,
         resource_key,
-        jwks_path: String::new(),
+        jwks_path,
     }
 }
 
@@ -972,13 +970,7 @@ impl Config {
         let provider_logout = r.bool("provider_logout", true);
         let skip_provider_button = r.bool("skip_provider_button", true);
         let routes = read_routes(&mut r);
-        let mut bearer = read_bearer(&mut r, &client_id_for_audience(&obj));
-        bearer.jwks_path = r
-            .string("jwks_path")
-            .unwrap_or_else(|| format!("{proxy_prefix}/jwks"));
-        if !bearer.jwks_path.starts_with('/') || bearer.jwks_path.contains(['?', '#']) {
-            r.err("jwks_path", "must be a path starting with `/`");
-        }
+        let bearer = read_bearer(&mut r, &client_id, &proxy_prefix);
         let post_logout_redirect_uri = match r.string("post_logout_redirect_uri") {
             Some(text) => match Url::parse(&text) {
                 Ok(u)

@@ -367,15 +367,20 @@ impl ProviderState {
     /// fetched here; on any problem our own copy stays.
     pub fn adopt(&mut self, config: &Config, bytes: &[u8]) -> Result<(), String> {
         let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if s.discovery.as_bytes() != self.discovery_raw.as_slice() {
-            self.metadata = Some(
-                ProviderMetadata::parse(&config.issuer, s.discovery.as_bytes())
-                    .map_err(|e| e.to_string())?,
-            );
+        // Check both documents before taking either.
+        let metadata = (s.discovery.as_bytes() != self.discovery_raw.as_slice())
+            .then(|| ProviderMetadata::parse(&config.issuer, s.discovery.as_bytes()))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let keys = (s.jwks.as_bytes() != self.jwks_raw.as_slice())
+            .then(|| KeySet::parse(s.jwks.as_bytes()))
+            .transpose()?;
+        if let Some(metadata) = metadata {
+            self.metadata = Some(metadata);
             self.discovery_raw = s.discovery.into_bytes();
         }
-        if s.jwks.as_bytes() != self.jwks_raw.as_slice() {
-            self.keys = Some(KeySet::parse(s.jwks.as_bytes())?);
+        if let Some(keys) = keys {
+            self.keys = Some(keys);
             self.jwks_raw = s.jwks.into_bytes();
         }
         self.reachable = s.reachable;
@@ -646,11 +651,21 @@ mod tests {
         other.adopt(&config, &down.snapshot().unwrap()).unwrap();
         assert!(!other.ready() && other.keys.is_some());
         // A document that does not check out is refused; our copy stays.
-        let bad = String::from_utf8(snapshot)
+        let bad = String::from_utf8(snapshot.clone())
             .unwrap()
             .replace(ISSUER, "https://evil.example");
         assert!(other.adopt(&config, bad.as_bytes()).is_err());
         assert_eq!(other.metadata.as_ref().unwrap().issuer, ISSUER);
+        // New documents with keys that do not parse: neither is taken.
+        let mut half: serde_json::Value = serde_json::from_slice(&snapshot).unwrap();
+        let moved = discovery().to_string().replace("/token", "/token2");
+        half["discovery"] = serde_json::json!(moved);
+        half["jwks"] = serde_json::json!("{}");
+        assert!(other.adopt(&config, half.to_string().as_bytes()).is_err());
+        assert_eq!(
+            other.metadata.as_ref().unwrap().token_endpoint.path(),
+            "/api/v2/token"
+        );
         assert!(ProviderState::default().snapshot().is_none());
     }
 }
