@@ -39,6 +39,7 @@ instead of sleeping; ``make_envoy`` and ``sesame_envoy`` call it.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -100,6 +101,17 @@ def wait_provider_ready(envoy: Envoy, timeout: float = 15.0) -> Envoy:
         time.sleep(0.02)
 
 
+@contextmanager
+def ready(envoy: Envoy) -> Iterator[Envoy]:
+    """Starts ``envoy``, waits until Sésame is ready, and stops it on exit."""
+    envoy.start()
+    try:
+        wait_provider_ready(envoy)
+        yield envoy
+    finally:
+        envoy.stop()
+
+
 @pytest.fixture(scope="session")
 def envoy_port() -> int:
     """The listener port for the tests' Envoy (free at session start)."""
@@ -142,12 +154,8 @@ def sesame_envoy(
         provider.issuer, f"http://127.0.0.1:{sesame_envoy_port}{CALLBACK_PATH}"
     )
     envoy = Envoy(config, sesame_envoy_port, upstream.port, provider.port)
-    envoy.start()
-    try:
-        wait_provider_ready(envoy)
+    with ready(envoy):
         yield envoy
-    finally:
-        envoy.stop()
 
 
 @pytest.fixture
@@ -247,12 +255,8 @@ def proconnect_envoy(
         allowed_redirect_domains=["app.example.fr"],
     )
     envoy = Envoy(config, proconnect_envoy_port, upstream.port, proconnect_provider.port)
-    envoy.start()
-    try:
-        wait_provider_ready(envoy)
+    with ready(envoy):
         yield envoy
-    finally:
-        envoy.stop()
 
 
 @pytest.fixture
@@ -333,12 +337,8 @@ def hostile_envoy(
     ``oidc_client.Counters``)."""
     envoy = Envoy(hostile_config(hostile_provider.issuer, hostile_envoy_port),
                   hostile_envoy_port, upstream.port, hostile_provider.port)
-    envoy.start()
-    try:
-        wait_provider_ready(envoy)
+    with ready(envoy):
         yield envoy
-    finally:
-        envoy.stop()
 
 
 @pytest.fixture

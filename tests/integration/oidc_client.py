@@ -82,6 +82,16 @@ XHR = {"Accept": "*/*", "X-Requested-With": "XMLHttpRequest"}
 TIMEOUT = 10
 
 
+def with_changes(config: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with ``changes`` applied; a change to ``None`` removes the key."""
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return config
+
+
 def sesame_config(issuer: str, redirect_uri: str, /, **changes: Any) -> dict[str, Any]:
     """The standard Sésame configuration of the tests, with ``changes``
     (a change to ``None`` removes the key).
@@ -110,12 +120,7 @@ def sesame_config(issuer: str, redirect_uri: str, /, **changes: Any) -> dict[str
         },
         "provider_retry_max": 1,
     }
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    return config
+    return with_changes(config, changes)
 
 
 # ProConnect's default scopes (Sésame's with ``provider: "proconnect"``).
@@ -157,12 +162,15 @@ def proconnect_config(issuer: str, redirect_uri: str, /, **changes: Any) -> dict
         },
         "provider_retry_max": 1,
     }
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    return config
+    return with_changes(config, changes)
+
+
+def forged_values_seen(headers: Mapping[str, str],
+                       forged: Mapping[str, str]) -> dict[str, str]:
+    """The headers the upstream received that carry one of the ``forged``
+    header values a client sent (under any name)."""
+    values = set(forged.values())
+    return {k: v for k, v in headers.items() if any(f in v for f in values)}
 
 
 def unique_path(prefix: str = "/t") -> str:

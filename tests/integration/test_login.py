@@ -27,6 +27,7 @@ from oidc_client import (
     cookie_attributes,
     deliver_callback,
     describe,
+    forged_values_seen,
     http_request,
     is_clearing,
     jwt_claims,
@@ -251,11 +252,6 @@ FORGED = {
 }
 
 
-def _forged_values_seen(headers: dict[str, str]) -> dict[str, str]:
-    forged = set(FORGED.values())
-    return {k: v for k, v in headers.items() if any(f in v for f in forged)}
-
-
 def test_spoofed_identity_headers_are_replaced_for_a_signed_in_user(sesame_envoy, alice):
     """Copies of the identity headers sent by the client, in any case and
     with ``_`` for ``-``, are removed before Sésame adds the real ones; an
@@ -264,7 +260,7 @@ def test_spoofed_identity_headers_are_replaced_for_a_signed_in_user(sesame_envoy
     headers = upstream_view(alice, sesame_envoy.url, "/spoof",
                             {**FORGED, "Authorization": "Basic YXBwOmFwcA=="})["headers"]
 
-    assert _forged_values_seen(headers) == {}
+    assert forged_values_seen(headers, FORGED) == {}
     assert headers["x-forwarded-email"] == USERS["alice"]["email"]
     assert headers["x-forwarded-user"] == USERS["alice"]["sub"]
     assert headers["x-auth-request-user"] == USERS["alice"]["sub"]
@@ -283,7 +279,7 @@ def test_spoofed_identity_headers_are_removed_on_public_routes(sesame_envoy, ups
     view = upstream_view(None, sesame_envoy.url, "/ping?probe=1", FORGED)
 
     assert view["path"] == "/ping?probe=1"
-    assert _forged_values_seen(view["headers"]) == {}
+    assert forged_values_seen(view["headers"], FORGED) == {}
     assert not [k for k in view["headers"] if "forwarded-user" in k or "auth-request" in k]
     assert counters.delta() == {"requests_public": 1}
 
