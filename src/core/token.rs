@@ -1,15 +1,28 @@
-//! ID token and signed userinfo validation.
+//! Signed JWT validation: ID tokens, signed userinfo, JWT access tokens
+//! (RFC 9068) and signed introspection answers (RFC 9701).
 //!
-//! Signatures are checked with `jwt-simple` (pure Rust) against the provider's
-//! keys, with an algorithm allow-list; only asymmetric algorithms exist here, so
-//! neither `none` nor an HMAC keyed with a public key can ever verify. The
-//! OpenID Connect claim rules (`iss`, `aud`, `azp`, `exp`, `iat`, `nbf`, `nonce`)
-//! are then checked explicitly.
+//! This module does the JWS framing of the compact serialisation (RFC 7515)
+//! and nothing else: exactly three parts, each strictly base64url-decoded (no
+//! padding, no non-canonical trailing bits), a header and a payload that are
+//! JSON objects without duplicate names, and the signature checked over the
+//! ASCII bytes `header.payload`. The signature primitives all come from
+//! RustCrypto and ed25519-compact: RSASSA-PKCS1-v1_5 and RSASSA-PSS (salt as
+//! long as the hash, RFC 7518 §3.5) from `rsa`, ECDSA over P-256 and P-384
+//! (raw `r || s`, RFC 7518 §3.4) from `p256`/`p384`, Ed25519 from
+//! `ed25519-compact`.
+//!
+//! The algorithm allow-list is checked before anything else; only asymmetric
+//! algorithms exist here, so neither `none` nor an HMAC keyed with a public key
+//! can ever verify, and a key is only used with an algorithm of its own type. A
+//! header with `crit` (we understand no extension) or with `b64` other than
+//! `true` (RFC 7797) is refused. The OpenID Connect claim rules (`iss`, `aud`,
+//! `azp`, `exp`, `iat`, `nbf`, `nonce`) are then checked explicitly.
 
 use std::collections::HashSet;
+use std::fmt;
 
-use jwt_simple::prelude::*;
-use jwt_simple::JWTError;
+use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::constant_time_eq;
@@ -17,8 +30,12 @@ use super::provider::{KeyMaterial, KeySet, SigningKey};
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Encoded JOSE headers larger than this are refused before any parsing.
+const MAX_HEADER_LEN: usize = 2048;
 /// Keys tried for a token without `kid`.
 const MAX_KEYS_TRIED: usize = 4;
+/// RSA moduli accepted, in bits.
+const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
@@ -83,101 +100,369 @@ pub struct Expectations<'a> {
     pub leeway: u64,
 }
 
+// ---------------------------------------------------------------------------
+// Keys and signatures
+
+/// The RSA public key, if it meets the policy: a 2048 to 4096-bit odd modulus
+/// and the exponent 65537.
+fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::RsaPublicKey> {
+    let odd = n.last().is_some_and(|low| low & 1 == 1);
+    let n = rsa::BigUint::from_bytes_be(n);
+    let e = rsa::BigUint::from_bytes_be(e);
+    if !odd || !RSA_MODULUS_BITS.contains(&n.bits()) || e != rsa::BigUint::from(65_537u32) {
+        return None;
+    }
+    rsa::RsaPublicKey::new(n, e).ok()
+}
+
+fn ed25519_public_key(x: &[u8]) -> Option<ed25519_compact::PublicKey> {
+    let key = ed25519_compact::PublicKey::from_slice(x).ok()?;
+    // Refuses small-order and non-canonical points.
+    key.validate().ok()?;
+    Some(key)
+}
+
 /// Checks that the verifier can load this key material.
 pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
     match &key.material {
-        KeyMaterial::Rsa { n, e } => RS256PublicKey::from_components(n, e).is_ok(),
-        KeyMaterial::P256(p) => ES256PublicKey::from_bytes(p).is_ok(),
-        KeyMaterial::P384(p) => ES384PublicKey::from_bytes(p).is_ok(),
-        KeyMaterial::Ed25519(x) => Ed25519PublicKey::from_bytes(x).is_ok(),
+        KeyMaterial::Rsa { n, e } => rsa_public_key(n, e).is_some(),
+        KeyMaterial::P256(p) => p256::ecdsa::VerifyingKey::from_sec1_bytes(p).is_ok(),
+        KeyMaterial::P384(p) => p384::ecdsa::VerifyingKey::from_sec1_bytes(p).is_ok(),
+        KeyMaterial::Ed25519(x) => ed25519_public_key(x).is_some(),
     }
 }
 
-type Claims = JWTClaims<Map<String, Value>>;
+/// Whether `signature` is `alg`'s signature of `message` by `key`. A key is
+/// only ever used with an algorithm of its own type.
+fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &[u8]) -> bool {
+    use rsa::signature::Verifier as _;
+    use rsa::{pkcs1v15, pss};
+    use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
-fn verify_with(
-    key: &SigningKey,
-    alg: &str,
-    token: &str,
-    opts: &VerificationOptions,
-) -> Result<Claims, jwt_simple::Error> {
-    let opts = Some(opts.clone());
-    match (&key.material, alg) {
-        (KeyMaterial::Rsa { n, e }, "RS256") => {
-            RS256PublicKey::from_components(n, e)?.verify_token(token, opts)
+    match (key, alg) {
+        (KeyMaterial::Rsa { n, e }, _) => {
+            let Some(public) = rsa_public_key(n, e) else {
+                return false;
+            };
+            // The padding checks (PKCS#1 v1.5 DigestInfo; PSS with a salt as
+            // long as the hash) are the `rsa` crate's.
+            let pkcs1 = || pkcs1v15::Signature::try_from(signature);
+            let pss = || pss::Signature::try_from(signature);
+            let checked =
+                match alg {
+                    "RS256" => pkcs1().and_then(|s| {
+                        pkcs1v15::VerifyingKey::<Sha256>::new(public).verify(message, &s)
+                    }),
+                    "RS384" => pkcs1().and_then(|s| {
+                        pkcs1v15::VerifyingKey::<Sha384>::new(public).verify(message, &s)
+                    }),
+                    "RS512" => pkcs1().and_then(|s| {
+                        pkcs1v15::VerifyingKey::<Sha512>::new(public).verify(message, &s)
+                    }),
+                    "PS256" => pss()
+                        .and_then(|s| pss::VerifyingKey::<Sha256>::new(public).verify(message, &s)),
+                    "PS384" => pss()
+                        .and_then(|s| pss::VerifyingKey::<Sha384>::new(public).verify(message, &s)),
+                    "PS512" => pss()
+                        .and_then(|s| pss::VerifyingKey::<Sha512>::new(public).verify(message, &s)),
+                    _ => return false,
+                };
+            checked.is_ok()
         }
-        (KeyMaterial::Rsa { n, e }, "RS384") => {
-            RS384PublicKey::from_components(n, e)?.verify_token(token, opts)
+        (KeyMaterial::P256(point), "ES256") => {
+            use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+            use p256::ecdsa::{Signature, VerifyingKey};
+            // JWS carries `r || s` (RFC 7518 §3.4), never DER.
+            signature.len() == 64
+                && match (
+                    VerifyingKey::from_sec1_bytes(point),
+                    Signature::from_slice(signature),
+                ) {
+                    (Ok(key), Ok(sig)) => {
+                        key.verify_prehash(&Sha256::digest(message), &sig).is_ok()
+                    }
+                    _ => false,
+                }
         }
-        (KeyMaterial::Rsa { n, e }, "RS512") => {
-            RS512PublicKey::from_components(n, e)?.verify_token(token, opts)
+        (KeyMaterial::P384(point), "ES384") => {
+            use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
+            use p384::ecdsa::{Signature, VerifyingKey};
+            signature.len() == 96
+                && match (
+                    VerifyingKey::from_sec1_bytes(point),
+                    Signature::from_slice(signature),
+                ) {
+                    (Ok(key), Ok(sig)) => {
+                        key.verify_prehash(&Sha384::digest(message), &sig).is_ok()
+                    }
+                    _ => false,
+                }
         }
-        (KeyMaterial::Rsa { n, e }, "PS256") => {
-            PS256PublicKey::from_components(n, e)?.verify_token(token, opts)
-        }
-        (KeyMaterial::Rsa { n, e }, "PS384") => {
-            PS384PublicKey::from_components(n, e)?.verify_token(token, opts)
-        }
-        (KeyMaterial::Rsa { n, e }, "PS512") => {
-            PS512PublicKey::from_components(n, e)?.verify_token(token, opts)
-        }
-        (KeyMaterial::P256(p), "ES256") => ES256PublicKey::from_bytes(p)?.verify_token(token, opts),
-        (KeyMaterial::P384(p), "ES384") => ES384PublicKey::from_bytes(p)?.verify_token(token, opts),
         (KeyMaterial::Ed25519(x), "EdDSA") => {
-            Ed25519PublicKey::from_bytes(x)?.verify_token(token, opts)
+            match (
+                ed25519_public_key(x),
+                ed25519_compact::Signature::from_slice(signature),
+            ) {
+                (Some(key), Ok(sig)) => key.verify(message, &sig).is_ok(),
+                _ => false,
+            }
         }
-        _ => Err(jwt_simple::Error::msg("key does not fit the algorithm")),
+        _ => false,
     }
 }
 
-/// Checks the signature with the provider's keys and returns the claims. Time
-/// claims are checked too (by the verifier, then again below).
-fn verify_signature(token: &str, keys: &KeySet, exp: &Expectations) -> Result<Claims, TokenError> {
-    if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+// ---------------------------------------------------------------------------
+// JWS framing
+
+/// Strict base64url: the unpadded alphabet only, and canonical (the unused
+/// bits of the last character are zero), so that one token has one spelling.
+fn b64url_strict(part: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()
+}
+
+/// A JSON value in which no object, at any depth, names a member twice
+/// (`serde_json::Value` would silently keep the last one).
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value without duplicate member names")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            let Strict(value) = access.next_value()?;
+            if map.insert(name, value).is_some() {
+                return Err(de::Error::custom("duplicate member name"));
+            }
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+/// A base64url part that decodes to a JSON object without duplicate names.
+fn json_object(part: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Strict>(&b64url_strict(part)?)
+        .ok()?
+        .0
+    {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// An optional string member (`null` counts as absent).
+fn optional_str<'a>(
+    map: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, TokenError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(TokenError::Malformed),
+    }
+}
+
+/// The JOSE header rules beyond `alg` and `kid`.
+fn check_header(header: &Map<String, Value>) -> Result<(), TokenError> {
+    // No extension is understood, so none can be critical (RFC 7515 §4.1.11).
+    if header.contains_key("crit") {
         return Err(TokenError::Malformed);
     }
-    let meta = Token::decode_metadata(token).map_err(|_| TokenError::Malformed)?;
-    let alg = meta.algorithm().to_string();
-    if !exp.allowed_algs.contains(&alg) {
-        return Err(TokenError::AlgorithmNotAllowed(alg));
+    // An unencoded payload (RFC 7797) is never accepted.
+    if header.get("b64").is_some_and(|b| b != &Value::Bool(true)) {
+        return Err(TokenError::Malformed);
     }
-    let kid = meta.key_id();
-    let candidates: Vec<&SigningKey> = keys.candidates(&alg, kid).take(MAX_KEYS_TRIED).collect();
+    // `typ`, when present, names a JWT: `JWT`, `at+jwt`, `token-introspection+jwt`...
+    if let Some(typ) = optional_str(header, "typ")? {
+        let typ = typ.to_ascii_uppercase();
+        if typ != "JWT" && !typ.ends_with("+JWT") {
+            return Err(TokenError::Malformed);
+        }
+    }
+    Ok(())
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative number of seconds, integer or
+/// not (the fraction is dropped).
+fn numeric_date(value: &Value) -> Result<u64, TokenError> {
+    let Value::Number(n) = value else {
+        return Err(TokenError::Malformed);
+    };
+    if let Some(secs) = n.as_u64() {
+        return Ok(secs);
+    }
+    match n.as_f64() {
+        // `as` saturates: a date past u64::MAX seconds is u64::MAX.
+        Some(f) if f >= 0.0 => Ok(f as u64),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+/// A verified token's payload. `custom` holds every claim but `aud`, `exp`,
+/// `iat`, `nbf`, `jti` and `nonce`, which are only read here.
+#[derive(Debug)]
+struct Claims {
+    issuer: Option<String>,
+    subject: Option<String>,
+    audiences: Option<HashSet<String>>,
+    nonce: Option<String>,
+    expires_at: Option<u64>,
+    issued_at: Option<u64>,
+    invalid_before: Option<u64>,
+    custom: Map<String, Value>,
+}
+
+impl Claims {
+    /// Reads the registered claims, refusing ill-typed ones.
+    fn parse(mut map: Map<String, Value>) -> Result<Claims, TokenError> {
+        let mut string = |name: &str, keep: bool| -> Result<Option<String>, TokenError> {
+            let value = optional_str(&map, name)?.map(str::to_string);
+            if !keep || value.is_none() {
+                map.remove(name);
+            }
+            Ok(value)
+        };
+        let issuer = string("iss", true)?;
+        let subject = string("sub", true)?;
+        let nonce = string("nonce", false)?;
+        string("jti", false)?;
+        let audiences = match map.remove("aud") {
+            None => None,
+            Some(Value::String(a)) => Some(HashSet::from([a])),
+            Some(Value::Array(items)) => Some(
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(a) => Ok(a),
+                        _ => Err(TokenError::Malformed),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(_) => return Err(TokenError::Malformed),
+        };
+        let mut date = |name: &str| map.remove(name).as_ref().map(numeric_date).transpose();
+        Ok(Claims {
+            expires_at: date("exp")?,
+            issued_at: date("iat")?,
+            invalid_before: date("nbf")?,
+            issuer,
+            subject,
+            audiences,
+            nonce,
+            custom: map,
+        })
+    }
+
+    /// The time claims that are present, against the clock give or take the
+    /// leeway: not issued in the future, already valid, not expired.
+    fn check_window(&self, now: u64, leeway: u64) -> Result<(), TokenError> {
+        let later = now.saturating_add(leeway);
+        if self.issued_at.is_some_and(|iat| iat > later) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if self.invalid_before.is_some_and(|nbf| nbf > later) {
+            return Err(TokenError::NotYetValid);
+        }
+        if self
+            .expires_at
+            .is_some_and(|exp| now < leeway || now - leeway > exp)
+        {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Checks the signature with the provider's keys and returns the claims; the
+/// time claims that are present are checked too (`check_times` then requires
+/// them where they are mandatory).
+fn verify_signature(token: &str, keys: &KeySet, exp: &Expectations) -> Result<Claims, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if header_b64.len() > MAX_HEADER_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let header = json_object(header_b64).ok_or(TokenError::Malformed)?;
+    let Some(Value::String(alg)) = header.get("alg") else {
+        return Err(TokenError::Malformed);
+    };
+    if !exp.allowed_algs.contains(alg) {
+        return Err(TokenError::AlgorithmNotAllowed(alg.clone()));
+    }
+    let kid = optional_str(&header, "kid")?;
+    check_header(&header)?;
+    let candidates: Vec<&SigningKey> = keys.candidates(alg, kid).take(MAX_KEYS_TRIED).collect();
     if candidates.is_empty() {
         return Err(TokenError::UnknownKey(kid.map(str::to_string)));
     }
-    let opts = VerificationOptions {
-        artificial_time: Some(UnixTimeStamp::from_secs(exp.now)),
-        time_tolerance: Some(Duration::from_secs(exp.leeway)),
-        accept_future: false,
-        max_token_length: Some(MAX_TOKEN_LEN),
-        max_header_length: Some(2048),
-        ..Default::default()
-    };
-    let mut last = TokenError::BadSignature;
-    for key in candidates {
-        match verify_with(key, &alg, token, &opts) {
-            Ok(claims) => return Ok(claims),
-            Err(e) => last = classify(&e),
-        }
+    let signature = b64url_strict(signature_b64).ok_or(TokenError::BadSignature)?;
+    let signed = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+    if !candidates
+        .iter()
+        .any(|key| signature_verifies(&key.material, alg, signed, &signature))
+    {
+        return Err(TokenError::BadSignature);
     }
-    Err(last)
-}
-
-fn classify(e: &jwt_simple::Error) -> TokenError {
-    match e.downcast_ref::<JWTError>() {
-        Some(JWTError::TokenHasExpired) => TokenError::Expired,
-        Some(JWTError::TokenNotValidYet) => TokenError::NotYetValid,
-        Some(JWTError::ClockDrift) => TokenError::IssuedInFuture,
-        _ => TokenError::BadSignature,
-    }
+    let claims = Claims::parse(json_object(payload_b64).ok_or(TokenError::Malformed)?)?;
+    claims.check_window(exp.now, exp.leeway)?;
+    Ok(claims)
 }
 
 fn check_audience(claims: &Claims, client_id: &str) -> Result<(), TokenError> {
-    let audiences: HashSet<String> = match &claims.audiences {
-        Some(a) => a.clone().into_set(),
-        None => return Err(TokenError::MissingClaim("aud")),
-    };
+    let audiences = claims
+        .audiences
+        .as_ref()
+        .ok_or(TokenError::MissingClaim("aud"))?;
     if !audiences.contains(client_id) {
         return Err(TokenError::WrongAudience);
     }
@@ -193,39 +478,26 @@ fn check_audience(claims: &Claims, client_id: &str) -> Result<(), TokenError> {
 
 fn check_times(claims: &Claims, exp: &Expectations) -> Result<(), TokenError> {
     let now = exp.now;
-    let expires = claims
-        .expires_at
-        .ok_or(TokenError::MissingClaim("exp"))?
-        .as_secs();
+    let expires = claims.expires_at.ok_or(TokenError::MissingClaim("exp"))?;
     if now >= expires.saturating_add(exp.leeway) {
         return Err(TokenError::Expired);
     }
-    let issued = claims
-        .issued_at
-        .ok_or(TokenError::MissingClaim("iat"))?
-        .as_secs();
+    let issued = claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
     if issued > now.saturating_add(exp.leeway) {
         return Err(TokenError::IssuedInFuture);
     }
     if let Some(nbf) = claims.invalid_before {
-        if nbf.as_secs() > now.saturating_add(exp.leeway) {
+        if nbf > now.saturating_add(exp.leeway) {
             return Err(TokenError::NotYetValid);
         }
     }
     Ok(())
 }
 
-/// All the claims of a verified token as one JSON object (registered claims
-/// included), for the session and the access rules.
+/// The claims of a verified token as one JSON object, for the session and the
+/// access rules: every claim but `aud`, `exp`, `iat`, `nbf`, `jti` and `nonce`.
 fn into_map(claims: Claims) -> Map<String, Value> {
-    let mut map = claims.custom;
-    if let Some(sub) = claims.subject {
-        map.insert("sub".into(), Value::String(sub));
-    }
-    if let Some(iss) = claims.issuer {
-        map.insert("iss".into(), Value::String(iss));
-    }
-    map
+    claims.custom
 }
 
 /// The checks every ID token passes: signature, `iss`, `aud`/`azp`, times.
@@ -302,9 +574,9 @@ pub fn validate_access_token(
     }
     let in_aud = claims
         .audiences
-        .clone()
-        .is_some_and(|a| a.into_set().contains(audience));
-    let expires = claims.expires_at.map(|e| e.as_secs());
+        .as_ref()
+        .is_some_and(|a| a.contains(audience));
+    let expires = claims.expires_at;
     let mut map = into_map(claims);
     let ours = if audience_claim == "aud" {
         in_aud
@@ -332,17 +604,14 @@ pub fn validate_introspection_jwt(
     if claims.issuer.as_deref() != Some(exp.issuer) {
         return Err(TokenError::WrongIssuer);
     }
-    let audiences: HashSet<String> = match &claims.audiences {
-        Some(a) => a.clone().into_set(),
-        None => return Err(TokenError::MissingClaim("aud")),
-    };
+    let audiences = claims
+        .audiences
+        .as_ref()
+        .ok_or(TokenError::MissingClaim("aud"))?;
     if !audiences.contains(exp.client_id) {
         return Err(TokenError::WrongAudience);
     }
-    let issued = claims
-        .issued_at
-        .ok_or(TokenError::MissingClaim("iat"))?
-        .as_secs();
+    let issued = claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
     if issued > exp.now.saturating_add(exp.leeway) {
         return Err(TokenError::IssuedInFuture);
     }
@@ -391,8 +660,12 @@ pub fn validate_userinfo_json(
 pub(crate) mod tests {
     use super::*;
     use crate::core::b64url;
+    use jwt_simple::prelude::*;
     use serde_json::json;
     use std::sync::OnceLock;
+
+    /// The claims of a test token, as jwt-simple signs them.
+    pub type Claims = JWTClaims<Map<String, Value>>;
 
     pub const ISSUER: &str = "http://127.0.0.1:9000";
     pub const CLIENT: &str = "sesame";
@@ -626,5 +899,662 @@ pub(crate) mod tests {
             validate_userinfo_json(b"[]", "alice-7f3a"),
             Err(TokenError::Malformed)
         );
+    }
+
+    // -----------------------------------------------------------------------
+    // The JWS layer
+
+    /// Signs the ASCII `header_b64.payload_b64` with the Ed25519 test key
+    /// (`ed-1`), whatever the parts hold.
+    fn sign_parts(header_b64: &str, payload_b64: &str) -> String {
+        let pair = ed25519_compact::KeyPair::from_slice(&keys().ed.to_bytes()).unwrap();
+        let signed = format!("{header_b64}.{payload_b64}");
+        let signature = pair.sk.sign(signed.as_bytes(), None);
+        format!("{signed}.{}", b64url(signature.as_ref()))
+    }
+
+    /// A token with this exact header and payload text, signed by `ed-1`.
+    fn raw(header: &str, payload: &str) -> String {
+        sign_parts(&b64url(header.as_bytes()), &b64url(payload.as_bytes()))
+    }
+
+    const ED_HEADER: &str = r#"{"alg":"EdDSA","kid":"ed-1"}"#;
+
+    /// The payload of a valid ID token, with `extra` members appended.
+    fn payload(extra: &str) -> String {
+        format!(
+            r#"{{"iss":"{ISSUER}","aud":"{CLIENT}","sub":"alice-7f3a","nonce":"{}","iat":{},"exp":{}{extra}}}"#,
+            "n".repeat(43),
+            NOW - 10,
+            NOW + 600
+        )
+    }
+
+    /// The same base64url text with non-zero unused bits in its last
+    /// character: a lenient decoder reads the same bytes.
+    fn non_canonical(part: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        assert!(part.len() % 4 >= 2, "no unused bits in {part}");
+        let last = part.as_bytes()[part.len() - 1];
+        let index = ALPHABET.iter().position(|&c| c == last).unwrap();
+        let twisted = ALPHABET[index | 1] as char;
+        assert_ne!(twisted as u8, last);
+        format!("{}{twisted}", &part[..part.len() - 1])
+    }
+
+    /// One byte of the decoded signature changed.
+    fn flip_signature_byte(token: &str) -> String {
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        let mut bytes = b64url_strict(sig).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        format!("{signed}.{}", b64url(&bytes))
+    }
+
+    /// A key set with one key of each type: RSA (any RS*/PS*), P-256, P-384,
+    /// Ed25519.
+    struct AllAlgs {
+        es384: ES384KeyPair,
+        set: KeySet,
+    }
+
+    fn all_algs() -> &'static AllAlgs {
+        static ALL: OnceLock<AllAlgs> = OnceLock::new();
+        ALL.get_or_init(|| {
+            let k = keys();
+            let es384 = ES384KeyPair::generate().with_key_id("ec384-1");
+            let ec = k.es.public_key().public_key().to_bytes_uncompressed();
+            let ec384 = es384.public_key().public_key().to_bytes_uncompressed();
+            let rsa = k.rs.public_key().to_components();
+            let jwks = json!({"keys": [
+                {"kty": "RSA", "kid": "rsa-1", "n": b64url(&rsa.n), "e": b64url(&rsa.e)},
+                {"kty": "EC", "crv": "P-256", "kid": "ec-1",
+                 "x": b64url(&ec[1..33]), "y": b64url(&ec[33..65])},
+                {"kty": "EC", "crv": "P-384", "kid": "ec384-1",
+                 "x": b64url(&ec384[1..49]), "y": b64url(&ec384[49..97])},
+                {"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": b64url(&k.ed.public_key().to_bytes())},
+            ]});
+            let set = KeySet::parse(jwks.to_string().as_bytes()).unwrap();
+            assert_eq!(set.keys.len(), 4);
+            AllAlgs { es384, set }
+        })
+    }
+
+    /// A token for every supported algorithm, signed by jwt-simple.
+    fn signed_by_each_alg() -> Vec<(&'static str, String)> {
+        let k = keys();
+        let der = k.rs.to_der().unwrap();
+        let c = || claims(json!({"acr": "eidas1"}));
+        vec![
+            ("RS256", k.rs.sign(c()).unwrap()),
+            (
+                "RS384",
+                RS384KeyPair::from_der(&der)
+                    .unwrap()
+                    .with_key_id("rsa-1")
+                    .sign(c())
+                    .unwrap(),
+            ),
+            (
+                "RS512",
+                RS512KeyPair::from_der(&der)
+                    .unwrap()
+                    .with_key_id("rsa-1")
+                    .sign(c())
+                    .unwrap(),
+            ),
+            (
+                "PS256",
+                PS256KeyPair::from_der(&der)
+                    .unwrap()
+                    .with_key_id("rsa-1")
+                    .sign(c())
+                    .unwrap(),
+            ),
+            (
+                "PS384",
+                PS384KeyPair::from_der(&der)
+                    .unwrap()
+                    .with_key_id("rsa-1")
+                    .sign(c())
+                    .unwrap(),
+            ),
+            (
+                "PS512",
+                PS512KeyPair::from_der(&der)
+                    .unwrap()
+                    .with_key_id("rsa-1")
+                    .sign(c())
+                    .unwrap(),
+            ),
+            ("ES256", k.es.sign(c()).unwrap()),
+            ("ES384", all_algs().es384.sign(c()).unwrap()),
+            ("EdDSA", k.ed.sign(c()).unwrap()),
+        ]
+    }
+
+    fn check_all(token: &str) -> Result<Map<String, Value>, TokenError> {
+        let a = algs();
+        validate_id_token(token, &all_algs().set, &exp(&a), &"n".repeat(43))
+    }
+
+    #[test]
+    fn every_algorithm_verifies_and_a_flipped_signature_byte_does_not() {
+        for (alg, token) in signed_by_each_alg() {
+            let header = json_object(token.split('.').next().unwrap()).unwrap();
+            assert_eq!(header["alg"], alg);
+            let claims = check_all(&token).unwrap_or_else(|e| panic!("{alg}: {e}"));
+            assert_eq!(claims["acr"], "eidas1", "{alg}");
+            assert_eq!(
+                check_all(&flip_signature_byte(&token)),
+                Err(TokenError::BadSignature),
+                "{alg}"
+            );
+            // Only this algorithm allowed: still fine; every other one: refused.
+            let only: Vec<String> = vec![alg.into()];
+            let e = exp(&only);
+            let nonce = "n".repeat(43);
+            assert!(validate_id_token(&token, &all_algs().set, &e, &nonce).is_ok());
+            let others: Vec<String> = algs().into_iter().filter(|a| a != alg).collect();
+            assert_eq!(
+                validate_id_token(&token, &all_algs().set, &exp(&others), &nonce),
+                Err(TokenError::AlgorithmNotAllowed(alg.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn pss_salt_is_as_long_as_the_hash() {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::signature::{RandomizedSigner, SignatureEncoding};
+        let der = keys().rs.to_der().unwrap();
+        let private = rsa::RsaPrivateKey::from_pkcs1_der(&der)
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_der(&der))
+            .unwrap();
+        let header = b64url(br#"{"alg":"PS256","kid":"rsa-1"}"#);
+        let body = b64url(payload("").as_bytes());
+        let signed = format!("{header}.{body}");
+        let mut rng = crate::core::jwe::tests::TestRng(7);
+        for (salt, expected) in [
+            (32, Ok(())),
+            (20, Err(TokenError::BadSignature)),
+            (0, Err(TokenError::BadSignature)),
+        ] {
+            let key =
+                rsa::pss::SigningKey::<sha2::Sha256>::new_with_salt_len(private.clone(), salt);
+            let signature = key.sign_with_rng(&mut rng, signed.as_bytes()).to_vec();
+            let token = format!("{signed}.{}", b64url(&signature));
+            assert_eq!(
+                check_all(&token).map(|_| ()),
+                expected,
+                "salt of {salt} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_is_only_used_with_an_algorithm_of_its_type() {
+        // An ES256 token naming the RSA key: that key is no candidate.
+        let mut c = claims(json!({}));
+        c.nonce = Some("n".repeat(43));
+        let es = ES256KeyPair::from_bytes(&keys().es.to_bytes())
+            .unwrap()
+            .with_key_id("rsa-1");
+        assert_eq!(
+            check_all(&es.sign(c).unwrap()),
+            Err(TokenError::UnknownKey(Some("rsa-1".into())))
+        );
+        // And the verifier itself refuses every mismatched pair, even with a
+        // signature that is good for the key's own algorithm.
+        let set = &all_algs().set;
+        for (alg, token) in signed_by_each_alg() {
+            let (signed, sig) = token.rsplit_once('.').unwrap();
+            let sig = b64url_strict(sig).unwrap();
+            for key in &set.keys {
+                let fits = key.material.fits(alg);
+                let own = signature_verifies(&key.material, alg, signed.as_bytes(), &sig);
+                if !fits {
+                    assert!(!own, "{alg} checked with {:?}", key.kid);
+                }
+                for other in SUPPORTED_OTHER_ALGS {
+                    if !key.material.fits(other) {
+                        assert!(!signature_verifies(
+                            &key.material,
+                            other,
+                            signed.as_bytes(),
+                            &sig
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    const SUPPORTED_OTHER_ALGS: &[&str] = &[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "none",
+        "HS256", "HS384", "HS512", "ES256K", "Ed25519", "",
+    ];
+
+    #[test]
+    fn none_and_hmac_never_verify_even_if_allowed() {
+        let loose: Vec<String> = ["none", "HS256", "HS512"].map(String::from).to_vec();
+        let e = exp(&loose);
+        let nonce = "n".repeat(43);
+        let body = b64url(payload("").as_bytes());
+        for kid in [r#","kid":"ed-1""#, r#","kid":"rsa-1""#, ""] {
+            let none = format!(
+                "{}.{body}.",
+                b64url(format!(r#"{{"alg":"none"{kid}}}"#).as_bytes())
+            );
+            assert!(matches!(
+                validate_id_token(&none, &all_algs().set, &e, &nonce),
+                Err(TokenError::UnknownKey(_))
+            ));
+        }
+        let rsa = keys().rs.public_key().to_components();
+        let hs = HS256Key::from_bytes(&rsa.n).with_key_id("rsa-1");
+        let token = hs.authenticate(claims(json!({}))).unwrap();
+        assert!(matches!(
+            validate_id_token(&token, &all_algs().set, &e, &nonce),
+            Err(TokenError::UnknownKey(_))
+        ));
+        assert_eq!(
+            check_all(&token),
+            Err(TokenError::AlgorithmNotAllowed("HS256".into()))
+        );
+    }
+
+    #[test]
+    fn header_rules() {
+        assert!(check_all(&raw(ED_HEADER, &payload(""))).is_ok());
+        for header in [
+            r#"{"alg":"EdDSA","kid":"ed-1","crit":["exp"],"exp":1}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","crit":[]}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","b64":false,"crit":["b64"]}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","b64":false}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","b64":"false"}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","typ":"JOSE"}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","typ":7}"#,
+            r#"{"alg":"EdDSA","kid":7}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","alg":"EdDSA"}"#,
+            r#"{"alg":["EdDSA"],"kid":"ed-1"}"#,
+            r#"{"kid":"ed-1"}"#,
+            r#"["EdDSA"]"#,
+            r#"{"alg":"EdDSA","kid":"ed-1"} "x""#,
+        ] {
+            assert_eq!(
+                check_all(&raw(header, &payload(""))),
+                Err(TokenError::Malformed),
+                "{header}"
+            );
+        }
+        for header in [
+            r#"{"alg":"EdDSA","kid":"ed-1","b64":true}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","typ":"JWT"}"#,
+            r#"{"alg":"EdDSA","kid":"ed-1","typ":"at+jwt"}"#,
+            r#"{"alg":"EdDSA","kid":null}"#,
+            r#"{"alg":"EdDSA"}"#,
+        ] {
+            assert!(check_all(&raw(header, &payload(""))).is_ok(), "{header}");
+        }
+        // The allow-list comes first, even before the header rules.
+        assert_eq!(
+            check_all(&raw(r#"{"alg":"none","crit":["x"]}"#, &payload(""))),
+            Err(TokenError::AlgorithmNotAllowed("none".into()))
+        );
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        for extra in [
+            r#","sub":"admin""#,
+            r#","\u0073ub":"admin""#,
+            r#","acr":"eidas1","acr":"eidas3""#,
+            r#","exp":1"#,
+            r#","aud":"other""#,
+            r#","address":{"country":"FR","country":"DE"}"#,
+            r#","list":[{"a":1,"a":2}]"#,
+        ] {
+            assert_eq!(
+                check_all(&raw(ED_HEADER, &payload(extra))),
+                Err(TokenError::Malformed),
+                "{extra}"
+            );
+        }
+        assert_eq!(
+            check_all(&raw(
+                r#"{"alg":"EdDSA","kid":"ed-1","kid":"rsa-1"}"#,
+                &payload("")
+            )),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            check_all(&raw(
+                r#"{"alg":"RS256","kid":"ed-1","alg":"EdDSA"}"#,
+                &payload("")
+            )),
+            Err(TokenError::Malformed)
+        );
+        // The same members once each are fine.
+        assert!(check_all(&raw(ED_HEADER, &payload(r#","address":{"country":"FR"}"#))).is_ok());
+    }
+
+    #[test]
+    fn base64url_is_strict() {
+        let header = b64url(ED_HEADER.as_bytes());
+        // A payload whose encoding has unused bits.
+        let mut text = payload("");
+        while text.len().is_multiple_of(3) {
+            text.push(' ');
+        }
+        let body = b64url(text.as_bytes());
+        let good = sign_parts(&header, &body);
+        assert!(check_all(&good).is_ok());
+        let (signed, sig) = good.rsplit_once('.').unwrap();
+        // The signature: padded, non-canonical, another alphabet, spaces.
+        for bad in [
+            format!("{sig}=="),
+            non_canonical(sig),
+            sig.replace('-', "+").replace('_', "/"),
+            format!(" {sig}"),
+        ] {
+            if bad != sig {
+                assert_eq!(
+                    check_all(&format!("{signed}.{bad}")),
+                    Err(TokenError::BadSignature),
+                    "{bad}"
+                );
+            }
+        }
+        // Header and payload, signed as written: refused all the same.
+        for (h, p) in [
+            (format!("{header}=="), body.clone()),
+            (non_canonical(&header), body.clone()),
+            (header.clone(), format!("{body}=")),
+            (header.clone(), non_canonical(&body)),
+            (header.clone(), format!("{body}\n")),
+        ] {
+            assert_eq!(
+                check_all(&sign_parts(&h, &p)),
+                Err(TokenError::Malformed),
+                "{h}.{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn ecdsa_signatures_are_raw_r_and_s() {
+        for (alg, token) in signed_by_each_alg() {
+            let (signed, sig) = token.rsplit_once('.').unwrap();
+            let sig = b64url_strict(sig).unwrap();
+            let size = match alg {
+                "ES256" => 64,
+                "ES384" => 96,
+                _ => continue,
+            };
+            assert_eq!(sig.len(), size);
+            let mut longer = sig.clone();
+            longer.push(0);
+            let mut padded = vec![0];
+            padded.extend(&sig);
+            for bad in [
+                sig[..size - 1].to_vec(),
+                longer,
+                padded,
+                [&sig[..], &sig[..]].concat(),
+                vec![0; size],
+                Vec::new(),
+            ] {
+                assert_eq!(
+                    check_all(&format!("{signed}.{}", b64url(&bad))),
+                    Err(TokenError::BadSignature),
+                    "{alg} with {} bytes",
+                    bad.len()
+                );
+            }
+        }
+        // A P-384 signature under an ES256 header, and the reverse.
+        let tokens = signed_by_each_alg();
+        let find = |alg: &str| tokens.iter().find(|(a, _)| *a == alg).unwrap().1.clone();
+        let (es256, es384) = (find("ES256"), find("ES384"));
+        let sig384 = es384.rsplit_once('.').unwrap().1;
+        let signed256 = es256.rsplit_once('.').unwrap().0;
+        assert_eq!(
+            check_all(&format!("{signed256}.{sig384}")),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn framing_limits() {
+        let good = raw(ED_HEADER, &payload(""));
+        assert!(check_all(&good).is_ok());
+        assert_eq!(check_all(&format!("{good}.")), Err(TokenError::Malformed));
+        assert_eq!(check_all(&format!("{good}.x")), Err(TokenError::Malformed));
+        let (first, rest) = good.split_once('.').unwrap();
+        assert_eq!(
+            check_all(&format!("{first}..{rest}")),
+            Err(TokenError::Malformed)
+        );
+        // A header over 2048 encoded bytes, even a valid one.
+        let big = format!(
+            r#"{{"alg":"EdDSA","kid":"ed-1","x":"{}"}}"#,
+            "a".repeat(1600)
+        );
+        assert!(b64url(big.as_bytes()).len() > MAX_HEADER_LEN);
+        assert_eq!(
+            check_all(&raw(&big, &payload(""))),
+            Err(TokenError::Malformed)
+        );
+        let fits = format!(
+            r#"{{"alg":"EdDSA","kid":"ed-1","x":"{}"}}"#,
+            "a".repeat(1400)
+        );
+        assert!(b64url(fits.as_bytes()).len() <= MAX_HEADER_LEN);
+        assert!(check_all(&raw(&fits, &payload(""))).is_ok());
+        // A token over the limit, even a valid one.
+        let padding = format!(r#","pad":"{}""#, "p".repeat(MAX_TOKEN_LEN));
+        assert_eq!(
+            check_all(&raw(ED_HEADER, &payload(&padding))),
+            Err(TokenError::Malformed)
+        );
+        // A payload that is not an object.
+        for text in ["[]", "\"x\"", "", "{", "null"] {
+            assert_eq!(
+                check_all(&raw(ED_HEADER, text)),
+                Err(TokenError::Malformed),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn registered_claims_are_typed() {
+        let n = "n".repeat(43);
+        let with = |iat: &str, exp: &str, extra: &str| {
+            format!(
+                r#"{{"iss":"{ISSUER}","aud":"{CLIENT}","sub":"alice-7f3a","nonce":"{n}","iat":{iat},"exp":{exp}{extra}}}"#
+            )
+        };
+        let (iat, exp_at) = ((NOW - 10).to_string(), (NOW + 600).to_string());
+        // NumericDate: integers or not.
+        assert!(check_all(&raw(
+            ED_HEADER,
+            &with(&format!("{iat}.25"), &format!("{exp_at}.5"), "")
+        ))
+        .is_ok());
+        assert!(check_all(&raw(ED_HEADER, &with(&format!("{iat}e0"), &exp_at, ""))).is_ok());
+        for (i, e, extra) in [
+            (iat.as_str(), format!("\"{exp_at}\""), ""),
+            (iat.as_str(), "null".into(), ""),
+            (iat.as_str(), "-1".into(), ""),
+            (iat.as_str(), "-1.5".into(), ""),
+            (iat.as_str(), "true".into(), ""),
+            ("\"1\"", exp_at.clone(), ""),
+            (iat.as_str(), exp_at.clone(), r#","nbf":"0""#),
+            (iat.as_str(), exp_at.clone(), r#","nbf":null"#),
+        ] {
+            assert_eq!(
+                check_all(&raw(ED_HEADER, &with(i, &e, extra))),
+                Err(TokenError::Malformed),
+                "{i} {e} {extra}"
+            );
+        }
+        // Strings, and `aud` a string or a list of strings.
+        for bad in [
+            payload("").replace(r#""sub":"alice-7f3a""#, r#""sub":7"#),
+            payload("").replace(&format!(r#""iss":"{ISSUER}""#), r#""iss":["x"]"#),
+            payload("").replace(&format!(r#""aud":"{CLIENT}""#), r#""aud":7"#),
+            payload("").replace(
+                &format!(r#""aud":"{CLIENT}""#),
+                &format!(r#""aud":["{CLIENT}",7]"#),
+            ),
+            payload("").replace(&format!(r#""aud":"{CLIENT}""#), r#""aud":null"#),
+            payload(r#","jti":5"#),
+            payload("").replace(r#""nonce":""#, r#""nonce":1,"x":""#),
+        ] {
+            assert_eq!(
+                check_all(&raw(ED_HEADER, &bad)),
+                Err(TokenError::Malformed),
+                "{bad}"
+            );
+        }
+        let aud_list = payload("").replace(
+            &format!(r#""aud":"{CLIENT}""#),
+            &format!(r#""aud":["{CLIENT}"]"#),
+        );
+        assert!(check_all(&raw(ED_HEADER, &aud_list)).is_ok());
+        // `null` strings count as absent, as before.
+        let no_sub = payload("").replace(r#""sub":"alice-7f3a""#, r#""sub":null"#);
+        assert_eq!(
+            check_all(&raw(ED_HEADER, &no_sub)),
+            Err(TokenError::MissingClaim("sub"))
+        );
+    }
+
+    #[test]
+    fn the_claims_map_leaves_out_what_only_the_checks_read() {
+        let extra = r#","nbf":5,"jti":"j-1","acr":"eidas1","email":"a@b.fr""#;
+        let m = check_all(&raw(ED_HEADER, &payload(extra))).unwrap();
+        let names: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(names, ["acr", "email", "iss", "sub"]);
+        // An access token keeps its expiry, as an integer.
+        let a = algs();
+        let mut e = exp(&a);
+        e.client_id = "api";
+        let access = format!(
+            r#"{{"iss":"{ISSUER}","aud":"api","sub":"alice-7f3a","client_id":"app","iat":{},"exp":{}.9,"jti":"x","scope":"read"}}"#,
+            NOW - 10,
+            NOW + 600
+        );
+        let m = validate_access_token(&raw(ED_HEADER, &access), &all_algs().set, &e, "api", "aud")
+            .unwrap();
+        let names: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(names, ["client_id", "exp", "iss", "scope", "sub"]);
+        assert_eq!(m["exp"], json!(NOW + 600));
+    }
+
+    #[test]
+    fn time_claims_of_every_signed_answer() {
+        let a = algs();
+        let e = exp(&a);
+        let set = &all_algs().set;
+        // Userinfo and introspection answers have no `check_times`, but the
+        // time claims they carry still count.
+        let userinfo = |extra: &str| {
+            raw(
+                ED_HEADER,
+                &format!(r#"{{"sub":"alice-7f3a","email":"a@b.fr"{extra}}}"#),
+            )
+        };
+        assert!(validate_userinfo_jwt(&userinfo(""), set, &e, "alice-7f3a").is_ok());
+        for (extra, error) in [
+            (format!(r#","exp":{}"#, NOW - 61), TokenError::Expired),
+            (
+                format!(r#","iat":{}"#, NOW + 61),
+                TokenError::IssuedInFuture,
+            ),
+            (format!(r#","nbf":{}"#, NOW + 61), TokenError::NotYetValid),
+        ] {
+            assert_eq!(
+                validate_userinfo_jwt(&userinfo(&extra), set, &e, "alice-7f3a"),
+                Err(error)
+            );
+        }
+        for extra in [
+            format!(r#","exp":{}"#, NOW - 60),
+            format!(r#","iat":{}"#, NOW + 60),
+            format!(r#","nbf":{}"#, NOW + 60),
+        ] {
+            assert!(
+                validate_userinfo_jwt(&userinfo(&extra), set, &e, "alice-7f3a").is_ok(),
+                "{extra}"
+            );
+        }
+        // ID tokens: `exp` needs more than the leeway left, as before.
+        let at = |exp_at: u64| {
+            let text = payload("").replace(
+                &format!(r#""exp":{}"#, NOW + 600),
+                &format!(r#""exp":{exp_at}"#),
+            );
+            check_all(&raw(ED_HEADER, &text))
+        };
+        assert!(at(NOW - 59).is_ok());
+        assert_eq!(at(NOW - 60), Err(TokenError::Expired));
+        // A time fault is reported as such without `kid`, whatever the keys' order.
+        let text = payload("").replace(
+            &format!(r#""exp":{}"#, NOW + 600),
+            &format!(r#""exp":{}"#, NOW - 600),
+        );
+        assert_eq!(
+            check_all(&raw(r#"{"alg":"EdDSA"}"#, &text)),
+            Err(TokenError::Expired)
+        );
+        // A date past 2106 is not wrapped around.
+        let far = payload("").replace(&format!(r#""exp":{}"#, NOW + 600), r#""exp":4294967400"#);
+        assert!(check_all(&raw(ED_HEADER, &far)).is_ok());
+    }
+
+    #[test]
+    fn key_policy() {
+        let rsa = keys().rs.public_key().to_components();
+        let key = |material| SigningKey {
+            kid: None,
+            alg: None,
+            material,
+        };
+        let rsa_key = |n: Vec<u8>, e: Vec<u8>| key(KeyMaterial::Rsa { n, e });
+        assert!(check_key_loads(&rsa_key(rsa.n.clone(), rsa.e.clone())));
+        assert!(check_key_loads(&rsa_key(
+            [&[0u8][..], &rsa.n].concat(),
+            vec![0, 1, 0, 1]
+        )));
+        // Exponent 65537 only; an odd modulus of 2048 to 4096 bits.
+        assert!(!check_key_loads(&rsa_key(rsa.n.clone(), vec![3])));
+        assert!(!check_key_loads(&rsa_key(rsa.n.clone(), vec![1, 0, 0, 1])));
+        let mut even = rsa.n.clone();
+        *even.last_mut().unwrap() &= 0xfe;
+        assert!(!check_key_loads(&rsa_key(even, rsa.e.clone())));
+        assert!(!check_key_loads(&rsa_key(
+            rsa.n[1..].to_vec(),
+            rsa.e.clone()
+        )));
+        let mut big = vec![0xffu8; 513];
+        big[512] = 0xff;
+        assert!(!check_key_loads(&rsa_key(big, rsa.e.clone())));
+        assert!(check_key_loads(&rsa_key(vec![0xff; 512], rsa.e.clone())));
+        // Curve points: on the curve, not the identity; Ed25519: not small order.
+        let ec = keys().es.public_key().public_key().to_bytes_uncompressed();
+        assert!(check_key_loads(&key(KeyMaterial::P256(ec.clone()))));
+        let mut off = ec.clone();
+        off[64] ^= 1;
+        assert!(!check_key_loads(&key(KeyMaterial::P256(off))));
+        assert!(!check_key_loads(&key(KeyMaterial::P384(ec))));
+        let ed = keys().ed.public_key().to_bytes();
+        assert!(check_key_loads(&key(KeyMaterial::Ed25519(ed))));
+        let mut identity = vec![0u8; 32];
+        identity[0] = 1;
+        assert!(!check_key_loads(&key(KeyMaterial::Ed25519(identity))));
     }
 }
