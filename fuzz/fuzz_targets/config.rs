@@ -65,12 +65,9 @@ fn visit(config: Config) {
         ("GET", "/oauth2/auth"),
     ] {
         let req = Request {
-            method: method.into(),
-            path: path.into(),
-            headers: vec![
-                ("accept".into(), "text/html".into()),
-                ("x-forwarded-user".into(), "mallory".into()),
-            ],
+            method,
+            path,
+            headers: vec![("accept", "text/html"), ("x-forwarded-user", "mallory")],
         };
         let step = filter.on_request(&req, &provider, NOW, &mut CountingEntropy(0));
         check_step(&filter, &req, &step);

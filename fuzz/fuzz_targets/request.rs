@@ -15,7 +15,8 @@ use sesame_fuzz::{
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let (req, body) = parse_request(&text);
+    let (owned, body) = parse_request(&text);
+    let req = owned.as_request();
     let filter = &filter();
     let mut provider = provider();
     let mut entropy = CountingEntropy(0);

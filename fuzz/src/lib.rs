@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use sesame::core::config::{Config, SUPPORTED_SIGNING_ALGS};
 use sesame::core::filter::{Action, Filter, Outcome, Step};
-use sesame::core::headers::strip_identity_headers;
-use sesame::core::http::Request;
+use sesame::core::headers::identity_removals;
+use sesame::core::http::{OwnedRequest, Request};
 use sesame::core::provider::{KeySet, ProviderMetadata, ProviderState};
 use sesame::core::token::Expectations;
 use sesame::core::{b64url, Entropy};
@@ -163,7 +163,7 @@ impl Entropy for CountingEntropy {
 /// The first line is the method and the path (the method may be left out), the
 /// following lines are headers, and what follows the first empty line is the
 /// body of the provider's answer to a call the filter makes, if it makes one.
-pub fn parse_request(text: &str) -> (Request, Option<&str>) {
+pub fn parse_request(text: &str) -> (OwnedRequest, Option<&str>) {
     let (head, body) = match text.split_once("\n\n") {
         Some((h, b)) => (h, Some(b)),
         None => (text, None),
@@ -179,7 +179,7 @@ pub fn parse_request(text: &str) -> (Request, Option<&str>) {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim_start().to_string()))
         .collect();
     (
-        Request {
+        OwnedRequest {
             method,
             path,
             headers,
@@ -203,14 +203,24 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
             );
         }
         Action::Continue => {
-            let mut headers = req.headers.clone();
             assert!(
-                !strip_identity_headers(&filter.config, &mut headers),
+                identity_removals(&filter.config, &req.headers).is_empty(),
                 "identity headers from the client passed unchanged ({:?})",
                 step.outcome
             );
         }
-        Action::ContinueWith(headers) | Action::ContinueWithCookies(headers, _) => {
+        Action::ContinueWith(upstream) | Action::ContinueWithCookies(upstream, _) => {
+            let forwarded = upstream.apply(&req.headers);
+            let client: Vec<(&str, &str)> = forwarded
+                .iter()
+                .take(forwarded.len() - upstream.add.len())
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            assert!(
+                identity_removals(&filter.config, &client).is_empty(),
+                "identity headers from the client passed upstream ({:?})",
+                step.outcome
+            );
             if !matches!(
                 step.outcome,
                 Outcome::Passed
@@ -218,9 +228,13 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
                     | Outcome::Refreshed { .. }
                     | Outcome::RefreshAdopted
             ) {
-                let mut headers = headers.clone();
+                let added: Vec<(&str, &str)> = upstream
+                    .add
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
                 assert!(
-                    !strip_identity_headers(&filter.config, &mut headers),
+                    identity_removals(&filter.config, &added).is_empty(),
                     "identity headers upstream without a session ({:?})",
                     step.outcome
                 );

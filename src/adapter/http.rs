@@ -7,8 +7,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::root::Shared;
-use super::{call_response, dispatch, log, now, HostStore};
+use super::{call_response, dispatch, log, now, HeaderMap, HostStore};
 use crate::core::filter::{Action, Outcome, Step};
+use crate::core::headers::Upstream;
 use crate::core::http::{Request, Response};
 use crate::core::login::Pending;
 use crate::core::OsEntropy;
@@ -58,12 +59,12 @@ impl SesameHttp {
         }
         match step.action {
             Action::Continue => HostAction::Continue,
-            Action::ContinueWith(headers) => {
-                set_request_headers(&headers);
+            Action::ContinueWith(upstream) => {
+                change_request_headers(&upstream);
                 HostAction::Continue
             }
-            Action::ContinueWithCookies(headers, set_cookies) => {
-                set_request_headers(&headers);
+            Action::ContinueWithCookies(upstream, set_cookies) => {
+                change_request_headers(&upstream);
                 self.set_cookies = set_cookies;
                 HostAction::Continue
             }
@@ -98,13 +99,17 @@ impl SesameHttp {
     }
 }
 
-/// Replaces the request's headers, in one hostcall.
-fn set_request_headers(headers: &[(String, String)]) {
-    let pairs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
+/// Removes the client's copies of identity headers, then adds Sésame's: one
+/// hostcall per name, none for the rest of the request (a request with a
+/// session and no spoofed header costs one call per identity header, where
+/// writing every header back costs Envoy a removal and a copy of each).
+fn change_request_headers(upstream: &Upstream) {
+    for name in &upstream.remove {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+    for (name, value) in upstream.add.iter() {
+        let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+    }
 }
 
 impl Context for SesameHttp {
@@ -145,18 +150,8 @@ impl Context for SesameHttp {
 
 impl HttpContext for SesameHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
-        let mut request = Request {
-            headers,
-            ..Default::default()
-        };
-        for (name, value) in &request.headers {
-            match name.as_str() {
-                ":method" => request.method = value.clone(),
-                ":path" => request.path = value.clone(),
-                _ => {}
-            }
-        }
+        let map = HeaderMap::read(MapType::HttpRequestHeaders);
+        let request = Request::from_headers(map.pairs());
         let shared = self.shared.clone();
         let now = now();
         shared.adopt_provider_if_not_ready(now);

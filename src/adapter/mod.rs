@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::RootContext;
-use proxy_wasm::types::{LogLevel, Status};
+use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use crate::core::http::{ProviderCall, ProviderResponse};
 use crate::core::shared::SharedStore;
@@ -77,8 +77,12 @@ pub(crate) fn dispatch(cluster: &str, call: &ProviderCall, timeout_ms: u64) -> R
 
 /// Reads the answer to a dispatched call; status 0 when there was none.
 pub(crate) fn call_response(body_size: usize) -> ProviderResponse {
-    use proxy_wasm::types::MapType;
-    let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let map = HeaderMap::read(MapType::HttpCallResponseHeaders);
+    let headers: Vec<(String, String)> = map
+        .pairs()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let status = headers
         .iter()
         .find(|(k, _)| k == ":status")
@@ -100,5 +104,124 @@ pub(crate) fn call_response(body_size: usize) -> ProviderResponse {
         status,
         headers,
         body,
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The proxy-wasm ABI call behind `hostcalls::get_map`, whose parsing
+    /// aborts the VM on a header value that is not UTF-8 (HTTP allows such
+    /// bytes) and copies every header into two `String`s.
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// A header map as the host serialised it, read in one hostcall: a count,
+/// then each name's and value's length, then the names and values, each
+/// followed by a NUL. Read in place.
+pub(crate) struct HeaderMap {
+    bytes: Box<[u8]>,
+    /// Every name and value is ASCII (the usual case).
+    ascii: bool,
+    /// Values that are not UTF-8, replaced as text (U+FFFD), by index.
+    lossy: Vec<(usize, String, String)>,
+}
+
+impl HeaderMap {
+    /// The map; empty when the host has none (or answers with an error).
+    pub fn read(map: MapType) -> HeaderMap {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: on success the host hands over a buffer of `size` bytes it
+        // obtained from `proxy_on_memory_allocate` (the SDK's allocator, a
+        // boxed slice of exactly that length): ours to free.
+        let bytes: Box<[u8]> = unsafe {
+            match proxy_get_header_map_pairs(map, &mut data, &mut size) {
+                Status::Ok if !data.is_null() => {
+                    Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, size))
+                }
+                _ => Box::default(),
+            }
+        };
+        let mut out = HeaderMap {
+            bytes,
+            ascii: false,
+            lossy: Vec::new(),
+        };
+        out.ascii = out.text_is_ascii();
+        if out.ascii {
+            return out;
+        }
+        let lossy = out
+            .raw_pairs()
+            .enumerate()
+            .filter(|(_, (k, v))| {
+                std::str::from_utf8(k).is_err() || std::str::from_utf8(v).is_err()
+            })
+            .map(|(i, (k, v))| {
+                let text = |b| String::from_utf8_lossy(b).into_owned();
+                (i, text(k), text(v))
+            })
+            .collect();
+        out.lossy = lossy;
+        out
+    }
+
+    /// Whether every name and value is ASCII (the usual case: no UTF-8
+    /// check can fail then).
+    fn text_is_ascii(&self) -> bool {
+        let count = self.bytes.get(..4).map_or(0, |w| {
+            u32::from_le_bytes(w.try_into().unwrap_or_default()) as usize
+        });
+        let start = count.saturating_mul(8).saturating_add(4);
+        self.bytes.get(start..).is_none_or(<[u8]>::is_ascii)
+    }
+
+    /// Each (name, value) as bytes; stops at the first inconsistency.
+    fn raw_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let b = &self.bytes[..];
+        let word = |at: usize| -> Option<usize> {
+            let w: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(w)).ok()
+        };
+        let count = word(0).unwrap_or(0);
+        let mut data = count.checked_mul(8).and_then(|n| n.checked_add(4));
+        (0..count).map_while(move |i| {
+            let at = data?;
+            let name_len = word(4 + i * 8)?;
+            let value_len = word(8 + i * 8)?;
+            let name_end = at.checked_add(name_len)?;
+            let value_at = name_end.checked_add(1)?;
+            let value_end = value_at.checked_add(value_len)?;
+            let name = b.get(at..name_end)?;
+            let value = b.get(value_at..value_end)?;
+            data = value_end.checked_add(1);
+            Some((name, value))
+        })
+    }
+
+    /// Each (name, value) as text.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        if self.ascii {
+            // SAFETY: ASCII bytes are valid UTF-8 (checked in `read`).
+            let text = |b| unsafe { std::str::from_utf8_unchecked(b) };
+            return self.raw_pairs().map(|(k, v)| (text(k), text(v))).collect();
+        }
+        self.raw_pairs()
+            .enumerate()
+            .map(
+                |(i, (k, v))| match (std::str::from_utf8(k), std::str::from_utf8(v)) {
+                    (Ok(k), Ok(v)) => (k, v),
+                    _ => self
+                        .lossy
+                        .iter()
+                        .find(|(at, ..)| *at == i)
+                        .map_or(("", ""), |(_, k, v)| (k.as_str(), v.as_str())),
+                },
+            )
+            .collect()
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::filter::{Action, Filter, Outcome, Step};
-use super::headers::identity_headers;
+use super::headers::{identity_headers, Upstream};
 use super::http::{ProviderResponse, Response};
 use super::login::Pending;
 use super::provider::ProviderState;
@@ -76,7 +76,7 @@ impl TokenCache {
 /// A bearer request waiting for the introspection answer.
 #[derive(Debug)]
 pub struct BearerPending {
-    pub upstream: Vec<(String, String)>,
+    pub upstream: Upstream,
     pub authorization: String,
     pub token: String,
     pub route: Option<usize>,
@@ -156,7 +156,7 @@ impl Filter {
     /// A request on a route that takes bearer tokens, with an `Authorization` header.
     pub(crate) fn bearer_request(
         &self,
-        upstream: Vec<(String, String)>,
+        upstream: Upstream,
         authorization: Option<&str>,
         route: Option<usize>,
         provider: &ProviderState,
@@ -243,7 +243,7 @@ impl Filter {
     #[allow(clippy::too_many_arguments)]
     fn jwt_access_token(
         &self,
-        upstream: Vec<(String, String)>,
+        upstream: Upstream,
         authorization: &str,
         token: &str,
         key: [u8; 32],
@@ -423,7 +423,7 @@ impl Filter {
     /// A valid token: the route's scopes and access rules, then upstream.
     fn admit(
         &self,
-        mut upstream: Vec<(String, String)>,
+        upstream: Upstream,
         authorization: &str,
         token: &str,
         claims: &Map<String, Value>,
@@ -465,13 +465,17 @@ impl Filter {
             access_token: Some(token.to_string()),
             ..Default::default()
         };
-        upstream.extend(identity_headers(&self.config, &identity));
-        if !upstream
+        let mut add = identity_headers(&self.config, &identity);
+        // The token goes on to the upstream, unless Sésame sets the header
+        // itself (then the client's copy is among the removed ones).
+        let removed = upstream
+            .remove
             .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        {
-            upstream.push(("authorization".into(), authorization.to_string()));
+            .any(|n| n.eq_ignore_ascii_case("authorization"));
+        if removed && !add.iter().any(|(k, _)| k == "authorization") {
+            add.push(("authorization".into(), authorization.to_string()));
         }
+        let upstream = upstream.with(add.into());
         Step {
             action: Action::ContinueWith(upstream),
             outcome: Outcome::BearerPassed,

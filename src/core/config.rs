@@ -9,7 +9,7 @@ use url::Url;
 
 use super::jwe::ResourceKey;
 use super::policy::{DomainRule, Policy};
-use super::routes::{never_matches_a_path, Protection, Route};
+use super::routes::{never_matches_a_path, PathPattern, Protection, Route};
 
 /// One problem in the configuration, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub enum ClientAuth {
 #[derive(Debug, Clone)]
 pub struct SkipRoute {
     pub method: Option<String>,
-    pub path: regex_lite::Regex,
+    pub path: PathPattern,
 }
 
 impl SkipRoute {
@@ -124,7 +124,7 @@ pub struct Config {
     /// userinfo endpoint need.
     pub kept_claims: BTreeSet<String>,
     /// Headers Sésame owns (lower case): incoming copies are removed.
-    owned_headers: BTreeSet<String>,
+    owned_headers: Vec<String>,
 }
 
 /// Default claim → header mapping, with oauth2-proxy's header names.
@@ -460,7 +460,7 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
                 );
                 return None;
             }
-            match regex_lite::Regex::new(p) {
+            match PathPattern::new(p) {
                 Ok(re) => Some(re),
                 Err(e) => {
                     sub.err("path", format!("is not a valid regex: {e}"));
@@ -834,7 +834,7 @@ impl Config {
                 }
                 _ => (None, route.as_str()),
             };
-            match regex_lite::Regex::new(pattern) {
+            match PathPattern::new(pattern) {
                 Ok(path) => skip_auth_routes.push(SkipRoute { method, path }),
                 Err(e) => r.err(
                     "skip_auth_routes",
@@ -1043,16 +1043,16 @@ impl Config {
             }
         }
 
-        let mut owned_headers: BTreeSet<String> = DEFAULT_CLAIM_HEADERS
+        let mut owned_headers: Vec<String> = DEFAULT_CLAIM_HEADERS
             .iter()
-            .map(|(h, _)| h.to_ascii_lowercase())
-            .chain(claim_headers.iter().map(|(h, _)| h.to_ascii_lowercase()))
+            .map(|(h, _)| *h)
+            .chain(claim_headers.iter().map(|(h, _)| h.as_str()))
+            .chain([ID_TOKEN_HEADER, ACCESS_TOKEN_HEADER])
+            .chain(set_authorization_header.then_some("authorization"))
+            .map(|h| h.to_ascii_lowercase().replace('_', "-"))
             .collect();
-        owned_headers.insert(ID_TOKEN_HEADER.to_ascii_lowercase());
-        owned_headers.insert(ACCESS_TOKEN_HEADER.to_ascii_lowercase());
-        if set_authorization_header {
-            owned_headers.insert("authorization".into());
-        }
+        owned_headers.sort();
+        owned_headers.dedup();
 
         if !r.errors.is_empty() {
             return Err(r.errors);
@@ -1110,7 +1110,7 @@ impl Config {
 
     /// Every header name Sésame may set upstream, lower-cased, with `-`: incoming
     /// copies of these are always removed.
-    pub fn identity_header_names(&self) -> &BTreeSet<String> {
+    pub fn identity_header_names(&self) -> &[String] {
         &self.owned_headers
     }
 }
@@ -1460,6 +1460,7 @@ pub(crate) mod tests {
         // Incoming copies are stripped even for disabled headers.
         assert!(c
             .identity_header_names()
-            .contains("x-forwarded-preferred-username"));
+            .iter()
+            .any(|h| h == "x-forwarded-preferred-username"));
     }
 }

@@ -10,7 +10,7 @@ use super::bearer::{is_bearer_scheme, TokenCache};
 use super::config::Config;
 use super::config::ProviderKind;
 use super::cookies::{self, CookieAttributes};
-use super::headers::{identity_headers, strip_identity_headers};
+use super::headers::{identity_headers, identity_removals, Identity, Upstream};
 use super::http::{ProviderCall, Request, Response};
 use super::login::Pending;
 use super::pages::{self, Lang};
@@ -18,7 +18,7 @@ use super::policy::Policy;
 use super::provider::ProviderState;
 use super::redirect::safe_return_target;
 use super::routes::{Protection, Route};
-use super::session::{CachedSession, Sealer, Session, SessionCache, SessionCookie};
+use super::session::{CachedSession, Sealer, Session, SessionCache, SessionCookie, SessionKey};
 use super::shared::{self, MemoryStore, SharedStore};
 use super::Entropy;
 
@@ -27,11 +27,11 @@ use super::Entropy;
 pub enum Action {
     /// Let the request through unchanged.
     Continue,
-    /// Let the request through with exactly these headers (one hostcall).
-    ContinueWith(Vec<(String, String)>),
-    /// Let the request through with these headers, and add these
-    /// `Set-Cookie` values to its answer (a refreshed session).
-    ContinueWithCookies(Vec<(String, String)>, Vec<String>),
+    /// Let the request through with these changes to its headers.
+    ContinueWith(Upstream),
+    /// Let the request through with these changes to its headers, and add
+    /// these `Set-Cookie` values to its answer (a refreshed session).
+    ContinueWithCookies(Upstream, Vec<String>),
     /// Answer the request locally.
     Respond(Response),
     /// Call the provider, then resume with [`Filter::on_provider_response`].
@@ -184,6 +184,11 @@ pub struct Filter {
     pub shared_ns: String,
 }
 
+/// The language of the pages shown to this request's person.
+fn lang(req: &Request) -> Lang {
+    Lang::from_accept_language(req.header("accept-language"))
+}
+
 /// Whether a request is a page navigation (which may be redirected to the
 /// provider) rather than a script, an API call or a WebSocket (which get 401).
 pub fn is_navigation(req: &Request) -> bool {
@@ -209,17 +214,33 @@ pub fn is_navigation(req: &Request) -> bool {
 /// A path that could mean something else once a server normalises it. Such
 /// paths never match `skip_auth_routes`: they need a login like any other.
 fn is_ambiguous_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower.contains("/../")
-        || lower.contains("/./")
-        || lower.ends_with("/..")
-        || lower.ends_with("/.")
-        || lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%25")
-        || lower.contains('\\')
-        || lower.contains(';')
+    let b = path.as_bytes();
+    let at = |i: usize| b.get(i).copied();
+    let escaped = |i: usize| {
+        let code = (
+            at(i + 1).map(|c| c.to_ascii_lowercase()),
+            at(i + 2).map(|c| c.to_ascii_lowercase()),
+        );
+        matches!(
+            code,
+            (Some(b'2'), Some(b'e' | b'f' | b'5')) | (Some(b'5'), Some(b'c'))
+        )
+    };
+    // A dot segment: `/.` or `/..`, then `/` or the end.
+    let dot_segment = |i: usize| {
+        let after = if at(i + 1) == Some(b'.') {
+            i + 2
+        } else {
+            i + 1
+        };
+        i > 0 && b[i - 1] == b'/' && matches!(at(after), None | Some(b'/'))
+    };
+    (0..b.len()).any(|i| match b[i] {
+        b'\\' | b';' => true,
+        b'%' => escaped(i),
+        b'.' => dot_segment(i),
+        _ => false,
+    })
 }
 
 impl Filter {
@@ -237,18 +258,19 @@ impl Filter {
 
     /// The identity headers of a session just opened, remembered for the
     /// next requests that carry the same cookie.
-    fn remember(&self, key: Option<u64>, session: &Session, now: u64) -> Vec<(String, String)> {
-        let headers = identity_headers(&self.config, session);
+    fn remember(&self, key: Option<SessionKey>, session: &Session, now: u64) -> Identity {
+        let headers: Identity = identity_headers(&self.config, session).into();
         if let Some(key) = key {
-            let entry = CachedSession {
-                expires_at: session.expires_at,
-                refresh_at: self.refresh_at(session),
-                claims: session.claims.clone(),
-                headers: headers.clone(),
-            };
+            let entry = CachedSession::new(
+                session.expires_at,
+                self.refresh_at(session),
+                session.claims.clone(),
+                headers.clone(),
+                &key,
+            );
             self.sessions
                 .borrow_mut()
-                .insert(key, entry, self.config.session_cache_size, now);
+                .insert(&key, entry, self.config.session_cache_size, now);
         }
         headers
     }
@@ -259,18 +281,31 @@ impl Filter {
     fn known_session(
         &self,
         cookies: &[(&str, &str)],
-        policy: &Policy,
+        route: Option<usize>,
         now: u64,
-    ) -> (Option<u64>, Option<Vec<(String, String)>>) {
-        let cache = self.sessions.borrow();
-        let Some(key) = cache.key(&self.session_cookie(), cookies) else {
+    ) -> (Option<SessionKey>, Option<Identity>) {
+        let Some(key) = SessionKey::of(&self.session_cookie(), cookies) else {
             return (None, None);
         };
+        let cache = self.sessions.borrow();
         let headers = cache
-            .get(key, now)
-            .filter(|hit| policy.check(&hit.claims).is_ok())
+            .get(&key, now)
+            .filter(|hit| {
+                hit.admitted_by(self.policy_slot(route), || {
+                    self.policy_for(route).check(&hit.claims).is_ok()
+                })
+            })
             .map(|hit| hit.headers.clone());
         (Some(key), headers)
+    }
+
+    /// Which access rules apply on a route: 0 for the filter's, 1 + the
+    /// route's index for a route with its own.
+    fn policy_slot(&self, route: Option<usize>) -> usize {
+        match self.route(route) {
+            Some(r) if r.policy.is_some() => 1 + route.unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// The route at `index` of `routes`.
@@ -328,13 +363,12 @@ impl Filter {
         store: &dyn SharedStore,
     ) -> Step {
         let path = req.path_only();
-        let lang = Lang::from_accept_language(req.header("accept-language"));
         let cookies = cookies::parse(req.header_values("cookie"));
         if path == self.config.callback_path() {
-            return self.callback(req, &cookies, provider, now, lang);
+            return self.callback(req, &cookies, provider, now, lang(req));
         }
         if path == self.config.post_logout_redirect_uri.path() {
-            return self.signed_out(req, &cookies, now, lang);
+            return self.signed_out(req, &cookies, now, lang(req));
         }
         if path == self.config.bearer.jwks_path {
             if let Some(key) = &self.config.bearer.resource_key {
@@ -346,12 +380,14 @@ impl Filter {
             }
         }
         if let Some(endpoint) = self.endpoint(path) {
-            return self.on_endpoint(endpoint, req, &cookies, provider, now, entropy, lang);
+            return self.on_endpoint(endpoint, req, &cookies, provider, now, entropy, lang(req));
         }
 
         let authorization = req.header("authorization");
-        let mut headers = req.headers.clone();
-        let stripped = strip_identity_headers(&self.config, &mut headers);
+        let upstream = Upstream {
+            remove: identity_removals(&self.config, &req.headers),
+            add: Identity::default(),
+        };
         // A path that could mean another once normalised matches no route and
         // no skip route: it needs a session, like any unlisted path.
         let ambiguous = is_ambiguous_path(path);
@@ -361,7 +397,7 @@ impl Filter {
             self.config
                 .routes
                 .iter()
-                .position(|r| r.matches(&req.method, path))
+                .position(|r| r.matches(req.method, path))
         };
         let protection = match route {
             Some(i) => self.config.routes[i].protection,
@@ -370,7 +406,7 @@ impl Filter {
                     .config
                     .skip_auth_routes
                     .iter()
-                    .any(|r| r.matches(&req.method, path)) =>
+                    .any(|r| r.matches(req.method, path)) =>
             {
                 Protection::Public
             }
@@ -382,13 +418,13 @@ impl Filter {
             _ => false,
         };
         if bearer {
-            return self.bearer_request(headers, authorization, route, provider, now);
+            return self.bearer_request(upstream, authorization, route, provider, now);
         }
         if protection == Protection::Public {
-            let action = if stripped {
-                Action::ContinueWith(headers)
-            } else {
+            let action = if upstream.remove.is_empty() {
                 Action::Continue
+            } else {
+                Action::ContinueWith(upstream)
             };
             return Step {
                 action,
@@ -397,24 +433,23 @@ impl Filter {
         }
 
         // The hot path: a session this VM opened before, admitted here.
-        let (key, known) = self.known_session(&cookies, self.policy_for(route), now);
+        let (key, known) = self.known_session(&cookies, route, now);
         if let Some(identity) = known {
-            headers.extend(identity);
             return Step {
-                action: Action::ContinueWith(headers),
+                action: Action::ContinueWith(upstream.with(identity)),
                 outcome: Outcome::Passed,
             };
         }
+        let lang = lang(req);
         match self.session_cookie().read(&cookies, now) {
             Some(session) => match self.policy_for(route).check(&session.claims) {
                 Ok(()) if self.refresh_due(&session, now) => {
-                    self.begin_refresh(req, headers, session, route, provider, now, store, lang)
+                    self.begin_refresh(req, upstream, session, route, provider, now, store, lang)
                 }
                 Ok(()) => {
                     let identity = self.remember(key, &session, now);
-                    headers.extend(identity);
                     Step {
-                        action: Action::ContinueWith(headers),
+                        action: Action::ContinueWith(upstream.with(identity)),
                         outcome: Outcome::Passed,
                     }
                 }
@@ -452,7 +487,7 @@ impl Filter {
             return Step::respond(response, Outcome::Unauthenticated);
         }
         let rd = if req.method.eq_ignore_ascii_case("GET") {
-            req.path.as_str()
+            req.path
         } else {
             "/"
         };
@@ -539,17 +574,17 @@ impl Filter {
             }
             "/sign_out" => self.sign_out(req, cookies, provider, now, entropy),
             "/auth" => {
-                let (key, known) = self.known_session(cookies, &self.config.policy, now);
+                let (key, known) = self.known_session(cookies, None, now);
                 if let Some(identity) = known {
-                    let response = Response::new(202).with_headers(identity);
+                    let response = Response::new(202).with_headers(identity.iter().cloned());
                     return Step::respond(response, Outcome::Endpoint { ok: true });
                 }
                 let session = self.session_cookie().read(cookies, now);
                 match session {
                     Some(s) => match self.config.policy.check(&s.claims) {
                         Ok(()) => {
-                            let response =
-                                Response::new(202).with_headers(self.remember(key, &s, now));
+                            let response = Response::new(202)
+                                .with_headers(self.remember(key, &s, now).iter().cloned());
                             Step::respond(response, Outcome::Endpoint { ok: true })
                         }
                         Err(d) => Step::respond(
@@ -702,5 +737,53 @@ fn or_list(words: &[&str]) -> String {
         Some((last, [])) => last.to_string(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ambiguous_path;
+
+    #[test]
+    fn ambiguous_paths() {
+        for path in [
+            "/a/../b",
+            "/a/./b",
+            "/a/..",
+            "/a/.",
+            "/..",
+            "/.",
+            "/a%2e%2e/b",
+            "/a%2E",
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a%5Cb",
+            "/a%252e",
+            "/a\\b",
+            "/a;b",
+            "/public/..;/admin",
+        ] {
+            assert!(is_ambiguous_path(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/a/.well-known/x",
+            "/a/...",
+            "/a/.../b",
+            "/a..b",
+            "/a/b.",
+            "/a%20b",
+            "/a%2",
+            "/a%",
+            "/a%e2%82%ac",
+            "/a/..b",
+            "/a/b..",
+            "",
+            "a.",
+        ] {
+            assert!(!is_ambiguous_path(path), "{path}");
+        }
     }
 }

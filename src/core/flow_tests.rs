@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::config::tests::config_with;
 use super::filter::{Action, Filter, Outcome, Step};
+use super::headers::Upstream;
 use super::http::{ProviderResponse, Request, Response};
 use super::provider::{ProviderMetadata, ProviderState};
 use super::shared::MemoryStore;
@@ -26,14 +27,20 @@ fn provider() -> ProviderState {
     state
 }
 
-fn get(path: &str, headers: &[(&str, &str)]) -> Request {
+fn get<'a>(path: &'a str, headers: &[(&'a str, &'a str)]) -> Request<'a> {
     Request {
-        method: "GET".into(),
-        path: path.into(),
-        headers: headers
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
+        method: "GET",
+        path,
+        headers: headers.to_vec(),
+    }
+}
+
+/// The headers the upstream gets: the request's, changed as the step says.
+fn forwarded(req: &Request, step: Step) -> Vec<(String, String)> {
+    match step.action {
+        Action::ContinueWith(u) | Action::ContinueWithCookies(u, _) => u.apply(&req.headers),
+        Action::Continue => Upstream::default().apply(&req.headers),
+        a => panic!("expected the request to go upstream, got {a:?}"),
     }
 }
 
@@ -244,7 +251,7 @@ fn scripts_websockets_and_posts_get_401() {
             &[HTML, ("upgrade", "websocket"), ("connection", "upgrade")],
         ),
         Request {
-            method: "POST".into(),
+            method: "POST",
             ..get("/form", &[HTML])
         },
     ] {
@@ -301,9 +308,7 @@ fn full_login_then_identity_headers_upstream() {
     );
     let step = f.on_request(&req, &state, NOW + 10, &mut CountingEntropy(4));
     assert_eq!(step.outcome, Outcome::Passed);
-    let Action::ContinueWith(headers) = step.action else {
-        panic!()
-    };
+    let headers = forwarded(&req, step);
     let get_h = |n: &str| {
         headers
             .iter()
@@ -579,16 +584,11 @@ fn provider_outage_gives_503_and_keeps_sessions() {
 #[test]
 fn skip_routes_pass_but_are_stripped_and_not_fooled() {
     let f = filter(json!({"skip_auth_routes": ["GET=^/ping$", "^/public/"]}));
-    let step = f.on_request(
-        &get("/ping", &[("x-forwarded-email", "boss@x")]),
-        &provider(),
-        NOW,
-        &mut CountingEntropy(1),
-    );
+    let ping = get("/ping", &[("x-forwarded-email", "boss@x")]);
+    let step = f.on_request(&ping, &provider(), NOW, &mut CountingEntropy(1));
     assert_eq!(step.outcome, Outcome::Public);
-    let Action::ContinueWith(h) = step.action else {
-        panic!()
-    };
+    assert!(matches!(step.action, Action::ContinueWith(_)));
+    let h = forwarded(&ping, step);
     assert!(!h.iter().any(|(k, _)| k == "x-forwarded-email"));
     assert!(matches!(
         f.on_request(
@@ -611,7 +611,7 @@ fn skip_routes_pass_but_are_stripped_and_not_fooled() {
         assert_eq!(step.outcome, Outcome::Unauthenticated, "{path}");
     }
     let post = Request {
-        method: "POST".into(),
+        method: "POST",
         ..get("/ping", &[])
     };
     assert_eq!(
@@ -1237,7 +1237,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     assert_eq!(other.outcome, Outcome::Passed);
     match other.action {
         Action::ContinueWith(h) => {
-            assert_eq!(header(&h, "x-auth-request-access-token"), Some("at-1"))
+            assert_eq!(header(&h.add, "x-auth-request-access-token"), Some("at-1"))
         }
         a => panic!("{a:?}"),
     }
@@ -1281,7 +1281,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
         step.outcome
     );
     let (headers, set) = match step.action {
-        Action::ContinueWithCookies(h, set) => (h, set),
+        Action::ContinueWithCookies(h, set) => (h.add, set),
         a => panic!("{a:?}"),
     };
     assert_eq!(
@@ -1305,7 +1305,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     assert_eq!(late.outcome, Outcome::RefreshAdopted);
     match late.action {
         Action::ContinueWithCookies(h, set) => {
-            assert_eq!(header(&h, "x-auth-request-access-token"), Some("at-2"));
+            assert_eq!(header(&h.add, "x-auth-request-access-token"), Some("at-2"));
             assert!(set[0].starts_with("_sesame="));
         }
         a => panic!("{a:?}"),
@@ -1548,7 +1548,7 @@ fn access_token(
     es256(c)
 }
 
-fn api_get(path: &str, authorization: Option<&str>) -> Request {
+fn api_get<'a>(path: &'a str, authorization: Option<&'a str>) -> Request<'a> {
     let mut headers = vec![("accept", "application/json")];
     if let Some(a) = authorization {
         headers.push(("authorization", a));
@@ -1565,12 +1565,10 @@ fn a_valid_jwt_access_token_passes_with_identity_headers() {
     let f = api_filter(json!({"pass_access_token": true}));
     let token = access_token("openid api:read", "alice@numerique.gouv.fr", |_| {});
     let auth = format!("Bearer {token}");
-    let step = run(&f, &api_get("/api/items", Some(&auth)), &provider());
+    let request = api_get("/api/items", Some(&auth));
+    let step = run(&f, &request, &provider());
     assert_eq!(step.outcome, Outcome::BearerPassed);
-    let headers = match step.action {
-        Action::ContinueWith(h) => h,
-        a => panic!("{a:?}"),
-    };
+    let headers = forwarded(&request, step);
     assert_eq!(
         header(&headers, "x-forwarded-email"),
         Some("alice@numerique.gouv.fr")
@@ -1742,11 +1740,11 @@ fn opaque_tokens_are_introspected_once_then_cached() {
     match step.action {
         Action::ContinueWith(h) => {
             assert_eq!(
-                header(&h, "x-forwarded-email"),
+                header(&h.add, "x-forwarded-email"),
                 Some("alice@numerique.gouv.fr")
             );
             assert_eq!(
-                header(&h, "x-auth-request-access-token"),
+                header(&h.add, "x-auth-request-access-token"),
                 Some("opaque-token-1")
             );
         }
@@ -1815,18 +1813,12 @@ fn routes_choose_session_bearer_or_public() {
     let (status, ..) = refused(run(&f, &get("/api/x", &[HTML]), &p));
     assert_eq!(status, 401);
     // Public, for its methods only; identity headers from the client removed.
-    let step = run(
-        &f,
-        &get("/status", &[("x-forwarded-email", "spoof@x.fr")]),
-        &p,
-    );
+    let status = get("/status", &[("x-forwarded-email", "spoof@x.fr")]);
+    let step = run(&f, &status, &p);
     assert_eq!(step.outcome, Outcome::Public);
-    match step.action {
-        Action::ContinueWith(h) => assert!(header(&h, "x-forwarded-email").is_none()),
-        a => panic!("{a:?}"),
-    }
+    assert!(header(&forwarded(&status, step), "x-forwarded-email").is_none());
     let post = Request {
-        method: "POST".into(),
+        method: "POST",
         ..get("/status", &[])
     };
     assert_eq!(run(&f, &post, &p).outcome, Outcome::Unauthenticated);
@@ -1933,7 +1925,9 @@ fn signed_in_cookie(f: &Filter, email: &str) -> String {
 fn known_sessions_are_served_from_the_cache_with_the_same_decisions() {
     let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
     let cookie = signed_in_cookie(&f, "alice@numerique.gouv.fr");
-    let req = |c: &str| get("/chat", &[("accept", "application/json"), ("cookie", c)]);
+    fn req(c: &str) -> Request<'_> {
+        get("/chat", &[("accept", "application/json"), ("cookie", c)])
+    }
     let p = provider();
     let first = run(&f, &req(&cookie), &p);
     assert_eq!(first.outcome, Outcome::Passed);
@@ -1996,7 +1990,9 @@ fn spliced_chunks_never_find_a_cached_session() {
     let bob = chunks("bob@interieur.gouv.fr");
     assert!(alice.len() >= 2 && alice[0].0 == "_sesame_0", "{alice:?}");
     let p = provider();
-    let req = |c: &str| get("/x", &[("accept", "application/json"), ("cookie", c)]);
+    fn req(c: &str) -> Request<'_> {
+        get("/x", &[("accept", "application/json"), ("cookie", c)])
+    }
     // Both sessions opened once, so both are cached.
     assert_eq!(
         run(&f, &req(&cookie_header(&alice)), &p).outcome,

@@ -1,22 +1,30 @@
 //! Identity headers to the upstream, and removal of spoofed copies.
 
+use std::rc::Rc;
+
 use serde_json::Value;
 
 use super::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
 use super::session::Session;
 
-/// Header names compared the way upstream frameworks may read them: lower case,
-/// with `_` taken as `-` (CGI/WSGI turn both into the same variable).
-fn normalise(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
+/// A header name byte as upstream frameworks may read it: lower case, with
+/// `_` taken as `-` (CGI/WSGI turn both into the same variable).
+fn fold(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// Whether `name`, folded, begins with `prefix` (lower case, with `-`).
+fn folded_starts_with(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(a, b)| fold(a) == b)
+}
+
+/// Whether `name`, folded, is `owned` (lower case, with `-`).
+fn folded_eq(name: &str, owned: &str) -> bool {
+    name.len() == owned.len() && folded_starts_with(name, owned)
 }
 
 /// Identity headers of oauth2-proxy that Sésame never sets, but that an
@@ -27,22 +35,57 @@ const PROXY_IDENTITY_HEADERS: &[&str] = &["x-forwarded-groups", "x-forwarded-acc
 /// only the authenticating proxy speaks it.
 const PROXY_IDENTITY_PREFIX: &str = "x-auth-request-";
 
-/// Removes, from the request headers, every copy of a header Sésame owns, and
-/// of oauth2-proxy's other identity headers, in any case and with `_` for `-`.
-/// Returns whether anything was removed.
-pub fn strip_identity_headers(config: &Config, headers: &mut Vec<(String, String)>) -> bool {
+/// The identity headers for the upstream: shared by every request of a
+/// session (the cache of opened sessions hands out the same copy).
+pub type Identity = Rc<[(String, String)]>;
+
+/// What changes in a request's headers before it goes upstream: one hostcall
+/// per removed name and per added header, none for the others (the client's
+/// headers are never rewritten).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upstream {
+    /// Headers of the client that only Sésame may set: every copy removed.
+    pub remove: Vec<String>,
+    /// Identity headers added (lower-case names), after the removals.
+    pub add: Identity,
+}
+
+impl Upstream {
+    /// The headers the upstream gets for a request that came with `headers`.
+    pub fn apply(&self, headers: &[(&str, &str)]) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .filter(|(n, _)| !self.remove.iter().any(|r| r.eq_ignore_ascii_case(n)))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .chain(self.add.iter().cloned())
+            .collect()
+    }
+
+    /// These changes with `add` added.
+    pub fn with(self, add: Identity) -> Upstream {
+        Upstream { add, ..self }
+    }
+}
+
+/// The request headers to remove before the request goes upstream: every
+/// header Sésame owns, and oauth2-proxy's other identity headers, in any case
+/// and with `_` for `-`. Each name once, as the client spelled it. Nothing is
+/// allocated unless the client sent one.
+pub fn identity_removals(config: &Config, headers: &[(&str, &str)]) -> Vec<String> {
     let owned = config.identity_header_names();
-    let before = headers.len();
-    headers.retain(|(name, _)| {
+    let mut remove: Vec<String> = Vec::new();
+    for (name, _) in headers {
         if name.starts_with(':') {
-            return true;
+            continue;
         }
-        let name = normalise(name);
-        !(owned.contains(&name)
-            || PROXY_IDENTITY_HEADERS.contains(&name.as_str())
-            || name.starts_with(PROXY_IDENTITY_PREFIX))
-    });
-    headers.len() != before
+        let spoofed = owned.iter().any(|o| folded_eq(name, o))
+            || PROXY_IDENTITY_HEADERS.iter().any(|o| folded_eq(name, o))
+            || folded_starts_with(name, PROXY_IDENTITY_PREFIX);
+        if spoofed && !remove.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            remove.push(name.to_string());
+        }
+    }
+    remove
 }
 
 /// A claim as a header value, or `None` when it has no safe representation
@@ -118,7 +161,7 @@ mod tests {
         let c = config_with(
             json!({"set_authorization_header": true, "claim_headers": {"X-Siret": "siret"}}),
         );
-        let mut h: Vec<(String, String)> = [
+        let h = [
             (":path", "/"),
             ("X-Forwarded-Email", "boss@x"),
             ("x-forwarded-user", "boss"),
@@ -131,19 +174,26 @@ mod tests {
             ("x-siret", "000"),
             ("x-forwarded-for", "1.2.3.4"),
             ("accept", "*/*"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-        assert!(strip_identity_headers(&c, &mut h));
-        let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+        ];
+        let upstream = Upstream {
+            remove: identity_removals(&c, &h),
+            add: Identity::default(),
+        };
+        let kept = upstream.apply(&h);
+        let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec![":path", "x-forwarded-for", "accept"]);
+        assert_eq!(
+            upstream.remove.len(),
+            9,
+            "each name once: {:?}",
+            upstream.remove
+        );
     }
 
     #[test]
     fn oauth2_proxy_identity_headers_sesame_does_not_set_are_removed_too() {
         let c = config_with(json!({}));
-        let mut h: Vec<(String, String)> = [
+        let h = [
             ("X-Forwarded-Groups", "admins"),
             ("x_forwarded_access_token", "forged"),
             ("X-Auth-Request-Groups", "admins"),
@@ -151,21 +201,21 @@ mod tests {
             ("X-AUTH-REQUEST-PREFERRED-USERNAME", "boss"),
             ("x-forwarded-host", "app.example.fr"),
             ("x-auth-requested", "kept: not the family"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-        assert!(strip_identity_headers(&c, &mut h));
-        let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+        ];
+        let upstream = Upstream {
+            remove: identity_removals(&c, &h),
+            add: Identity::default(),
+        };
+        let kept = upstream.apply(&h);
+        let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["x-forwarded-host", "x-auth-requested"]);
     }
 
     #[test]
     fn authorization_passes_when_sesame_does_not_set_it() {
         let c = config_with(json!({}));
-        let mut h = vec![("Authorization".to_string(), "Bearer app".to_string())];
-        assert!(!strip_identity_headers(&c, &mut h));
-        assert_eq!(h.len(), 1);
+        let h = [("Authorization", "Bearer app"), ("accept", "*/*")];
+        assert!(identity_removals(&c, &h).is_empty());
     }
 
     #[test]

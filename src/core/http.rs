@@ -1,40 +1,96 @@
 //! Plain data types for requests, responses and calls to the provider.
 
-/// A request as the filter sees it: method, path (with query) and headers.
+/// A request as the filter sees it: method, path (with query) and headers,
+/// borrowed from where the adapter read them (no copy per request).
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Request<'a> {
+    /// A request from its header list: `:method` and `:path` are taken from it.
+    pub fn from_headers(headers: Vec<(&'a str, &'a str)>) -> Self {
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("", |(_, v)| *v)
+        };
+        Request {
+            method: pseudo(":method"),
+            path: pseudo(":path"),
+            headers,
+        }
+    }
+
+    /// First value of a header, matched case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// Every value of a header, matched case-insensitively.
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The path without its query string.
+    pub fn path_only(&self) -> &'a str {
+        let end = self
+            .path
+            .bytes()
+            .position(|b| b == b'?' || b == b'#')
+            .unwrap_or(self.path.len());
+        &self.path[..end]
+    }
+
+    /// The raw query string, without `?`, or "".
+    pub fn query(&self) -> &'a str {
+        match self.path.split_once('?') {
+            Some((_, q)) => q.split('#').next().unwrap_or(""),
+            None => "",
+        }
+    }
+
+    /// A copy that owns its text, to keep while the provider is called.
+    pub fn to_owned_request(&self) -> OwnedRequest {
+        OwnedRequest {
+            method: self.method.to_string(),
+            path: self.path.to_string(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// A [`Request`] kept beyond the callback that read it.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedRequest {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
 }
 
-impl Request {
-    /// First value of a header, matched case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of a header, matched case-insensitively.
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The path without its query string.
-    pub fn path_only(&self) -> &str {
-        self.path.split(['?', '#']).next().unwrap_or("")
-    }
-
-    /// The raw query string, without `?`, or "".
-    pub fn query(&self) -> &str {
-        match self.path.split_once('?') {
-            Some((_, q)) => q.split('#').next().unwrap_or(""),
-            None => "",
+impl OwnedRequest {
+    pub fn as_request(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            path: &self.path,
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect(),
         }
     }
 }
@@ -220,11 +276,8 @@ mod tests {
 
     #[test]
     fn request_path_and_query() {
-        let r = Request {
-            path: "/a/b?x=1&y=2".into(),
-            ..Default::default()
-        };
-        assert_eq!(r.path_only(), "/a/b");
+        let r = Request::from_headers(vec![(":method", "GET"), (":path", "/a/b?x=1&y=2")]);
+        assert_eq!((r.method, r.path_only()), ("GET", "/a/b"));
         assert_eq!(r.query(), "x=1&y=2");
     }
 

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use super::cookies;
 use super::filter::{Action, Filter, Outcome, Step};
-use super::headers::identity_headers;
-use super::http::{ProviderResponse, Request};
+use super::headers::{identity_headers, Upstream};
+use super::http::{OwnedRequest, ProviderResponse, Request};
 use super::login::{display_name, Pending, TokenResponse};
 use super::pages::Lang;
 use super::provider::ProviderState;
@@ -30,9 +30,9 @@ use super::Entropy;
 pub struct RefreshPending {
     pub lang: Lang,
     /// The request as it came (to start a new sign-in if the session ended).
-    pub request: Request,
+    pub request: OwnedRequest,
     /// The request's headers without identity headers, to send upstream.
-    pub upstream: Vec<(String, String)>,
+    pub upstream: Upstream,
     /// The session before the refresh.
     pub session: Session,
     /// The route the request matched (for its access rules).
@@ -80,7 +80,7 @@ impl Filter {
     pub(crate) fn begin_refresh(
         &self,
         req: &Request,
-        upstream: Vec<(String, String)>,
+        upstream: Upstream,
         session: Session,
         route: Option<usize>,
         provider: &ProviderState,
@@ -110,7 +110,7 @@ impl Filter {
                 );
                 let pending = RefreshPending {
                     lang,
-                    request: req.clone(),
+                    request: req.to_owned_request(),
                     upstream,
                     session,
                     route,
@@ -152,12 +152,12 @@ impl Filter {
     /// Sends the request upstream as `session`, setting `set_cookies` on the answer.
     fn pass(
         &self,
-        mut upstream: Vec<(String, String)>,
+        upstream: Upstream,
         session: &Session,
         set_cookies: Vec<String>,
         outcome: Outcome,
     ) -> Step {
-        upstream.extend(identity_headers(&self.config, session));
+        let upstream = upstream.with(identity_headers(&self.config, session).into());
         let action = if set_cookies.is_empty() {
             Action::ContinueWith(upstream)
         } else {
@@ -237,7 +237,8 @@ impl Filter {
             finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
             let mut step = self.denied(&new, &denial.describe(), p.lang);
             if let Action::Respond(r) = &mut step.action {
-                let cookies = cookies::parse(p.request.header_values("cookie"));
+                let request = p.request.as_request();
+                let cookies = cookies::parse(request.header_values("cookie"));
                 for c in self
                     .session_cookie()
                     .clear(&cookies, &self.cookie_attrs("/"))
@@ -250,7 +251,8 @@ impl Filter {
         let sealed = self
             .sealer
             .seal(Purpose::Session, &self.config.cookie_name, &new, entropy);
-        let cookies = cookies::parse(p.request.header_values("cookie"));
+        let request = p.request.as_request();
+        let cookies = cookies::parse(request.header_values("cookie"));
         let set = self.session_cookie().write_sealed(
             &sealed,
             new.expires_at.saturating_sub(now),
@@ -337,8 +339,9 @@ impl Filter {
         now: u64,
         entropy: &mut dyn Entropy,
     ) -> Step {
-        let cookies = cookies::parse(p.request.header_values("cookie"));
-        let mut step = self.unauthenticated(&p.request, &cookies, provider, now, entropy, p.lang);
+        let request = p.request.as_request();
+        let cookies = cookies::parse(request.header_values("cookie"));
+        let mut step = self.unauthenticated(&request, &cookies, provider, now, entropy, p.lang);
         step.outcome = Outcome::RefreshFailed {
             reason: failure.reason,
             detail: format!("{}; the session ends", failure.detail),

@@ -12,7 +12,10 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use std::cell::Cell;
+
 use super::cookies::{clear_cookie, set_cookie, CookieAttributes};
+use super::headers::Identity;
 use super::{b64url, b64url_decode, Entropy};
 
 /// Largest cookie value written in one piece; browsers allow ~4096 bytes per
@@ -445,6 +448,72 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_finds_only_the_exact_cookie() {
+        let sealer = Sealer::new(&[7u8; 32]);
+        let jar = SessionCookie {
+            name: "_sesame",
+            sealer: &sealer,
+        };
+        let text = "A".repeat(100) + &"t".repeat(TAG_CHARS);
+        let key = SessionKey::of(&jar, &[("_sesame", &text)]).unwrap();
+        let mut cache = SessionCache::default();
+        let entry = CachedSession::new(2000, None, Map::new(), Identity::default(), &key);
+        cache.insert(&key, entry, 10, 1000);
+        assert!(cache.get(&key, 1000).is_some());
+        assert!(cache.get(&key, 2000).is_none(), "expired");
+        // Same tag, the text altered before it: another key, no entry.
+        for other in [
+            "B".to_string() + &text[1..],
+            text[..50].to_string() + "B" + &text[51..],
+            text[1..].to_string(),
+            "A".to_string() + &text,
+        ] {
+            let k = SessionKey::of(&jar, &[("_sesame", &other)]).unwrap();
+            assert_eq!(k.tag, key.tag);
+            assert!(cache.get(&k, 1000).is_none(), "{other}");
+        }
+        // The same text in chunks is the same session; chunks swapped are not.
+        let (a, b) = text.split_at(60);
+        let chunks = SessionKey::of(&jar, &[("_sesame_0", a), ("_sesame_1", b)]).unwrap();
+        assert_eq!(chunks.tag, key.tag);
+        let (c, d) = b.split_at(20);
+        let swapped = SessionKey::of(
+            &jar,
+            &[("_sesame_0", c), ("_sesame_1", a), ("_sesame_2", d)],
+        )
+        .unwrap();
+        assert!(cache.get(&swapped, 1000).is_none());
+        // Too short to hold a tag: no key at all.
+        assert!(SessionKey::of(&jar, &[("_sesame", "short")]).is_none());
+    }
+
+    #[test]
+    fn admission_is_remembered_per_rule_set() {
+        let key = SessionKey {
+            tag: [b'x'; TAG_CHARS],
+            len: 1,
+            check: 1,
+        };
+        let entry = CachedSession::new(10, None, Map::new(), Identity::default(), &key);
+        let runs = Cell::new(0);
+        let check = |ok: bool| {
+            runs.set(runs.get() + 1);
+            ok
+        };
+        assert!(entry.admitted_by(0, || check(true)));
+        assert!(entry.admitted_by(0, || check(false)), "remembered");
+        assert!(!entry.admitted_by(3, || check(false)));
+        assert!(!entry.admitted_by(3, || check(true)), "remembered");
+        assert_eq!(runs.get(), 2);
+        assert!(entry.admitted_by(64, || check(true)));
+        assert!(
+            !entry.admitted_by(64, || check(false)),
+            "slot 64 and beyond: every time"
+        );
+        assert_eq!(runs.get(), 4);
+    }
+
+    #[test]
     fn too_many_chunks_are_refused() {
         let sealer = Sealer::new(&[7u8; 32]);
         let jar = SessionCookie {
@@ -464,15 +533,78 @@ mod tests {
 }
 
 /// Sessions opened lately, so that a request with a session costs a lookup
-/// rather than base64, AES-GCM and JSON. Keyed by a fingerprint of the whole
-/// sealed text (every chunk, in order) under a secret per-VM key (SipHash, a
-/// PRF): only the exact text that was opened and verified finds its entry.
+/// rather than base64, AES-GCM and JSON.
+///
+/// Keyed by the end of the sealed text: its last [`TAG_CHARS`] characters
+/// carry the AES-GCM authentication tag, which no one can produce for a text
+/// without the key. An entry also holds the length and a checksum of the whole
+/// text it was opened from (every chunk, in order), so that a text that differs
+/// anywhere from it (a tampered or truncated cookie) does not find it and is
+/// opened, and refused, like any other.
 /// Bounded; expiry checked on every use; sessions due for a refresh are not
 /// served from here.
 #[derive(Debug, Default)]
 pub struct SessionCache {
-    keys: std::collections::hash_map::RandomState,
-    entries: std::collections::HashMap<u64, CachedSession>,
+    entries: std::collections::HashMap<[u8; TAG_CHARS], CachedSession>,
+}
+
+/// Base64url characters at the end of a sealed text that hold its 16-byte
+/// authentication tag (and a few bits of the ciphertext before it).
+pub const TAG_CHARS: usize = 22;
+
+/// How a request's sealed session text is looked up in the [`SessionCache`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    tag: [u8; TAG_CHARS],
+    len: usize,
+    check: u64,
+}
+
+impl SessionKey {
+    /// The key of the session the request carries, without joining its chunks.
+    pub fn of(jar: &SessionCookie, present: &[(&str, &str)]) -> Option<SessionKey> {
+        let parts = jar.sealed_parts(present)?;
+        let last = parts.last()?.as_bytes();
+        let tag: [u8; TAG_CHARS] = last
+            .get(last.len().checked_sub(TAG_CHARS)?..)?
+            .try_into()
+            .ok()?;
+        let mut check = Checksum::default();
+        let mut len = 0;
+        for part in &parts {
+            check.write(part.as_bytes());
+            len += part.len();
+        }
+        Some(SessionKey {
+            tag,
+            len,
+            check: check.0,
+        })
+    }
+}
+
+/// A fast checksum of a text, 8 bytes per step: any change within one 8-byte
+/// word of it changes the result (each step is a bijection of the state).
+/// Not a MAC: the tag the key is looked up by is what an attacker cannot
+/// make; this only tells the exact text apart from altered copies.
+#[derive(Default)]
+struct Checksum(u64);
+
+impl Checksum {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        let rest = words.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        // The tail's length goes in too, so that "ab" and "ab\0" differ.
+        tail[7] ^= rest.len() as u8;
+        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    }
 }
 
 /// What a request with a known session needs.
@@ -484,36 +616,70 @@ pub struct CachedSession {
     /// The claims the access rules look at.
     pub claims: Map<String, Value>,
     /// The identity headers, computed once.
-    pub headers: Vec<(String, String)>,
+    pub headers: Identity,
+    /// Length and checksum of the sealed text it was opened from.
+    len: usize,
+    check: u64,
+    /// Which access rules were applied to it (bit `n`: the rules of slot `n`,
+    /// see [`CachedSession::admitted_by`]), and which of them admitted it.
+    checked: Cell<u64>,
+    admitted: Cell<u64>,
+}
+
+impl CachedSession {
+    pub fn new(
+        expires_at: u64,
+        refresh_at: Option<u64>,
+        claims: Map<String, Value>,
+        headers: Identity,
+        key: &SessionKey,
+    ) -> Self {
+        CachedSession {
+            expires_at,
+            refresh_at,
+            claims,
+            headers,
+            len: key.len,
+            check: key.check,
+            checked: Cell::new(0),
+            admitted: Cell::new(0),
+        }
+    }
+
+    /// Whether the access rules of `slot` admit this session: `check` runs
+    /// them the first time; the answer is kept (the rules and the claims of an
+    /// entry never change). Slots from 64 on are checked every time.
+    pub fn admitted_by(&self, slot: usize, check: impl FnOnce() -> bool) -> bool {
+        let Some(bit) = u32::try_from(slot).ok().and_then(|s| 1u64.checked_shl(s)) else {
+            return check();
+        };
+        if self.checked.get() & bit == 0 {
+            let ok = check();
+            self.checked.set(self.checked.get() | bit);
+            if ok {
+                self.admitted.set(self.admitted.get() | bit);
+            }
+        }
+        self.admitted.get() & bit != 0
+    }
 }
 
 impl SessionCache {
-    /// The fingerprint of the session the request carries (every part of its
-    /// sealed text, in order), without joining it.
-    pub fn key(&self, jar: &SessionCookie, present: &[(&str, &str)]) -> Option<u64> {
-        use std::hash::{BuildHasher, Hasher};
-        let parts = jar.sealed_parts(present)?;
-        let mut h = self.keys.build_hasher();
-        let mut len = 0;
-        for part in parts {
-            h.write(part.as_bytes());
-            len += part.len();
-        }
-        h.write_usize(len);
-        Some(h.finish())
-    }
-
     /// A session seen before, still valid and not due for a refresh.
-    pub fn get(&self, key: u64, now: u64) -> Option<&CachedSession> {
-        self.entries
-            .get(&key)
-            .filter(|c| now < c.expires_at && c.refresh_at.is_none_or(|r| now < r))
+    pub fn get(&self, key: &SessionKey, now: u64) -> Option<&CachedSession> {
+        self.entries.get(&key.tag).filter(|c| {
+            c.len == key.len
+                && c.check == key.check
+                && now < c.expires_at
+                && c.refresh_at.is_none_or(|r| now < r)
+        })
     }
 
-    pub fn insert(&mut self, key: u64, entry: CachedSession, capacity: usize, now: u64) {
+    pub fn insert(&mut self, key: &SessionKey, entry: CachedSession, capacity: usize, now: u64) {
         if capacity == 0 {
             return;
         }
+        let key = key.tag;
         if self.entries.len() >= capacity && !self.entries.contains_key(&key) {
             self.entries.retain(|_, c| now < c.expires_at);
             if self.entries.len() >= capacity {

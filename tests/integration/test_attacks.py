@@ -15,6 +15,8 @@ that covers them, and not repeated here.
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -628,6 +630,44 @@ def test_identity_headers_without_a_session_never_reach_the_upstream(
     assert "authorization" not in public
     assert r.status_code == 401, describe(r)
     assert_not_upstream(upstream, path)
+
+
+def _raw_get(port: int, path: str, headers: list[tuple[str, bytes]]) -> tuple[int, bytes]:
+    """A GET written byte for byte (header values may hold any byte HTTP
+    allows, UTF-8 or not), on a connection of its own: (status, body)."""
+    lines = [f"GET {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    lines += [name.encode() + b": " + value for name, value in headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_header_values_that_are_not_utf8_are_served(hostile_envoy, upstream):
+    """HTTP lets header values carry bytes beyond ASCII (obs-text) that need
+    not be UTF-8: here a Latin-1 ``é`` in a header and in another
+    application's cookie. A signed-in request passes with them untouched
+    and with its identity; one without a session gets its 401; the filter
+    goes on serving: nothing aborts its VM."""
+    b, r = sign_in(hostile_envoy, "/latin1")
+    assert r.status_code == 302, describe(r)
+    ours = "; ".join(f"{c.name}={c.value}" for c in b.cookies if c.name.startswith(COOKIE))
+    path = unique_path("/latin1")
+    latin1 = [("Accept", b"application/json"), ("X-Note", b"caf\xe9")]
+
+    status, body = _raw_get(hostile_envoy.port, path,
+                            latin1 + [("Cookie", b"app=caf\xe9; " + ours.encode())])
+    assert status == 200, body
+    view = json.loads(body[body.index(b"{"):body.rindex(b"}") + 1])
+    assert view["headers"]["x-note"] == "café", "the header reaches the upstream untouched"
+    assert view["headers"]["x-forwarded-user"] == ALICE["sub"]
+
+    status, _ = _raw_get(hostile_envoy.port, path, latin1 + [("Cookie", b"app=caf\xe9")])
+    assert status == 401
+    assert upstream_view(b, hostile_envoy.url, path)["headers"]["x-forwarded-user"] == ALICE["sub"]
 
 
 # --------------------------------------------------------------------------
