@@ -400,6 +400,7 @@ class Run:
     requests: int = 0
     seconds: float = 0.0
     rps: float = 0.0
+    cpu_us: float = 0.0  # the server's CPU time per request
     p50_us: float = 0.0
     p99_us: float = 0.0
     errors: int = 0
@@ -464,11 +465,28 @@ class Setup:
         return statistics.median(getattr(r, attr) for r in (self.solo if solo else self.runs))
 
 
+def cpu_seconds(process) -> float:
+    """CPU time (user + system) used so far by the processes of ``process``'s
+    group (the Envoy behind its launcher), from /proc."""
+    group = os.getpgid(process._proc.popen.pid)
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp; utime and stime follow at 11, 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def measure(setup: Setup, wrk: str, seconds: float, log, record: bool,
             connections: int = WRK_CONNECTIONS) -> Run:
     before = envoy_statuses(setup.counted_by)
+    cpu_before = cpu_seconds(setup.counted_by)
     run = run_wrk(wrk, setup.url, setup.path, setup.header_file, seconds, log, connections)
     time.sleep(0.2)  # answers still in flight when wrk stopped
+    run.cpu_us = (cpu_seconds(setup.counted_by) - cpu_before) * 1e6 / max(run.requests, 1)
     after = envoy_statuses(setup.counted_by)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     bad = {k: v for k, v in delta.items() if k not in ("2xx", "completed") and v}
@@ -479,7 +497,8 @@ def measure(setup: Setup, wrk: str, seconds: float, log, record: bool,
     if record:
         (setup.runs if connections == WRK_CONNECTIONS else setup.solo).append(run)
     say(f"  {setup.label:<34} c{connections:<3} {run.rps:>9,.0f} req/s  p50 {run.p50_us:>7,.0f} µs  "
-        f"p99 {run.p99_us:>7,.0f} µs  ({run.requests:,} requests, all 2xx)"
+        f"p99 {run.p99_us:>7,.0f} µs  cpu {run.cpu_us:5.1f} µs/req  "
+        f"({run.requests:,} requests, all 2xx)"
         + ("" if record else "  [warm-up]"))
     return run
 
@@ -681,7 +700,7 @@ def verdict(ok: bool) -> str:
 
 
 def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, memory: dict,
-                 wasm_size: int, noop_size: int, info: dict, doc: Path, svg: Path,
+                 vm_bench: dict, wasm_size: int, noop_size: int, info: dict, doc: Path, svg: Path,
                  elapsed: float) -> str:
     by = {s.key: s for s in setups}
     rps = {k: s.median("rps") for k, s in by.items()}
@@ -761,6 +780,30 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
     L += [
         "",
         "![requests/s and p99 per setup](benchmarks.svg)",
+        "",
+        "## Where the time goes",
+        "",
+        f"Setup 2h prices the hostcalls alone: {rps['2h'] / rps['2']:.2f} × setup 2, where "
+        f"Sésame runs at {r32:.2f} ×, so Sésame's throughput is "
+        f"**{rps['3'] / rps['2h']:.2f} × what its hostcalls leave** (3/2h). Each call "
+        f"crosses the V8 boundary, and reading the headers costs a second crossing (Envoy "
+        f"calls into the module to allocate the copy).",
+        "",
+        "The filters' own work per request, in Node's V8 without Envoy "
+        "([`bench/vm-bench.mjs`](../bench/vm-bench.mjs): the module behind a stub host, "
+        "the callbacks Envoy makes for one request, 11 rounds of 20,000 requests; best "
+        "round):",
+        "",
+        "| filter | request | time per request | hostcalls per request |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for key, label, request in (("noop", "no-op filter (setup 2)", "any"),
+                                ("public", "Sésame", "public route (`GET /ping`)"),
+                                ("session", "Sésame", "with a session (the sessions of setup 3)")):
+        run = vm_bench[key]
+        calls = ", ".join(f"{n} × {c}" for n, c in run["hostcalls"].items()) or "none"
+        L.append(f"| {label} | {request} | {run['ns_best'] / 1000:.2f} µs | {calls} |")
+    L += [
         "",
         "## Other figures",
         "",
@@ -864,6 +907,148 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
 
 
 # --------------------------------------------------------------------------
+# Where the time goes: the hostcalls of Sésame's hot path, priced one by one
+
+VM_BENCH = ROOT / "bench" / "vm-bench.mjs"
+
+
+def vm_work(config: dict, sesame_file: Path) -> dict:
+    """The filters' own work per request in V8 without Envoy
+    (bench/vm-bench.mjs): the no-op filter, Sésame on its public route and
+    with the sessions of ``sesame_file``. Also checks that the hostcalls
+    Sésame makes for a request with a session are SESAME_HOSTCALLS."""
+    config_file = OUT_DIR / "vm-bench-config.json"
+    config_file.write_text(json.dumps(config))
+    noop_file = OUT_DIR / "vm-bench-noop.json"
+    noop_file.write_text("{}")
+    cookies = OUT_DIR / "vm-bench-cookies.txt"
+    cookies.write_text("".join(line.split(": ", 1)[1] + "\n"
+                               for line in sesame_file.read_text().splitlines()))
+    none = OUT_DIR / "vm-bench-none.txt"
+    none.write_text("")
+    out = {}
+    try:
+        for key, wasm, conf, jar, path in (
+                ("noop", NOOP_WASM, noop_file, none, LOAD_PATH),
+                ("public", DEFAULT_WASM, config_file, none, PUBLIC_PATH),
+                ("session", DEFAULT_WASM, config_file, cookies, LOAD_PATH)):
+            run = subprocess.run([NODE, str(VM_BENCH), str(wasm), str(conf), str(jar), path,
+                                  "11", "20000"], capture_output=True, text=True, timeout=300)
+            if run.returncode != 0:
+                fail(f"vm-bench ({key}): {run.stderr.strip()[-400:]}")
+            out[key] = json.loads(run.stdout)
+    finally:
+        cookies.unlink(missing_ok=True)  # live credentials
+    calls = out["session"]["hostcalls"]
+    expected = {"get_header_map_pairs": 1, "get_current_time_nanoseconds": 1,
+                "increment_metric": 1, "add_header_map_value": 8}
+    if calls != expected:
+        fail(f"Sésame's hostcalls for a request with a session changed: {calls}; "
+             f"update SESAME_HOSTCALLS and setup 2h")
+    return out
+
+
+# The hostcalls of Sésame's hot path (a request with a known session) in the
+# tests' configuration: checked against what bench/vm-bench.mjs counts.
+SESAME_HOSTCALLS = ["get_map", "time", "counter", "add_header8"]
+
+# Each probe is the no-op filter making these hostcalls on every request.
+PROBES = (
+    ("2", "no-op filter", []),
+    ("p1", "reads every header (get_map)", ["get_map"]),
+    ("p2", "p1 + the clock", ["get_map", "time"]),
+    ("p3", "p1 + one counter", ["get_map", "counter"]),
+    ("p4", "p1 + adds one header", ["get_map", "add_header"]),
+    ("p5", "p1 + adds 8 headers, one call each", ["get_map", "add_header8"]),
+    ("p6", "p1 + writes every header back with 8 more (set_map)", ["get_map", "set_map8"]),
+)
+
+
+def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
+                     sesame: Envoy, sesame_file: Path, log, envoys: list,
+                     extra: tuple[Setup, ...] = ()) -> list[Setup]:
+    """The no-op filter making, on every request, one more of the hostcalls
+    Sésame's hot path makes, then Sésame itself (public route and session):
+    interleaved rounds of the throughput run; each setup's cost per request
+    is its 1/throughput less the no-op filter's."""
+    setups = []
+    for key, label, steps in PROBES:
+        if args.probes and key not in args.probes.split(","):
+            continue
+        envoy = bench_envoy(json.dumps({"steps": steps}), free_port(), upstream, provider,
+                            wasm_path=NOOP_WASM)
+        envoy.start()
+        envoys.append(envoy)
+        setups.append(Setup(key, label, envoy.url, LOAD_PATH, sesame_file, envoy))
+    if not args.compare_wasm:
+        setups.append(Setup("3p", "Sésame, public route", sesame.url, PUBLIC_PATH,
+                            sesame_file, sesame))
+    setups.append(Setup("3", "Sésame, session cookie", sesame.url, LOAD_PATH, sesame_file,
+                        sesame))
+    setups.extend(extra)
+    for s in setups:
+        measure(s, wrk, args.warmup, log, record=False)
+    for r in range(1, args.rounds + 1):
+        say(f"hostcall profile, round {r}/{args.rounds}")
+        for s in (setups if r % 2 else list(reversed(setups))):
+            measure(s, wrk, args.duration, log, record=True)
+    return setups
+
+
+def profile_lines(setups: list[Setup]) -> list[str]:
+    """The profile as a Markdown table: µs per request over the no-op filter."""
+    base = setups[0].median("cpu_us")
+    L = ["| # | setup | requests/s | Envoy CPU per request | over the no-op filter |",
+         "| --- | --- | ---: | ---: | ---: |"]
+    for s in setups:
+        us = s.median("cpu_us")
+        L.append(f"| {s.key} | {s.label} | {s.median('rps'):,.0f} | {us:.1f} µs "
+                 f"| {us - base:+.1f} µs |")
+    return L
+
+
+def profile_only(args, wrk: str) -> int:
+    """``--profile-only``: the hostcall profile alone, printed."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    redirect_uri = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
+    envoys: list[Envoy] = []
+    sesame_file = OUT_DIR / "sesame-cookies.txt"
+    try:
+        with open(OUT_DIR / "wrk.log", "w") as log, Upstream() as upstream, \
+                Provider(redirect_uris=[redirect_uri]) as provider:
+            sesame = bench_envoy(sesame_config(provider.issuer, redirect_uri), port, upstream,
+                                 provider, paths=(LOAD_PATH, PUBLIC_PATH))
+            sesame.start()
+            envoys.append(sesame)
+            wait_provider_ready(sesame)
+            cookies = [sesame_sign_in(sesame.url, i) for i in range(args.sessions)]
+            sesame_file.write_text("".join(c + "\n" for c in cookies))
+            extra = []
+            for i, wasm in enumerate((args.compare_wasm or "").split(",") if args.compare_wasm else []):
+                # Another build of Sésame, same configuration (so the same
+                # cookie secret: the sessions open in both).
+                other = bench_envoy(sesame_config(provider.issuer, redirect_uri), free_port(),
+                                    upstream, provider, paths=(LOAD_PATH, PUBLIC_PATH),
+                                    wasm_path=Path(wasm))
+                other.start()
+                envoys.append(other)
+                wait_provider_ready(other)
+                extra.append(Setup(f"3c{i}", f"{Path(wasm).name}, session cookie", other.url,
+                                   LOAD_PATH, sesame_file, other))
+            setups = hostcall_profile(args, wrk, upstream, provider, sesame, sesame_file, log,
+                                      envoys, tuple(extra))
+    except HarnessError as e:
+        fail(str(e))
+    finally:
+        for e in envoys:
+            e.stop()
+        sesame_file.unlink(missing_ok=True)
+    print("\n".join(profile_lines(setups)))
+    return 0
+
+
+# --------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -882,6 +1067,13 @@ def main() -> int:
     parser.add_argument("--memory-sessions", type=int, default=10_000)
     parser.add_argument("--signins", type=int, default=20,
                         help="sign-ins timed for the sign-in figure (default 20)")
+    parser.add_argument("--profile-only", action="store_true",
+                        help="only the hostcall profile (no-op filter probes and Sésame), "
+                             "printed, not written")
+    parser.add_argument("--probes", metavar="KEYS",
+                        help="with --profile-only: only these probes (e.g. 2,p1)")
+    parser.add_argument("--compare-wasm", metavar="WASM",
+                        help="with --profile-only: also profile this build of Sésame")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.solo_duration, args.warmup = 1, 2.0, 1.0, 1.0
@@ -903,14 +1095,16 @@ def main() -> int:
             not Path("/usr/lib/apache2/modules/mod_auth_openidc.so").exists():
         fail("wrk, apache2 or mod_auth_openidc is missing: run scripts/setup-bench.sh")
 
+    if args.profile_only:
+        return profile_only(args, wrk)
     doc_dir = OUT_DIR if args.quick else ROOT / "docs"
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     wrk_log = open(OUT_DIR / "wrk.log", "w")
     began = time.monotonic()
     say(f"logs in {os.environ['SESAME_LOG_DIR']}")
 
-    ports = {k: free_port() for k in ("bare", "noop", "sesame", "oauth2", "apache", "bearer",
-                                      "introspect", "timing")}
+    ports = {k: free_port() for k in ("bare", "noop", "hostcalls", "sesame", "oauth2", "apache",
+                                      "bearer", "introspect", "timing")}
     redirect_uris = [f"http://127.0.0.1:{ports['sesame']}{CALLBACK_PATH}",
                      f"http://127.0.0.1:{ports['oauth2']}{OAUTH2_CALLBACK}",
                      f"http://127.0.0.1:{ports['apache']}{APACHE_CALLBACK}",
@@ -932,6 +1126,11 @@ def main() -> int:
             bare = start(bench_envoy(None, ports["bare"], upstream, provider, wasm=False))
             noop = start(bench_envoy("{}", ports["noop"], upstream, provider,
                                      wasm_path=NOOP_WASM))
+            # The no-op filter making the hostcalls Sésame makes for a request
+            # with a session in this configuration, and nothing else.
+            hostcalls = start(bench_envoy(json.dumps({"steps": SESAME_HOSTCALLS}),
+                                          ports["hostcalls"], upstream, provider,
+                                          wasm_path=NOOP_WASM))
             sesame = start(bench_envoy(
                 sesame_config(provider.issuer, redirect_uris[0]), ports["sesame"],
                 upstream, provider, paths=(LOAD_PATH, PUBLIC_PATH)))
@@ -988,6 +1187,16 @@ def main() -> int:
                       note="[`bench/noop-filter`](../bench/noop-filter): a proxy-wasm 0.2.5 "
                            "filter whose request-headers callback only continues, in the same "
                            "V8 runtime: the cost of any wasm filter."),
+                Setup("2h", "Envoy + no-op filter making Sésame's hostcalls", hostcalls.url,
+                      LOAD_PATH, sesame_file, hostcalls,
+                      note="for reference, not a target: the filter of setup 2 making, on "
+                           "each request, the hostcalls Sésame makes for a request with a "
+                           "session in this configuration and nothing else: read every "
+                           "header (one call), the clock, one counter, then add 8 identity "
+                           "headers (one call each; Sésame adds 8 here: the user and email "
+                           "headers of oauth2-proxy's two families, siret, idp_id, the ID "
+                           "and access tokens). What the proxy-wasm ABI makes any filter "
+                           "doing that job cost, whatever its code: the floor for setup 3."),
                 Setup("3", "Envoy + Sésame (session cookie)", sesame.url, LOAD_PATH,
                       sesame_file, sesame,
                       note=f"the integration tests' configuration; {args.sessions} sessions "
@@ -1045,6 +1254,8 @@ def main() -> int:
                     if not all(e.running for e in envoys) or not apache.running:
                         fail("a server stopped during the load")
 
+            say("the filters' own work in V8, without Envoy")
+            vm = vm_work(sesame_config(provider.issuer, redirect_uris[0]), sesame_file)
             introspections = (provider.test_stats()["introspection_requests"]
                               - introspections_before)
             for s in setups:
@@ -1072,7 +1283,7 @@ def main() -> int:
                      "bearer-jwt.txt", "bearer-opaque.txt"):
             (OUT_DIR / name).unlink(missing_ok=True)  # live credentials
 
-    text = write_report(args, setups, skipped, signin, memory, DEFAULT_WASM.stat().st_size,
+    text = write_report(args, setups, skipped, signin, memory, vm, DEFAULT_WASM.stat().st_size,
                         NOOP_WASM.stat().st_size, machine(), doc_dir / "BENCHMARKS.md",
                         doc_dir / "benchmarks.svg", time.monotonic() - began)
     print()

@@ -4,7 +4,11 @@
 //! measure the filter's memory with that many live sessions, without signing
 //! in COUNT times at the provider.
 //!
-//!     mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS]
+//!     mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS] [TOKEN_CHARS]
+//!
+//! With TOKEN_CHARS, each session also holds an ID token and an access token
+//! of that many characters (stand-ins, never checked on a request with a
+//! session), as a real sign-in's session does.
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -18,7 +22,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!(
-            "usage: mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS]"
+            "usage: mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS] [TOKEN_CHARS]"
         );
         std::process::exit(2);
     }
@@ -30,6 +34,9 @@ fn main() {
     let lifetime: u64 = args
         .get(4)
         .map_or(3600, |s| s.parse().expect("LIFETIME: seconds"));
+    let token_chars: Option<usize> = args
+        .get(5)
+        .map(|s| s.parse().expect("TOKEN_CHARS: a number"));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -65,6 +72,8 @@ fn main() {
             created_at: now,
             expires_at: now + lifetime,
             sid: format!("bench{i:06}"),
+            id_token: token_chars.map(|n| stand_in_token('i', i, n)),
+            access_token: token_chars.map(|n| stand_in_token('a', i, n)),
             ..Session::default()
         };
         let pairs: Vec<String> = jar
@@ -81,4 +90,14 @@ fn main() {
             .collect();
         writeln!(out, "{}", pairs.join("; ")).expect("stdout");
     }
+}
+
+/// A token-shaped stand-in of `chars` characters, distinct per session.
+fn stand_in_token(kind: char, i: usize, chars: usize) -> String {
+    let mut t = format!("eyJ{kind}{i:06}.");
+    while t.len() < chars {
+        t.push_str("QmVuY2ggdG9rZW4gcGF5bG9hZA");
+    }
+    t.truncate(chars);
+    t
 }

@@ -2,22 +2,93 @@
 //! but continue, built like Sésame, so that setup 2 measures what any wasm
 //! filter costs in Envoy (VM entry and exit, context creation) and setup 3
 //! what Sésame adds to it.
+//!
+//! Its plugin configuration may name hostcalls to make on each request
+//! (`{"steps": ["get_map", "time", ...]}`): the benchmark's hostcall profile
+//! loads one such filter per step list, to price each call Sésame's hot path
+//! makes. With `{}` it makes none.
 
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(NoopRoot { steps: Rc::new(Vec::new()) })
+    });
 }}
 
-struct NoopRoot;
+/// One hostcall (or group) to make per request.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Every request header in one call (`proxy_get_header_map_pairs`).
+    GetMap,
+    /// The `:path` header alone (`proxy_get_header_map_value`).
+    GetPath,
+    /// The clock (`proxy_get_current_time_nanoseconds`).
+    Time,
+    /// One counter increment (`proxy_increment_metric`).
+    Counter(u32),
+    /// Every request header written back in one call, with this many more
+    /// (`proxy_set_header_map_pairs`).
+    SetMap(usize),
+    /// This many headers added, one call each (`proxy_add_header_map_value`).
+    AddHeaders(usize),
+}
+
+/// Headers the probes add, like Sésame's identity headers.
+const PROBE_HEADERS: [(&str, &str); 8] = [
+    ("x-probe-1", "alice-7f3a"),
+    ("x-probe-2", "alice@numerique.gouv.fr"),
+    ("x-probe-3", "alice"),
+    ("x-probe-4", "alice-7f3a"),
+    ("x-probe-5", "alice@numerique.gouv.fr"),
+    ("x-probe-6", "alice"),
+    ("x-probe-7", "13002526500013"),
+    ("x-probe-8", "idp-1"),
+];
+
+struct NoopRoot {
+    steps: Rc<Vec<Step>>,
+}
 
 impl Context for NoopRoot {}
 
 impl RootContext for NoopRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let text = String::from_utf8_lossy(&config);
+        let mut steps = Vec::new();
+        // A list of quoted names after `"steps"`: no JSON parser in the baseline.
+        if let Some(list) = text.split("\"steps\"").nth(1) {
+            for name in list.split('"').skip(1).step_by(2) {
+                steps.push(match name {
+                    "get_map" => Step::GetMap,
+                    "get_path" => Step::GetPath,
+                    "time" => Step::Time,
+                    "counter" => match hostcalls::define_metric(MetricType::Counter, "probe") {
+                        Ok(id) => Step::Counter(id),
+                        Err(_) => return false,
+                    },
+                    "set_map" => Step::SetMap(1),
+                    "set_map8" => Step::SetMap(8),
+                    "add_header" => Step::AddHeaders(1),
+                    "add_header8" => Step::AddHeaders(8),
+                    _ => return false,
+                });
+            }
+        }
+        self.steps = Rc::new(steps);
+        true
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Noop))
+        Some(Box::new(Noop {
+            steps: self.steps.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -25,12 +96,42 @@ impl RootContext for NoopRoot {
     }
 }
 
-struct Noop;
+struct Noop {
+    steps: Rc<Vec<Step>>,
+}
 
 impl Context for Noop {}
 
 impl HttpContext for Noop {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let mut headers = Vec::new();
+        for step in self.steps.iter() {
+            match *step {
+                Step::GetMap => {
+                    headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+                }
+                Step::GetPath => {
+                    let _ = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path");
+                }
+                Step::Time => {
+                    let _ = hostcalls::get_current_time();
+                }
+                Step::Counter(id) => {
+                    let _ = hostcalls::increment_metric(id, 1);
+                }
+                Step::SetMap(n) => {
+                    let mut pairs: Vec<(&str, &str)> =
+                        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    pairs.extend(PROBE_HEADERS.iter().take(n).copied());
+                    let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
+                }
+                Step::AddHeaders(n) => {
+                    for (name, value) in PROBE_HEADERS.iter().take(n) {
+                        let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+                    }
+                }
+            }
+        }
         Action::Continue
     }
 }
