@@ -160,4 +160,14 @@ mod tests {
         }
         assert_eq!(safe_redirect("https://app.example.fr/", &[]), "/");
     }
+
+    #[test]
+    fn internationalised_hosts_only_in_their_ascii_form() {
+        let domains = vec![".gouv.fr".to_string()];
+        let ascii = "https://xn--conomie-cya.gouv.fr/x";
+        assert_eq!(safe_redirect(ascii, &domains), ascii);
+        // Without Unicode tables in the module, such a name is refused.
+        assert_eq!(safe_redirect("https://économie.gouv.fr/x", &domains), "/");
+        assert!(url::Url::parse("https://économie.gouv.fr/").is_err());
+    }
 }
