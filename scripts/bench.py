@@ -705,9 +705,17 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
     by = {s.key: s for s in setups}
     rps = {k: s.median("rps") for k, s in by.items()}
     p99 = {k: s.median("p99_us") for k, s in by.items()}
-    r32 = rps["3"] / rps["2"]
-    r34 = rps["3"] / rps["4"] if "4" in rps else None
-    r35 = rps["3"] / rps["5"] if "5" in rps else None
+    def ratio(a: str, b: str) -> float | None:
+        """The median over the rounds of a's throughput over b's in the same
+        round (measured minutes apart at most: the machine's drift between
+        rounds cancels out)."""
+        if a not in by or b not in by:
+            return None
+        return statistics.median(x.rps / y.rps for x, y in zip(by[a].runs, by[b].runs))
+
+    r32 = ratio("3", "2")
+    r34 = ratio("3", "4")
+    r35 = ratio("3", "5")
     added_p99 = p99["3"] - p99["2"]
     solo_p50 = {k: s.median("p50_us", solo=True) for k, s in by.items()}
     solo_p99 = {k: s.median("p99_us", solo=True) for k, s in by.items()}
@@ -766,7 +774,8 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         L.append(f"- **{s.key}. {s.label}**: {s.note}")
     L += [
         "",
-        "Ratios (requests/s, same run):",
+        "Ratios (requests/s, same run; each the median over the rounds of the ratio within "
+        "a round):",
         "",
         f"- 3/2, Sésame / no-op wasm filter: **{r32:.2f}**",
     ]
@@ -783,9 +792,10 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "",
         "## Where the time goes",
         "",
-        f"Setup 2h prices the hostcalls alone: {rps['2h'] / rps['2']:.2f} × setup 2, where "
+        f"Setup 2h prices the hostcalls alone: {ratio('2h', '2'):.2f} × setup 2, where "
         f"Sésame runs at {r32:.2f} ×, so Sésame's throughput is "
-        f"**{rps['3'] / rps['2h']:.2f} × what its hostcalls leave** (3/2h). Each call "
+        f"**{ratio('3', '2h'):.2f} × what its hostcalls leave** (3/2h"
+        + (f"; 2h/4: {ratio('2h', '4'):.2f}" if "4" in by else "") + "). Each call "
         f"crosses the V8 boundary, and reading the headers costs a second crossing (Envoy "
         f"calls into the module to allocate the copy).",
         "",
