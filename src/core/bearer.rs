@@ -9,13 +9,14 @@
 //! scopes and the access rules apply, and the request goes upstream with the
 //! same identity headers as a browser session.
 
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::filter::{Action, Filter, Outcome, Step};
-use super::headers::{identity_headers, Upstream};
+use super::headers::{identity_headers, Identity, Upstream};
 use super::http::{ProviderResponse, Response};
 use super::login::Pending;
 use super::provider::ProviderState;
@@ -30,6 +31,23 @@ const NEGATIVE_TTL: u64 = 10;
 struct Checked {
     claims: Option<Map<String, Value>>,
     until: u64,
+    /// The identity headers for this token, made on its first admission.
+    identity: OnceCell<Identity>,
+    /// The routes whose scopes and access rules admitted it (bit 0: a
+    /// request on no route, bit `n`: on the route at `n - 1`; routes from
+    /// 63 on are checked every time).
+    admitted: Cell<u64>,
+}
+
+impl Checked {
+    fn new(claims: Option<Map<String, Value>>, until: u64) -> Self {
+        Checked {
+            claims,
+            until,
+            identity: OnceCell::new(),
+            admitted: Cell::new(0),
+        }
+    }
 }
 
 /// Checked tokens by SHA-256 of the token (the token itself is not kept).
@@ -179,7 +197,7 @@ impl Filter {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(checked) = self.tokens.borrow().get(&key, now) {
             return match &checked.claims {
-                Some(claims) => self.admit(upstream, authorization, token, claims, route),
+                Some(claims) => self.admit(upstream, authorization, token, claims, route, checked),
                 None => self.refuse(Refusal::invalid(
                     "inactive_token",
                     "the token is not active",
@@ -265,10 +283,12 @@ impl Filter {
             Ok(claims) => {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
                 let until = exp.min(now.saturating_add(bearer.cache_ttl));
-                let step = self.admit(upstream, authorization, token, &claims, route);
-                let checked = Checked {
-                    claims: Some(claims),
-                    until,
+                let checked = Checked::new(Some(claims), until);
+                let step = match &checked.claims {
+                    Some(claims) => {
+                        self.admit(upstream, authorization, token, claims, route, &checked)
+                    }
+                    None => unreachable!("the claims were just stored"),
                 };
                 self.tokens
                     .borrow_mut()
@@ -326,22 +346,25 @@ impl Filter {
         let mut cache = self.tokens.borrow_mut();
         match verdict {
             Ok(until) => {
-                let step = self.admit(p.upstream, &p.authorization, &p.token, &answer, p.route);
                 let until = until.min(now.saturating_add(bearer.cache_ttl));
-                let checked = Checked {
-                    claims: Some(answer),
-                    until,
+                let checked = Checked::new(Some(answer), until);
+                let step = match &checked.claims {
+                    Some(claims) => self.admit(
+                        p.upstream,
+                        &p.authorization,
+                        &p.token,
+                        claims,
+                        p.route,
+                        &checked,
+                    ),
+                    None => unreachable!("the claims were just stored"),
                 };
                 cache.put(key, checked, bearer.cache_size, now);
                 step
             }
             Err(refusal) => {
                 let until = now.saturating_add(bearer.cache_ttl.min(NEGATIVE_TTL));
-                let checked = Checked {
-                    claims: None,
-                    until,
-                };
-                cache.put(key, checked, bearer.cache_size, now);
+                cache.put(key, Checked::new(None, until), bearer.cache_size, now);
                 drop(cache);
                 self.refuse(refusal)
             }
@@ -428,28 +451,78 @@ impl Filter {
         token: &str,
         claims: &Map<String, Value>,
         route: Option<usize>,
+        checked: &Checked,
     ) -> Step {
+        let bit = u32::try_from(route.map_or(0, |i| i + 1))
+            .ok()
+            .and_then(|n| 1u64.checked_shl(n));
+        if bit.is_none_or(|b| checked.admitted.get() & b == 0) {
+            if let Err(step) = self.admission(claims, route) {
+                return *step;
+            }
+            if let Some(b) = bit {
+                checked.admitted.set(checked.admitted.get() | b);
+            }
+        }
+        let identity = checked
+            .identity
+            .get_or_init(|| {
+                let session = Session {
+                    claims: claims.clone(),
+                    access_token: Some(token.to_string()),
+                    ..Default::default()
+                };
+                identity_headers(&self.config, &session).into()
+            })
+            .clone();
+        // The token goes on to the upstream, unless Sésame sets the header
+        // itself (then the client's copy is among the removed ones).
+        let removed = upstream
+            .remove
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("authorization"));
+        let add = if removed && !identity.iter().any(|(k, _)| k == "authorization") {
+            let mut add = identity.to_vec();
+            add.push(("authorization".into(), authorization.to_string()));
+            add.into()
+        } else {
+            identity
+        };
+        Step {
+            action: Action::ContinueWith(upstream.with(add)),
+            outcome: Outcome::BearerPassed,
+        }
+    }
+
+    /// Whether the route's scopes and access rules admit a valid token's
+    /// claims; the refusal otherwise.
+    fn admission(
+        &self,
+        claims: &Map<String, Value>,
+        route: Option<usize>,
+    ) -> Result<(), Box<Step>> {
         let required = match self.route(route) {
             Some(r) if !r.scopes.is_empty() => &r.scopes,
             _ => &self.config.bearer.scopes,
         };
         let granted = granted_scopes(claims);
         if let Some(missing) = required.iter().find(|s| !granted.contains(&s.as_str())) {
-            return self
-                .refuse(Refusal {
+            return Err(Box::new(
+                self.refuse(Refusal {
                     status: 403,
                     error: Some("insufficient_scope"),
                     description: format!("the token lacks the scope {missing}"),
                     reason: "insufficient_scope",
                 })
-                .with_scope(&required.join(" "));
+                .with_scope(&required.join(" ")),
+            ));
         }
         if let Err(denial) = self.policy_for(route).check(claims) {
             let response = Response::new(403).with_body(
                 "application/json",
                 r#"{"error":"access_denied","error_description":"the access rules do not admit this identity"}"#,
             );
-            return Step::respond(
+            return Err(Box::new(Step::respond(
                 response,
                 Outcome::Denied {
                     email: claims
@@ -458,28 +531,9 @@ impl Filter {
                         .map(str::to_string),
                     reason: denial.describe(),
                 },
-            );
+            )));
         }
-        let identity = Session {
-            claims: claims.clone(),
-            access_token: Some(token.to_string()),
-            ..Default::default()
-        };
-        let mut add = identity_headers(&self.config, &identity);
-        // The token goes on to the upstream, unless Sésame sets the header
-        // itself (then the client's copy is among the removed ones).
-        let removed = upstream
-            .remove
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case("authorization"));
-        if removed && !add.iter().any(|(k, _)| k == "authorization") {
-            add.push(("authorization".into(), authorization.to_string()));
-        }
-        let upstream = upstream.with(add.into());
-        Step {
-            action: Action::ContinueWith(upstream),
-            outcome: Outcome::BearerPassed,
-        }
+        Ok(())
     }
 
     fn refuse(&self, refusal: Refusal) -> Step {
@@ -564,10 +618,7 @@ mod tests {
     #[test]
     fn cache_is_bounded_and_honours_expiry() {
         let mut c = TokenCache::default();
-        let entry = |until| Checked {
-            claims: None,
-            until,
-        };
+        let entry = |until| Checked::new(None, until);
         for i in 0..10u8 {
             c.put([i; 32], entry(100 + u64::from(i)), 5, 50);
         }
