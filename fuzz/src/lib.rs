@@ -211,13 +211,9 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
         }
         Action::ContinueWith(upstream) | Action::ContinueWithCookies(upstream, _) => {
             let forwarded = upstream.apply(&req.headers);
-            let client: Vec<(&str, &str)> = forwarded
-                .iter()
-                .take(forwarded.len() - upstream.add.len())
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
+            let client = &forwarded[..forwarded.len() - upstream.add.len()];
             assert!(
-                identity_removals(&filter.config, &client).is_empty(),
+                identity_removals(&filter.config, &pairs(client)).is_empty(),
                 "identity headers from the client passed upstream ({:?})",
                 step.outcome
             );
@@ -228,13 +224,8 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
                     | Outcome::Refreshed { .. }
                     | Outcome::RefreshAdopted
             ) {
-                let added: Vec<(&str, &str)> = upstream
-                    .add
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect();
                 assert!(
-                    identity_removals(&filter.config, &added).is_empty(),
+                    identity_removals(&filter.config, &pairs(&upstream.add)).is_empty(),
                     "identity headers upstream without a session ({:?})",
                     step.outcome
                 );
@@ -242,6 +233,13 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
         }
         Action::Call(..) => {}
     }
+}
+
+fn pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }
 
 /// With the fixed configuration and provider: the client secret never shows in
