@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::jwe::ResourceKey;
+use super::parse_url;
 use super::policy::{DomainRule, Policy};
 use super::routes::{never_matches_a_path, PathPattern, Protection, Route};
 
@@ -558,7 +559,7 @@ fn read_bearer(r: &mut Reader, client_id: &str, proxy_prefix: &str) -> BearerCon
     }
     let introspection_endpoint =
         r.string("introspection_endpoint")
-            .and_then(|text| match Url::parse(&text) {
+            .and_then(|text| match parse_url(&text) {
                 Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Some(u),
                 _ => {
                     r.err("introspection_endpoint", "must be an absolute http(s) URL");
@@ -692,7 +693,7 @@ impl Config {
         };
         let mut discovery_url = None;
         if !issuer.is_empty() {
-            match Url::parse(&issuer) {
+            match parse_url(&issuer) {
                 Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
                     if u.query().is_some() || u.fragment().is_some() {
                         r.err("issuer", "must not have a query or a fragment");
@@ -701,7 +702,7 @@ impl Config {
                             "{}/.well-known/openid-configuration",
                             issuer.trim_end_matches('/')
                         );
-                        discovery_url = Url::parse(&text).ok();
+                        discovery_url = parse_url(&text).ok();
                     }
                 }
                 _ => r.err("issuer", "must be an absolute http(s) URL"),
@@ -733,7 +734,7 @@ impl Config {
         };
 
         let redirect_uri = match r.required_string("redirect_uri") {
-            Some(text) => match Url::parse(&text) {
+            Some(text) => match parse_url(&text) {
                 Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => {
                     if u.fragment().is_some() || u.query().is_some() {
                         r.err("redirect_uri", "must not have a query or a fragment");
@@ -853,12 +854,15 @@ impl Config {
 
         let proxy_prefix = r.string("proxy_prefix").unwrap_or_else(|| "/oauth2".into());
         if !proxy_prefix.starts_with('/')
+            || proxy_prefix.starts_with("//")
             || proxy_prefix.ends_with('/')
-            || proxy_prefix.contains(['?', '#', ' '])
+            || proxy_prefix.contains(['?', '#', ' ', '\\'])
+            || !proxy_prefix.is_ascii()
         {
             r.err(
                 "proxy_prefix",
-                "must start with `/` and not end with `/` (e.g. \"/oauth2\")",
+                "must be an ASCII path that starts with one `/` and does not end with `/` \
+                 (e.g. \"/oauth2\")",
             );
         }
 
@@ -972,7 +976,7 @@ impl Config {
         let routes = read_routes(&mut r);
         let bearer = read_bearer(&mut r, &client_id, &proxy_prefix);
         let post_logout_redirect_uri = match r.string("post_logout_redirect_uri") {
-            Some(text) => match Url::parse(&text) {
+            Some(text) => match parse_url(&text) {
                 Ok(u)
                     if (u.scheme() == "https" || u.scheme() == "http")
                         && u.has_host()
@@ -1248,6 +1252,29 @@ pub(crate) mod tests {
             assert!(
                 keys.contains(&expected),
                 "missing error for {expected}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_and_prefix_must_be_ascii() {
+        for (key, value) in [
+            ("proxy_prefix", "//évil.example"),
+            ("proxy_prefix", "//evil.example"),
+            ("proxy_prefix", "/connexion-é"),
+            (
+                "post_logout_redirect_uri",
+                "https:/.apP\u{d2}\u{92}xXX.example/out",
+            ),
+            ("redirect_uri", "https://économie.gouv.fr/oauth2/callback"),
+            ("issuer", "https://IdP.économie.gouv.fr"),
+        ] {
+            let mut v = minimal();
+            v[key] = json!(value);
+            let errs = errors_for(v);
+            assert!(
+                errs.iter().any(|e| e.key == key),
+                "{key}={value:?}: {errs:?}"
             );
         }
     }

@@ -46,6 +46,18 @@ impl Entropy for OsEntropy {
 }
 
 /// URL-safe base64 without padding, as used in JWTs, PKCE and our cookies.
+/// Parses an absolute URL. Text that is not ASCII is refused before the
+/// `url` crate sees it: Sésame handles host names without Unicode tables
+/// (`idna_adapter` 1.0.0), whose code is only meant for ASCII input; an
+/// internationalised host name is written in its `xn--` form, and a path in
+/// percent-encoded form.
+pub fn parse_url(text: &str) -> Result<url::Url, url::ParseError> {
+    if !text.is_ascii() {
+        return Err(url::ParseError::IdnaError);
+    }
+    url::Url::parse(text)
+}
+
 pub fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -59,7 +59,7 @@ struct RawDiscovery {
 
 fn endpoint(value: Option<String>, name: &'static str) -> Result<Url, DiscoveryError> {
     let text = value.ok_or(DiscoveryError::MissingField(name))?;
-    match Url::parse(&text) {
+    match super::parse_url(&text) {
         Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Ok(u),
         _ => Err(DiscoveryError::BadUrl(name)),
     }
