@@ -46,13 +46,22 @@ impl Entropy for OsEntropy {
 }
 
 /// URL-safe base64 without padding, as used in JWTs, PKCE and our cookies.
-/// Parses an absolute URL. Text that is not ASCII is refused before the
-/// `url` crate sees it: Sésame handles host names without Unicode tables
-/// (`idna_adapter` 1.0.0), whose code is only meant for ASCII input; an
-/// internationalised host name is written in its `xn--` form, and a path in
-/// percent-encoded form.
+/// Parses an absolute URL. Text that is not printable ASCII, or whose host
+/// part holds a `%`, is refused before the `url` crate sees it: Sésame
+/// handles host names without Unicode tables (`idna_adapter` 1.0.0), whose
+/// code is only meant for ASCII host names, and `url` percent-decodes a host
+/// before that step. An internationalised host name is written in its `xn--`
+/// form, a path percent-encoded.
 pub fn parse_url(text: &str) -> Result<url::Url, url::ParseError> {
-    if !text.is_ascii() {
+    // The host part: after the scheme and its slashes (`url` reads `\` as
+    // `/`), up to the path, the query or the fragment.
+    let after_scheme = text.split_once(':').map_or("", |(_, rest)| rest);
+    let authority = after_scheme
+        .trim_start_matches(['/', '\\'])
+        .split(['/', '\\', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if !text.bytes().all(|b| b.is_ascii_graphic()) || authority.contains('%') {
         return Err(url::ParseError::IdnaError);
     }
     url::Url::parse(text)

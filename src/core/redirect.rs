@@ -170,5 +170,19 @@ mod tests {
         assert_eq!(safe_redirect("https://économie.gouv.fr/x", &domains), "/");
         assert!(super::super::parse_url("https://économie.gouv.fr/").is_err());
         assert!(super::super::parse_url("https://apP\u{e9}X.fr/").is_err());
+        // The same spelt with percent escapes, which `url` decodes in a host.
+        for escaped in [
+            "https://apP%C3%A9X.fr/",
+            "https:/apP%C3%A9X.fr/",
+            "https:\\\\apP%C3%A9X.fr/",
+            "https://user@apP%C3%A9X.fr/",
+            "https:\t//apP%C3%A9X.fr/",
+        ] {
+            assert!(super::super::parse_url(escaped).is_err(), "{escaped}");
+            assert_eq!(safe_redirect(escaped, &domains), "/", "{escaped}");
+        }
+        // Escapes elsewhere are fine.
+        let path = "https://xn--conomie-cya.gouv.fr/caf%C3%A9?q=%41";
+        assert_eq!(safe_redirect(path, &domains), path);
     }
 }

@@ -86,20 +86,23 @@ fn literal_prefix(pattern: &str) -> (String, bool) {
     let mut chars = rest.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            // An escaped punctuation mark is itself, but `\<` and `\>` are
+            // word boundaries (and `\b`, `\d`... are not punctuation).
             '\\' => match chars.peek() {
-                Some(&e) if e.is_ascii_punctuation() => {
+                Some(&e) if e.is_ascii_punctuation() && e != '<' && e != '>' => {
                     literal.push(e);
                     chars.next();
                 }
                 _ => return (literal, false),
             },
             '$' if chars.peek().is_none() => return (literal, true),
-            '*' | '?' | '{' => {
-                // The last character may be absent.
+            '*' | '?' | '{' | '+' => {
+                // The last character may be absent (`x*`, `x?`, `x{0}`; `x+`
+                // too when another repetition follows, as in `x+*`).
                 literal.pop();
                 return (literal, false);
             }
-            '.' | '+' | '(' | ')' | '[' | ']' | '}' | '^' | '$' => return (literal, false),
+            '.' | '(' | ')' | '[' | ']' | '}' | '^' | '$' => return (literal, false),
             c => literal.push(c),
         }
     }

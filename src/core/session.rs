@@ -476,6 +476,10 @@ mod tests {
         let (a, b) = text.split_at(60);
         let chunks = SessionKey::of(&jar, &[("_sesame_0", a), ("_sesame_1", b)]).unwrap();
         assert_eq!(chunks.tag, key.tag);
+        // A last chunk shorter than the tag: the tag spans two chunks.
+        let (e, f) = text.split_at(text.len() - 5);
+        let short = SessionKey::of(&jar, &[("_sesame_0", e), ("_sesame_1", f)]).unwrap();
+        assert_eq!((short.tag, short.len), (key.tag, key.len));
         let (c, d) = b.split_at(20);
         let swapped = SessionKey::of(
             &jar,
@@ -564,11 +568,20 @@ impl SessionKey {
     /// The key of the session the request carries, without joining its chunks.
     pub fn of(jar: &SessionCookie, present: &[(&str, &str)]) -> Option<SessionKey> {
         let parts = jar.sealed_parts(present)?;
-        let last = parts.last()?.as_bytes();
-        let tag: [u8; TAG_CHARS] = last
-            .get(last.len().checked_sub(TAG_CHARS)?..)?
-            .try_into()
-            .ok()?;
+        // The text's last TAG_CHARS characters, which may span chunks.
+        let mut tag = [0u8; TAG_CHARS];
+        let mut missing = TAG_CHARS;
+        for part in parts.iter().rev() {
+            let take = missing.min(part.len());
+            tag[missing - take..missing].copy_from_slice(&part.as_bytes()[part.len() - take..]);
+            missing -= take;
+            if missing == 0 {
+                break;
+            }
+        }
+        if missing > 0 {
+            return None;
+        }
         let mut check = Checksum::default();
         let mut len = 0;
         for part in &parts {
