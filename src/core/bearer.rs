@@ -9,7 +9,7 @@
 //! scopes and the access rules apply, and the request goes upstream with the
 //! same identity headers as a browser session.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
@@ -19,6 +19,7 @@ use super::filter::{Action, Filter, Outcome, Step};
 use super::headers::{identity_headers, Identity, Upstream};
 use super::http::{ProviderResponse, Response};
 use super::login::Pending;
+use super::policy::Admissions;
 use super::provider::ProviderState;
 use super::session::Session;
 use super::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
@@ -33,10 +34,9 @@ struct Checked {
     until: u64,
     /// The identity headers for this token, made on its first admission.
     identity: OnceCell<Identity>,
-    /// The routes whose scopes and access rules admitted it (bit 0: a
-    /// request on no route, bit `n`: on the route at `n - 1`; routes from
-    /// 63 on are checked every time).
-    admitted: Cell<u64>,
+    /// What each route's scopes and access rules answered (slot 0: a
+    /// request on no route, slot `n`: on the route at `n - 1`).
+    admissions: Admissions,
 }
 
 impl Checked {
@@ -45,7 +45,7 @@ impl Checked {
             claims,
             until,
             identity: OnceCell::new(),
-            admitted: Cell::new(0),
+            admissions: Admissions::default(),
         }
     }
 }
@@ -453,15 +453,19 @@ impl Filter {
         route: Option<usize>,
         checked: &Checked,
     ) -> Step {
-        let bit = u32::try_from(route.map_or(0, |i| i + 1))
-            .ok()
-            .and_then(|n| 1u64.checked_shl(n));
-        if bit.is_none_or(|b| checked.admitted.get() & b == 0) {
-            if let Err(step) = self.admission(claims, route) {
+        let slot = route.map_or(0, |i| i + 1);
+        let mut refusal = None;
+        let admitted = checked.admissions.admitted_by(slot, || {
+            let answer = self.admission(claims, route);
+            let ok = answer.is_ok();
+            refusal = answer.err();
+            ok
+        });
+        if !admitted {
+            // A refusal remembered from an earlier request is made again, for
+            // its reason.
+            if let Some(step) = refusal.or_else(|| self.admission(claims, route).err()) {
                 return *step;
-            }
-            if let Some(b) = bit {
-                checked.admitted.set(checked.admitted.get() | b);
             }
         }
         let identity = checked

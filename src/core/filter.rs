@@ -291,7 +291,7 @@ impl Filter {
         let headers = cache
             .get(&key, now)
             .filter(|hit| {
-                hit.admitted_by(self.policy_slot(route), || {
+                hit.admissions.admitted_by(self.policy_slot(route), || {
                     self.policy_for(route).check(&hit.claims).is_ok()
                 })
             })

@@ -1697,6 +1697,16 @@ fn bad_bearer_tokens_are_refused_as_rfc_6750_says() {
         refused(run(&f, &api_get("/api/admin/x", Some(&bob)), &p)).2,
         "denied"
     );
+    // Checked once per route, then remembered: the same answers again, the
+    // refusal with its reason.
+    assert_eq!(
+        refused(run(&f, &api_get("/api/admin/x", Some(&bob)), &p)).2,
+        "denied"
+    );
+    assert_eq!(
+        run(&f, &api_get("/api/x", Some(&bob)), &p).outcome,
+        Outcome::BearerPassed
+    );
     let alice = format!(
         "Bearer {}",
         access_token("api:read api:write", "alice@numerique.gouv.fr", |_| {})

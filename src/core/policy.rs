@@ -6,9 +6,37 @@
 //! accepted values (a list claim passes when any of its items is accepted).
 //! All groups that are set must pass.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
+
+/// What a cached identity's access checks answered, per rule set (`slot`):
+/// the rules and the claims of a cache entry never change, so each set is
+/// checked once. Slots from 64 on are checked every time.
+#[derive(Debug, Clone, Default)]
+pub struct Admissions {
+    checked: Cell<u64>,
+    admitted: Cell<u64>,
+}
+
+impl Admissions {
+    /// Whether the rules of `slot` admit the entry: `check` runs them the
+    /// first time, the answer is kept.
+    pub fn admitted_by(&self, slot: usize, check: impl FnOnce() -> bool) -> bool {
+        let Some(bit) = u32::try_from(slot).ok().and_then(|s| 1u64.checked_shl(s)) else {
+            return check();
+        };
+        if self.checked.get() & bit == 0 {
+            let ok = check();
+            self.checked.set(self.checked.get() | bit);
+            if ok {
+                self.admitted.set(self.admitted.get() | bit);
+            }
+        }
+        self.admitted.get() & bit != 0
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DomainRule {
@@ -272,5 +300,26 @@ mod tests {
         );
         assert_eq!(DomainRule::parse("a b.fr"), None);
         assert_eq!(DomainRule::parse("*."), None);
+    }
+
+    #[test]
+    fn admission_is_remembered_per_rule_set() {
+        let memo = Admissions::default();
+        let runs = std::cell::Cell::new(0);
+        let check = |ok: bool| {
+            runs.set(runs.get() + 1);
+            ok
+        };
+        assert!(memo.admitted_by(0, || check(true)));
+        assert!(memo.admitted_by(0, || check(false)), "remembered");
+        assert!(!memo.admitted_by(3, || check(false)));
+        assert!(!memo.admitted_by(3, || check(true)), "remembered");
+        assert_eq!(runs.get(), 2);
+        assert!(memo.admitted_by(64, || check(true)));
+        assert!(
+            !memo.admitted_by(64, || check(false)),
+            "slot 64 and beyond: every time"
+        );
+        assert_eq!(runs.get(), 4);
     }
 }

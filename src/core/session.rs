@@ -12,10 +12,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use std::cell::Cell;
-
 use super::cookies::{clear_cookie, set_cookie, CookieAttributes};
 use super::headers::Identity;
+use super::policy::Admissions;
 use super::{b64url, b64url_decode, Entropy};
 
 /// Largest cookie value written in one piece; browsers allow ~4096 bytes per
@@ -492,32 +491,6 @@ mod tests {
     }
 
     #[test]
-    fn admission_is_remembered_per_rule_set() {
-        let key = SessionKey {
-            tag: [b'x'; TAG_CHARS],
-            len: 1,
-            check: 1,
-        };
-        let entry = CachedSession::new(10, None, Map::new(), Identity::default(), &key);
-        let runs = Cell::new(0);
-        let check = |ok: bool| {
-            runs.set(runs.get() + 1);
-            ok
-        };
-        assert!(entry.admitted_by(0, || check(true)));
-        assert!(entry.admitted_by(0, || check(false)), "remembered");
-        assert!(!entry.admitted_by(3, || check(false)));
-        assert!(!entry.admitted_by(3, || check(true)), "remembered");
-        assert_eq!(runs.get(), 2);
-        assert!(entry.admitted_by(64, || check(true)));
-        assert!(
-            !entry.admitted_by(64, || check(false)),
-            "slot 64 and beyond: every time"
-        );
-        assert_eq!(runs.get(), 4);
-    }
-
-    #[test]
     fn too_many_chunks_are_refused() {
         let sealer = Sealer::new(&[7u8; 32]);
         let jar = SessionCookie {
@@ -633,10 +606,8 @@ pub struct CachedSession {
     /// Length and checksum of the sealed text it was opened from.
     len: usize,
     check: u64,
-    /// Which access rules were applied to it (bit `n`: the rules of slot `n`,
-    /// see [`CachedSession::admitted_by`]), and which of them admitted it.
-    checked: Cell<u64>,
-    admitted: Cell<u64>,
+    /// What the access rules of each slot answered (see `Filter::policy_slot`).
+    pub admissions: Admissions,
 }
 
 impl CachedSession {
@@ -654,26 +625,8 @@ impl CachedSession {
             headers,
             len: key.len,
             check: key.check,
-            checked: Cell::new(0),
-            admitted: Cell::new(0),
+            admissions: Admissions::default(),
         }
-    }
-
-    /// Whether the access rules of `slot` admit this session: `check` runs
-    /// them the first time; the answer is kept (the rules and the claims of an
-    /// entry never change). Slots from 64 on are checked every time.
-    pub fn admitted_by(&self, slot: usize, check: impl FnOnce() -> bool) -> bool {
-        let Some(bit) = u32::try_from(slot).ok().and_then(|s| 1u64.checked_shl(s)) else {
-            return check();
-        };
-        if self.checked.get() & bit == 0 {
-            let ok = check();
-            self.checked.set(self.checked.get() | bit);
-            if ok {
-                self.admitted.set(self.admitted.get() | bit);
-            }
-        }
-        self.admitted.get() & bit != 0
     }
 }
 
