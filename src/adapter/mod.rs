@@ -173,31 +173,35 @@ impl HeaderMap {
     /// Whether every name and value is ASCII (the usual case: no UTF-8
     /// check can fail then).
     fn text_is_ascii(&self) -> bool {
-        let count = self.bytes.get(..4).map_or(0, |w| {
-            u32::from_le_bytes(w.try_into().unwrap_or_default()) as usize
-        });
-        let start = count.saturating_mul(8).saturating_add(4);
-        self.bytes.get(start..).is_none_or(<[u8]>::is_ascii)
+        self.data_start()
+            .and_then(|start| self.bytes.get(start..))
+            .is_none_or(<[u8]>::is_ascii)
+    }
+
+    /// The little-endian 32-bit number at `at`.
+    fn word(&self, at: usize) -> Option<usize> {
+        let w: [u8; 4] = self.bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(w)).ok()
+    }
+
+    /// Where the names and values begin: after the count and the lengths.
+    fn data_start(&self) -> Option<usize> {
+        self.word(0).unwrap_or(0).checked_mul(8)?.checked_add(4)
     }
 
     /// Each (name, value) as bytes; stops at the first inconsistency.
     fn raw_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let b = &self.bytes[..];
-        let word = |at: usize| -> Option<usize> {
-            let w: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-            usize::try_from(u32::from_le_bytes(w)).ok()
-        };
-        let count = word(0).unwrap_or(0);
-        let mut data = count.checked_mul(8).and_then(|n| n.checked_add(4));
+        let count = self.word(0).unwrap_or(0);
+        let mut data = self.data_start();
         (0..count).map_while(move |i| {
             let at = data?;
-            let name_len = word(4 + i * 8)?;
-            let value_len = word(8 + i * 8)?;
+            let name_len = self.word(4 + i * 8)?;
+            let value_len = self.word(8 + i * 8)?;
             let name_end = at.checked_add(name_len)?;
             let value_at = name_end.checked_add(1)?;
             let value_end = value_at.checked_add(value_len)?;
-            let name = b.get(at..name_end)?;
-            let value = b.get(value_at..value_end)?;
+            let name = self.bytes.get(at..name_end)?;
+            let value = self.bytes.get(value_at..value_end)?;
             data = value_end.checked_add(1);
             Some((name, value))
         })

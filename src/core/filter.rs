@@ -10,7 +10,7 @@ use super::bearer::{is_bearer_scheme, TokenCache};
 use super::config::Config;
 use super::config::ProviderKind;
 use super::cookies::{self, CookieAttributes};
-use super::headers::{identity_headers, identity_removals, Identity, Upstream};
+use super::headers::{identity_headers, Identity, Upstream};
 use super::http::{ProviderCall, Request, Response};
 use super::login::Pending;
 use super::pages::{self, Lang};
@@ -384,10 +384,7 @@ impl Filter {
         }
 
         let authorization = req.header("authorization");
-        let upstream = Upstream {
-            remove: identity_removals(&self.config, &req.headers),
-            add: Identity::default(),
-        };
+        let upstream = Upstream::stripping(&self.config, &req.headers);
         // A path that could mean another once normalised matches no route and
         // no skip route: it needs a session, like any unlisted path.
         let ambiguous = is_ambiguous_path(path);

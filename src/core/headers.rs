@@ -51,6 +51,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The changes every request needs: the client's copies of identity
+    /// headers removed (see [`identity_removals`]), nothing added yet.
+    pub fn stripping(config: &Config, headers: &[(&str, &str)]) -> Upstream {
+        Upstream {
+            remove: identity_removals(config, headers),
+            add: Identity::default(),
+        }
+    }
+
     /// The headers the upstream gets for a request that came with `headers`.
     pub fn apply(&self, headers: &[(&str, &str)]) -> Vec<(String, String)> {
         headers
@@ -175,10 +184,7 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("accept", "*/*"),
         ];
-        let upstream = Upstream {
-            remove: identity_removals(&c, &h),
-            add: Identity::default(),
-        };
+        let upstream = Upstream::stripping(&c, &h);
         let kept = upstream.apply(&h);
         let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec![":path", "x-forwarded-for", "accept"]);
@@ -202,10 +208,7 @@ mod tests {
             ("x-forwarded-host", "app.example.fr"),
             ("x-auth-requested", "kept: not the family"),
         ];
-        let upstream = Upstream {
-            remove: identity_removals(&c, &h),
-            add: Identity::default(),
-        };
+        let upstream = Upstream::stripping(&c, &h);
         let kept = upstream.apply(&h);
         let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, vec!["x-forwarded-host", "x-auth-requested"]);

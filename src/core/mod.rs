@@ -45,7 +45,6 @@ impl Entropy for OsEntropy {
     }
 }
 
-/// URL-safe base64 without padding, as used in JWTs, PKCE and our cookies.
 /// Parses an absolute URL. Text that is not printable ASCII, or whose host
 /// part holds a `%`, is refused before the `url` crate sees it: Sésame
 /// handles host names without Unicode tables (`idna_adapter` 1.0.0), whose
@@ -67,6 +66,7 @@ pub fn parse_url(text: &str) -> Result<url::Url, url::ParseError> {
     url::Url::parse(text)
 }
 
+/// URL-safe base64 without padding, as used in JWTs, PKCE and our cookies.
 pub fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

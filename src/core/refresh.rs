@@ -31,13 +31,20 @@ pub struct RefreshPending {
     pub lang: Lang,
     /// The request as it came (to start a new sign-in if the session ended).
     pub request: OwnedRequest,
-    /// The request's headers without identity headers, to send upstream.
+    /// The changes to the request's headers (identity headers removed).
     pub upstream: Upstream,
     /// The session before the refresh.
     pub session: Session,
     /// The route the request matched (for its access rules).
     pub route: Option<usize>,
     pub stage: RefreshStage,
+}
+
+impl RefreshPending {
+    /// The cookies the request came with.
+    fn cookies(&self) -> Vec<(&str, &str)> {
+        cookies::parse(self.request.as_request().header_values("cookie"))
+    }
 }
 
 #[derive(Debug)]
@@ -237,8 +244,7 @@ impl Filter {
             finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
             let mut step = self.denied(&new, &denial.describe(), p.lang);
             if let Action::Respond(r) = &mut step.action {
-                let request = p.request.as_request();
-                let cookies = cookies::parse(request.header_values("cookie"));
+                let cookies = p.cookies();
                 for c in self
                     .session_cookie()
                     .clear(&cookies, &self.cookie_attrs("/"))
@@ -251,8 +257,7 @@ impl Filter {
         let sealed = self
             .sealer
             .seal(Purpose::Session, &self.config.cookie_name, &new, entropy);
-        let request = p.request.as_request();
-        let cookies = cookies::parse(request.header_values("cookie"));
+        let cookies = p.cookies();
         let set = self.session_cookie().write_sealed(
             &sealed,
             new.expires_at.saturating_sub(now),
@@ -339,9 +344,15 @@ impl Filter {
         now: u64,
         entropy: &mut dyn Entropy,
     ) -> Step {
-        let request = p.request.as_request();
-        let cookies = cookies::parse(request.header_values("cookie"));
-        let mut step = self.unauthenticated(&request, &cookies, provider, now, entropy, p.lang);
+        let cookies = p.cookies();
+        let mut step = self.unauthenticated(
+            &p.request.as_request(),
+            &cookies,
+            provider,
+            now,
+            entropy,
+            p.lang,
+        );
         step.outcome = Outcome::RefreshFailed {
             reason: failure.reason,
             detail: format!("{}; the session ends", failure.detail),
