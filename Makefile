@@ -28,7 +28,7 @@ all: wasm
 
 wasm: $(WASM)
 
-$(WASM): $(CARGO_SRC) scripts/build-wasm.sh
+$(WASM): $(CARGO_SRC) scripts/build-wasm.sh scripts/binaryen/package-lock.json
 	@bash scripts/build-wasm.sh
 
 setup-python:
