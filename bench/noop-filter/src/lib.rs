@@ -6,7 +6,9 @@
 //! Its plugin configuration may name hostcalls to make on each request
 //! (`{"steps": ["get_map", "time", ...]}`): the benchmark's hostcall profile
 //! loads one such filter per step list, to price each call Sésame's hot path
-//! makes. With `{}` it makes none.
+//! makes. With `{}` it makes none. `"headers": ["name", "value", ...]` sets
+//! the headers the `add_header*` and `set_map*` steps add (by default, short
+//! stand-ins), so that a probe can add exactly the bytes Sésame adds.
 
 use std::rc::Rc;
 
@@ -17,7 +19,10 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(NoopRoot { steps: Rc::new(Vec::new()) })
+        Box::new(NoopRoot {
+            steps: Rc::new(Vec::new()),
+            headers: Rc::new(Vec::new()),
+        })
     });
 }}
 
@@ -53,6 +58,15 @@ const PROBE_HEADERS: [(&str, &str); 8] = [
 
 struct NoopRoot {
     steps: Rc<Vec<Step>>,
+    headers: Rc<Vec<(String, String)>>,
+}
+
+/// The quoted strings of the list after `"key"`, up to its `]`: no JSON
+/// parser in the baseline, so they must not contain `"`, `\` or `]`.
+fn list<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    let rest = text.split(&format!("\"{key}\"")).nth(1)?;
+    let rest = rest.split(']').next().unwrap_or_default();
+    Some(rest.split('"').skip(1).step_by(2).collect())
 }
 
 impl Context for NoopRoot {}
@@ -61,10 +75,20 @@ impl RootContext for NoopRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
         let text = String::from_utf8_lossy(&config);
+        let headers: Vec<(String, String)> = match list(&text, "headers") {
+            Some(items) if items.len() % 2 == 0 => items
+                .chunks(2)
+                .map(|pair| (pair[0].to_string(), pair[1].to_string()))
+                .collect(),
+            Some(_) => return false,
+            None => PROBE_HEADERS
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        };
         let mut steps = Vec::new();
-        // A list of quoted names after `"steps"`: no JSON parser in the baseline.
-        if let Some(list) = text.split("\"steps\"").nth(1) {
-            for name in list.split('"').skip(1).step_by(2) {
+        if let Some(names) = list(&text, "steps") {
+            for name in names {
                 steps.push(match name {
                     "get_map" => Step::GetMap,
                     "get_path" => Step::GetPath,
@@ -79,15 +103,22 @@ impl RootContext for NoopRoot {
                     "add_header8" => Step::AddHeaders(8),
                     _ => return false,
                 });
+                if let Some(Step::SetMap(n) | Step::AddHeaders(n)) = steps.last() {
+                    if *n > headers.len() {
+                        return false;
+                    }
+                }
             }
         }
         self.steps = Rc::new(steps);
+        self.headers = Rc::new(headers);
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Noop {
             steps: self.steps.clone(),
+            headers: self.headers.clone(),
         }))
     }
 
@@ -98,6 +129,7 @@ impl RootContext for NoopRoot {
 
 struct Noop {
     steps: Rc<Vec<Step>>,
+    headers: Rc<Vec<(String, String)>>,
 }
 
 impl Context for Noop {}
@@ -120,13 +152,20 @@ impl HttpContext for Noop {
                     let _ = hostcalls::increment_metric(id, 1);
                 }
                 Step::SetMap(n) => {
-                    let mut pairs: Vec<(&str, &str)> =
-                        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    pairs.extend(PROBE_HEADERS.iter().take(n).copied());
+                    let mut pairs: Vec<(&str, &str)> = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    pairs.extend(
+                        self.headers
+                            .iter()
+                            .take(n)
+                            .map(|(k, v)| (k.as_str(), v.as_str())),
+                    );
                     let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
                 }
                 Step::AddHeaders(n) => {
-                    for (name, value) in PROBE_HEADERS.iter().take(n) {
+                    for (name, value) in self.headers.iter().take(n) {
                         let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
                     }
                 }
