@@ -1157,11 +1157,11 @@ def main() -> int:
     parser.add_argument("--solo-duration", type=float, default=3.0,
                         help="seconds per latency run with a single connection")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per setup")
-    parser.add_argument("--latency-pairs", type=int, default=12,
+    parser.add_argument("--latency-pairs", type=int,
                         help="back-to-back single-connection run pairs of setups 2 and 3 "
-                             "for the p99 target (default 12)")
-    parser.add_argument("--latency-duration", type=float, default=2.0,
-                        help="seconds per run of those pairs")
+                             "for the p99 target (default 12; 2 with --quick)")
+    parser.add_argument("--latency-duration", type=float,
+                        help="seconds per run of those pairs (default 2; 1 with --quick)")
     parser.add_argument("--sessions", type=int, default=16,
                         help="real sign-ins whose sessions carry the load (default 16)")
     parser.add_argument("--memory-sessions", type=int, default=10_000)
@@ -1177,8 +1177,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.solo_duration, args.warmup = 1, 2.0, 1.0, 1.0
-        args.latency_pairs, args.latency_duration = 2, 1.0
         args.memory_sessions, args.signins, args.sessions = 1000, 5, 4
+    pairs, seconds = (2, 1.0) if args.quick else (12, 2.0)
+    args.latency_pairs = pairs if args.latency_pairs is None else args.latency_pairs
+    args.latency_duration = seconds if args.latency_duration is None else args.latency_duration
     if min(args.rounds, args.sessions, args.memory_sessions, args.signins,
            args.latency_pairs) < 1 or args.duration <= 0 or args.duration > 60 \
             or args.warmup < 0 or not 0 < args.latency_duration <= 60:
