@@ -122,6 +122,18 @@ fn ed25519_public_key(x: &[u8]) -> Option<ed25519_compact::PublicKey> {
     Some(key)
 }
 
+/// An ECDSA check over a prehashed message, once the curve's key and
+/// signature are parsed (either failing to parse is a failed check).
+fn ecdsa_verifies<K, S, E, F>(key: Result<K, E>, signature: Result<S, F>, prehash: &[u8]) -> bool
+where
+    K: p256::ecdsa::signature::hazmat::PrehashVerifier<S>,
+{
+    match (key, signature) {
+        (Ok(key), Ok(signature)) => key.verify_prehash(prehash, &signature).is_ok(),
+        _ => false,
+    }
+}
+
 /// Checks that the verifier can load this key material.
 pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
     match &key.material {
@@ -169,34 +181,22 @@ fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &
                 };
             checked.is_ok()
         }
+        // JWS carries `r || s` (RFC 7518 §3.4), never DER.
         (KeyMaterial::P256(point), "ES256") => {
-            use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
-            use p256::ecdsa::{Signature, VerifyingKey};
-            // JWS carries `r || s` (RFC 7518 §3.4), never DER.
             signature.len() == 64
-                && match (
-                    VerifyingKey::from_sec1_bytes(point),
-                    Signature::from_slice(signature),
-                ) {
-                    (Ok(key), Ok(sig)) => {
-                        key.verify_prehash(&Sha256::digest(message), &sig).is_ok()
-                    }
-                    _ => false,
-                }
+                && ecdsa_verifies(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(point),
+                    p256::ecdsa::Signature::from_slice(signature),
+                    &Sha256::digest(message),
+                )
         }
         (KeyMaterial::P384(point), "ES384") => {
-            use p384::ecdsa::signature::hazmat::PrehashVerifier as _;
-            use p384::ecdsa::{Signature, VerifyingKey};
             signature.len() == 96
-                && match (
-                    VerifyingKey::from_sec1_bytes(point),
-                    Signature::from_slice(signature),
-                ) {
-                    (Ok(key), Ok(sig)) => {
-                        key.verify_prehash(&Sha384::digest(message), &sig).is_ok()
-                    }
-                    _ => false,
-                }
+                && ecdsa_verifies(
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(point),
+                    p384::ecdsa::Signature::from_slice(signature),
+                    &Sha384::digest(message),
+                )
         }
         (KeyMaterial::Ed25519(x), "EdDSA") => {
             match (
