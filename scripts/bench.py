@@ -957,7 +957,7 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "## Reproduce",
         "",
         "```sh",
-        "make bench                          # about 8 minutes; writes this page and the plot",
+        "make bench                          # about 10 minutes; writes this page and the plot",
         "make bench BENCH_ARGS=--quick       # a short smoke run into target/bench/",
         ".tools/venv/bin/python scripts/bench.py --help",
         "```",
