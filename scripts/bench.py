@@ -424,7 +424,9 @@ def _duration_us(text: str) -> float:
 
 def run_wrk(wrk: str, url: str, path: str, header_file: Path, seconds: float, log,
             connections: int = WRK_CONNECTIONS) -> Run:
-    argv = [wrk, "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{seconds:g}s",
+    # wrk reads whole seconds only ("5.12s" is a usage error): round up.
+    seconds = max(1, math.ceil(seconds - 1e-9))
+    argv = [wrk, "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{seconds}s",
             "--timeout", "5s", "--latency", "-s", str(LUA), url + path, "--",
             str(header_file), path]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT,
