@@ -84,6 +84,10 @@ WRK_CONNECTIONS = 16
 # Targets (decimal units: 600 KB = 600,000 bytes, 8 MB = 8,000,000 bytes).
 TARGET_VS_NOOP = 0.9
 TARGET_VS_OAUTH2 = 1.25
+# A run whose bare Envoy (setup 1) had a round this many times faster than
+# another was disturbed by other load on the machine: its throughput
+# verdicts are not given.
+DISTURBED_SPREAD = 1.5
 TARGET_P99_ADDED_US = 50
 TARGET_WASM_BYTES = 600_000
 TARGET_VM_BYTES = 8_000_000
@@ -755,6 +759,13 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
             return None
         return statistics.median(x.rps / y.rps for x, y in zip(by[a].runs, by[b].runs))
 
+    bare_rounds = [r.rps for r in by["1"].runs]
+    spread = max(bare_rounds) / max(min(bare_rounds), 1.0)
+    disturbed = spread > DISTURBED_SPREAD
+
+    def throughput_verdict(ok: bool) -> str:
+        return verdict(ok) if not disturbed else "**not conclusive**: a disturbed run"
+
     r32 = ratio("3", "2")
     r34 = ratio("3", "4")
     r35 = ratio("3", "5")
@@ -791,6 +802,16 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "run to run. Read the ratios, which come from the same run (setups interleaved "
         "round by round), not the absolute numbers.",
         "",
+    ]
+    if disturbed:
+        L += [
+            f"**This run was disturbed**: bare Envoy's rounds ranged from "
+            f"{min(bare_rounds):,.0f} to {max(bare_rounds):,.0f} requests/s ({spread:.2f} ×, "
+            f"more than {DISTURBED_SPREAD} ×), so other load came and went during it. Its "
+            f"throughput verdicts are not given; run `make bench` again on a quieter machine.",
+            "",
+        ]
+    L += [
         "## Authenticated requests",
         "",
         f"Loopback; wrk {WRK_THREADS} thread, {WRK_CONNECTIONS} connections, "
@@ -927,11 +948,11 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "| target | measured | |",
         "| --- | --- | --- |",
         f"| authenticated throughput ≥ {TARGET_VS_NOOP} × setup 2 | {r32:.2f} × | "
-        f"{verdict(r32 >= TARGET_VS_NOOP)} |",
+        f"{throughput_verdict(r32 >= TARGET_VS_NOOP)} |",
     ]
     if r34 is not None:
         L.append(f"| authenticated throughput ≥ {TARGET_VS_OAUTH2} × setup 4 | {r34:.2f} × | "
-                 f"{verdict(r34 >= TARGET_VS_OAUTH2)} |")
+                 f"{throughput_verdict(r34 >= TARGET_VS_OAUTH2)} |")
     L += [
         f"| p99 added by Sésame ≤ {TARGET_P99_ADDED_US} µs over setup 2 (one connection) "
         f"| {pair_p99:+.0f} µs, "
