@@ -32,22 +32,17 @@ const NEGATIVE_TTL: u64 = 10;
 struct Checked {
     claims: Option<Map<String, Value>>,
     until: u64,
+    memo: Memo,
+}
+
+/// What the requests with a valid token worked out once for the next ones.
+#[derive(Debug, Clone, Default)]
+struct Memo {
     /// The identity headers for this token, made on its first admission.
     identity: OnceCell<Identity>,
     /// What each route's scopes and access rules answered (slot 0: a
     /// request on no route, slot `n`: on the route at `n - 1`).
     admissions: Admissions,
-}
-
-impl Checked {
-    fn new(claims: Option<Map<String, Value>>, until: u64) -> Self {
-        Checked {
-            claims,
-            until,
-            identity: OnceCell::new(),
-            admissions: Admissions::default(),
-        }
-    }
 }
 
 /// Checked tokens by SHA-256 of the token (the token itself is not kept).
@@ -197,7 +192,9 @@ impl Filter {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(checked) = self.tokens.borrow().get(&key, now) {
             return match &checked.claims {
-                Some(claims) => self.admit(upstream, authorization, token, claims, route, checked),
+                Some(claims) => {
+                    self.admit(upstream, authorization, token, claims, route, &checked.memo)
+                }
                 None => self.refuse(Refusal::invalid(
                     "inactive_token",
                     "the token is not active",
@@ -283,12 +280,12 @@ impl Filter {
             Ok(claims) => {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
                 let until = exp.min(now.saturating_add(bearer.cache_ttl));
-                let checked = Checked::new(Some(claims), until);
-                let step = match &checked.claims {
-                    Some(claims) => {
-                        self.admit(upstream, authorization, token, claims, route, &checked)
-                    }
-                    None => unreachable!("the claims were just stored"),
+                let memo = Memo::default();
+                let step = self.admit(upstream, authorization, token, &claims, route, &memo);
+                let checked = Checked {
+                    claims: Some(claims),
+                    until,
+                    memo,
                 };
                 self.tokens
                     .borrow_mut()
@@ -347,24 +344,31 @@ impl Filter {
         match verdict {
             Ok(until) => {
                 let until = until.min(now.saturating_add(bearer.cache_ttl));
-                let checked = Checked::new(Some(answer), until);
-                let step = match &checked.claims {
-                    Some(claims) => self.admit(
-                        p.upstream,
-                        &p.authorization,
-                        &p.token,
-                        claims,
-                        p.route,
-                        &checked,
-                    ),
-                    None => unreachable!("the claims were just stored"),
+                let memo = Memo::default();
+                let step = self.admit(
+                    p.upstream,
+                    &p.authorization,
+                    &p.token,
+                    &answer,
+                    p.route,
+                    &memo,
+                );
+                let checked = Checked {
+                    claims: Some(answer),
+                    until,
+                    memo,
                 };
                 cache.put(key, checked, bearer.cache_size, now);
                 step
             }
             Err(refusal) => {
                 let until = now.saturating_add(bearer.cache_ttl.min(NEGATIVE_TTL));
-                cache.put(key, Checked::new(None, until), bearer.cache_size, now);
+                let refused = Checked {
+                    claims: None,
+                    until,
+                    memo: Memo::default(),
+                };
+                cache.put(key, refused, bearer.cache_size, now);
                 drop(cache);
                 self.refuse(refusal)
             }
@@ -451,11 +455,11 @@ impl Filter {
         token: &str,
         claims: &Map<String, Value>,
         route: Option<usize>,
-        checked: &Checked,
+        memo: &Memo,
     ) -> Step {
         let slot = route.map_or(0, |i| i + 1);
         let mut refusal = None;
-        let admitted = checked.admissions.admitted_by(slot, || {
+        let admitted = memo.admissions.admitted_by(slot, || {
             let answer = self.admission(claims, route);
             let ok = answer.is_ok();
             refusal = answer.err();
@@ -468,7 +472,7 @@ impl Filter {
                 return *step;
             }
         }
-        let identity = checked
+        let identity = memo
             .identity
             .get_or_init(|| {
                 let session = Session {
@@ -622,7 +626,11 @@ mod tests {
     #[test]
     fn cache_is_bounded_and_honours_expiry() {
         let mut c = TokenCache::default();
-        let entry = |until| Checked::new(None, until);
+        let entry = |until| Checked {
+            claims: None,
+            until,
+            memo: Memo::default(),
+        };
         for i in 0..10u8 {
             c.put([i; 32], entry(100 + u64::from(i)), 5, 50);
         }
