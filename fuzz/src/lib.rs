@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sesame::core::config::{Config, SUPPORTED_SIGNING_ALGS};
 use sesame::core::filter::{Action, Filter, Outcome, Step};
 use sesame::core::headers::identity_removals;
-use sesame::core::http::{OwnedRequest, Request};
+use sesame::core::http::{str_pairs, OwnedRequest, Request};
 use sesame::core::provider::{KeySet, ProviderMetadata, ProviderState};
 use sesame::core::token::Expectations;
 use sesame::core::{b64url, Entropy};
@@ -213,7 +213,7 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
             let forwarded = upstream.apply(&req.headers);
             let client = &forwarded[..forwarded.len() - upstream.add.len()];
             assert!(
-                identity_removals(&filter.config, &pairs(client)).is_empty(),
+                identity_removals(&filter.config, &str_pairs(client)).is_empty(),
                 "identity headers from the client passed upstream ({:?})",
                 step.outcome
             );
@@ -225,7 +225,7 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
                     | Outcome::RefreshAdopted
             ) {
                 assert!(
-                    identity_removals(&filter.config, &pairs(&upstream.add)).is_empty(),
+                    identity_removals(&filter.config, &str_pairs(&upstream.add)).is_empty(),
                     "identity headers upstream without a session ({:?})",
                     step.outcome
                 );
@@ -235,12 +235,6 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
     }
 }
 
-fn pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
-}
 
 /// With the fixed configuration and provider: the client secret never shows in
 /// an answer (unless the input itself carried it: answers may quote the

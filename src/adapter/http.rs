@@ -10,7 +10,7 @@ use super::root::Shared;
 use super::{call_response, dispatch, log, now, HeaderMap, HostStore};
 use crate::core::filter::{Action, Outcome, Step};
 use crate::core::headers::Upstream;
-use crate::core::http::{Request, Response};
+use crate::core::http::{str_pairs, Request, Response};
 use crate::core::login::Pending;
 use crate::core::OsEntropy;
 
@@ -31,11 +31,7 @@ impl SesameHttp {
     }
 
     fn respond(&self, response: &Response) {
-        let headers: Vec<(&str, &str)> = response
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = str_pairs(&response.headers);
         let body = (!response.body.is_empty()).then_some(response.body.as_slice());
         if let Err(status) =
             hostcalls::send_http_response(u32::from(response.status), headers, body)

@@ -86,13 +86,18 @@ impl OwnedRequest {
         Request {
             method: &self.method,
             path: &self.path,
-            headers: self
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect(),
+            headers: str_pairs(&self.headers),
         }
     }
+}
+
+/// Owned (name, value) pairs as borrowed text, as hostcalls and [`Request`]
+/// take them.
+pub fn str_pairs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }
 
 /// A response the filter answers itself.

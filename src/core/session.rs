@@ -295,6 +295,7 @@ impl SessionCookie<'_> {
 mod tests {
     use super::*;
     use crate::core::cookies;
+    use crate::core::http::str_pairs;
     use crate::core::testing::CountingEntropy;
     use serde_json::json;
 
@@ -330,17 +331,18 @@ mod tests {
             .collect()
     }
 
-    fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
-        v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+    /// The session cookie `_sesame` sealed by `sealer`.
+    fn jar(sealer: &Sealer) -> SessionCookie<'_> {
+        SessionCookie {
+            name: "_sesame",
+            sealer,
+        }
     }
 
     #[test]
     fn small_session_round_trip_in_one_cookie() {
         let sealer = Sealer::new(&[7u8; 32]);
-        let jar = SessionCookie {
-            name: "_sesame",
-            sealer: &sealer,
-        };
+        let jar = jar(&sealer);
         let set = jar.write(&session(100), 1000, &ATTRS, &[], &mut CountingEntropy(0));
         assert_eq!(set.len(), 1);
         assert!(
@@ -349,9 +351,9 @@ mod tests {
                 && set[0].contains("Max-Age=1000")
         );
         let sent = browser_cookies(&set);
-        assert_eq!(jar.read(&as_refs(&sent), 1500), Some(session(100)));
+        assert_eq!(jar.read(&str_pairs(&sent), 1500), Some(session(100)));
         assert_eq!(
-            jar.read(&as_refs(&sent), 2000),
+            jar.read(&str_pairs(&sent), 2000),
             None,
             "expired session must not open"
         );
@@ -360,10 +362,7 @@ mod tests {
     #[test]
     fn large_session_is_chunked_and_reassembled() {
         let sealer = Sealer::new(&[7u8; 32]);
-        let jar = SessionCookie {
-            name: "_sesame",
-            sealer: &sealer,
-        };
+        let jar = jar(&sealer);
         let set = jar.write(&session(9000), 1000, &ATTRS, &[], &mut CountingEntropy(0));
         assert!(set.len() >= 3, "{}", set.len());
         assert!(set
@@ -371,30 +370,27 @@ mod tests {
             .all(|c| c.split(';').next().unwrap().len() < 4000));
         let sent = browser_cookies(&set);
         assert_eq!(sent[0].0, "_sesame_0");
-        assert_eq!(jar.read(&as_refs(&sent), 1500), Some(session(9000)));
+        assert_eq!(jar.read(&str_pairs(&sent), 1500), Some(session(9000)));
 
         // Missing chunk, reordered chunks, truncated chunk: all "no session".
         let mut missing = sent.clone();
         missing.remove(1);
-        assert_eq!(jar.read(&as_refs(&missing), 1500), None);
+        assert_eq!(jar.read(&str_pairs(&missing), 1500), None);
         let mut reordered = sent.clone();
         let (a, b) = (reordered[0].1.clone(), reordered[1].1.clone());
         reordered[0].1 = b;
         reordered[1].1 = a;
-        assert_eq!(jar.read(&as_refs(&reordered), 1500), None);
+        assert_eq!(jar.read(&str_pairs(&reordered), 1500), None);
         let mut truncated = sent.clone();
         let last = truncated.len() - 1;
         truncated.remove(last);
-        assert_eq!(jar.read(&as_refs(&truncated), 1500), None);
+        assert_eq!(jar.read(&str_pairs(&truncated), 1500), None);
     }
 
     #[test]
     fn rewriting_a_smaller_session_clears_old_chunks() {
         let sealer = Sealer::new(&[7u8; 32]);
-        let jar = SessionCookie {
-            name: "_sesame",
-            sealer: &sealer,
-        };
+        let jar = jar(&sealer);
         let present = [("_sesame_0", "a"), ("_sesame_1", "b"), ("other", "c")];
         let set = jar.write(
             &session(10),
@@ -413,10 +409,7 @@ mod tests {
     #[test]
     fn tampered_foreign_and_garbage_cookies_do_not_open() {
         let sealer = Sealer::new(&[7u8; 32]);
-        let jar = SessionCookie {
-            name: "_sesame",
-            sealer: &sealer,
-        };
+        let jar = jar(&sealer);
         let set = jar.write(&session(10), 1000, &ATTRS, &[], &mut CountingEntropy(0));
         let value = browser_cookies(&set)[0].1.clone();
         // Flip one character in the middle.
@@ -449,10 +442,7 @@ mod tests {
     #[test]
     fn the_cache_finds_only_the_exact_cookie() {
         let sealer = Sealer::new(&[7u8; 32]);
-        let jar = SessionCookie {
-            name: "_sesame",
-            sealer: &sealer,
-        };
+        let jar = jar(&sealer);
         let text = "A".repeat(100) + &"t".repeat(TAG_CHARS);
         let key = SessionKey::of(&jar, &[("_sesame", &text)]).unwrap();
         let mut cache = SessionCache::default();
@@ -493,14 +483,11 @@ mod tests {
     #[test]
     fn too_many_chunks_are_refused() {
         let sealer = Sealer::new(&[7u8; 32]);
-        let jar = SessionCookie {
-            name: "_sesame",
-            sealer: &sealer,
-        };
+        let jar = jar(&sealer);
         let many: Vec<(String, String)> = (0..20)
             .map(|i| (format!("_sesame_{i}"), "QUFB".into()))
             .collect();
-        assert_eq!(jar.sealed_text(&as_refs(&many)), None);
+        assert_eq!(jar.sealed_text(&str_pairs(&many)), None);
         assert!(jar.is_ours("_sesame_3"));
         assert!(!jar.is_ours("_sesame_csrf_abc"));
         assert!(!jar.is_ours("_sesamex"));
