@@ -1,21 +1,11 @@
 #!/usr/bin/env bash
 # Installs Binaryen's wasm-opt (npm package `binaryen`, pinned with its
-# integrity hash in scripts/binaryen/package-lock.json) into .tools/binaryen.
-# Prints the path of the wasm-opt script. Re-runs are instant: npm is skipped
-# when the stamp matches the sha256 of the lock file.
+# integrity hash in scripts/binaryen/package-lock.json) into .tools/binaryen,
+# through scripts/setup-node.sh (instant when already there). Prints the path
+# of the wasm-opt script; everything else goes to standard error.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-src="$root/scripts/binaryen"
-dir="$root/.tools/binaryen"
-stamp="$dir/.sesame-setup.sha256"
-bin="$dir/node_modules/binaryen/bin/wasm-opt"
-
-want="$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -d' ' -f1)"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -f "$bin" ]]; then
-    echo "$bin"
-    exit 0
-fi
 for tool in node npm; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "setup-binaryen: $tool is needed to optimise the wasm module (install Node.js," \
@@ -23,15 +13,5 @@ for tool in node npm; do
         exit 1
     fi
 done
-mkdir -p "$dir"
-cp "$src/package.json" "$src/package-lock.json" "$dir/"
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
-    echo "setup-binaryen: 'npm ci' failed in .tools/binaryen:" >&2
-    tail -n 40 "$log" >&2
-    exit 1
-fi
-echo "$want" >"$stamp"
-echo "setup-binaryen: installed $(node -p "require('$dir/node_modules/binaryen/package.json').version" 2>/dev/null || echo binaryen) into .tools/binaryen" >&2
-echo "$bin"
+bash "$root/scripts/setup-node.sh" scripts/binaryen .tools/binaryen >&2
+echo "$root/.tools/binaryen/node_modules/binaryen/bin/wasm-opt"
