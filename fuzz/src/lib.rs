@@ -235,7 +235,6 @@ pub fn check_step(filter: &Filter, req: &Request, step: &Step) {
     }
 }
 
-
 /// With the fixed configuration and provider: the client secret never shows in
 /// an answer (unless the input itself carried it: answers may quote the
 /// request), and calls only go to the provider.
