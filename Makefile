@@ -11,7 +11,7 @@
 #                each; fails if one finds a crash
 #   make bench   Sésame against a bare Envoy, a no-op wasm filter, Envoy's
 #                oauth2 filter and Apache + mod_auth_openidc; writes
-#                docs/BENCHMARKS.md and docs/benchmarks.svg (about 10 minutes;
+#                docs/BENCHMARKS.md and docs/benchmarks.svg (about 14 minutes;
 #                not part of make test; BENCH_ARGS=--quick for a smoke run)
 #
 # Everything needed is installed by the scripts in scripts/, into .tools/ and
@@ -65,7 +65,7 @@ fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 integration: wasm setup setup-chromium
-	$(PY) -m pytest tests/integration -q -rs
+	$(PY) -m pytest tests/tools tests/integration -q -rs
 
 test: lint unit integration
 

@@ -7,6 +7,9 @@
 --
 -- Statuses are not counted here (a response() callback would slow wrk down
 -- for every setup): scripts/bench.py checks them in the server's own counters.
+--
+-- With WRK_HISTOGRAM=FILE in the environment, wrk's latency histogram is
+-- written to FILE at the end: one "microseconds count" line per latency seen.
 
 local threads = 0
 
@@ -37,4 +40,18 @@ end
 function request()
    next_index = next_index % #requests + 1
    return requests[next_index]
+end
+
+function done(summary, latency, requests)
+   local path = os.getenv("WRK_HISTOGRAM")
+   if not path or path == "" then
+      return
+   end
+   local out = assert(io.open(path, "w"))
+   -- latency(i): the i-th latency seen (µs) and how many requests took it.
+   for i = 1, #latency do
+      local value, count = latency(i)
+      out:write(string.format("%d %d\n", value, count))
+   end
+   out:close()
 end

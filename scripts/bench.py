@@ -26,6 +26,12 @@ each, the setups interleaved in every round; medians are reported.  Every
 measured run is checked: the server's own counters must show as many 2xx
 answers as wrk counted requests, and no other status.
 
+Then back-to-back single-connection pairs of setups 2 and 3 for the p99
+target (each run's p99, and every request pooled from wrk's histograms),
+and the hostcall profile: the no-op filter making Sésame's hostcalls one
+more per probe, to price each (``--profile-only`` runs it alone,
+``--latency-only`` the pairs alone).
+
 Also: the time Sésame adds to a sign-in (its callback, less the provider's
 token and userinfo calls, from Envoy's access logs), the time from Envoy's
 start to the filter ready, the size of dist/sesame.wasm, and the wasm VM
@@ -98,6 +104,7 @@ os.environ.setdefault(
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
+from benchstats import median_interval, pooled_difference, pooled_quantile  # noqa: E402
 from harness import (  # noqa: E402
     DEFAULT_WASM, ENVOY_BIN, NODE, Envoy, HarnessError, Provider, Upstream,
     _Process, _wait, free_port, log_dir,
@@ -414,6 +421,8 @@ class Run:
     p99_us: float = 0.0
     errors: int = 0
     non_2xx_3xx: int = 0
+    # wrk's latency histogram: (µs, requests), ascending.
+    histogram: list[tuple[int, int]] = field(default_factory=list)
 
 
 _UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
@@ -433,8 +442,10 @@ def run_wrk(wrk: str, url: str, path: str, header_file: Path, seconds: float, lo
     argv = [wrk, "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{seconds}s",
             "--timeout", "5s", "--latency", "-s", str(LUA), url + path, "--",
             str(header_file), path]
+    histogram = OUT_DIR / "wrk-histogram.txt"
+    histogram.unlink(missing_ok=True)
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT,
-                         timeout=seconds + 30)
+                         timeout=seconds + 30, env={**os.environ, "WRK_HISTOGRAM": str(histogram)})
     log.write(f"$ {' '.join(argv)}\n{out.stdout}{out.stderr}\n")
     log.flush()
     if out.returncode != 0:
@@ -451,6 +462,12 @@ def run_wrk(wrk: str, url: str, path: str, header_file: Path, seconds: float, lo
     run.errors = sum(int(g) for g in m.groups()) if m else 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     run.non_2xx_3xx = int(m.group(1)) if m else 0
+    if not histogram.exists():
+        fail(f"wrk wrote no latency histogram ({LUA.name}'s done())")
+    run.histogram = sorted(tuple(map(int, line.split()))
+                           for line in histogram.read_text().splitlines())
+    if sum(c for _, c in run.histogram) < run.requests:
+        fail(f"wrk's histogram counts fewer requests than it sent ({run.requests})")
     return run
 
 
@@ -527,26 +544,6 @@ def latency_pairs(a: Setup, b: Setup, wrk: str, pairs: int, seconds: float,
                                note=f"latency pair {i + 1}/{pairs}") for s in order}
         out.append((runs[a.key], runs[b.key]))
     return out
-
-
-def median_interval(values: list[float], coverage: float = 0.95
-                    ) -> tuple[float, float, float, float]:
-    """The median of ``values`` and a distribution-free confidence interval
-    for it from their order statistics: the k-th smallest and k-th largest
-    contain the median with probability 1 - 2 P(Binomial(n, 1/2) < k).
-    Returns (median, low, high, that probability); (median, -inf, inf, 0)
-    when no k reaches ``coverage`` (fewer than 6 values at 95%)."""
-    xs = sorted(values)
-    n = len(xs)
-    found = None
-    for k in range(1, n // 2 + 1):
-        achieved = 1 - 2 * sum(math.comb(n, j) for j in range(k)) / 2 ** n
-        if achieved >= coverage:
-            found = (k, achieved)
-    if found is None:
-        return statistics.median(xs), -math.inf, math.inf, 0.0
-    k, achieved = found
-    return statistics.median(xs), xs[k - 1], xs[n - k], achieved
 
 
 # --------------------------------------------------------------------------
@@ -747,7 +744,7 @@ def verdict(ok: bool) -> str:
 
 def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, memory: dict,
                  vm_bench: dict, wasm_size: int, noop_size: int, info: dict, doc: Path, svg: Path,
-                 elapsed: float, pairs: list[tuple[Run, Run]]) -> str:
+                 elapsed: float, pairs: list[tuple[Run, Run]], profile: list[Setup]) -> str:
     by = {s.key: s for s in setups}
     rps = {k: s.median("rps") for k, s in by.items()}
     p99 = {k: s.median("p99_us") for k, s in by.items()}
@@ -877,6 +874,8 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
            + (f", {ratio('3m', '4'):.2f} × setup 4" if "4" in by else "") + ")."
            if "3m" in by else ""),
         "",
+        *profile_section(profile),
+        "",
         "The filters' own work per request, in Node's V8 without Envoy "
         "([`bench/vm-bench.mjs`](../bench/vm-bench.mjs): the module behind a stub host, "
         "the callbacks Envoy makes for one request, 11 rounds of 20,000 requests; best "
@@ -974,13 +973,22 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         f"median (order statistics); the target is met when the whole interval is at most "
         f"{TARGET_P99_ADDED_US} µs, missed when it is all above.",
         "",
+        f"The same pairs, every request of their runs pooled ({sum(a.requests for a, _ in pairs):,} "
+        f"requests of setup 2, {sum(b.requests for _, b in pairs):,} of setup 3), where the "
+        f"interval comes from drawing the pairs again with replacement (2,000 draws; the "
+        f"pair is what is drawn, because its two runs share the machine's state of the "
+        f"moment). Where the interval is narrow, the difference is Sésame's; where it is "
+        f"wide, the machine's own pauses decide the quantile for both filters:",
+        "",
+        *pooled_lines(pairs),
+        "",
         f"Whole run: {elapsed:.0f} s. Logs: `target/bench/logs/` (wrk's output in "
         f"`target/bench/wrk.log`).",
         "",
         "## Reproduce",
         "",
         "```sh",
-        "make bench                          # about 10 minutes; writes this page and the plot",
+        "make bench                          # about 14 minutes; writes this page and the plot",
         "make bench BENCH_ARGS=--quick       # a short smoke run into target/bench/",
         ".tools/venv/bin/python scripts/bench.py --help",
         "```",
@@ -1081,17 +1089,23 @@ PROBES = (
     ("p6", "p1 + writes every header back with 8 more (set_map)", ["get_map", "set_map8"]),
 )
 
+# The probes of make bench's report: p4 (one add) is left to --profile-only.
+REPORT_PROBES = ["2", "p1", "p2", "p3", "p5", "p6"]
+
 
 def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
                      sesame: Envoy, sesame_file: Path, log, envoys: list,
-                     extra: tuple[Setup, ...] = ()) -> list[Setup]:
+                     extra: tuple[Setup, ...] = (), rounds: int = 0,
+                     duration: float = 0.0, probes: list[str] | None = None) -> list[Setup]:
     """The no-op filter making, on every request, one more of the hostcalls
     Sésame's hot path makes, then Sésame itself (public route and session):
-    interleaved rounds of the throughput run; each setup's cost per request
-    is its 1/throughput less the no-op filter's."""
+    ``rounds`` interleaved rounds of ``duration`` s (by default, those of
+    the throughput run) with 16 connections; each setup's cost per request
+    is the Envoy's CPU time per request less the no-op filter's.
+    ``probes``: the keys of ``PROBES`` to run (by default, all)."""
     setups = []
     for key, label, steps in PROBES:
-        if args.probes and key not in args.probes.split(","):
+        if key not in (probes or [k for k, _, _ in PROBES]):
             continue
         envoy = bench_envoy(json.dumps({"steps": steps}), free_port(), upstream, provider,
                             wasm_path=NOOP_WASM)
@@ -1104,29 +1118,76 @@ def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
     setups.append(Setup("3", "Sésame, session cookie", sesame.url, LOAD_PATH, sesame_file,
                         sesame))
     setups.extend(extra)
+    rounds, duration = rounds or args.rounds, duration or args.duration
     for s in setups:
         measure(s, wrk, args.warmup, log, record=False)
-    for r in range(1, args.rounds + 1):
-        say(f"hostcall profile, round {r}/{args.rounds}")
+    for r in range(1, rounds + 1):
+        say(f"hostcall profile, round {r}/{rounds}")
         for s in (setups if r % 2 else list(reversed(setups))):
-            measure(s, wrk, args.duration, log, record=True)
+            measure(s, wrk, duration, log, record=True)
     return setups
+
+
+def profile_section(profile: list[Setup]) -> list[str]:
+    """The hostcall profile for the report: the table, then what it says
+    about the calls Sésame makes and the one it does not."""
+    cost = profile_costs(profile)
+    read, clock, counter = cost["p1"], cost["p2"] - cost["p1"], cost["p3"] - cost["p1"]
+    write_back, adds = cost["p6"] - cost["p1"], cost["p5"] - cost["p1"]
+    calls = read + clock + counter + adds
+    rounds = len(profile[0].runs)
+    lines = [
+        f"Where Envoy's time goes, call by call: the no-op filter of setup 2 making one more "
+        f"of Sésame's hostcalls per probe, then Sésame ({rounds} interleaved round(s) with "
+        f"{WRK_CONNECTIONS} connections, the same requests; Envoy's CPU time per request "
+        f"from /proc; the last column is the median over the rounds of the difference "
+        f"within a round):",
+        "",
+        *profile_lines(profile),
+        "",
+    ]
+    if min(read, clock, counter, adds, write_back) <= 0:
+        # A call that costs nothing is the machine moving under the probes.
+        return lines + [
+            "In this run a probe cost no more than the one it extends: the machine's "
+            "load moved more than a call costs, and the calls cannot be priced one by "
+            "one (`scripts/bench.py --profile-only --rounds 6` profiles alone)."]
+    return lines + [
+        f"Reading the headers costs {read:.1f} µs, the clock {clock:.1f} µs, a counter "
+        f"{counter:.1f} µs, and 8 headers added one call each {adds:.1f} µs: {calls:.1f} µs "
+        f"for the calls of a request with a session, of Sésame's {cost['3']:.1f} µs. "
+        f"Writing every header back in one call with the 8 added "
+        f"(`proxy_set_header_map_pairs`, p6) costs {write_back:.1f} µs instead of "
+        f"{adds:.1f} µs"
+        + (": more, because Envoy removes every header and adds it again. So Sésame removes "
+           "only the identity headers a client sent and adds its own, one call each."
+           if write_back > adds else ": no more than the adds in this run.")]
+
+
+def profile_costs(setups: list[Setup]) -> dict[str, float]:
+    """Each setup's Envoy CPU time per request less the no-op filter's
+    (``setups[0]``) in the same round, median over the rounds."""
+    base = setups[0].runs
+    return {s.key: statistics.median(r.cpu_us - b.cpu_us for r, b in zip(s.runs, base))
+            for s in setups}
 
 
 def profile_lines(setups: list[Setup]) -> list[str]:
     """The profile as a Markdown table: µs per request over the no-op filter."""
-    base = setups[0].median("cpu_us")
+    cost = profile_costs(setups)
     L = ["| # | setup | requests/s | Envoy CPU per request | over the no-op filter |",
          "| --- | --- | ---: | ---: | ---: |"]
     for s in setups:
-        us = s.median("cpu_us")
-        L.append(f"| {s.key} | {s.label} | {s.median('rps'):,.0f} | {us:.1f} µs "
-                 f"| {us - base:+.1f} µs |")
+        L.append(f"| {s.key} | {s.label} | {s.median('rps'):,.0f} | "
+                 f"{s.median('cpu_us'):.1f} µs | {cost[s.key]:+.1f} µs |")
     return L
 
 
-def profile_only(args, wrk: str) -> int:
-    """``--profile-only``: the hostcall profile alone, printed."""
+def with_sesame(args, body) -> None:
+    """Runs ``body(log, upstream, provider, sesame, sesame_file, envoys)``
+    with a provider, an upstream and an Envoy + Sésame whose ``sesame_file``
+    holds ``args.sessions`` sessions from real sign-ins; stops every Envoy
+    of ``envoys`` (which ``body`` may add to) at the end."""
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     redirect_uri = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
@@ -1142,28 +1203,92 @@ def profile_only(args, wrk: str) -> int:
             wait_provider_ready(sesame)
             cookies = [sesame_sign_in(sesame.url, i) for i in range(args.sessions)]
             sesame_file.write_text("".join(c + "\n" for c in cookies))
-            extra = []
-            for i, wasm in enumerate((args.compare_wasm or "").split(",") if args.compare_wasm else []):
-                # Another build of Sésame, same configuration (so the same
-                # cookie secret: the sessions open in both).
-                other = bench_envoy(sesame_config(provider.issuer, redirect_uri), free_port(),
-                                    upstream, provider, paths=(LOAD_PATH, PUBLIC_PATH),
-                                    wasm_path=Path(wasm))
-                other.start()
-                envoys.append(other)
-                wait_provider_ready(other)
-                extra.append(Setup(f"3c{i}", f"{Path(wasm).name}, session cookie", other.url,
-                                   LOAD_PATH, sesame_file, other))
-            setups = hostcall_profile(args, wrk, upstream, provider, sesame, sesame_file, log,
-                                      envoys, tuple(extra))
+            body(log, upstream, provider, sesame, sesame_file, envoys)
     except HarnessError as e:
         fail(str(e))
     finally:
         for e in envoys:
             e.stop()
         sesame_file.unlink(missing_ok=True)
+
+
+def profile_only(args, wrk: str) -> int:
+    """``--profile-only``: the hostcall profile alone, printed."""
+    setups: list[Setup] = []
+
+    def body(log, upstream, provider, sesame, sesame_file, envoys):
+        extra = []
+        for i, wasm in enumerate((args.compare_wasm or "").split(",") if args.compare_wasm else []):
+            # Another build of Sésame, same configuration (so the same
+            # cookie secret: the sessions open in both).
+            other = bench_envoy(sesame.plugin_config, free_port(), upstream, provider,
+                                paths=(LOAD_PATH, PUBLIC_PATH), wasm_path=Path(wasm))
+            other.start()
+            envoys.append(other)
+            wait_provider_ready(other)
+            extra.append(Setup(f"3c{i}", f"{Path(wasm).name}, session cookie", other.url,
+                               LOAD_PATH, sesame_file, other))
+        setups.extend(hostcall_profile(
+            args, wrk, upstream, provider, sesame, sesame_file, log, envoys, tuple(extra),
+            probes=args.probes.split(",") if args.probes else None))
+
+    with_sesame(args, body)
     print("\n".join(profile_lines(setups)))
     return 0
+
+
+def latency_only(args, wrk: str) -> int:
+    """``--latency-only``: the p99 pairs of setups 2 and 3 alone, printed."""
+    out: list[str] = []
+
+    def body(log, upstream, provider, sesame, sesame_file, envoys):
+        noop = bench_envoy({}, free_port(), upstream, provider, wasm_path=NOOP_WASM)
+        noop.start()
+        envoys.append(noop)
+        a = Setup("2", "no-op filter", noop.url, LOAD_PATH, sesame_file, noop)
+        b = Setup("3", "Sésame, session cookie", sesame.url, LOAD_PATH, sesame_file, sesame)
+        for s in (a, b):
+            measure(s, wrk, args.warmup, log, record=False)
+        pairs = latency_pairs(a, b, wrk, args.latency_pairs, args.latency_duration, log)
+        out.extend(latency_lines(pairs))
+
+    with_sesame(args, body)
+    print("\n".join(out))
+    return 0
+
+
+POOLED_QUANTILES = (0.5, 0.9, 0.99, 0.999)
+# Fewer pairs than this, and drawing them again tells nothing (as for the
+# order-statistics interval, which needs 6 at 95%).
+MIN_DRAWN_PAIRS = 6
+
+
+def pooled_lines(pairs: list[tuple[Run, Run]]) -> list[str]:
+    """A Markdown table: each quantile of every request of the pairs'
+    runs of setup 2, of setup 3, and the difference with its interval."""
+    L = ["| quantile | setup 2 | setup 3 | added by Sésame | 95% interval (bootstrap) |",
+         "| --- | ---: | ---: | ---: | --- |"]
+    for q in POOLED_QUANTILES:
+        a = pooled_quantile([x.histogram for x, _ in pairs], q)
+        b = pooled_quantile([y.histogram for _, y in pairs], q)
+        added, lo, hi = pooled_difference([(x.histogram, y.histogram) for x, y in pairs], q)
+        interval = f"{lo:+.0f} to {hi:+.0f} µs" if len(pairs) >= MIN_DRAWN_PAIRS \
+            else f"none: fewer than {MIN_DRAWN_PAIRS} pairs"
+        L.append(f"| p{q * 100:g} | {fmt_us(a)} | {fmt_us(b)} | {added:+.0f} µs "
+                 f"| {interval} |")
+    return L
+
+
+def latency_lines(pairs: list[tuple[Run, Run]]) -> list[str]:
+    """``--latency-only``'s report: the pairs' differences of p50 and p99,
+    then every request pooled."""
+    L = []
+    for attr in ("p50_us", "p99_us"):
+        med, lo, hi, cover = median_interval([getattr(b, attr) - getattr(a, attr)
+                                              for a, b in pairs])
+        L.append(f"{attr[:3]} added, median of the pairs' differences: {med:+.0f} µs "
+                 f"({cover:.0%} interval {lo:+.0f} to {hi:+.0f} µs)")
+    return L + ["", "Every request of the pairs pooled:", ""] + pooled_lines(pairs)
 
 
 # --------------------------------------------------------------------------
@@ -1185,6 +1310,10 @@ def main() -> int:
                              "for the p99 target (default 12; 2 with --quick)")
     parser.add_argument("--latency-duration", type=float,
                         help="seconds per run of those pairs (default 2; 1 with --quick)")
+    parser.add_argument("--profile-rounds", type=int, default=5,
+                        help="rounds of the hostcall profile (default 5; 1 with --quick)")
+    parser.add_argument("--profile-duration", type=float, default=4.0,
+                        help="seconds per run of the hostcall profile (default 4)")
     parser.add_argument("--sessions", type=int, default=16,
                         help="real sign-ins whose sessions carry the load (default 16)")
     parser.add_argument("--memory-sessions", type=int, default=10_000)
@@ -1193,6 +1322,8 @@ def main() -> int:
     parser.add_argument("--profile-only", action="store_true",
                         help="only the hostcall profile (no-op filter probes and Sésame), "
                              "printed, not written")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the latency pairs of setups 2 and 3, printed, not written")
     parser.add_argument("--probes", metavar="KEYS",
                         help="with --profile-only: only these probes (e.g. 2,p1)")
     parser.add_argument("--compare-wasm", metavar="WASM",
@@ -1201,11 +1332,13 @@ def main() -> int:
     if args.quick:
         args.rounds, args.duration, args.solo_duration, args.warmup = 1, 2.0, 1.0, 1.0
         args.memory_sessions, args.signins, args.sessions = 1000, 5, 4
+        args.profile_rounds, args.profile_duration = 1, 1.0
     pairs, seconds = (2, 1.0) if args.quick else (12, 2.0)
     args.latency_pairs = pairs if args.latency_pairs is None else args.latency_pairs
     args.latency_duration = seconds if args.latency_duration is None else args.latency_duration
     if min(args.rounds, args.sessions, args.memory_sessions, args.signins,
-           args.latency_pairs) < 1 or args.duration <= 0 or args.duration > 60 \
+           args.latency_pairs, args.profile_rounds) < 1 \
+            or not 0 < args.duration <= 60 or not 0 < args.profile_duration <= 60 \
             or args.warmup < 0 or not 0 < args.latency_duration <= 60:
         fail("counts must be positive and --duration at most 60 s")
 
@@ -1224,6 +1357,8 @@ def main() -> int:
 
     if args.profile_only:
         return profile_only(args, wrk)
+    if args.latency_only:
+        return latency_only(args, wrk)
     doc_dir = OUT_DIR if args.quick else ROOT / "docs"
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     wrk_log = open(OUT_DIR / "wrk.log", "w")
@@ -1413,6 +1548,13 @@ def main() -> int:
             if not all(e.running for e in envoys):
                 fail("a server stopped during the load")
 
+            say("hostcall profile: the no-op filter making Sésame's hostcalls one by one")
+            profile = hostcall_profile(args, wrk, upstream, provider, sesame, sesame_file,
+                                       wrk_log, envoys, rounds=args.profile_rounds,
+                                       duration=args.profile_duration, probes=REPORT_PROBES)
+            if not all(e.running for e in envoys):
+                fail("a server stopped during the load")
+
             say("the filters' own work in V8, without Envoy")
             vm = vm_work(sesame_config(provider.issuer, redirect_uris[0]), sesame_file)
             introspections = (provider.test_stats()["introspection_requests"]
@@ -1444,7 +1586,8 @@ def main() -> int:
 
     text = write_report(args, setups, skipped, signin, memory, vm, DEFAULT_WASM.stat().st_size,
                         NOOP_WASM.stat().st_size, machine(), doc_dir / "BENCHMARKS.md",
-                        doc_dir / "benchmarks.svg", time.monotonic() - began, pairs)
+                        doc_dir / "benchmarks.svg", time.monotonic() - began, pairs,
+                        profile)
     print()
     print(text)
     say(f"written {doc_dir / 'BENCHMARKS.md'} and {doc_dir / 'benchmarks.svg'}")
