@@ -1095,12 +1095,11 @@ REPORT_PROBES = ["2", "p1", "p2", "p3", "p5", "p6"]
 
 def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
                      sesame: Envoy, sesame_file: Path, log, envoys: list,
-                     extra: tuple[Setup, ...] = (), rounds: int = 0,
-                     duration: float = 0.0, probes: list[str] | None = None) -> list[Setup]:
+                     *, rounds: int, duration: float, extra: tuple[Setup, ...] = (),
+                     probes: list[str] | None = None) -> list[Setup]:
     """The no-op filter making, on every request, one more of the hostcalls
     Sésame's hot path makes, then Sésame itself (public route and session):
-    ``rounds`` interleaved rounds of ``duration`` s (by default, those of
-    the throughput run) with 16 connections; each setup's cost per request
+    ``rounds`` interleaved rounds of ``duration`` s with 16 connections; each setup's cost per request
     is the Envoy's CPU time per request less the no-op filter's.
     ``probes``: the keys of ``PROBES`` to run (by default, all)."""
     setups = []
@@ -1118,7 +1117,6 @@ def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
     setups.append(Setup("3", "Sésame, session cookie", sesame.url, LOAD_PATH, sesame_file,
                         sesame))
     setups.extend(extra)
-    rounds, duration = rounds or args.rounds, duration or args.duration
     for s in setups:
         measure(s, wrk, args.warmup, log, record=False)
     for r in range(1, rounds + 1):
@@ -1227,7 +1225,8 @@ def profile_only(args, wrk: str) -> int:
             extra.append(Setup(f"3c{i}", f"{Path(wasm).name}, session cookie", other.url,
                                LOAD_PATH, sesame_file, other))
         setups.extend(hostcall_profile(
-            args, wrk, upstream, provider, sesame, sesame_file, log, envoys, tuple(extra),
+            args, wrk, upstream, provider, sesame, sesame_file, log, envoys,
+            rounds=args.rounds, duration=args.duration, extra=tuple(extra),
             probes=args.probes.split(",") if args.probes else None))
 
     with_sesame(args, body)
@@ -1375,6 +1374,10 @@ def main() -> int:
         with Upstream() as upstream, Provider(redirect_uris=redirect_uris,
                                               api_resources=True) as provider:
             DISCOVERY.update(json.load(_opener.open(provider.discovery_url, timeout=5)))
+
+            def servers_up(*others) -> None:
+                if not all(e.running for e in (*envoys, *others)):
+                    fail("a server stopped during the load")
 
             def start(envoy: Envoy) -> Envoy:
                 t0 = time.monotonic()
@@ -1536,22 +1539,19 @@ def main() -> int:
                 for s in order:
                     measure(s, wrk, args.duration, wrk_log, record=True)
                     measure(s, wrk, args.solo_duration, wrk_log, record=True, connections=1)
-                    if not all(e.running for e in envoys) or not apache.running:
-                        fail("a server stopped during the load")
+                    servers_up(apache)
 
             say(f"latency: {args.latency_pairs} back-to-back pairs of setups 2 and 3")
             by_key = {s.key: s for s in setups}
             pairs = latency_pairs(by_key["2"], by_key["3"], wrk, args.latency_pairs,
                                   args.latency_duration, wrk_log)
-            if not all(e.running for e in envoys):
-                fail("a server stopped during the load")
+            servers_up()
 
             say("hostcall profile: the no-op filter making Sésame's hostcalls one by one")
             profile = hostcall_profile(args, wrk, upstream, provider, sesame, sesame_file,
                                        wrk_log, envoys, rounds=args.profile_rounds,
                                        duration=args.profile_duration, probes=REPORT_PROBES)
-            if not all(e.running for e in envoys):
-                fail("a server stopped during the load")
+            servers_up()
 
             say("the filters' own work in V8, without Envoy")
             vm = vm_work(sesame_config(provider.issuer, redirect_uris[0]), sesame_file)
