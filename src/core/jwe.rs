@@ -16,6 +16,7 @@ use rsa::{BigUint, Oaep, RsaPrivateKey};
 use serde_json::{json, Map, Value};
 
 use super::{b64url, b64url_decode};
+use super::token::p256_public_key;
 
 /// Largest JWE accepted.
 const MAX_JWE_LEN: usize = 64 * 1024;
@@ -223,12 +224,8 @@ fn ecdh_es_key(secret: &p256::SecretKey, header: &Map<String, Value>) -> Result<
     if x.len() != 32 || y.len() != 32 {
         return Err("`epk` coordinates are not 32 bytes".into());
     }
-    let mut sec1 = Vec::with_capacity(65);
-    sec1.push(4);
-    sec1.extend_from_slice(&x);
-    sec1.extend_from_slice(&y);
     // Refuses points that are not on the curve (invalid-curve attacks).
-    let public = p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| "`epk` is not on P-256")?;
+    let public = p256_public_key(&x, &y).ok_or("`epk` is not on P-256")?;
     let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), public.as_affine());
     let field = |name: &str| -> Result<Vec<u8>, String> {
         match header.get(name).and_then(Value::as_str) {

@@ -17,26 +17,25 @@ impl Lang {
         let Some(header) = header else {
             return Lang::Fr;
         };
-        let mut best: Option<(f32, Lang)> = None;
-        for (i, item) in header.split(',').take(20).enumerate() {
+        // The highest weight (in thousandths) wins; on a tie the earlier
+        // entry, as browsers list preferences in order.
+        let mut best: Option<(u16, Lang)> = None;
+        for item in header.split(',').take(20) {
             let mut parts = item.split(';');
-            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let tag = parts.next().unwrap_or("").trim();
             let q = parts
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|v| v.parse::<f32>().ok())
-                })
-                .unwrap_or(1.0);
-            let lang = match tag.split('-').next() {
-                Some("fr") => Lang::Fr,
-                Some("en") => Lang::En,
-                _ => continue,
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(qvalue))
+                .unwrap_or(1000);
+            let primary = tag.split('-').next().unwrap_or("");
+            let lang = if primary.eq_ignore_ascii_case("fr") {
+                Lang::Fr
+            } else if primary.eq_ignore_ascii_case("en") {
+                Lang::En
+            } else {
+                continue;
             };
-            // Earlier entries win ties, as browsers list preferences in order.
-            let score = q - (i as f32) * 1e-4;
-            if q > 0.0 && best.is_none_or(|(b, _)| score > b) {
-                best = Some((score, lang));
+            if q > 0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, lang));
             }
         }
         best.map(|(_, l)| l).unwrap_or(Lang::Fr)
@@ -47,6 +46,25 @@ impl Lang {
             Lang::Fr => "fr",
             Lang::En => "en",
         }
+    }
+}
+
+/// An RFC 9110 weight (`0`, `0.5`, `1.000`...) in thousandths, or `None`
+/// when it is not one: integer arithmetic, no float parser in the module.
+fn qvalue(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
     }
 }
 
@@ -306,10 +324,43 @@ mod tests {
             Lang::Fr
         );
         assert_eq!(Lang::from_accept_language(Some("en, fr")), Lang::En);
+        // The third decimal decides; case and spaces do not matter.
+        assert_eq!(
+            Lang::from_accept_language(Some("FR;q=0.899, EN-us ; q=0.9")),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("en;q=0.899,fr;q=0.9")),
+            Lang::Fr
+        );
+        // A weight that is not one is ignored (the entry counts as 1).
+        assert_eq!(
+            Lang::from_accept_language(Some("fr;q=0.5,en;q=2")),
+            Lang::En
+        );
         let english = page(403, Lang::En, &DENIED, None, None);
         assert!(String::from_utf8(english.body)
             .unwrap()
             .contains("Access denied"));
+    }
+
+    #[test]
+    fn weights() {
+        for (text, thousandths) in [
+            ("0", 0),
+            ("0.", 0),
+            ("0.5", 500),
+            ("0.05", 50),
+            ("0.123", 123),
+            ("1", 1000),
+            ("1.0", 1000),
+            ("1.000", 1000),
+        ] {
+            assert_eq!(qvalue(text), Some(thousandths), "{text}");
+        }
+        for text in ["", ".5", "0.1234", "1.001", "2", "-0", "0.5e0", "0,5", "inf", "+1"] {
+            assert_eq!(qvalue(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -134,12 +134,48 @@ where
     }
 }
 
+/// `x` and `y` of an uncompressed SEC1 point (`04 || x || y`, as a JWK's
+/// key is kept), each `size` bytes.
+fn coordinates(sec1: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
+    let xy = sec1.strip_prefix(&[4])?;
+    (xy.len() == 2 * size).then(|| xy.split_at(size))
+}
+
+/// A P-256 public key from its coordinates, refused unless the point is on
+/// the curve and not the identity (invalid-curve attacks). From the
+/// coordinates rather than through the SEC1 parser, which would bring point
+/// decompression into the module (about 18 KB) for encodings a JWK never has.
+pub(crate) fn p256_public_key(x: &[u8], y: &[u8]) -> Option<p256::PublicKey> {
+    use p256::elliptic_curve::point::AffineCoordinates as _;
+    let point = p256::AffinePoint::from_coordinates(&x.try_into().ok()?, &y.try_into().ok()?);
+    p256::PublicKey::from_affine(Option::from(point)?).ok()
+}
+
+/// A P-384 public key, as [`p256_public_key`].
+fn p384_public_key(x: &[u8], y: &[u8]) -> Option<p384::PublicKey> {
+    use p384::elliptic_curve::point::AffineCoordinates as _;
+    let point = p384::AffinePoint::from_coordinates(&x.try_into().ok()?, &y.try_into().ok()?);
+    p384::PublicKey::from_affine(Option::from(point)?).ok()
+}
+
+/// The ECDSA verifying key of a P-256 key's SEC1 point.
+fn p256_verifying_key(sec1: &[u8]) -> Option<p256::ecdsa::VerifyingKey> {
+    let (x, y) = coordinates(sec1, 32)?;
+    p256_public_key(x, y).map(Into::into)
+}
+
+/// The ECDSA verifying key of a P-384 key's SEC1 point.
+fn p384_verifying_key(sec1: &[u8]) -> Option<p384::ecdsa::VerifyingKey> {
+    let (x, y) = coordinates(sec1, 48)?;
+    p384_public_key(x, y).map(Into::into)
+}
+
 /// Checks that the verifier can load this key material.
 pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
     match &key.material {
         KeyMaterial::Rsa { n, e } => rsa_public_key(n, e).is_some(),
-        KeyMaterial::P256(p) => p256::ecdsa::VerifyingKey::from_sec1_bytes(p).is_ok(),
-        KeyMaterial::P384(p) => p384::ecdsa::VerifyingKey::from_sec1_bytes(p).is_ok(),
+        KeyMaterial::P256(p) => p256_verifying_key(p).is_some(),
+        KeyMaterial::P384(p) => p384_verifying_key(p).is_some(),
         KeyMaterial::Ed25519(x) => ed25519_public_key(x).is_some(),
     }
 }
@@ -185,7 +221,7 @@ fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &
         (KeyMaterial::P256(point), "ES256") => {
             signature.len() == 64
                 && ecdsa_verifies(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(point),
+                    p256_verifying_key(point).ok_or(()),
                     p256::ecdsa::Signature::from_slice(signature),
                     &Sha256::digest(message),
                 )
@@ -193,7 +229,7 @@ fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &
         (KeyMaterial::P384(point), "ES384") => {
             signature.len() == 96
                 && ecdsa_verifies(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(point),
+                    p384_verifying_key(point).ok_or(()),
                     p384::ecdsa::Signature::from_slice(signature),
                     &Sha384::digest(message),
                 )
@@ -1550,7 +1586,31 @@ pub(crate) mod tests {
         let mut off = ec.clone();
         off[64] ^= 1;
         assert!(!check_key_loads(&key(KeyMaterial::P256(off))));
-        assert!(!check_key_loads(&key(KeyMaterial::P384(ec))));
+        assert!(!check_key_loads(&key(KeyMaterial::P384(ec.clone()))));
+        // The origin (not on the curve), a compressed point, short or long
+        // points.
+        let mut origin = vec![0u8; 65];
+        origin[0] = 4;
+        assert!(!check_key_loads(&key(KeyMaterial::P256(origin))));
+        let mut compressed = vec![2 + (ec[64] & 1)];
+        compressed.extend_from_slice(&ec[1..33]);
+        assert!(!check_key_loads(&key(KeyMaterial::P256(compressed))));
+        // (0, √b) is on P-256; the same point with x written as p is not
+        // accepted.
+        let d = |text| crate::core::b64url_decode(text).unwrap();
+        let root_b = d("ZkhceA4vg9ckM71dhKBrtlQcKvMdrocXKL-FahdPk_Q");
+        let on_axis = [&[4u8][..], &[0; 32], &root_b].concat();
+        assert!(check_key_loads(&key(KeyMaterial::P256(on_axis))));
+        let prime = d("_____wAAAAEAAAAAAAAAAAAAAAD_______________8");
+        let past = [&[4u8][..], &prime, &root_b].concat();
+        assert!(!check_key_loads(&key(KeyMaterial::P256(past))));
+        assert!(!check_key_loads(&key(KeyMaterial::P256(ec[..64].to_vec()))));
+        assert!(!check_key_loads(&key(KeyMaterial::P256([&ec[..], &[0]].concat()))));
+        let ec384 = all_algs().es384.public_key().public_key().to_bytes_uncompressed();
+        assert!(check_key_loads(&key(KeyMaterial::P384(ec384.clone()))));
+        let mut off384 = ec384;
+        off384[96] ^= 1;
+        assert!(!check_key_loads(&key(KeyMaterial::P384(off384))));
         let ed = keys().ed.public_key().to_bytes();
         assert!(check_key_loads(&key(KeyMaterial::Ed25519(ed))));
         let mut identity = vec![0u8; 32];
