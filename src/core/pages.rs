@@ -358,7 +358,9 @@ mod tests {
         ] {
             assert_eq!(qvalue(text), Some(thousandths), "{text}");
         }
-        for text in ["", ".5", "0.1234", "1.001", "2", "-0", "0.5e0", "0,5", "inf", "+1"] {
+        for text in [
+            "", ".5", "0.1234", "1.001", "2", "-0", "0.5e0", "0,5", "inf", "+1",
+        ] {
             assert_eq!(qvalue(text), None, "{text}");
         }
     }

@@ -1605,8 +1605,14 @@ pub(crate) mod tests {
         let past = [&[4u8][..], &prime, &root_b].concat();
         assert!(!check_key_loads(&key(KeyMaterial::P256(past))));
         assert!(!check_key_loads(&key(KeyMaterial::P256(ec[..64].to_vec()))));
-        assert!(!check_key_loads(&key(KeyMaterial::P256([&ec[..], &[0]].concat()))));
-        let ec384 = all_algs().es384.public_key().public_key().to_bytes_uncompressed();
+        assert!(!check_key_loads(&key(KeyMaterial::P256(
+            [&ec[..], &[0]].concat()
+        ))));
+        let ec384 = all_algs()
+            .es384
+            .public_key()
+            .public_key()
+            .to_bytes_uncompressed();
         assert!(check_key_loads(&key(KeyMaterial::P384(ec384.clone()))));
         let mut off384 = ec384;
         off384[96] ^= 1;
