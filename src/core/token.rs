@@ -183,8 +183,7 @@ pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
 /// Whether `signature` is `alg`'s signature of `message` by `key`. A key is
 /// only ever used with an algorithm of its own type.
 fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &[u8]) -> bool {
-    use rsa::signature::Verifier as _;
-    use rsa::{pkcs1v15, pss};
+    use rsa::{Pkcs1v15Sign, Pss};
     use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
     match (key, alg) {
@@ -193,28 +192,36 @@ fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &
                 return false;
             };
             // The padding checks (PKCS#1 v1.5 DigestInfo; PSS with a salt as
-            // long as the hash) are the `rsa` crate's.
-            let pkcs1 = || pkcs1v15::Signature::try_from(signature);
-            let pss = || pss::Signature::try_from(signature);
-            let checked =
-                match alg {
-                    "RS256" => pkcs1().and_then(|s| {
-                        pkcs1v15::VerifyingKey::<Sha256>::new(public).verify(message, &s)
-                    }),
-                    "RS384" => pkcs1().and_then(|s| {
-                        pkcs1v15::VerifyingKey::<Sha384>::new(public).verify(message, &s)
-                    }),
-                    "RS512" => pkcs1().and_then(|s| {
-                        pkcs1v15::VerifyingKey::<Sha512>::new(public).verify(message, &s)
-                    }),
-                    "PS256" => pss()
-                        .and_then(|s| pss::VerifyingKey::<Sha256>::new(public).verify(message, &s)),
-                    "PS384" => pss()
-                        .and_then(|s| pss::VerifyingKey::<Sha384>::new(public).verify(message, &s)),
-                    "PS512" => pss()
-                        .and_then(|s| pss::VerifyingKey::<Sha512>::new(public).verify(message, &s)),
-                    _ => return false,
-                };
+            // long as the hash) are the `rsa` crate's, one code for every
+            // hash (the digest is a value, not a type parameter).
+            // The signature must be below the modulus: `rsa` checks it for
+            // PKCS#1 v1.5, not for PSS with a runtime digest, and `s + n`
+            // would otherwise pass as a second encoding of `s`.
+            let modulus = rsa::traits::PublicKeyParts::n(&public).to_bytes_be();
+            if signature.len() != modulus.len() || signature >= modulus.as_slice() {
+                return false;
+            }
+            let checked = match alg {
+                "RS256" => public.verify(
+                    Pkcs1v15Sign::new::<Sha256>(),
+                    &Sha256::digest(message),
+                    signature,
+                ),
+                "RS384" => public.verify(
+                    Pkcs1v15Sign::new::<Sha384>(),
+                    &Sha384::digest(message),
+                    signature,
+                ),
+                "RS512" => public.verify(
+                    Pkcs1v15Sign::new::<Sha512>(),
+                    &Sha512::digest(message),
+                    signature,
+                ),
+                "PS256" => public.verify(Pss::new::<Sha256>(), &Sha256::digest(message), signature),
+                "PS384" => public.verify(Pss::new::<Sha384>(), &Sha384::digest(message), signature),
+                "PS512" => public.verify(Pss::new::<Sha512>(), &Sha512::digest(message), signature),
+                _ => return false,
+            };
             checked.is_ok()
         }
         // JWS carries `r || s` (RFC 7518 §3.4), never DER.
@@ -1126,6 +1133,51 @@ pub(crate) mod tests {
                 expected,
                 "salt of {salt} bytes"
             );
+        }
+    }
+
+    #[test]
+    fn an_rsa_signature_plus_the_modulus_is_refused() {
+        use rsa::traits::PublicKeyParts;
+        use rsa::{Pkcs1v15Sign, Pss};
+        use sha2::{Digest, Sha256};
+        // A 2,050-bit modulus: s + n still fits in the signature's 257 bytes.
+        let mut rng = crate::core::jwe::tests::TestRng(11);
+        let private = rsa::RsaPrivateKey::new(&mut rng, 2050).unwrap();
+        let n = private.n().to_bytes_be();
+        let key = KeyMaterial::Rsa {
+            n: n.clone(),
+            e: private.e().to_bytes_be(),
+        };
+        let message = b"header.payload";
+        let hashed = Sha256::digest(message);
+        for (alg, signature) in [
+            (
+                "RS256",
+                private
+                    .sign(Pkcs1v15Sign::new::<Sha256>(), &hashed)
+                    .unwrap(),
+            ),
+            (
+                "PS256",
+                private
+                    .sign_with_rng(&mut rng, Pss::new::<Sha256>(), &hashed)
+                    .unwrap(),
+            ),
+        ] {
+            assert_eq!(signature.len(), n.len());
+            assert!(signature_verifies(&key, alg, message, &signature), "{alg}");
+            let plus = rsa::BigUint::from_bytes_be(&signature) + rsa::BigUint::from_bytes_be(&n);
+            let mut plus = plus.to_bytes_be();
+            while plus.len() < n.len() {
+                plus.insert(0, 0);
+            }
+            assert_eq!(plus.len(), n.len());
+            assert!(
+                !signature_verifies(&key, alg, message, &plus),
+                "{alg}: s + n"
+            );
+            assert!(!signature_verifies(&key, alg, message, &n), "{alg}: n");
         }
     }
 
