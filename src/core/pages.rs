@@ -309,35 +309,21 @@ mod tests {
     #[test]
     fn language_from_accept_language() {
         assert_eq!(Lang::from_accept_language(None), Lang::Fr);
-        assert_eq!(Lang::from_accept_language(Some("en-GB,en;q=0.9")), Lang::En);
-        assert_eq!(
-            Lang::from_accept_language(Some("fr-FR,fr;q=0.9,en;q=0.8")),
-            Lang::Fr
-        );
-        assert_eq!(
-            Lang::from_accept_language(Some("de,en;q=0.5,fr;q=0.4")),
-            Lang::En
-        );
-        assert_eq!(Lang::from_accept_language(Some("de")), Lang::Fr);
-        assert_eq!(
-            Lang::from_accept_language(Some("en;q=0,fr;q=0.1")),
-            Lang::Fr
-        );
-        assert_eq!(Lang::from_accept_language(Some("en, fr")), Lang::En);
-        // The third decimal decides; case and spaces do not matter.
-        assert_eq!(
-            Lang::from_accept_language(Some("FR;q=0.899, EN-us ; q=0.9")),
-            Lang::En
-        );
-        assert_eq!(
-            Lang::from_accept_language(Some("en;q=0.899,fr;q=0.9")),
-            Lang::Fr
-        );
-        // A weight that is not one is ignored (the entry counts as 1).
-        assert_eq!(
-            Lang::from_accept_language(Some("fr;q=0.5,en;q=2")),
-            Lang::En
-        );
+        for (header, lang) in [
+            ("en-GB,en;q=0.9", Lang::En),
+            ("fr-FR,fr;q=0.9,en;q=0.8", Lang::Fr),
+            ("de,en;q=0.5,fr;q=0.4", Lang::En),
+            ("de", Lang::Fr),
+            ("en;q=0,fr;q=0.1", Lang::Fr),
+            ("en, fr", Lang::En),
+            // The third decimal decides; case and spaces do not matter.
+            ("FR;q=0.899, EN-us ; q=0.9", Lang::En),
+            ("en;q=0.899,fr;q=0.9", Lang::Fr),
+            // A weight that is not one is ignored (the entry counts as 1).
+            ("fr;q=0.5,en;q=2", Lang::En),
+        ] {
+            assert_eq!(Lang::from_accept_language(Some(header)), lang, "{header}");
+        }
         let english = page(403, Lang::En, &DENIED, None, None);
         assert!(String::from_utf8(english.body)
             .unwrap()
