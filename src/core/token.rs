@@ -124,12 +124,12 @@ fn ed25519_public_key(x: &[u8]) -> Option<ed25519_compact::PublicKey> {
 
 /// An ECDSA check over a prehashed message, once the curve's key and
 /// signature are parsed (either failing to parse is a failed check).
-fn ecdsa_verifies<K, S, E, F>(key: Result<K, E>, signature: Result<S, F>, prehash: &[u8]) -> bool
+fn ecdsa_verifies<K, S>(key: Option<K>, signature: Option<S>, prehash: &[u8]) -> bool
 where
     K: p256::ecdsa::signature::hazmat::PrehashVerifier<S>,
 {
     match (key, signature) {
-        (Ok(key), Ok(signature)) => key.verify_prehash(prehash, &signature).is_ok(),
+        (Some(key), Some(signature)) => key.verify_prehash(prehash, &signature).is_ok(),
         _ => false,
     }
 }
@@ -228,16 +228,16 @@ fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &
         (KeyMaterial::P256(point), "ES256") => {
             signature.len() == 64
                 && ecdsa_verifies(
-                    p256_verifying_key(point).ok_or(()),
-                    p256::ecdsa::Signature::from_slice(signature),
+                    p256_verifying_key(point),
+                    p256::ecdsa::Signature::from_slice(signature).ok(),
                     &Sha256::digest(message),
                 )
         }
         (KeyMaterial::P384(point), "ES384") => {
             signature.len() == 96
                 && ecdsa_verifies(
-                    p384_verifying_key(point).ok_or(()),
-                    p384::ecdsa::Signature::from_slice(signature),
+                    p384_verifying_key(point),
+                    p384::ecdsa::Signature::from_slice(signature).ok(),
                     &Sha384::digest(message),
                 )
         }
