@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::root::Shared;
-use super::{call_response, dispatch, log, now, HeaderMap, HostStore};
+use super::{call_response, dispatch, log, now, HeaderMap, HostStore, RequestClock};
 use crate::core::filter::{Action, Outcome, Step};
 use crate::core::headers::Upstream;
 use crate::core::http::{str_pairs, Request, Response};
@@ -46,7 +46,11 @@ impl SesameHttp {
     /// Carries out a step; returns what to tell Envoy now.
     fn perform(&mut self, step: Step) -> HostAction {
         let metrics = &self.shared.metrics;
-        metrics.increment(&step.outcome.counter());
+        if step.outcome.frequent() {
+            metrics.count_later(&step.outcome.counter());
+        } else {
+            metrics.increment(&step.outcome.counter());
+        }
         if step.outcome == Outcome::ProviderUnavailable {
             metrics.set_gauge("provider_ready", 0);
         }
@@ -149,13 +153,13 @@ impl HttpContext for SesameHttp {
         let map = HeaderMap::read(MapType::HttpRequestHeaders);
         let request = Request::from_headers(map.pairs());
         let shared = self.shared.clone();
-        let now = now();
-        shared.adopt_provider_if_not_ready(now);
+        let clock = RequestClock::new(&shared.clock);
+        shared.adopt_provider_if_not_ready(&clock);
         let step = {
             let provider = shared.provider.borrow();
             shared
                 .filter
-                .on_request_shared(&request, &provider, now, &mut OsEntropy, &HostStore)
+                .on_request_shared(&request, &provider, &clock, &mut OsEntropy, &HostStore)
         };
         self.perform(step)
     }

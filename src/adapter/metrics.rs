@@ -11,6 +11,8 @@ use proxy_wasm::types::MetricType;
 #[derive(Default)]
 pub struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
+    /// Counts not yet added to Envoy's counters, by metric id.
+    pending: RefCell<Vec<(u32, i64)>>,
 }
 
 impl Metrics {
@@ -29,6 +31,26 @@ impl Metrics {
         }
         if let Some(id) = self.id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// Counts `name` at the next `flush` (the timer's, each second) rather
+    /// than with a hostcall now: for the outcomes of nearly every request.
+    pub fn count_later(&self, name: &str) {
+        let Some(id) = self.id(MetricType::Counter, name) else {
+            return;
+        };
+        let mut pending = self.pending.borrow_mut();
+        match pending.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => pending.push((id, 1)),
+        }
+    }
+
+    /// Adds the counts kept by `count_later` to Envoy's counters.
+    pub fn flush(&self) {
+        for (id, n) in self.pending.borrow_mut().drain(..) {
+            let _ = hostcalls::increment_metric(id, n);
         }
     }
 

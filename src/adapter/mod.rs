@@ -5,6 +5,7 @@ mod http;
 mod metrics;
 mod root;
 
+use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
@@ -13,6 +14,7 @@ use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use crate::core::http::{ProviderCall, ProviderResponse};
 use crate::core::shared::SharedStore;
+use crate::core::Clock;
 
 /// Envoy's shared data: one map for every VM of this plugin, on every worker.
 pub(crate) struct HostStore;
@@ -53,6 +55,81 @@ pub(crate) fn now() -> u64 {
             );
             u64::MAX / 4
         }
+    }
+}
+
+/// This VM's last reading of the host's clock, taken by the timer each second
+/// and by any request that needed the exact time. Requests answered from a
+/// cache take an upper bound from it instead of a hostcall of their own.
+#[derive(Default)]
+pub(crate) struct VmClock {
+    /// Unix seconds of the last reading; 0 before the first.
+    read_at: Cell<u64>,
+    /// Bounds still to give from that reading before reading again.
+    uses_left: Cell<u32>,
+}
+
+/// How much later than the VM's last reading the time may be when a request
+/// asks for a bound: the timer reads the clock every second; the rest allows
+/// for a late timer and for whole seconds. A cache entry expiring within this
+/// margin is looked at with the exact time (a miss, not a wrong answer).
+const CLOCK_MARGIN_SECS: u64 = 3;
+
+/// Requests given a bound from one reading at most, should the timer stop: a
+/// busy VM reads the clock once in every so many requests.
+const CLOCK_USES: u32 = 64;
+
+impl VmClock {
+    /// Takes a reading of the host's clock.
+    pub fn read(&self) -> u64 {
+        let t = now();
+        self.read_at.set(t);
+        self.uses_left.set(CLOCK_USES);
+        t
+    }
+}
+
+/// The time for one request: the VM's bound for cache lookups, the host's
+/// clock read once, when first needed, for everything else.
+pub(crate) struct RequestClock<'a> {
+    vm: &'a VmClock,
+    exact: Cell<Option<u64>>,
+    bound: Cell<Option<u64>>,
+}
+
+impl<'a> RequestClock<'a> {
+    pub fn new(vm: &'a VmClock) -> Self {
+        RequestClock {
+            vm,
+            exact: Cell::new(None),
+            bound: Cell::new(None),
+        }
+    }
+}
+
+impl Clock for RequestClock<'_> {
+    fn now(&self) -> u64 {
+        if let Some(t) = self.exact.get() {
+            return t;
+        }
+        let t = self.vm.read();
+        self.exact.set(Some(t));
+        t
+    }
+
+    fn upper_bound(&self) -> u64 {
+        if let Some(bound) = self.bound.get() {
+            return bound;
+        }
+        if self.vm.uses_left.get() == 0 {
+            self.now();
+        }
+        self.vm
+            .uses_left
+            .set(self.vm.uses_left.get().saturating_sub(1));
+        let bound = self.vm.read_at.get().saturating_add(CLOCK_MARGIN_SECS);
+        self.bound.set(Some(bound));
+        bound
     }
 }
 

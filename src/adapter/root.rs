@@ -16,14 +16,14 @@ use proxy_wasm::types::{ContextType, LogLevel};
 
 use super::http::SesameHttp;
 use super::metrics::Metrics;
-use super::{call_response, dispatch, log, now, HostStore};
+use super::{call_response, dispatch, log, now, HostStore, VmClock};
 use crate::core::config::Config;
 use crate::core::filter::Filter;
 use crate::core::provider::{Fetch, FetchResult, ProviderState};
 use crate::core::shared::{
     provider_key, provider_lease_key, release_lease, take_lease, SharedStore,
 };
-use crate::core::{random_token, Entropy, OsEntropy};
+use crate::core::{random_token, Clock, Entropy, OsEntropy};
 
 /// What every context of this VM shares.
 pub struct Shared {
@@ -32,9 +32,11 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Version of the shared provider state last adopted.
     pub seen: Cell<Option<u32>>,
-    /// When a request that found the provider not ready last looked at the
-    /// shared state (unix seconds): at most once a second.
+    /// The clock's bound when a request that found the provider not ready
+    /// last looked at the shared state.
     pub looked_at: Cell<u64>,
+    /// The clock requests take their bounds from (read by the timer).
+    pub clock: VmClock,
 }
 
 impl Shared {
@@ -68,12 +70,16 @@ impl Shared {
 
     /// A request found the provider not ready: the documents may already be
     /// in shared data (another worker fetched them since this VM's last
-    /// tick). Looks at most once a second.
-    pub fn adopt_provider_if_not_ready(&self, now: u64) {
-        if self.provider.borrow().ready() || self.looked_at.get() == now {
+    /// tick). Looks at most once per reading of the VM's clock (each second).
+    pub fn adopt_provider_if_not_ready(&self, clock: &dyn Clock) {
+        if self.provider.borrow().ready() {
             return;
         }
-        self.looked_at.set(now);
+        let bound = clock.upper_bound();
+        if self.looked_at.get() == bound {
+            return;
+        }
+        self.looked_at.set(bound);
         self.adopt_provider();
     }
 
@@ -132,7 +138,7 @@ impl SesameRoot {
         let ns = &shared.filter.shared_ns;
         shared.adopt_provider();
         shared.record_provider_gauges();
-        let now = now();
+        let now = shared.clock.read();
         if !shared.provider.borrow().fetch_due(now) {
             return;
         }
@@ -185,6 +191,15 @@ impl SesameRoot {
 }
 
 impl Context for SesameRoot {
+    /// The plugin is going away (a new configuration, or Envoy stopping):
+    /// the counts not yet added go to Envoy's stats now.
+    fn on_done(&mut self) -> bool {
+        if let Some(shared) = &self.shared {
+            shared.metrics.flush();
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -278,6 +293,7 @@ impl RootContext for SesameRoot {
             metrics: Metrics::default(),
             seen: Cell::new(None),
             looked_at: Cell::new(0),
+            clock: VmClock::default(),
         });
         self.holder = random_token(&mut OsEntropy, 12);
         self.shared = Some(shared);
@@ -297,6 +313,7 @@ impl RootContext for SesameRoot {
         }
         self.refresh();
         if let Some(shared) = &self.shared {
+            shared.metrics.flush();
             shared.metrics.record_vm_memory();
         }
     }

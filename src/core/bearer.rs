@@ -23,6 +23,7 @@ use super::policy::Admissions;
 use super::provider::ProviderState;
 use super::session::Session;
 use super::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
+use super::Clock;
 
 /// How long an inactive or unknown token is remembered as such.
 const NEGATIVE_TTL: u64 = 10;
@@ -173,7 +174,7 @@ impl Filter {
         authorization: Option<&str>,
         route: Option<usize>,
         provider: &ProviderState,
-        now: u64,
+        clock: &dyn Clock,
     ) -> Step {
         let Some(authorization) = authorization else {
             return self.refuse(Refusal {
@@ -190,7 +191,8 @@ impl Filter {
             ));
         };
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(checked) = self.tokens.borrow().get(&key, now) {
+        // Remembered, and still valid at the clock's upper bound.
+        if let Some(checked) = self.tokens.borrow().get(&key, clock.upper_bound()) {
             return match &checked.claims {
                 Some(claims) => {
                     self.admit(upstream, authorization, token, claims, route, &checked.memo)
@@ -201,6 +203,7 @@ impl Filter {
                 )),
             };
         }
+        let now = clock.now();
         if token.split('.').count() == 3 {
             return self.jwt_access_token(
                 upstream,

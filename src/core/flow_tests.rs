@@ -1,6 +1,8 @@
 //! The whole sign-in flow driven through the core, with a simulated provider
 //! (tokens signed with test keys): every decision the adapter would carry out.
 
+use std::cell::Cell;
+
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
@@ -12,6 +14,7 @@ use super::provider::{ProviderMetadata, ProviderState};
 use super::shared::MemoryStore;
 use super::testing::CountingEntropy;
 use super::token::tests::{claims, es256, key_set, CLIENT, ISSUER, NOW};
+use super::Clock;
 
 fn provider() -> ProviderState {
     let discovery = json!({
@@ -1215,11 +1218,17 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     let mut state = provider();
 
     // Long before expiry: a plain cookie check.
-    let step = f.on_request_shared(&req(), &state, NOW + 10, &mut CountingEntropy(4), &store);
+    let step = f.on_request_shared(&req(), &state, &(NOW + 10), &mut CountingEntropy(4), &store);
     assert_eq!(step.outcome, Outcome::Passed);
 
     // Within the margin: this request refreshes.
-    let step = f.on_request_shared(&req(), &state, NOW + 250, &mut CountingEntropy(5), &store);
+    let step = f.on_request_shared(
+        &req(),
+        &state,
+        &(NOW + 250),
+        &mut CountingEntropy(5),
+        &store,
+    );
     let (call, pending) = match step.action {
         Action::Call(call, pending) => (call, pending),
         other => panic!("expected a refresh call, got {other:?}"),
@@ -1233,7 +1242,13 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     );
 
     // Meanwhile another request of the same session does not refresh again.
-    let other = f.on_request_shared(&req(), &state, NOW + 251, &mut CountingEntropy(6), &store);
+    let other = f.on_request_shared(
+        &req(),
+        &state,
+        &(NOW + 251),
+        &mut CountingEntropy(6),
+        &store,
+    );
     assert_eq!(other.outcome, Outcome::Passed);
     match other.action {
         Action::ContinueWith(h) => {
@@ -1301,7 +1316,13 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
 
     // A request that still carries the old cookie gets the new session,
     // without a second refresh (which a rotating provider would refuse).
-    let late = f.on_request_shared(&req(), &state, NOW + 253, &mut CountingEntropy(9), &store);
+    let late = f.on_request_shared(
+        &req(),
+        &state,
+        &(NOW + 253),
+        &mut CountingEntropy(9),
+        &store,
+    );
     assert_eq!(late.outcome, Outcome::RefreshAdopted);
     match late.action {
         Action::ContinueWithCookies(h, set) => {
@@ -1314,7 +1335,13 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     // The new cookie: not due until the new access token nears expiry; the
     // absolute lifetime is unchanged.
     let fresh = get("/chat", &[HTML, ("cookie", &new_cookie)]);
-    let step = f.on_request_shared(&fresh, &state, NOW + 300, &mut CountingEntropy(10), &store);
+    let step = f.on_request_shared(
+        &fresh,
+        &state,
+        &(NOW + 300),
+        &mut CountingEntropy(10),
+        &store,
+    );
     assert_eq!(step.outcome, Outcome::Passed);
     let session = f
         .session_cookie()
@@ -1329,7 +1356,13 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
 
     // When the new generation is due in turn (within the grace period of the
     // first refresh), it is refreshed, not handed the result it came from.
-    let step = f.on_request_shared(&fresh, &state, NOW + 500, &mut CountingEntropy(11), &store);
+    let step = f.on_request_shared(
+        &fresh,
+        &state,
+        &(NOW + 500),
+        &mut CountingEntropy(11),
+        &store,
+    );
     assert!(
         matches!(step.action, Action::Call(..)),
         "{:?}",
@@ -1347,7 +1380,7 @@ fn a_refused_refresh_ends_the_session_and_keeps_the_page() {
         let store_step = f.on_request_shared(
             &get("/chat?x=2", &[accept, ("cookie", &cookie)]),
             &state,
-            NOW + 5,
+            &(NOW + 5),
             &mut CountingEntropy(4),
             &store,
         );
@@ -1390,8 +1423,13 @@ fn a_provider_outage_during_refresh_keeps_the_session() {
     let store = MemoryStore::default();
     let mut state = provider();
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
-    let pending =
-        pending_call(f.on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store));
+    let pending = pending_call(f.on_request_shared(
+        &req,
+        &state,
+        &(NOW + 5),
+        &mut CountingEntropy(4),
+        &store,
+    ));
     let step = f.on_provider_response(
         *pending,
         &ProviderResponse::default(),
@@ -1410,7 +1448,7 @@ fn a_provider_outage_during_refresh_keeps_the_session() {
     assert!(matches!(step.action, Action::ContinueWith(_)));
     // No new attempt right away: the next request passes without calling.
     state = provider();
-    let next = f.on_request_shared(&req, &state, NOW + 11, &mut CountingEntropy(6), &store);
+    let next = f.on_request_shared(&req, &state, &(NOW + 11), &mut CountingEntropy(6), &store);
     assert_eq!(next.outcome, Outcome::Passed);
 }
 
@@ -1421,8 +1459,13 @@ fn access_rules_are_applied_again_to_the_refreshed_identity() {
     let store = MemoryStore::default();
     let mut state = provider();
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
-    let pending =
-        pending_call(f.on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store));
+    let pending = pending_call(f.on_request_shared(
+        &req,
+        &state,
+        &(NOW + 5),
+        &mut CountingEntropy(4),
+        &store,
+    ));
     let tokens = json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 300});
     let step = f.on_provider_response(
         *pending,
@@ -1491,8 +1534,13 @@ fn a_refreshed_id_token_for_another_person_ends_the_session() {
         "/chat",
         &[("accept", "application/json"), ("cookie", &cookie)],
     );
-    let pending =
-        pending_call(f.on_request_shared(&req, &state, NOW + 5, &mut CountingEntropy(4), &store));
+    let pending = pending_call(f.on_request_shared(
+        &req,
+        &state,
+        &(NOW + 5),
+        &mut CountingEntropy(4),
+        &store,
+    ));
     let tokens = json!({"access_token": "at-2", "token_type": "Bearer",
                         "id_token": refreshed_id_token("mallory")});
     let step = f.on_provider_response(
@@ -2029,9 +2077,109 @@ fn a_session_due_for_refresh_is_not_served_from_the_cache() {
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
     let store = MemoryStore::default();
     let p = provider();
-    let early = f.on_request_shared(&req, &p, NOW + 1, &mut CountingEntropy(4), &store);
+    let early = f.on_request_shared(&req, &p, &(NOW + 1), &mut CountingEntropy(4), &store);
     assert_eq!(early.outcome, Outcome::Passed);
     assert_eq!(f.sessions.borrow().len(), 1);
-    let due = f.on_request_shared(&req, &p, NOW + 250, &mut CountingEntropy(5), &store);
+    let due = f.on_request_shared(&req, &p, &(NOW + 250), &mut CountingEntropy(5), &store);
     assert!(matches!(due.action, Action::Call(..)), "{:?}", due.outcome);
+}
+
+// --------------------------------------------------------------------------
+// The clock on the hot path
+
+/// A clock whose exact readings are counted; its bound is `margin` s ahead,
+/// as the adapter's may be.
+struct ReadingsClock {
+    now: u64,
+    margin: u64,
+    readings: Cell<u32>,
+}
+
+impl ReadingsClock {
+    fn new(now: u64, margin: u64) -> Self {
+        ReadingsClock {
+            now,
+            margin,
+            readings: Cell::new(0),
+        }
+    }
+}
+
+impl Clock for ReadingsClock {
+    fn now(&self) -> u64 {
+        self.readings.set(self.readings.get() + 1);
+        self.now
+    }
+
+    fn upper_bound(&self) -> u64 {
+        self.now + self.margin
+    }
+}
+
+/// The outcome of `req` at `now` (bound `margin` s ahead), and how many
+/// times the filter read the exact time for it.
+fn outcome_at(f: &Filter, req: &Request, now: u64, margin: u64) -> (Outcome, u32) {
+    let clock = ReadingsClock::new(now, margin);
+    let store = MemoryStore::default();
+    let step = f.on_request_shared(req, &provider(), &clock, &mut CountingEntropy(1), &store);
+    (step.outcome, clock.readings.get())
+}
+
+#[test]
+fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
+    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let cookie = signed_in_cookie(&f, "alice@numerique.gouv.fr");
+    let page = get(
+        "/chat",
+        &[("accept", "application/json"), ("cookie", &cookie)],
+    );
+    // Opened with the exact time, then known.
+    assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, 1));
+    assert_eq!(outcome_at(&f, &page, NOW + 11, 3), (Outcome::Passed, 0));
+    let auth = get("/oauth2/auth", &[("cookie", &cookie)]);
+    assert_eq!(
+        outcome_at(&f, &auth, NOW + 12, 3),
+        (Outcome::Endpoint { ok: true }, 0)
+    );
+    // Anything else reads it: a request without a session.
+    let anonymous = get("/chat", &[("accept", "application/json")]);
+    assert_eq!(
+        outcome_at(&f, &anonymous, NOW + 12, 3),
+        (Outcome::Unauthenticated, 1)
+    );
+
+    let api = api_filter(json!({}));
+    let token = access_token("openid api:read", "alice@numerique.gouv.fr", |_| {});
+    let bearer = format!("Bearer {token}");
+    let call = api_get("/api/items", Some(&bearer));
+    assert_eq!(
+        outcome_at(&api, &call, NOW + 10, 3),
+        (Outcome::BearerPassed, 1)
+    );
+    assert_eq!(
+        outcome_at(&api, &call, NOW + 11, 3),
+        (Outcome::BearerPassed, 0)
+    );
+}
+
+#[test]
+fn near_its_expiry_a_known_session_is_judged_with_the_exact_time() {
+    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let cookie = signed_in_cookie(&f, "alice@numerique.gouv.fr");
+    let page = get(
+        "/chat",
+        &[("accept", "application/json"), ("cookie", &cookie)],
+    );
+    let expires = NOW + 43200;
+    assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, 1));
+    // The bound reaches the expiry: not served as known, but still valid
+    // at the exact time, up to its last second.
+    assert_eq!(outcome_at(&f, &page, expires - 2, 3), (Outcome::Passed, 1));
+    assert_eq!(outcome_at(&f, &page, expires - 1, 3), (Outcome::Passed, 1));
+    assert_eq!(
+        outcome_at(&f, &page, expires, 3),
+        (Outcome::Unauthenticated, 1)
+    );
+    // Well before it, the same session is known again.
+    assert_eq!(outcome_at(&f, &page, expires - 4, 3), (Outcome::Passed, 0));
 }

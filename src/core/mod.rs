@@ -32,6 +32,33 @@ pub trait Entropy {
     fn fill(&mut self, buf: &mut [u8]);
 }
 
+/// The time in unix seconds, as a request needs it.
+///
+/// Inside Envoy, each reading of the host's clock crosses into the host. A
+/// request answered from a cache of this VM (a session opened before, a
+/// bearer token checked before) asks only for `upper_bound`, which the adapter
+/// answers from the VM's last reading; whatever else depends on the time reads
+/// `now`.
+pub trait Clock {
+    /// The time now.
+    fn now(&self) -> u64;
+    /// A time not earlier than now: what is still valid then is still valid
+    /// now, so a cache entry valid at this bound may be used as it is, and
+    /// one that is not is looked at again with `now`.
+    fn upper_bound(&self) -> u64;
+}
+
+/// A time already known: both `now` and its own bound.
+impl Clock for u64 {
+    fn now(&self) -> u64 {
+        *self
+    }
+
+    fn upper_bound(&self) -> u64 {
+        *self
+    }
+}
+
 /// Random bytes from the operating system (WASI `random_get` inside Envoy).
 pub struct OsEntropy;
 

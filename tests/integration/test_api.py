@@ -97,7 +97,7 @@ def test_jwt_access_token_reaches_the_api_with_identity_headers(api_envoy, api_p
     envoy = api_envoy()
     token = api_tokens(api_provider, "alice", JWT_RESOURCE, "openid api:read")["access_token"]
     assert token.count(".") == 2, "the provider should issue a JWT access token here"
-    counters = Counters(envoy)
+    counters = Counters(envoy, ticked=True)
     stats = api_provider.test_stats()
     path = unique_path("/api/items")
 

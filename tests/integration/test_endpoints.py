@@ -49,7 +49,7 @@ def alice_cookie(sesame_envoy) -> str:
 def test_auth_endpoint_answers_202_with_identity_for_a_session(sesame_envoy, alice_cookie):
     """``/oauth2/auth`` with the session cookie (a server-to-server call):
     202 with the identity in X-Auth-Request-* response headers."""
-    counters = Counters(sesame_envoy)
+    counters = Counters(sesame_envoy, ticked=True)
 
     r = raw_get(sesame_envoy.url, "/oauth2/auth", alice_cookie)
 
@@ -215,7 +215,7 @@ def test_websocket_with_session_reaches_the_upstream_with_identity(
     request with the identity headers (spoofed ones removed) and the
     original Sec-WebSocket-Protocol."""
     path = unique_path("/ws")
-    counters = Counters(sesame_envoy)
+    counters = Counters(sesame_envoy, ticked=True)
 
     result = websocket(
         sesame_envoy.port, path + "?room=1",

@@ -162,7 +162,7 @@ def test_sign_in_returns_to_the_original_path_with_a_session_cookie(
     page then comes from the upstream."""
     path = unique_path("/reports") + "?year=2025&q=a%20b"
     b = browser()
-    counters = Counters(sesame_envoy)
+    counters = Counters(sesame_envoy, ticked=True)
     auth_url = login_location(b, sesame_envoy.url, path)
     state = query(auth_url)["state"]
 
@@ -274,7 +274,7 @@ def test_spoofed_identity_headers_are_replaced_for_a_signed_in_user(sesame_envoy
 def test_spoofed_identity_headers_are_removed_on_public_routes(sesame_envoy, upstream):
     """A public route (``GET /ping``) passes without a session, but never
     with identity headers made up by the client."""
-    counters = Counters(sesame_envoy)
+    counters = Counters(sesame_envoy, ticked=True)
 
     view = upstream_view(None, sesame_envoy.url, "/ping?probe=1", FORGED)
 
@@ -291,7 +291,7 @@ def test_spoofed_identity_headers_are_removed_on_public_routes(sesame_envoy, ups
 def test_public_route_passes_without_session_only_for_its_method(sesame_envoy, upstream):
     """``GET=^/ping$`` lets GET /ping through without login (the query does
     not matter); POST /ping and /ping/more need a session."""
-    counters = Counters(sesame_envoy)
+    counters = Counters(sesame_envoy, ticked=True)
     mark = upstream_mark(upstream)
 
     assert browser().get(sesame_envoy.url + "/ping?x=1", headers=JSON,

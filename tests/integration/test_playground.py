@@ -70,7 +70,7 @@ def test_auth_check_with_browser_cookies_is_202_with_identity(
     cookies (no Accept, no User-Agent): 202 with ``X-Auth-Request-Email``
     and ``X-Auth-Request-User``; the upstream is not involved."""
     mark = upstream_mark(upstream)
-    counters = Counters(proconnect_envoy)
+    counters = Counters(proconnect_envoy, ticked=True)
 
     status, headers, body = auth_check(proconnect_envoy, browser_cookies(alice))
 
@@ -163,7 +163,7 @@ def test_event_websocket_with_session_reaches_the_playground(
     included) and the original ``Sec-WebSocket-Protocol``."""
     token = str(uuid.uuid4())
     mark = upstream_mark(upstream)
-    counters = Counters(proconnect_envoy)
+    counters = Counters(proconnect_envoy, ticked=True)
 
     result = websocket(proconnect_envoy.port, EVENT_PATH,
                        {"Cookie": browser_cookies(alice), "Origin": proconnect_envoy.url},
@@ -223,7 +223,7 @@ def test_upload_without_session_is_401(proconnect_envoy, upstream):
 def test_ping_is_open_without_session(proconnect_envoy, upstream):
     """``GET /ping`` (the health check) passes without a session, without
     identity made up by the client; ``POST /ping`` does not."""
-    counters = Counters(proconnect_envoy)
+    counters = Counters(proconnect_envoy, ticked=True)
 
     view = upstream_view(None, proconnect_envoy.url, "/ping",
                          {"X-Forwarded-Email": "boss@evil.example",
@@ -356,10 +356,11 @@ def test_sign_in_page_is_not_counted_as_an_auth_answer(button_envoy):
     ``/oauth2/userinfo`` answers (docs/CONFIGURATION.md): a person merely
     looking at the sign-in page must not add to it (it would read as a
     successful auth_request check in monitoring)."""
-    counters = Counters(button_envoy)
+    counters = Counters(button_envoy, ticked=True)
 
     page = browser().get(button_envoy.url + "/oauth2/sign_in?rd=%2Fchat", headers=HTML,
                          allow_redirects=False, timeout=10)
 
     assert page.status_code == 200, describe(page)
-    assert "endpoint_authorized" not in counters.delta(), counters.delta()
+    changed = counters.delta()
+    assert "endpoint_authorized" not in changed, changed

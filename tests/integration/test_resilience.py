@@ -180,7 +180,7 @@ def test_provider_down_after_sign_in_and_during_a_sign_in(
     bob_callback = authorize(login_location(bob, envoy.url, "/bob"), "bob")
 
     own_provider.stop()
-    counters = Counters(envoy)
+    counters = Counters(envoy, ticked=True)
 
     # The session needs nothing from the provider.
     for i in range(3):
@@ -283,7 +283,7 @@ def test_several_workers_share_nothing_but_the_cookie_secret(make_envoy, make_co
     provider's metadata), sign-ins started on one connection and finished on
     another all succeed."""
     envoy = make_envoy(make_config(), concurrency=4)
-    counters = Counters(envoy)
+    counters = Counters(envoy, ticked=True)
     for i in range(8):
         b = browser()
         b.headers["Connection"] = "close"  # a new connection for each request
