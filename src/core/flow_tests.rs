@@ -2087,12 +2087,12 @@ fn a_session_due_for_refresh_is_not_served_from_the_cache() {
 // --------------------------------------------------------------------------
 // The clock on the hot path
 
-/// A clock whose exact readings are counted; its bound is `margin` s ahead,
-/// as the adapter's may be.
+/// A clock that tells whether the exact time was read; its bound is
+/// `margin` s ahead, as the adapter's may be.
 struct ReadingsClock {
     now: u64,
     margin: u64,
-    readings: Cell<u32>,
+    read: Cell<bool>,
 }
 
 impl ReadingsClock {
@@ -2100,14 +2100,14 @@ impl ReadingsClock {
         ReadingsClock {
             now,
             margin,
-            readings: Cell::new(0),
+            read: Cell::new(false),
         }
     }
 }
 
 impl Clock for ReadingsClock {
     fn now(&self) -> u64 {
-        self.readings.set(self.readings.get() + 1);
+        self.read.set(true);
         self.now
     }
 
@@ -2116,13 +2116,23 @@ impl Clock for ReadingsClock {
     }
 }
 
-/// The outcome of `req` at `now` (bound `margin` s ahead), and how many
-/// times the filter read the exact time for it.
-fn outcome_at(f: &Filter, req: &Request, now: u64, margin: u64) -> (Outcome, u32) {
+/// The outcome of `req` at `now` (bound `margin` s ahead), and whether the
+/// filter read the exact time for it.
+fn outcome_at(f: &Filter, req: &Request, now: u64, margin: u64) -> (Outcome, bool) {
+    outcome_with(f, req, &provider(), now, margin)
+}
+
+fn outcome_with(
+    f: &Filter,
+    req: &Request,
+    p: &ProviderState,
+    now: u64,
+    margin: u64,
+) -> (Outcome, bool) {
     let clock = ReadingsClock::new(now, margin);
     let store = MemoryStore::default();
-    let step = f.on_request_shared(req, &provider(), &clock, &mut CountingEntropy(1), &store);
-    (step.outcome, clock.readings.get())
+    let step = f.on_request_shared(req, p, &clock, &mut CountingEntropy(1), &store);
+    (step.outcome, clock.read.get())
 }
 
 #[test]
@@ -2134,18 +2144,18 @@ fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
         &[("accept", "application/json"), ("cookie", &cookie)],
     );
     // Opened with the exact time, then known.
-    assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, 1));
-    assert_eq!(outcome_at(&f, &page, NOW + 11, 3), (Outcome::Passed, 0));
+    assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, true));
+    assert_eq!(outcome_at(&f, &page, NOW + 11, 3), (Outcome::Passed, false));
     let auth = get("/oauth2/auth", &[("cookie", &cookie)]);
     assert_eq!(
         outcome_at(&f, &auth, NOW + 12, 3),
-        (Outcome::Endpoint { ok: true }, 0)
+        (Outcome::Endpoint { ok: true }, false)
     );
     // Anything else reads it: a request without a session.
     let anonymous = get("/chat", &[("accept", "application/json")]);
     assert_eq!(
         outcome_at(&f, &anonymous, NOW + 12, 3),
-        (Outcome::Unauthenticated, 1)
+        (Outcome::Unauthenticated, true)
     );
 
     let api = api_filter(json!({}));
@@ -2154,11 +2164,11 @@ fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
     let call = api_get("/api/items", Some(&bearer));
     assert_eq!(
         outcome_at(&api, &call, NOW + 10, 3),
-        (Outcome::BearerPassed, 1)
+        (Outcome::BearerPassed, true)
     );
     assert_eq!(
         outcome_at(&api, &call, NOW + 11, 3),
-        (Outcome::BearerPassed, 0)
+        (Outcome::BearerPassed, false)
     );
 }
 
@@ -2171,15 +2181,48 @@ fn near_its_expiry_a_known_session_is_judged_with_the_exact_time() {
         &[("accept", "application/json"), ("cookie", &cookie)],
     );
     let expires = NOW + 43200;
-    assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, 1));
+    assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, true));
     // The bound reaches the expiry: not served as known, but still valid
     // at the exact time, up to its last second.
-    assert_eq!(outcome_at(&f, &page, expires - 2, 3), (Outcome::Passed, 1));
-    assert_eq!(outcome_at(&f, &page, expires - 1, 3), (Outcome::Passed, 1));
+    assert_eq!(
+        outcome_at(&f, &page, expires - 2, 3),
+        (Outcome::Passed, true)
+    );
+    assert_eq!(
+        outcome_at(&f, &page, expires - 1, 3),
+        (Outcome::Passed, true)
+    );
     assert_eq!(
         outcome_at(&f, &page, expires, 3),
-        (Outcome::Unauthenticated, 1)
+        (Outcome::Unauthenticated, true)
     );
     // Well before it, the same session is known again.
-    assert_eq!(outcome_at(&f, &page, expires - 4, 3), (Outcome::Passed, 0));
+    assert_eq!(
+        outcome_at(&f, &page, expires - 4, 3),
+        (Outcome::Passed, false)
+    );
+}
+
+#[test]
+fn a_token_remembered_for_less_than_the_margin_is_still_served_from_the_cache() {
+    // Remembered for 2 s: less than the clock's margin. Within those 2 s the
+    // token is found again at the exact time, not checked anew (no keys here
+    // to check it with).
+    let f = api_filter(json!({"introspection_cache_ttl": 2}));
+    let token = access_token("openid api:read", "alice@numerique.gouv.fr", |_| {});
+    let bearer = format!("Bearer {token}");
+    let call = api_get("/api/items", Some(&bearer));
+    assert_eq!(
+        outcome_at(&f, &call, NOW + 10, 3),
+        (Outcome::BearerPassed, true)
+    );
+    let mut no_keys = provider();
+    no_keys.keys = None;
+    assert_eq!(
+        outcome_with(&f, &call, &no_keys, NOW + 11, 3),
+        (Outcome::BearerPassed, true)
+    );
+    // Past them, it is checked anew: without keys, not admitted.
+    let (late, _) = outcome_with(&f, &call, &no_keys, NOW + 12, 3);
+    assert_ne!(late, Outcome::BearerPassed);
 }
