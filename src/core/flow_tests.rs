@@ -1370,6 +1370,16 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     );
 }
 
+/// The refresh call a request 5 s after the sign-in starts.
+fn refresh_call(
+    f: &Filter,
+    req: &Request,
+    state: &ProviderState,
+    store: &MemoryStore,
+) -> Box<super::login::Pending> {
+    pending_call(f.on_request_shared(req, state, &(NOW + 5), &mut CountingEntropy(4), store))
+}
+
 #[test]
 fn a_refused_refresh_ends_the_session_and_keeps_the_page() {
     let f = filter(json!({"refresh_margin": 60}));
@@ -1423,13 +1433,7 @@ fn a_provider_outage_during_refresh_keeps_the_session() {
     let store = MemoryStore::default();
     let mut state = provider();
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
-    let pending = pending_call(f.on_request_shared(
-        &req,
-        &state,
-        &(NOW + 5),
-        &mut CountingEntropy(4),
-        &store,
-    ));
+    let pending = refresh_call(&f, &req, &state, &store);
     let step = f.on_provider_response(
         *pending,
         &ProviderResponse::default(),
@@ -1459,13 +1463,7 @@ fn access_rules_are_applied_again_to_the_refreshed_identity() {
     let store = MemoryStore::default();
     let mut state = provider();
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
-    let pending = pending_call(f.on_request_shared(
-        &req,
-        &state,
-        &(NOW + 5),
-        &mut CountingEntropy(4),
-        &store,
-    ));
+    let pending = refresh_call(&f, &req, &state, &store);
     let tokens = json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 300});
     let step = f.on_provider_response(
         *pending,
@@ -1534,13 +1532,7 @@ fn a_refreshed_id_token_for_another_person_ends_the_session() {
         "/chat",
         &[("accept", "application/json"), ("cookie", &cookie)],
     );
-    let pending = pending_call(f.on_request_shared(
-        &req,
-        &state,
-        &(NOW + 5),
-        &mut CountingEntropy(4),
-        &store,
-    ));
+    let pending = refresh_call(&f, &req, &state, &store);
     let tokens = json!({"access_token": "at-2", "token_type": "Bearer",
                         "id_token": refreshed_id_token("mallory")});
     let step = f.on_provider_response(
@@ -2135,14 +2127,24 @@ fn outcome_with(
     (step.outcome, clock.read.get())
 }
 
-#[test]
-fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
+/// A filter for `*.gouv.fr`, and alice's session cookie with it.
+fn alice_signed_in() -> (Filter, String) {
     let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
     let cookie = signed_in_cookie(&f, "alice@numerique.gouv.fr");
-    let page = get(
+    (f, cookie)
+}
+
+fn chat(cookie: &str) -> Request<'_> {
+    get(
         "/chat",
-        &[("accept", "application/json"), ("cookie", &cookie)],
-    );
+        &[("accept", "application/json"), ("cookie", cookie)],
+    )
+}
+
+#[test]
+fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
+    let (f, cookie) = alice_signed_in();
+    let page = chat(&cookie);
     // Opened with the exact time, then known.
     assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, true));
     assert_eq!(outcome_at(&f, &page, NOW + 11, 3), (Outcome::Passed, false));
@@ -2174,12 +2176,8 @@ fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
 
 #[test]
 fn near_its_expiry_a_known_session_is_judged_with_the_exact_time() {
-    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
-    let cookie = signed_in_cookie(&f, "alice@numerique.gouv.fr");
-    let page = get(
-        "/chat",
-        &[("accept", "application/json"), ("cookie", &cookie)],
-    );
+    let (f, cookie) = alice_signed_in();
+    let page = chat(&cookie);
     let expires = NOW + 43200;
     assert_eq!(outcome_at(&f, &page, NOW + 10, 3), (Outcome::Passed, true));
     // The bound reaches the expiry: not served as known, but still valid
