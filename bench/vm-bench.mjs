@@ -84,6 +84,7 @@ const calls = {};
 const changes = { add: [], remove: [], respond: [] };
 let recording = false;
 const count = (name) => { calls[name] = (calls[name] || 0) + 1; };
+const forgetCalls = () => { for (const k of Object.keys(calls)) delete calls[k]; };
 
 const host = {
   proxy_log: () => OK,
@@ -200,7 +201,7 @@ function request(i) {
 // What one request does (after a first one, which may fill a cache).
 request(0);
 recording = true;
-for (const k of Object.keys(calls)) delete calls[k];
+forgetCalls();
 request(0);
 recording = false;
 const perRequest = { ...calls };
@@ -210,7 +211,7 @@ const prepared = (cookies.length ? cookies : [""]).map((_, i) => {
   request(i);
   return serialisedRequest;
 });
-for (const k of Object.keys(calls)) delete calls[k];
+forgetCalls();
 const times = [];
 for (let r = 0; r < rounds; r++) {
   wallClock = BigInt(Date.now()) * 1_000_000n;

@@ -2141,6 +2141,12 @@ fn chat(cookie: &str) -> Request<'_> {
     )
 }
 
+/// An `Authorization` value with alice's JWT access token.
+fn alice_bearer() -> String {
+    let token = access_token("openid api:read", "alice@numerique.gouv.fr", |_| {});
+    format!("Bearer {token}")
+}
+
 #[test]
 fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
     let (f, cookie) = alice_signed_in();
@@ -2161,8 +2167,7 @@ fn known_sessions_and_tokens_are_served_without_reading_the_clock() {
     );
 
     let api = api_filter(json!({}));
-    let token = access_token("openid api:read", "alice@numerique.gouv.fr", |_| {});
-    let bearer = format!("Bearer {token}");
+    let bearer = alice_bearer();
     let call = api_get("/api/items", Some(&bearer));
     assert_eq!(
         outcome_at(&api, &call, NOW + 10, 3),
@@ -2207,8 +2212,7 @@ fn a_token_remembered_for_less_than_the_margin_is_still_served_from_the_cache() 
     // token is found again at the exact time, not checked anew (no keys here
     // to check it with).
     let f = api_filter(json!({"introspection_cache_ttl": 2}));
-    let token = access_token("openid api:read", "alice@numerique.gouv.fr", |_| {});
-    let bearer = format!("Bearer {token}");
+    let bearer = alice_bearer();
     let call = api_get("/api/items", Some(&bearer));
     assert_eq!(
         outcome_at(&f, &call, NOW + 10, 3),

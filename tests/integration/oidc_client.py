@@ -432,9 +432,10 @@ class Counters:
 
     Sésame adds the counts of its ``FREQUENT`` outcomes to the stats on each
     VM's timer tick (every second), not as they happen: a plain delta leaves
-    them out. With ``ticked``, each reading waits for a tick of every VM, so
-    that the counts of earlier requests are in the baseline and those of the
-    test's own requests in the delta, ``FREQUENT`` ones included."""
+    them out. With ``ticked``, the baseline and the delta wait for a tick of
+    every VM, so that the counts of earlier requests are in the baseline and
+    those of the test's own requests in the delta, ``FREQUENT`` ones
+    included."""
 
     PREFIX = "wasmcustom.sesame."
     # Gauges move by themselves (memory, provider state): not outcomes.
@@ -446,18 +447,22 @@ class Counters:
     def __init__(self, envoy: Any, *, ticked: bool = False) -> None:
         self.envoy = envoy
         self.ticked = ticked
-        self.before = self.read()
+        self.before = self.settled_read()
 
     def read(self) -> dict[str, int]:
-        if self.ticked:
-            time.sleep(self.TICK_S)
         stats = self.envoy.stats(self.PREFIX)
         return {name[len(self.PREFIX):]: value for name, value in stats.items()}
+
+    def settled_read(self) -> dict[str, int]:
+        """``read``, after a tick of every VM when ``ticked``."""
+        if self.ticked:
+            time.sleep(self.TICK_S)
+        return self.read()
 
     def delta(self) -> dict[str, int]:
         """Counters that changed since creation (gauges excluded, and the
         ``FREQUENT`` ones unless ``ticked``)."""
-        after = self.read()
+        after = self.settled_read()
         return {
             name: value - self.before.get(name, 0)
             for name, value in after.items()
