@@ -50,20 +50,60 @@ def pooled_quantile(histograms: list[Histogram], q: float) -> float:
     return math.nan
 
 
-def tail(histogram: Histogram, keep: int) -> Histogram:
-    """``histogram`` with only its slowest ``keep`` requests (or a few more:
-    whole bins) as they are, the others counted at 0 µs: every quantile
-    that falls among the kept requests is unchanged, in this histogram
-    alone or pooled with others."""
-    out, kept = [], 0
-    for value, count in reversed(histogram):
-        if kept >= keep:
-            break
-        out.append((value, count))
-        kept += count
-    total = sum(c for _, c in histogram)
-    rest = [(0, total - kept)] if total > kept else []
-    return rest + out[::-1]
+class Pool:
+    """Histograms on a common axis of values, for the quantile of any
+    pooling of them where each histogram counts ``weights[i]`` times (as
+    when runs are drawn with replacement)."""
+
+    def __init__(self, histograms: list[Histogram]) -> None:
+        self.values = sorted({v for h in histograms for v, _ in h})
+        index = {v: i for i, v in enumerate(self.values)}
+        # For each histogram, the requests at or below each value.
+        self.cumulative: list[list[int]] = []
+        for h in histograms:
+            counts = [0] * len(self.values)
+            for value, count in h:
+                counts[index[value]] += count
+            running, cumulative = 0, []
+            for count in counts:
+                running += count
+                cumulative.append(running)
+            self.cumulative.append(cumulative)
+
+    def quantile(self, weights: list[int], q: float) -> float:
+        """As ``pooled_quantile`` of the histograms, each ``weights[i]`` times."""
+        chosen = [(w, c) for w, c in zip(weights, self.cumulative) if w and c]
+        if not chosen or not self.values:
+            return math.nan
+        rank = math.ceil(q * sum(w * c[-1] for w, c in chosen))
+        lo, hi = 0, len(self.values) - 1
+        while lo < hi:  # the first value with at least ``rank`` requests at or below
+            mid = (lo + hi) // 2
+            if sum(w * c[mid] for w, c in chosen) >= rank:
+                hi = mid
+            else:
+                lo = mid + 1
+        return float(self.values[lo])
+
+
+def drawn_interval(count: int, statistic, resamples: int = 2000, coverage: float = 0.95,
+                   seed: int = 0) -> tuple[float, float]:
+    """A bootstrap interval for ``statistic(weights)`` of ``count`` pairs of
+    runs: the pairs drawn with replacement ``resamples`` times (``weights[i]``:
+    how many times pair i was drawn), the central ``coverage`` of the
+    statistic's values. A pair is what is drawn because its two runs share
+    the machine's state of the moment. Seeded, so a report can be
+    recomputed."""
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(resamples):
+        weights = [0] * count
+        for _ in range(count):
+            weights[rng.randrange(count)] += 1
+        draws.append(statistic(weights))
+    draws.sort()
+    cut = int(resamples * (1 - coverage) / 2)
+    return draws[cut], draws[resamples - 1 - cut]
 
 
 def pooled_difference(pairs: list[tuple[Histogram, Histogram]], q: float,
@@ -71,22 +111,11 @@ def pooled_difference(pairs: list[tuple[Histogram, Histogram]], q: float,
                       seed: int = 0) -> tuple[float, float, float]:
     """The ``q`` quantile of every request of the pairs' second histograms
     less that of their first ones (``pooled_quantile``), and a bootstrap
-    interval for it: the pairs drawn with replacement ``resamples`` times,
-    each draw's difference computed the same way, the central ``coverage``
-    of them. A pair is what is drawn because its two runs share the
-    machine's state of the moment. Seeded, so a report can be recomputed."""
-    def difference(chosen: list[tuple[Histogram, Histogram]]) -> float:
-        return (pooled_quantile([b for _, b in chosen], q)
-                - pooled_quantile([a for a, _ in chosen], q))
+    interval for it (``drawn_interval``)."""
+    first, second = Pool([a for a, _ in pairs]), Pool([b for _, b in pairs])
 
-    # Above the median, only the slowest requests decide the quantile: each
-    # histogram keeps as many as could reach it in any draw (all of one
-    # histogram drawn every time).
-    most = max(sum(c for _, c in h) for pair in pairs for h in pair)
-    keep = math.ceil((1 - q) * most * len(pairs)) + 1 if q >= 0.5 else most
-    short = [(tail(a, keep), tail(b, keep)) for a, b in pairs]
-    rng = random.Random(seed)
-    draws = sorted(difference([short[rng.randrange(len(short))] for _ in short])
-                   for _ in range(resamples))
-    cut = int(resamples * (1 - coverage) / 2)
-    return difference(pairs), draws[cut], draws[resamples - 1 - cut]
+    def difference(weights: list[int]) -> float:
+        return second.quantile(weights, q) - first.quantile(weights, q)
+
+    lo, hi = drawn_interval(len(pairs), difference, resamples, coverage, seed)
+    return difference([1] * len(pairs)), lo, hi

@@ -650,6 +650,7 @@ class Envoy(_Component):
     string sent as is (to test refusals of malformed JSON).  The bootstrap is
     built in ``self.bootstrap`` (a dict) by the constructor; a test may change
     it before ``start()``.  It is written as YAML next to the logs.
+    ``extra_args`` are added to Envoy's command line.
     """
 
     name = "envoy"
@@ -667,6 +668,7 @@ class Envoy(_Component):
         timeout: float = 30.0,
         log_level: str = "info",
         component_log_level: str = "wasm:debug",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.port = listen_port
         self.upstream_port = upstream_port
@@ -690,6 +692,7 @@ class Envoy(_Component):
                 "--component-log-level", component_log_level,
                 "--disable-hot-restart",
                 "--admin-address-path", self._address_path,
+                *extra_args,
             ],
             log_dir() / f"envoy-{listen_port}.log",
         )

@@ -7,7 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from benchstats import median_interval, pooled_difference, pooled_quantile, tail  # noqa: E402
+from benchstats import (  # noqa: E402
+    Pool, drawn_interval, median_interval, pooled_difference, pooled_quantile,
+)
 
 
 def histogram(latencies):
@@ -46,17 +48,26 @@ def test_pooled_quantile_is_the_quantile_of_every_request_together():
             quantile_of_list(everything, q)
 
 
-def test_a_tail_keeps_every_quantile_it_reaches():
+def test_a_pool_gives_the_quantile_of_the_histograms_each_counted_its_weight_times():
     rng = random.Random(2)
-    lists = [[rng.randrange(100, 3000) for _ in range(500)] for _ in range(5)]
-    full = [histogram(xs) for xs in lists]
-    short = [tail(h, 5 * 500 // 100 + 1) for h in full]  # 1% of the pool, +1
-    assert all(sum(c for _, c in s) == 500 for s in short)
-    assert all(len(s) < len(h) for s, h in zip(short, full))
-    for q in (0.99, 0.995, 0.999):
-        assert pooled_quantile(short, q) == pooled_quantile(full, q)
-    # Below what was kept, a tail no longer tells the quantile.
-    assert pooled_quantile(short, 0.5) == 0
+    lists = [[rng.randrange(100, 3000) for _ in range(rng.randrange(50, 400))]
+             for _ in range(5)]
+    pool = Pool([histogram(xs) for xs in lists])
+    for weights in ([1, 1, 1, 1, 1], [0, 3, 1, 0, 1], [5, 0, 0, 0, 0], [0, 0, 2, 2, 1]):
+        repeated = [xs for w, xs in zip(weights, lists) for _ in range(w)]
+        for q in (0.01, 0.5, 0.9, 0.99, 0.999):
+            assert pool.quantile(weights, q) == \
+                pooled_quantile([histogram(xs) for xs in repeated], q)
+    assert math.isnan(pool.quantile([0, 0, 0, 0, 0], 0.5))
+
+
+def test_a_drawn_interval_draws_the_pairs_with_replacement():
+    seen = []
+    lo, hi = drawn_interval(4, lambda w: seen.append(w) or w[0], resamples=400)
+    assert all(sum(w) == 4 and len(w) == 4 for w in seen)
+    # Pair 0 drawn 0 to 4 times; in 95% of the draws, 0 to 3 times.
+    assert (lo, hi) == (0, 3)
+    assert len({tuple(w) for w in seen}) > 20
 
 
 def test_a_shift_of_every_request_is_found_with_a_narrow_interval():
