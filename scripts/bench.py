@@ -1170,6 +1170,7 @@ def identity_headers_added(through_sesame: dict, through_bare: dict) -> list[tup
 # Each probe is the no-op filter making these hostcalls on every request.
 PROBES = (
     ("2", "no-op filter", []),
+    ("p0", "reads `:path` alone, one call (get_path)", ["get_path"]),
     ("p1", "reads every header (get_map)", ["get_map"]),
     ("p2", "p1 + the clock", ["get_map", "time"]),
     ("p3", "p1 + one counter", ["get_map", "counter"]),
@@ -1180,8 +1181,9 @@ PROBES = (
 
 # The probes of make bench's report: p4 (one add) is left to --profile-only.
 # p2 and p3 (the clock, a counter) price calls Sésame makes once a second, on
-# its timer, not per request: left to --profile-only too.
-REPORT_PROBES = ["2", "p1", "p5", "p6"]
+# its timer, not per request: left to --profile-only too. p0 prices what any
+# first hostcall of a request costs, whatever it reads.
+REPORT_PROBES = ["2", "p0", "p1", "p5", "p6"]
 
 
 def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
@@ -1240,10 +1242,19 @@ def profile_section(profile: list[Setup]) -> list[str]:
             "In this run reading the headers, adding 8 or writing them all back cost no "
             "more than the probe it extends: the machine's load moved more than those "
             "calls cost (`scripts/bench.py --profile-only --rounds 6` profiles alone)."]
+    first = cost.get("p0")
+    own = cost["3"] - cost["2h"] if "2h" in cost else None
     return lines + [
         f"Reading the headers costs {read:.1f} µs and adding 8 headers, one call each, "
         f"{adds:.1f} µs more, of Sésame's {cost['3']:.1f} µs for a request with a session. "
-        f"Writing every header back in one call with the 8 added "
+        + (f"Reading `:path` alone, one short value in one call (p0), costs {first:.1f} µs: "
+           f"what a first hostcall in a request costs, whatever it reads. " if first is not None
+           else "")
+        + (f"The no-op filter making Sésame's very calls with its very headers (setup 2h, "
+           f"whose values include the ID and access tokens) costs {cost['2h']:.1f} µs in "
+           f"the same rounds: Sésame's own work beyond its hostcalls is {own:.1f} µs. "
+           if own is not None else "")
+        + f"Writing every header back in one call with the 8 added "
         f"(`proxy_set_header_map_pairs`, p6) costs {write_back:.1f} µs instead of "
         f"{adds:.1f} µs"
         + (": more, because Envoy removes every header and adds it again. So Sésame removes "
@@ -1691,9 +1702,12 @@ def main() -> int:
             servers_up()
 
             say("hostcall profile: the no-op filter making Sésame's hostcalls one by one")
-            profile = hostcall_profile(args, wrk, upstream, provider, sesame, sesame_file,
-                                       wrk_log, envoys, rounds=args.profile_rounds,
-                                       duration=args.profile_duration, probes=REPORT_PROBES)
+            profile = hostcall_profile(
+                args, wrk, upstream, provider, sesame, sesame_file, wrk_log, envoys,
+                rounds=args.profile_rounds, duration=args.profile_duration,
+                probes=REPORT_PROBES,
+                extra=(Setup("2h", "setup 2h: Sésame's hostcalls, with its headers",
+                             hostcalls.url, LOAD_PATH, sesame_file, hostcalls),))
             servers_up()
 
             say("the filters' own work in V8, without Envoy")
