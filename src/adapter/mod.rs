@@ -252,7 +252,7 @@ impl HeaderMap {
     fn text_is_ascii(&self) -> bool {
         self.data_start()
             .and_then(|start| self.bytes.get(start..))
-            .is_none_or(<[u8]>::is_ascii)
+            .is_none_or(crate::core::headers::all_ascii)
     }
 
     /// The little-endian 32-bit number at `at`.

@@ -144,6 +144,19 @@ pub fn identity_headers(config: &Config, session: &Session) -> Vec<(String, Stri
     out
 }
 
+/// Whether every byte is ASCII (the adapter's test of a request's headers,
+/// read in one piece): `<[u8]>::is_ascii` with 8 bytes per step
+/// and no early exit (wasm32's takes 4 bytes per step, with a branch for
+/// each): 0.1 µs less per request with a 2.5 KB cookie in V8
+/// (`bench/vm-bench.mjs`).
+pub fn all_ascii(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let high = (&mut words).fold(0u64, |seen, w| {
+        seen | u64::from_le_bytes(w.try_into().unwrap_or_default())
+    });
+    high & 0x8080_8080_8080_8080 == 0 && words.remainder().is_ascii()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +260,20 @@ mod tests {
         assert!(!h
             .iter()
             .any(|(k, _)| k.contains("token") || k == "authorization"));
+    }
+
+    #[test]
+    fn all_ascii_finds_any_byte_past_ascii_wherever_it_is() {
+        let text: Vec<u8> = (0..40u8).map(|i| b' ' + i).collect();
+        for len in 0..text.len() {
+            assert!(all_ascii(&text[..len]), "{len}");
+            for at in 0..len {
+                for high in [0x80u8, 0xe9, 0xff] {
+                    let mut t = text[..len].to_vec();
+                    t[at] = high;
+                    assert!(!all_ascii(&t), "{len} {at} {high:#x}");
+                }
+            }
+        }
     }
 }

@@ -481,6 +481,46 @@ mod tests {
     }
 
     #[test]
+    fn the_checksum_changes_with_any_byte_of_any_part() {
+        let sum = |parts: &[&[u8]]| {
+            let mut c = Checksum::default();
+            for part in parts {
+                c.write(part);
+            }
+            c.finish()
+        };
+        // Every length through two 32-byte blocks, so that the tail falls
+        // after 0 to 3 words of the last block; the part checked first,
+        // alone and before another part, then last.
+        let text: Vec<u8> = (0..80u32).map(|i| (i * 37 + 11) as u8).collect();
+        for len in 0..text.len() {
+            let t = &text[..len];
+            let other: &[u8] = b"another part";
+            let (alone, first, last) = (sum(&[t]), sum(&[t, other]), sum(&[other, t]));
+            for i in 0..len {
+                let mut altered = t.to_vec();
+                altered[i] ^= 0x20;
+                let a = altered.as_slice();
+                assert_ne!(sum(&[a]), alone, "length {len}, byte {i}");
+                assert_ne!(
+                    sum(&[a, other]),
+                    first,
+                    "length {len}, byte {i}, first part"
+                );
+                assert_ne!(sum(&[other, a]), last, "length {len}, byte {i}, last part");
+            }
+            let mut longer = t.to_vec();
+            longer.push(0);
+            assert_ne!(sum(&[&longer]), alone, "length {len} and a NUL");
+        }
+        // The same bytes cut into other parts: another checksum.
+        assert_ne!(
+            sum(&[&text[..40], &text[40..]]),
+            sum(&[&text[..41], &text[41..]])
+        );
+    }
+
+    #[test]
     fn too_many_chunks_are_refused() {
         let sealer = Sealer::new(&[7u8; 32]);
         let jar = jar(&sealer);
@@ -551,32 +591,63 @@ impl SessionKey {
         Some(SessionKey {
             tag,
             len,
-            check: check.0,
+            check: check.finish(),
         })
     }
 }
 
 /// A fast checksum of a text, 8 bytes per step: any change within one 8-byte
-/// word of it changes the result (each step is a bijection of the state).
+/// word of it changes the result (each step is a bijection of the state, and
+/// of the word). The words go to four lanes in turn, so that the steps of a
+/// long cookie do not each wait for the one before (0.3 µs less per request
+/// with a 2.5 KB cookie in V8 than one lane, `bench/vm-bench.mjs`), and
+/// `finish` folds the lanes the same way.
 /// Not a MAC: the tag the key is looked up by is what an attacker cannot
 /// make; this only tells the exact text apart from altered copies.
 #[derive(Default)]
-struct Checksum(u64);
+struct Checksum([u64; 4]);
 
 impl Checksum {
-    fn write(&mut self, bytes: &[u8]) {
+    fn step(state: u64, word: u64) -> u64 {
         const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        (state.rotate_left(5) ^ word).wrapping_mul(K)
+    }
+
+    /// An 8-byte word of the text.
+    fn word(bytes: &[u8]) -> u64 {
+        u64::from_le_bytes(bytes.try_into().unwrap_or_default())
+    }
+
+    /// Adds one part of the text (a chunk), its length included.
+    fn write(&mut self, bytes: &[u8]) {
+        let mut blocks = bytes.chunks_exact(32);
+        let [mut a, mut b, mut c, mut d] = self.0;
+        for block in &mut blocks {
+            a = Self::step(a, Self::word(&block[..8]));
+            b = Self::step(b, Self::word(&block[8..16]));
+            c = Self::step(c, Self::word(&block[16..24]));
+            d = Self::step(d, Self::word(&block[24..]));
         }
-        let mut tail = [0u8; 8];
-        let rest = words.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
+        self.0 = [a, b, c, d];
+        // Up to 3 words left, then the tail (0 to 7 bytes) in the next lane.
+        let mut words = blocks.remainder().chunks_exact(8);
+        let mut lane = 0;
+        for word in &mut words {
+            self.0[lane % 4] = Self::step(self.0[lane % 4], Self::word(word));
+            lane += 1;
+        }
         // The tail's length goes in too, so that "ab" and "ab\0" differ.
+        let rest = words.remainder();
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
         tail[7] ^= rest.len() as u8;
-        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+        self.0[lane % 4] = Self::step(self.0[lane % 4], u64::from_le_bytes(tail));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0[1..]
+            .iter()
+            .fold(self.0[0], |s, &lane| Self::step(s, lane))
     }
 }
 
