@@ -27,9 +27,10 @@ measured run is checked: the server's own counters must show as many 2xx
 answers as wrk counted requests, and no other status.
 
 Then back-to-back single-connection pairs of setups 2 and 3 for the p99
-target (each run's p99, and every request pooled from wrk's histograms),
-and the hostcall profile: the no-op filter making Sésame's hostcalls one
-more per probe, to price each (``--profile-only`` runs it alone,
+target, on twins of their Envoys that log Envoy's own time per request
+(every request pooled, from that log and from wrk's histograms), and the
+hostcall profile: the no-op filter making Sésame's hostcalls one more per
+probe, to price each, next to setup 2h (``--profile-only`` runs it alone,
 ``--latency-only`` the pairs alone).
 
 Also: the time Sésame adds to a sign-in (its callback, less the provider's
