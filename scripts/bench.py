@@ -598,24 +598,28 @@ def latency_pairs(a: Setup, b: Setup, wrk: str, pairs: int, seconds: float,
     return out
 
 
-def time_log_path(name: str) -> Path:
-    """A fresh file for an Envoy's time log, next to the logs."""
-    path = log_dir() / f"time-{name}.log"
-    path.unlink(missing_ok=True)
-    return path
-
-
-def timed_pairs(args, wrk: str, noop: tuple[Envoy, Path], sesame: tuple[Envoy, Path],
-                sesame_file: Path, log) -> list[tuple[Run, Run]]:
-    """The latency pairs of setups 2 and 3 on their twins with a time log
-    (each an Envoy and its log, from ``bench_envoy``), after a warm-up."""
-    a = Setup("2", "no-op filter (time log)", noop[0].url, LOAD_PATH, sesame_file, noop[0],
-              time_log=noop[1])
-    b = Setup("3", "Sésame, session cookie (time log)", sesame[0].url, LOAD_PATH, sesame_file,
-              sesame[0], time_log=sesame[1])
-    for s in (a, b):
+def timed_pairs(args, wrk: str, upstream: Upstream, provider: Provider, sesame: Envoy,
+                sesame_file: Path, envoys: list, log) -> list[tuple[Run, Run]]:
+    """The latency pairs of setups 2 and 3, on twins of their Envoys (the
+    no-op filter, and ``sesame``'s configuration: the same cookie secret)
+    with a time log each, started here and added to ``envoys``; after a
+    warm-up."""
+    setups = []
+    for key, label, config, wasm_path in (
+            ("2", "no-op filter (time log)", "{}", NOOP_WASM),
+            ("3", "Sésame, session cookie (time log)", sesame.plugin_config, None)):
+        time_log = log_dir() / f"time-{key}.log"
+        time_log.unlink(missing_ok=True)
+        twin = bench_envoy(config, free_port(), upstream, provider, wasm_path=wasm_path,
+                           time_log=time_log)
+        twin.start()
+        envoys.append(twin)
+        setups.append(Setup(key, label, twin.url, LOAD_PATH, sesame_file, twin,
+                            time_log=time_log))
+    wait_provider_ready(setups[1].counted_by)
+    for s in setups:
         measure(s, wrk, args.warmup, log, record=False)
-    return latency_pairs(a, b, wrk, args.latency_pairs, args.latency_duration, log)
+    return latency_pairs(*setups, wrk, args.latency_pairs, args.latency_duration, log)
 
 
 # --------------------------------------------------------------------------
@@ -1339,17 +1343,7 @@ def latency_only(args, wrk: str) -> int:
     out: list[str] = []
 
     def body(log, upstream, provider, sesame, sesame_file, envoys):
-        twins = []
-        for name, config, wasm_path in (("noop", {}, NOOP_WASM),
-                                        ("sesame", sesame.plugin_config, None)):
-            path = time_log_path(name)
-            twin = bench_envoy(config, free_port(), upstream, provider, wasm_path=wasm_path,
-                               time_log=path)
-            twin.start()
-            envoys.append(twin)
-            twins.append((twin, path))
-        wait_provider_ready(twins[1][0])
-        pairs = timed_pairs(args, wrk, *twins, sesame_file, log)
+        pairs = timed_pairs(args, wrk, upstream, provider, sesame, sesame_file, envoys, log)
         out.extend(latency_lines(pairs))
 
     with_sesame(args, body)
@@ -1507,8 +1501,7 @@ def main() -> int:
     say(f"logs in {os.environ['SESAME_LOG_DIR']}")
 
     ports = {k: free_port() for k in ("bare", "noop", "hostcalls", "sesame", "lean", "oauth2",
-                                      "apache", "bearer", "introspect", "timing",
-                                      "noop_timed", "sesame_timed")}
+                                      "apache", "bearer", "introspect", "timing")}
     redirect_uris = [f"http://127.0.0.1:{ports['sesame']}{CALLBACK_PATH}",
                      f"http://127.0.0.1:{ports['oauth2']}{OAUTH2_CALLBACK}",
                      f"http://127.0.0.1:{ports['apache']}{APACHE_CALLBACK}",
@@ -1539,12 +1532,6 @@ def main() -> int:
                 upstream, provider, paths=(LOAD_PATH, PUBLIC_PATH)))
             # The same configuration (and cookie secret: the same sessions
             # open) with two identity headers instead of eight.
-            # The latency pairs' twins of setups 2 and 3, with a time log.
-            noop_log, sesame_log = time_log_path("noop"), time_log_path("sesame")
-            noop_timed = start(bench_envoy("{}", ports["noop_timed"], upstream, provider,
-                                           wasm_path=NOOP_WASM, time_log=noop_log))
-            sesame_timed = start(bench_envoy(sesame.plugin_config, ports["sesame_timed"],
-                                             upstream, provider, time_log=sesame_log))
             lean = start(bench_envoy(
                 sesame_config(provider.issuer, redirect_uris[0], claim_headers=LEAN_HEADERS,
                               pass_id_token=False, pass_access_token=False),
@@ -1563,7 +1550,6 @@ def main() -> int:
                                            provider, paths=(API_PATH,)))
             oauth2 = start(oauth2_envoy(ports["oauth2"], upstream, provider, DISCOVERY))
             wait_provider_ready(sesame)
-            wait_provider_ready(sesame_timed)
             wait_provider_ready(lean)
             wait_provider_ready(bearer)
             wait_provider_ready(introspect)
@@ -1695,8 +1681,8 @@ def main() -> int:
                     servers_up(apache)
 
             say(f"latency: {args.latency_pairs} back-to-back pairs of setups 2 and 3")
-            pairs = timed_pairs(args, wrk, (noop_timed, noop_log), (sesame_timed, sesame_log),
-                                sesame_file, wrk_log)
+            pairs = timed_pairs(args, wrk, upstream, provider, sesame, sesame_file, envoys,
+                                wrk_log)
             servers_up()
 
             say("hostcall profile: the no-op filter making Sésame's hostcalls one by one")

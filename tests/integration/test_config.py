@@ -221,7 +221,7 @@ def test_counters_of_the_standard_flow(make_envoy, make_config):
     upstream_view(b, envoy.url, "/counted")
 
     assert counters.delta() == {"login_started": 1, "login_success": 1,
-                                         "requests_passed": 1}
+                                "requests_passed": 1}
     stats = counters.read()
     assert stats["provider_fetch_success"] >= 1
     assert stats.get("provider_fetch_failure", 0) == 0
