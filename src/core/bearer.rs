@@ -567,7 +567,7 @@ impl Filter {
         });
         let response = Response::new(refusal.status)
             .with_header("www-authenticate", &challenge)
-            .with_body("application/json", body.to_string());
+            .with_json(&body);
         Step::respond(
             response,
             Outcome::BearerRefused {

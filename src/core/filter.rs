@@ -388,10 +388,9 @@ impl Filter {
         }
         if path == self.config.bearer.jwks_path {
             if let Some(key) = &self.config.bearer.resource_key {
-                let body = json!({ "keys": [key.public_jwk] }).to_string();
                 let response = Response::new(200)
                     .with_header("cache-control", "public, max-age=300")
-                    .with_body("application/json", body);
+                    .with_json(&json!({ "keys": [key.public_jwk] }));
                 return Step::respond(response, Outcome::KeysServed);
             }
         }
@@ -616,9 +615,7 @@ impl Filter {
             }
             "/userinfo" => match self.session_cookie().read(cookies, clock.now()) {
                 Some(s) => {
-                    let body = userinfo_json(&s);
-                    let response =
-                        Response::new(200).with_body("application/json", body.to_string());
+                    let response = Response::new(200).with_json(&userinfo_json(&s));
                     Step::respond(response, Outcome::Endpoint { ok: true })
                 }
                 None => Step::respond(

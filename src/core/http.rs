@@ -138,6 +138,15 @@ impl Response {
         self
     }
 
+    /// A JSON body. Written with `serde_json::to_vec` (the serialiser the
+    /// module has anyway) rather than through `Value`'s `Display`.
+    pub fn with_json(self, body: &serde_json::Value) -> Self {
+        self.with_body(
+            "application/json",
+            serde_json::to_vec(body).unwrap_or_default(),
+        )
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

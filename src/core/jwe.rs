@@ -65,6 +65,22 @@ fn part(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
         .ok_or_else(|| format!("`{name}` is missing or not base64url"))
 }
 
+/// What `rsa` found wrong with a private key's parts, in our words: its own
+/// messages would bring the error texts of the DER and PKCS crates into the
+/// module (about 3 KB).
+fn rsa_key_fault(e: &rsa::Error) -> &'static str {
+    match e {
+        rsa::Error::InvalidPrime => "`p` or `q` is not above 1",
+        rsa::Error::InvalidModulus => "`n` is not `p` × `q`, or is even, or is not above `e`",
+        rsa::Error::InvalidExponent => "`d` is not the inverse of `e`, or `e` is even",
+        rsa::Error::ModulusTooLarge => "`n` is too large",
+        rsa::Error::PublicExponentTooSmall | rsa::Error::PublicExponentTooLarge => {
+            "`e` is out of range"
+        }
+        _ => "its parts do not agree",
+    }
+}
+
 impl ResourceKey {
     /// Reads a private JWK (`kty` RSA with `n e d p q`, or EC P-256 with
     /// `x y d`) and its `alg`.
@@ -86,10 +102,9 @@ impl ResourceKey {
                     BigUint::from_bytes_be(&part(jwk, "p")?),
                     BigUint::from_bytes_be(&part(jwk, "q")?),
                 ];
+                // `from_components` validates the key (`RsaPrivateKey::validate`).
                 let key = RsaPrivateKey::from_components(n, e, d, primes)
-                    .map_err(|e| format!("not a valid RSA private key: {e}"))?;
-                key.validate()
-                    .map_err(|e| format!("not a valid RSA private key: {e}"))?;
+                    .map_err(|e| format!("not a valid RSA private key: {}", rsa_key_fault(&e)))?;
                 if key.size() < 256 {
                     return Err("an RSA key must have at least 2048 bits".into());
                 }
@@ -428,5 +443,32 @@ pub(crate) mod tests {
         for bad in [json!("x"), json!({"kty": "oct"}), wrong_alg, mismatched] {
             assert!(ResourceKey::from_jwk(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_rsa_key_whose_parts_disagree_is_refused_with_what_is_wrong() {
+        let good = rsa_jwk("RSA-OAEP-256");
+        assert!(ResourceKey::from_jwk(&good).is_ok());
+        let refused = |change: &dyn Fn(&mut Value)| {
+            let mut jwk = good.clone();
+            change(&mut jwk);
+            match ResourceKey::from_jwk(&jwk) {
+                Ok(_) => panic!("accepted: {jwk}"),
+                Err(e) => e,
+            }
+        };
+        // `q` replaced by `p`: their product is not `n`.
+        let e = refused(&|jwk| jwk["q"] = jwk["p"].clone());
+        assert!(e.contains("`n` is not `p` × `q`"), "{e}");
+        // `d` changed by 2: no longer the inverse of `e`.
+        let e = refused(&|jwk| {
+            let mut d = b64url_decode(jwk["d"].as_str().unwrap()).unwrap();
+            *d.last_mut().unwrap() ^= 2;
+            jwk["d"] = json!(b64url(&d));
+        });
+        assert!(e.contains("`d` is not the inverse of `e`"), "{e}");
+        // An even `e`.
+        let e = refused(&|jwk| jwk["e"] = json!(b64url(&[1, 0, 2])));
+        assert!(e.starts_with("not a valid RSA private key: "), "{e}");
     }
 }
