@@ -59,8 +59,9 @@ rustup_route_possible() {
   have_rustup_target || { command -v rustup >/dev/null 2>&1 && timeout 25 rustup target add wasm32-wasip1 >/dev/null 2>&1; }
 }
 
-# A remembered "rustup" means the Debian toolchain could not be installed here
-# before: apt-get is not tried again on every build (delete the file to retry).
+# A remembered "rustup-fallback" means the Debian toolchain could not be
+# installed here before: apt-get is not tried again on every build (delete
+# .tools/wasm-route to retry).
 route="${SESAME_WASM_ROUTE:-}"
 remembered=""
 [ -f "$route_file" ] && remembered=$(cat "$route_file")
