@@ -470,5 +470,6 @@ pub(crate) mod tests {
         // An even `e`.
         let e = refused(&|jwk| jwk["e"] = json!(b64url(&[1, 0, 2])));
         assert!(e.starts_with("not a valid RSA private key: "), "{e}");
+        assert!(e.contains("or `e` is even"), "{e}");
     }
 }
