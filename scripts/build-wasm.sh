@@ -21,6 +21,13 @@
 #   refuses the request; this build's log does not carry the panic's message.
 # rustup (fallback, e.g. no apt-get): the rustup target wasm32-wasip1 and its
 #   prebuilt std, panic = "abort" (a panic's message is logged at critical).
+#
+# Both routes build the library as a cdylib only (`cargo rustc --crate-type
+# cdylib`). Cargo.toml also declares it an rlib, for the native tests, the
+# fuzz targets and the bench tools; with both crate types, cargo leaves out the
+# profile's link-time optimisation (`lto = true`), which cannot apply to an
+# rlib. With it, the module was 595 KB instead of 628 KB, and a request with a
+# session took about 14% less time in V8 (bench/vm-bench.mjs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -86,8 +93,8 @@ fi
 [ "$route" = debian ] && echo debian > "$route_file"
 
 if [ "$route" = rustup ]; then
-  cargo build --release --target wasm32-wasip1 --lib --manifest-path "$manifest" \
-    --target-dir "$root/target"
+  cargo rustc --release --target wasm32-wasip1 --lib --crate-type cdylib \
+    --manifest-path "$manifest" --target-dir "$root/target"
   out="target/wasm32-wasip1/release/$lib_name.wasm"
 else
   debian_ready || install_debian_route || { echo "build-wasm: Debian's wasm toolchain could not be installed" >&2; exit 1; }
@@ -104,8 +111,8 @@ else
   for crate in core alloc std compiler_builtins; do
     std_opt+=(--config "profile.release.package.$crate.opt-level=\"s\"")
   done
-  /usr/bin/cargo build --release --target wasm32-wasip1 --lib --manifest-path "$manifest" \
-    -Zbuild-std=std,panic_abort "${std_opt[@]}"
+  /usr/bin/cargo rustc --release --target wasm32-wasip1 --lib --crate-type cdylib \
+    --manifest-path "$manifest" -Zbuild-std=std,panic_abort "${std_opt[@]}"
   out="target/debian/wasm32-wasip1/release/$lib_name.wasm"
 fi
 
