@@ -10,6 +10,7 @@ import base64
 import json
 
 import pytest
+import requests
 
 from harness import Provider
 from oidc_client import (
@@ -97,3 +98,37 @@ def test_id_token_algorithm_not_allowed_is_refused(
     assert not session_cookie_sets(r)
     assert counters.delta() == {"login_started": 1, "login_failure.id_token_invalid": 1}
     assert_not_upstream(upstream, path)
+
+
+def test_es384_id_token_and_userinfo(make_envoy, envoy_port):
+    """A provider that signs its ID tokens and userinfo with ES384 (P-384):
+    Sésame signs in against it through Envoy and passes the identity on."""
+    callback = f"http://127.0.0.1:{envoy_port}/oauth2/callback"
+    with Provider(redirect_uris=[callback], alg="ES384") as idp:
+        jwks = requests.get(idp.jwks_url, timeout=5).json()
+        assert [k for k in jwks["keys"] if k.get("crv") == "P-384"], jwks
+        envoy = make_envoy(sesame_config(idp.issuer, callback), provider_port=idp.port)
+        b = logged_in(envoy.url, "bob")
+
+        headers = upstream_view(b, envoy.url, "/es384")["headers"]
+
+    assert headers["x-forwarded-email"] == USERS["bob"]["email"]
+    id_token = headers["x-forwarded-id-token"]
+    header = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))
+    assert header["alg"] == "ES384"
+
+
+def test_es384_refused_when_not_allowed(make_envoy, envoy_port):
+    """Control: with only ES256 allowed (`id_token_signing_algs`), the same
+    provider's ES384 ID token is refused: no session, a sign-in failure."""
+    callback = f"http://127.0.0.1:{envoy_port}/oauth2/callback"
+    with Provider(redirect_uris=[callback], alg="ES384") as idp:
+        envoy = make_envoy(sesame_config(idp.issuer, callback, id_token_signing_algs=["ES256"]),
+                           provider_port=idp.port)
+        counters = Counters(envoy)
+
+        r = login(browser(), envoy.url, "bob", unique_path("/es384"))
+
+    assert r.status_code >= 400, describe(r)
+    assert not session_cookie_sets(r)
+    assert [k for k in counters.delta() if k.startswith("login_failure")], counters.delta()

@@ -9,7 +9,7 @@
  *   - authorization code flow only (response_type=code), PKCE S256 accepted;
  *   - one confidential client, authenticated with client_secret_post (default)
  *     or client_secret_basic;
- *   - ID token and userinfo both signed (ES256 by default, RS256 on request);
+ *   - ID token and userinfo both signed (ES256 by default, RS256 or ES384 on request);
  *     the userinfo endpoint answers `application/jwt`;
  *   - scopes `openid email given_name usual_name uid siret idp_id`: the ID token
  *     is thin (sub, nonce, acr, auth_time, ...) and the identity claims come
@@ -45,7 +45,7 @@
  *     [--client-id sesame] [--client-secret SECRET]
  *     [--redirect-uri URL]...              (repeatable)
  *     [--post-logout-redirect-uri URL]...  (repeatable)
- *     [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
+ *     [--alg ES256|RS256|ES384] [--auth-method client_secret_post|client_secret_basic]
  *     [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
  *     [--access-token-ttl SECONDS] [--refresh-tokens]
  *     [--api-resources [--introspection-signed-alg ES256|RS256]
@@ -132,7 +132,7 @@ const INTROSPECTION_ENCRYPTION_ENC = 'A256GCM';
 const USAGE = `usage: node tests/provider/server.mjs --port PORT [--host 127.0.0.1]
   [--client-id ${DEFAULTS.clientId}] [--client-secret SECRET]
   [--redirect-uri URL]... [--post-logout-redirect-uri URL]...
-  [--alg ES256|RS256] [--auth-method client_secret_post|client_secret_basic]
+  [--alg ES256|RS256|ES384] [--auth-method client_secret_post|client_secret_basic]
   [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
   [--access-token-ttl SECONDS] [--refresh-tokens]
   [--api-resources [--introspection-signed-alg ES256|RS256]
@@ -187,7 +187,7 @@ function parseCommandLine(argv) {
     fail(`invalid --port ${JSON.stringify(values.port)}`);
   }
   const alg = values.alg.toUpperCase();
-  if (alg !== 'ES256' && alg !== 'RS256') fail(`--alg must be ES256 or RS256, not ${values.alg}`);
+  if (!['ES256', 'RS256', 'ES384'].includes(alg)) fail(`--alg must be ES256, RS256 or ES384, not ${values.alg}`);
   const authMethod = values['auth-method'];
   if (authMethod !== 'client_secret_post' && authMethod !== 'client_secret_basic') {
     fail(`--auth-method must be client_secret_post or client_secret_basic, not ${authMethod}`);
@@ -352,6 +352,17 @@ const KEY_ROLES = [
     },
   },
   {
+    // Only for --alg ES384: the other JWKS stay as they were.
+    name: 'EC P-384 signing key (ES384)',
+    onlyFor: 'ES384',
+    matches: (k) => k.kty === 'EC' && k.crv === 'P-384' && k.use !== 'enc' && (k.alg ?? 'ES384') === 'ES384',
+    async generate() {
+      const { privateKey } = await generateKeyPairAsync('ec', { namedCurve: 'P-384' });
+      const jwk = privateKey.export({ format: 'jwk' });
+      return { ...jwk, use: 'sig', alg: 'ES384', kid: `es384-${thumbprint(jwk).slice(0, 16)}` };
+    },
+  },
+  {
     name: 'RSA signing key (RS256)',
     matches: (k) => k.kty === 'RSA' && k.use !== 'enc' && (k.alg ?? 'RS256') === 'RS256',
     async generate() {
@@ -382,7 +393,7 @@ function isPrivateJwk(k) {
  * adds whatever key is missing and writes it back (mode 0600); so a restarted
  * provider serves the same JWKS.
  */
-async function loadOrGenerateKeys(keysFile) {
+async function loadOrGenerateKeys(keysFile, alg) {
   let keys = [];
   if (keysFile && existsSync(keysFile)) {
     let parsed;
@@ -397,7 +408,7 @@ async function loadOrGenerateKeys(keysFile) {
       return { ...k, kid: k.kid ?? thumbprint(k) };
     });
   }
-  const missing = KEY_ROLES.filter((role) => !keys.some(role.matches));
+  const missing = KEY_ROLES.filter((role) => (!role.onlyFor || role.onlyFor === alg) && !keys.some(role.matches));
   if (missing.length) {
     keys.push(...await Promise.all(missing.map((role) => role.generate())));
     if (keysFile) {
@@ -792,6 +803,14 @@ ${form.replace('</form>', confirm)}`);
     },
   };
 
+  // ES384 is not among oidc-provider's default signing algorithms.
+  if (options.alg === 'ES384') {
+    configuration.enabledJWA = {
+      ...configuration.enabledJWA,
+      idTokenSigningAlgValues: ['RS256', 'ES256', 'ES384'],
+      userinfoSigningAlgValues: ['RS256', 'ES256', 'ES384'],
+    };
+  }
   const provider = new Provider(issuer, configuration);
 
   // Refresh grants, counted for the tests (GET /__test/stats).
@@ -1134,7 +1153,7 @@ function clientAuthMismatch(req, authMethod, proconnect) {
 async function main() {
   const options = parseCommandLine(process.argv.slice(2));
   // Key generation (thread pool) and module loading overlap with listen().
-  const keysReady = loadOrGenerateKeys(options.keysFile);
+  const keysReady = loadOrGenerateKeys(options.keysFile, options.alg);
   const providerModule = import('oidc-provider');
   keysReady.catch(() => {});
   providerModule.catch(() => {});
