@@ -39,6 +39,15 @@ def rs256_basic_provider(envoy_port):
         yield idp
 
 
+def signed_in_bob_with(envoy, path: str) -> str:
+    """Signs bob in through ``envoy``, checks that the upstream got his email
+    on ``path``, and returns the ``alg`` of the ID token it was passed."""
+    headers = upstream_view(logged_in(envoy.url, "bob"), envoy.url, path)["headers"]
+    assert headers["x-forwarded-email"] == USERS["bob"]["email"]
+    id_token = headers["x-forwarded-id-token"]
+    return json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))["alg"]
+
+
 @pytest.fixture
 def config_for(rs256_basic_provider, envoy_port):
     def make(**changes):
@@ -52,14 +61,7 @@ def test_client_secret_basic_and_rs256(make_envoy, config_for, rs256_basic_provi
     in against that provider, and checks its RS256 ID token."""
     envoy = make_envoy(config_for(token_endpoint_auth_method="client_secret_basic"),
                        provider_port=rs256_basic_provider.port)
-    b = logged_in(envoy.url, "bob")
-
-    headers = upstream_view(b, envoy.url, "/rs256")["headers"]
-
-    assert headers["x-forwarded-email"] == USERS["bob"]["email"]
-    id_token = headers["x-forwarded-id-token"]
-    header = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))
-    assert header["alg"] == "RS256"
+    assert signed_in_bob_with(envoy, "/rs256") == "RS256"
     assert "POST /token 200" in rs256_basic_provider.log_text()
 
 
@@ -108,14 +110,7 @@ def test_es384_id_token_and_userinfo(make_envoy, envoy_port):
         jwks = requests.get(idp.jwks_url, timeout=5).json()
         assert [k for k in jwks["keys"] if k.get("crv") == "P-384"], jwks
         envoy = make_envoy(sesame_config(idp.issuer, callback), provider_port=idp.port)
-        b = logged_in(envoy.url, "bob")
-
-        headers = upstream_view(b, envoy.url, "/es384")["headers"]
-
-    assert headers["x-forwarded-email"] == USERS["bob"]["email"]
-    id_token = headers["x-forwarded-id-token"]
-    header = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))
-    assert header["alg"] == "ES384"
+        assert signed_in_bob_with(envoy, "/es384") == "ES384"
 
 
 def test_es384_refused_when_not_allowed(make_envoy, envoy_port):

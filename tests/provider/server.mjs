@@ -341,27 +341,23 @@ function thumbprint(jwk) {
   return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 }
 
+/** The signing key of an EC curve for `alg`. */
+function ecSigningRole(curve, alg) {
+  return {
+    name: `EC ${curve} signing key (${alg})`,
+    matches: (k) => k.kty === 'EC' && k.crv === curve && k.use !== 'enc' && (k.alg ?? alg) === alg,
+    async generate() {
+      const { privateKey } = await generateKeyPairAsync('ec', { namedCurve: curve });
+      const jwk = privateKey.export({ format: 'jwk' });
+      return { ...jwk, use: 'sig', alg, kid: `${alg.toLowerCase()}-${thumbprint(jwk).slice(0, 16)}` };
+    },
+  };
+}
+
 const KEY_ROLES = [
-  {
-    name: 'EC P-256 signing key (ES256)',
-    matches: (k) => k.kty === 'EC' && k.crv === 'P-256' && k.use !== 'enc' && (k.alg ?? 'ES256') === 'ES256',
-    async generate() {
-      const { privateKey } = await generateKeyPairAsync('ec', { namedCurve: 'P-256' });
-      const jwk = privateKey.export({ format: 'jwk' });
-      return { ...jwk, use: 'sig', alg: 'ES256', kid: `es256-${thumbprint(jwk).slice(0, 16)}` };
-    },
-  },
-  {
-    // Only for --alg ES384: the other JWKS stay as they were.
-    name: 'EC P-384 signing key (ES384)',
-    onlyFor: 'ES384',
-    matches: (k) => k.kty === 'EC' && k.crv === 'P-384' && k.use !== 'enc' && (k.alg ?? 'ES384') === 'ES384',
-    async generate() {
-      const { privateKey } = await generateKeyPairAsync('ec', { namedCurve: 'P-384' });
-      const jwk = privateKey.export({ format: 'jwk' });
-      return { ...jwk, use: 'sig', alg: 'ES384', kid: `es384-${thumbprint(jwk).slice(0, 16)}` };
-    },
-  },
+  ecSigningRole('P-256', 'ES256'),
+  // Only for --alg ES384: the other JWKS stay as they were.
+  { ...ecSigningRole('P-384', 'ES384'), onlyFor: 'ES384' },
   {
     name: 'RSA signing key (RS256)',
     matches: (k) => k.kty === 'RSA' && k.use !== 'enc' && (k.alg ?? 'RS256') === 'RS256',
