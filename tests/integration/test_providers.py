@@ -1,16 +1,12 @@
 """Other provider set-ups: a provider that signs with RS256 and requires
 ``client_secret_basic`` at its token endpoint (the session provider signs
 with ES256 and requires ``client_secret_post``), and the settings that must
-match it.
+match it; a provider that signs with ES384.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
-import requests
 
 from harness import Provider
 from oidc_client import (
@@ -19,8 +15,10 @@ from oidc_client import (
     assert_not_upstream,
     browser,
     describe,
+    jwt_header,
     logged_in,
     login,
+    provider_jwks,
     session_cookie_sets,
     sesame_config,
     unique_path,
@@ -44,8 +42,7 @@ def signed_in_bob_with(envoy, path: str) -> dict:
     on ``path``, and returns the JOSE header of the ID token it was passed."""
     headers = upstream_view(logged_in(envoy.url, "bob"), envoy.url, path)["headers"]
     assert headers["x-forwarded-email"] == USERS["bob"]["email"]
-    id_token = headers["x-forwarded-id-token"]
-    return json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))
+    return jwt_header(headers["x-forwarded-id-token"])
 
 
 @pytest.fixture
@@ -109,7 +106,7 @@ def test_es384_id_token_and_userinfo(make_envoy, envoy_port):
     sign-in: the control above)."""
     callback = f"http://127.0.0.1:{envoy_port}/oauth2/callback"
     with Provider(redirect_uris=[callback], alg="ES384") as idp:
-        jwks = requests.get(idp.jwks_url, timeout=5).json()
+        jwks = provider_jwks(idp)
         p384_kids = [k["kid"] for k in jwks["keys"] if k.get("crv") == "P-384"]
         envoy = make_envoy(sesame_config(idp.issuer, callback), provider_port=idp.port)
         header = signed_in_bob_with(envoy, "/es384")
