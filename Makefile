@@ -75,9 +75,11 @@ soak: wasm setup
 setup-bench:
 	@bash scripts/setup-bench.sh
 
-# The no-op wasm filter (setup 2) and the session minting tool (memory figure).
+# The no-op wasm filter (setup 2; exporting only Sésame's callbacks, setups 2e
+# and 2h) and the session minting tool (memory figure).
 bench-tools:
-	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter.wasm
+	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter.wasm all
+	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter-lean.wasm sesame
 	cargo build --release --quiet --manifest-path bench/mint-sessions/Cargo.toml --target-dir target
 
 bench: wasm setup setup-bench bench-tools

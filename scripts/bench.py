@@ -68,6 +68,9 @@ OUT_DIR = ROOT / "target" / "bench"
 LUA = ROOT / "scripts" / "bench.lua"
 JWT_SCRIPT = ROOT / "scripts" / "bench-jwt.mjs"
 NOOP_WASM = OUT_DIR / "noop-filter.wasm"
+# The same filter exporting only the callbacks dist/sesame.wasm exports (build-wasm.sh's
+# EXPORTS=sesame): Envoy skips the others, as for Sésame.
+NOOP_LEAN_WASM = OUT_DIR / "noop-filter-lean.wasm"
 MINT = ROOT / "target" / "release" / "mint-sessions"
 # The module as rustc wrote it, before scripts/build-wasm.sh ran wasm-opt on it
 # (one per build route).
@@ -1175,6 +1178,7 @@ def identity_headers_added(through_sesame: dict, through_bare: dict) -> list[tup
 # Each probe is the no-op filter making these hostcalls on every request.
 PROBES = (
     ("2", "no-op filter", []),
+    ("2e", "no-op filter exporting only Sésame's callbacks", []),
     ("p0", "reads `:path` alone, one call (get_path)", ["get_path"]),
     ("p1", "reads every header (get_map)", ["get_map"]),
     ("p2", "p1 + the clock", ["get_map", "time"]),
@@ -1183,13 +1187,15 @@ PROBES = (
     ("p5", "p1 + adds 8 headers, one call each", ["get_map", "add_header8"]),
     ("p6", "p1 + writes every header back with 8 more (set_map)", ["get_map", "set_map8"]),
 )
+# The probes run on the no-op filter of setup 2 but these.
+PROBE_WASM = {"2e": NOOP_LEAN_WASM}
 
 # The probes of make bench's report: p4 (one add) is left to --profile-only.
 # p2 and p3 (the clock, a counter) price calls Sésame makes once a second, on
 # its timer, not per request: left to --profile-only too, as p0 (one short
 # read: how much of p1 any first hostcall costs, whatever it reads; it moved
 # from +4.4 to -0.4 µs between two runs of the same build).
-REPORT_PROBES = ["2", "p1", "p5", "p6"]
+REPORT_PROBES = ["2", "2e", "p1", "p5", "p6"]
 
 
 def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
@@ -1206,7 +1212,7 @@ def hostcall_profile(args, wrk: str, upstream: Upstream, provider: Provider,
         if key not in (probes or [k for k, _, _ in PROBES]):
             continue
         envoy = bench_envoy(json.dumps({"steps": steps}), free_port(), upstream, provider,
-                            wasm_path=NOOP_WASM)
+                            wasm_path=PROBE_WASM.get(key, NOOP_WASM))
         envoy.start()
         envoys.append(envoy)
         setups.append(Setup(key, label, envoy.url, LOAD_PATH, sesame_file, envoy))
@@ -1250,7 +1256,12 @@ def profile_section(profile: list[Setup]) -> list[str]:
             "calls cost (`scripts/bench.py --profile-only --rounds 6` profiles alone)."]
     own = cost["3"] - cost["2h"] if "2h" in cost else None
     return lines + [
-        f"Reading the headers costs {read:.1f} µs and adding 8 headers, one call each, "
+        (f"The no-op filter exporting only the callbacks Sésame exports (2e) costs "
+         f"{cost['2e']:+.1f} µs against setup 2's, which exports every callback of the SDK's: "
+         f"Envoy skips those a module does not export, here the access log and the "
+         f"response body (one entry per chunk of a body; this one is a single chunk). "
+         if "2e" in cost else "")
+        + f"Reading the headers costs {read:.1f} µs and adding 8 headers, one call each, "
         f"{adds:.1f} µs more, of Sésame's {cost['3']:.1f} µs for a request with a session. "
         + (f"The no-op filter making Sésame's very calls with its very headers (setup 2h, "
            f"whose values include the ID and access tokens) costs {cost['2h']:.1f} µs in "
@@ -1480,6 +1491,7 @@ def main() -> int:
     for needed, how in ((ENVOY_BIN, "run scripts/setup-python.sh"),
                         (DEFAULT_WASM, "run make wasm"),
                         (NOOP_WASM, "run make bench (it builds bench/noop-filter)"),
+                        (NOOP_LEAN_WASM, "run make bench (it builds bench/noop-filter)"),
                         (MINT, "run make bench (it builds bench/mint-sessions)"),
                         (ROOT / "tests" / "node_modules", "run scripts/setup-node.sh")):
         if not Path(needed).exists():
@@ -1575,7 +1587,7 @@ def main() -> int:
             hostcalls = start(bench_envoy(
                 json.dumps({"steps": SESAME_HOSTCALLS,
                             "headers": [part for pair in added for part in pair]}),
-                ports["hostcalls"], upstream, provider, wasm_path=NOOP_WASM))
+                ports["hostcalls"], upstream, provider, wasm_path=NOOP_LEAN_WASM))
             sesame_file = OUT_DIR / "sesame-cookies.txt"
             sesame_file.write_text("".join(c + "\n" for c in cookies))
             oauth2_file = OUT_DIR / "oauth2-cookies.txt"
@@ -1603,11 +1615,13 @@ def main() -> int:
                 Setup("2", "Envoy + no-op wasm filter", noop.url, LOAD_PATH, sesame_file, noop,
                       note="[`bench/noop-filter`](../bench/noop-filter): a proxy-wasm 0.2.5 "
                            "filter whose request-headers callback only continues, in the same "
-                           "V8 runtime: the cost of any wasm filter."),
+                           "V8 runtime: the cost of any wasm filter. It exports every callback "
+                           "of the SDK's, as a filter built with it does unless trimmed; "
+                           "Envoy calls each one a module exports."),
                 Setup("2h", "Envoy + no-op filter making Sésame's hostcalls", hostcalls.url,
                       LOAD_PATH, sesame_file, hostcalls,
-                      note="for reference, not a target: the filter of setup 2 making, on "
-                           "each request, the hostcalls Sésame makes for a request with a "
+                      note="for reference, not a target: the filter of setup 2, exporting "
+                           "only the callbacks Sésame exports, making, on each request, the hostcalls Sésame makes for a request with a "
                            "session in this configuration and nothing else: read every "
                            "header (one call), then add 8 identity headers (one call each; "
                            "Sésame adds 8 here: the user and email headers of oauth2-proxy's "
