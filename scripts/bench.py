@@ -1256,10 +1256,10 @@ def profile_section(profile: list[Setup]) -> list[str]:
             "calls cost (`scripts/bench.py --profile-only --rounds 6` profiles alone)."]
     own = cost["3"] - cost["2h"] if "2h" in cost else None
     return lines + [
-        (f"The no-op filter exporting only the callbacks Sésame exports (2e) costs "
-         f"{cost['2e']:+.1f} µs against setup 2's, which exports every callback of the SDK's: "
-         f"Envoy skips those a module does not export, here the access log and the "
-         f"response body (one entry per chunk of a body; this one is a single chunk). "
+        (f"The no-op filter exporting only the callbacks Sésame exports (2e) differs from "
+         f"setup 2's, which exports every callback of the SDK's, by {cost['2e']:+.1f} µs "
+         f"(Envoy skips the callbacks a module does not export: here the access log and "
+         f"the response body, one entry per chunk, a single chunk here). "
          if "2e" in cost else "")
         + f"Reading the headers costs {read:.1f} µs and adding 8 headers, one call each, "
         f"{adds:.1f} µs more, of Sésame's {cost['3']:.1f} µs for a request with a session. "
