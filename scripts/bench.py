@@ -1259,7 +1259,7 @@ def profile_section(profile: list[Setup]) -> list[str]:
         (f"The no-op filter exporting only the callbacks Sésame exports (2e) differs from "
          f"setup 2's, which exports every callback of the SDK's, by {cost['2e']:+.1f} µs "
          f"(Envoy skips the callbacks a module does not export: here the access log and "
-         f"the response body, one entry per chunk, a single chunk here). "
+         f"the response body, one entry per chunk, of which this body has one). "
          if "2e" in cost else "")
         + f"Reading the headers costs {read:.1f} µs and adding 8 headers, one call each, "
         f"{adds:.1f} µs more, of Sésame's {cost['3']:.1f} µs for a request with a session. "
@@ -1621,8 +1621,9 @@ def main() -> int:
                 Setup("2h", "Envoy + no-op filter making Sésame's hostcalls", hostcalls.url,
                       LOAD_PATH, sesame_file, hostcalls,
                       note="for reference, not a target: the filter of setup 2, exporting "
-                           "only the callbacks Sésame exports, making, on each request, the hostcalls Sésame makes for a request with a "
-                           "session in this configuration and nothing else: read every "
+                           "only the callbacks Sésame exports, making, on each request, the "
+                           "hostcalls Sésame makes for a request with a session in this "
+                           "configuration and nothing else: read every "
                            "header (one call), then add 8 identity headers (one call each; "
                            "Sésame adds 8 here: the user and email headers of oauth2-proxy's "
                            "two families, siret, idp_id, the ID and access tokens), with the "
