@@ -708,7 +708,8 @@ def memory_with_sessions(provider: Provider, upstream: Upstream, wrk: str, sessi
         wait_provider_ready(envoy)
         time.sleep(2.5)
         before = envoy.stats(VM_MEMORY).get(VM_MEMORY)
-        out = subprocess.run([str(MINT), COOKIE_SECRET, str(sessions)], capture_output=True,
+        out = subprocess.run([str(MINT), COOKIE_SECRET, provider.issuer, CLIENT_ID, str(sessions)],
+                             capture_output=True,
                              text=True, check=True, timeout=120)
         cookies = [line for line in out.stdout.splitlines() if line]
         if len(set(cookies)) != sessions:

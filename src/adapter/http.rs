@@ -8,7 +8,7 @@ use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::root::Shared;
 use super::{call_response, dispatch, log, now, HeaderMap, HostStore, RequestClock};
-use crate::core::filter::{Action, Outcome, Step};
+use crate::core::filter::{Action, Step};
 use crate::core::headers::Upstream;
 use crate::core::http::{str_pairs, Request, Response};
 use crate::core::login::Pending;
@@ -51,9 +51,6 @@ impl SesameHttp {
         } else {
             metrics.increment(&step.outcome.counter());
         }
-        if step.outcome == Outcome::ProviderUnavailable {
-            metrics.set_gauge("provider_ready", 0);
-        }
         if let Some(line) = step.outcome.log_line() {
             log(LogLevel::Info, &line);
         }
@@ -84,12 +81,8 @@ impl SesameHttp {
                             LogLevel::Warn,
                             &format!("cannot call cluster {:?}: {status:?}", config.idp_cluster),
                         );
-                        self.shared.provider.borrow_mut().failed(
-                            format!("dispatch failed: {status:?}"),
-                            now(),
-                            config.provider_retry_max,
-                        );
-                        self.shared.publish_provider();
+                        // This request's call only: the provider's state is
+                        // left to the discovery and key fetches.
                         let step = self.shared.filter.unavailable(pending.lang());
                         self.perform(step)
                     }

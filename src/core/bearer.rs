@@ -21,6 +21,7 @@ use super::http::{ProviderResponse, Response};
 use super::login::Pending;
 use super::policy::Admissions;
 use super::provider::ProviderState;
+use super::routes::RouteSet;
 use super::session::Session;
 use super::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
 use super::Clock;
@@ -93,7 +94,7 @@ pub struct BearerPending {
     pub upstream: Upstream,
     pub authorization: String,
     pub token: String,
-    pub route: Option<usize>,
+    pub routes: RouteSet,
 }
 
 /// Why a bearer request is refused: RFC 6750 §3.1.
@@ -172,7 +173,7 @@ impl Filter {
         &self,
         upstream: Upstream,
         authorization: Option<&str>,
-        route: Option<usize>,
+        routes: RouteSet,
         provider: &ProviderState,
         clock: &dyn Clock,
     ) -> Step {
@@ -199,9 +200,14 @@ impl Filter {
             .or_else(|| tokens.get(&key, clock.now()));
         if let Some(checked) = remembered {
             return match &checked.claims {
-                Some(claims) => {
-                    self.admit(upstream, authorization, token, claims, route, &checked.memo)
-                }
+                Some(claims) => self.admit(
+                    upstream,
+                    authorization,
+                    token,
+                    claims,
+                    routes,
+                    &checked.memo,
+                ),
                 None => self.refuse(Refusal::invalid(
                     "inactive_token",
                     "the token is not active",
@@ -216,7 +222,7 @@ impl Filter {
                 authorization,
                 token,
                 key,
-                route,
+                routes,
                 provider,
                 now,
             );
@@ -256,7 +262,7 @@ impl Filter {
             upstream,
             authorization: authorization.to_string(),
             token: token.to_string(),
-            route,
+            routes,
         };
         Step {
             action: Action::Call(call, Box::new(Pending::Bearer(pending))),
@@ -271,7 +277,7 @@ impl Filter {
         authorization: &str,
         token: &str,
         key: [u8; 32],
-        route: Option<usize>,
+        routes: RouteSet,
         provider: &ProviderState,
         now: u64,
     ) -> Step {
@@ -290,7 +296,7 @@ impl Filter {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
                 let until = exp.min(now.saturating_add(bearer.cache_ttl));
                 let memo = Memo::default();
-                let step = self.admit(upstream, authorization, token, &claims, route, &memo);
+                let step = self.admit(upstream, authorization, token, &claims, routes, &memo);
                 let checked = Checked {
                     claims: Some(claims),
                     until,
@@ -323,14 +329,10 @@ impl Filter {
         provider: &mut ProviderState,
         now: u64,
     ) -> Step {
+        // A failed call answers this request only: whether the provider is
+        // up is decided by the discovery and key fetches alone, so that a
+        // junk token whose introspection fails cannot stop every sign-in.
         if resp.status == 0 || resp.status >= 500 {
-            if resp.status == 0 || resp.status == 503 || resp.status == 504 {
-                provider.failed(
-                    format!("introspection failed with status {}", resp.status),
-                    now,
-                    self.config.provider_retry_max,
-                );
-            }
             return self.bearer_unavailable();
         }
         if resp.status != 200 {
@@ -359,7 +361,7 @@ impl Filter {
                     &p.authorization,
                     &p.token,
                     &answer,
-                    p.route,
+                    p.routes,
                     &memo,
                 );
                 let checked = Checked {
@@ -463,13 +465,17 @@ impl Filter {
         authorization: &str,
         token: &str,
         claims: &Map<String, Value>,
-        route: Option<usize>,
+        routes: RouteSet,
         memo: &Memo,
     ) -> Step {
-        let slot = route.map_or(0, |i| i + 1);
+        let slot = if routes.is_single() {
+            routes.only_route().map_or(0, |i| i + 1)
+        } else {
+            usize::MAX
+        };
         let mut refusal = None;
         let admitted = memo.admissions.admitted_by(slot, || {
-            let answer = self.admission(claims, route);
+            let answer = self.admission(claims, routes);
             let ok = answer.is_ok();
             refusal = answer.err();
             ok
@@ -477,7 +483,7 @@ impl Filter {
         if !admitted {
             // A refusal remembered from an earlier request is made again, for
             // its reason.
-            if let Some(step) = refusal.or_else(|| self.admission(claims, route).err()) {
+            if let Some(step) = refusal.or_else(|| self.admission(claims, routes).err()) {
                 return *step;
             }
         }
@@ -513,17 +519,22 @@ impl Filter {
 
     /// Whether the route's scopes and access rules admit a valid token's
     /// claims; the refusal otherwise.
-    fn admission(
-        &self,
-        claims: &Map<String, Value>,
-        route: Option<usize>,
-    ) -> Result<(), Box<Step>> {
-        let required = match self.route(route) {
-            Some(r) if !r.scopes.is_empty() => &r.scopes,
-            _ => &self.config.bearer.scopes,
-        };
+    fn admission(&self, claims: &Map<String, Value>, routes: RouteSet) -> Result<(), Box<Step>> {
+        // Every route's scopes (its own, or the default bearer scopes).
+        let mut required: Vec<&str> = Vec::new();
+        for member in routes.members() {
+            let scopes = match self.route(member) {
+                Some(r) if !r.scopes.is_empty() => &r.scopes,
+                _ => &self.config.bearer.scopes,
+            };
+            for scope in scopes {
+                if !required.contains(&scope.as_str()) {
+                    required.push(scope);
+                }
+            }
+        }
         let granted = granted_scopes(claims);
-        if let Some(missing) = required.iter().find(|s| !granted.contains(&s.as_str())) {
+        if let Some(missing) = required.iter().find(|s| !granted.contains(s)) {
             return Err(Box::new(
                 self.refuse(Refusal {
                     status: 403,
@@ -534,7 +545,7 @@ impl Filter {
                 .with_scope(&required.join(" ")),
             ));
         }
-        if let Err(denial) = self.policy_for(route).check(claims) {
+        if let Err(denial) = self.check_rules(routes, claims) {
             let response = Response::new(403).with_body(
                 "application/json",
                 r#"{"error":"access_denied","error_description":"the access rules do not admit this identity"}"#,

@@ -10,7 +10,9 @@ use url::Url;
 use super::jwe::ResourceKey;
 use super::parse_url;
 use super::policy::{DomainRule, Policy};
-use super::routes::{never_matches_a_path, PathPattern, Protection, Route};
+use super::routes::{
+    method_matches, never_matches_a_path, PathPattern, Protection, Route, MAX_ROUTES,
+};
 
 /// One problem in the configuration, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +60,7 @@ impl SkipRoute {
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.method
             .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            .is_none_or(|m| method_matches(m, method))
             && self.path.is_match(path)
     }
 }
@@ -426,6 +428,15 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
             return routes;
         }
     };
+    if items.len() > MAX_ROUTES {
+        r.err(
+            "routes",
+            format!(
+                "has {} routes; at most {MAX_ROUTES} are allowed",
+                items.len()
+            ),
+        );
+    }
     for (i, item) in items.iter().enumerate() {
         let Some(obj) = item.as_object() else {
             r.err(

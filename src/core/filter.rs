@@ -14,10 +14,11 @@ use super::headers::{identity_headers, Identity, Upstream};
 use super::http::{ProviderCall, Request, Response};
 use super::login::Pending;
 use super::pages::{self, Lang};
-use super::policy::Policy;
+use super::paths;
+use super::policy::{Denial, Policy};
 use super::provider::ProviderState;
 use super::redirect::safe_return_target;
-use super::routes::{Protection, Route};
+use super::routes::{Protection, Route, RouteSet};
 use super::session::{CachedSession, Sealer, Session, SessionCache, SessionCookie, SessionKey};
 use super::shared::{self, MemoryStore, SharedStore};
 use super::{Clock, Entropy};
@@ -95,6 +96,11 @@ pub enum Outcome {
         ok: bool,
     },
     NotFound,
+    /// A path that cannot be read safely, or whose readings fall on routes
+    /// no request can satisfy at once: 400.
+    PathRefused {
+        detail: String,
+    },
 }
 
 impl Outcome {
@@ -124,6 +130,7 @@ impl Outcome {
             Outcome::Endpoint { ok: true } => Cow::Borrowed("endpoint_authorized"),
             Outcome::Endpoint { ok: false } => Cow::Borrowed("endpoint_unauthorized"),
             Outcome::NotFound => Cow::Borrowed("not_found"),
+            Outcome::PathRefused { .. } => Cow::Borrowed("path_refused"),
         }
     }
 
@@ -165,6 +172,7 @@ impl Outcome {
             Outcome::BearerRefused { reason, detail } if *reason != "missing_token" => {
                 Some(format!("bearer token refused ({reason}): {detail}"))
             }
+            Outcome::PathRefused { detail } => Some(format!("request refused (400): {detail}")),
             _ => None,
         }
     }
@@ -225,41 +233,9 @@ pub fn is_navigation(req: &Request) -> bool {
         .any(|a| a.to_ascii_lowercase().contains("text/html"))
 }
 
-/// A path that could mean something else once a server normalises it. Such
-/// paths never match `skip_auth_routes`: they need a login like any other.
-fn is_ambiguous_path(path: &str) -> bool {
-    let b = path.as_bytes();
-    let at = |i: usize| b.get(i).copied();
-    let escaped = |i: usize| {
-        let code = (
-            at(i + 1).map(|c| c.to_ascii_lowercase()),
-            at(i + 2).map(|c| c.to_ascii_lowercase()),
-        );
-        matches!(
-            code,
-            (Some(b'2'), Some(b'e' | b'f' | b'5')) | (Some(b'5'), Some(b'c'))
-        )
-    };
-    // A dot segment: `/.` or `/..`, then `/` or the end.
-    let dot_segment = |i: usize| {
-        let after = if at(i + 1) == Some(b'.') {
-            i + 2
-        } else {
-            i + 1
-        };
-        i > 0 && b[i - 1] == b'/' && matches!(at(after), None | Some(b'/'))
-    };
-    (0..b.len()).any(|i| match b[i] {
-        b'\\' | b';' => true,
-        b'%' => escaped(i),
-        b'.' => dot_segment(i),
-        _ => false,
-    })
-}
-
 impl Filter {
     pub fn new(config: Config) -> Self {
-        let sealer = Sealer::new(&config.cookie_secret);
+        let sealer = Sealer::new(&config.cookie_secret, &config.issuer, &config.client_id);
         let shared_ns = shared::namespace(&config);
         Filter {
             config,
@@ -295,7 +271,7 @@ impl Filter {
     fn known_session(
         &self,
         cookies: &[(&str, &str)],
-        route: Option<usize>,
+        routes: RouteSet,
         now: u64,
     ) -> (Option<SessionKey>, Option<Identity>) {
         let Some(key) = SessionKey::of(&self.session_cookie(), cookies) else {
@@ -305,21 +281,38 @@ impl Filter {
         let headers = cache
             .get(&key, now)
             .filter(|hit| {
-                hit.admissions.admitted_by(self.policy_slot(route), || {
-                    self.policy_for(route).check(&hit.claims).is_ok()
+                hit.admissions.admitted_by(self.policy_slot(routes), || {
+                    self.check_rules(routes, &hit.claims).is_ok()
                 })
             })
             .map(|hit| hit.headers.clone());
         (Some(key), headers)
     }
 
-    /// Which access rules apply on a route: 0 for the filter's, 1 + the
-    /// route's index for a route with its own.
-    fn policy_slot(&self, route: Option<usize>) -> usize {
-        match self.route(route) {
-            Some(r) if r.policy.is_some() => 1 + route.unwrap_or(0),
+    /// Which access rules apply: 0 for the filter's, 1 + the route's index
+    /// for a route with its own; several routes (a path with several
+    /// readings) are checked every time.
+    fn policy_slot(&self, routes: RouteSet) -> usize {
+        if !routes.is_single() {
+            return usize::MAX;
+        }
+        match routes.only_route() {
+            Some(i) if self.route(Some(i)).is_some_and(|r| r.policy.is_some()) => 1 + i,
             _ => 0,
         }
+    }
+
+    /// Checks claims against the access rules of every route in `routes`
+    /// (each route's own, or the filter's).
+    pub(crate) fn check_rules(
+        &self,
+        routes: RouteSet,
+        claims: &serde_json::Map<String, Value>,
+    ) -> Result<(), Denial> {
+        for member in routes.members() {
+            self.policy_for(member).check(claims)?;
+        }
+        Ok(())
     }
 
     /// The route at `index` of `routes`.
@@ -398,39 +391,36 @@ impl Filter {
             return self.on_endpoint(endpoint, req, &cookies, provider, clock, entropy, lang(req));
         }
 
+        let (protection, routes) = match self.resolve(req) {
+            Ok(resolved) => resolved,
+            Err(detail) => return self.path_refused(detail, lang(req)),
+        };
         let authorization = req.header("authorization");
-        let upstream = Upstream::stripping(&self.config, &req.headers);
-        // A path that could mean another once normalised matches no route and
-        // no skip route: it needs a session, like any unlisted path.
-        let ambiguous = is_ambiguous_path(path);
-        let route = if ambiguous {
-            None
-        } else {
-            self.config
-                .routes
-                .iter()
-                .position(|r| r.matches(req.method, path))
-        };
-        let protection = match route {
-            Some(i) => self.config.routes[i].protection,
-            None if !ambiguous
-                && self
-                    .config
-                    .skip_auth_routes
-                    .iter()
-                    .any(|r| r.matches(req.method, path)) =>
-            {
-                Protection::Public
-            }
-            None => Protection::Session,
-        };
+        let mut upstream = Upstream::stripping(&self.config, &req.headers);
+        if protection != Protection::Public && req.header_values("authorization").nth(1).is_some() {
+            return self.path_refused("several Authorization headers".into(), lang(req));
+        }
         let bearer = match protection {
             Protection::Bearer => true,
             Protection::SessionOrBearer => authorization.is_some_and(is_bearer_scheme),
             _ => false,
         };
         if bearer {
-            return self.bearer_request(upstream, authorization, route, provider, clock);
+            return self.bearer_request(upstream, authorization, routes, provider, clock);
+        }
+        if protection == Protection::Session {
+            // A client's bearer token never travels upstream unchecked on a
+            // route that takes sessions only.
+            if let Some(name) = req
+                .headers
+                .iter()
+                .find(|(n, v)| n.eq_ignore_ascii_case("authorization") && is_bearer_scheme(v))
+                .map(|(n, _)| *n)
+            {
+                if !upstream.remove.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                    upstream.remove.push(name.to_string());
+                }
+            }
         }
         if protection == Protection::Public {
             let action = if upstream.remove.is_empty() {
@@ -446,7 +436,7 @@ impl Filter {
 
         // The hot path: a session this VM opened before, admitted here, and
         // still valid at the clock's upper bound (no reading of the clock).
-        let (key, known) = self.known_session(&cookies, route, clock.upper_bound());
+        let (key, known) = self.known_session(&cookies, routes, clock.upper_bound());
         if let Some(identity) = known {
             return Step {
                 action: Action::ContinueWith(upstream.with(identity)),
@@ -456,9 +446,9 @@ impl Filter {
         let now = clock.now();
         let lang = lang(req);
         match self.session_cookie().read(&cookies, now) {
-            Some(session) => match self.policy_for(route).check(&session.claims) {
+            Some(session) => match self.check_rules(routes, &session.claims) {
                 Ok(()) if self.refresh_due(&session, now) => {
-                    self.begin_refresh(req, upstream, session, route, provider, now, store, lang)
+                    self.begin_refresh(req, upstream, session, routes, provider, now, store, lang)
                 }
                 Ok(()) => {
                     let identity = self.remember(key, &session, now);
@@ -471,6 +461,57 @@ impl Filter {
             },
             None => self.unauthenticated(req, &cookies, provider, now, entropy, lang),
         }
+    }
+
+    /// The protection a request is held to, and the routes whose rules
+    /// apply: for each reading of its path (as written, and as servers may
+    /// normalise it), its route (first match), a `skip_auth_routes` entry
+    /// (public), or none (a session and the filter's rules); the strictest
+    /// of them all. `Err` for a path that cannot be read safely, or whose
+    /// readings need both a session and a bearer token.
+    pub(crate) fn resolve(&self, req: &Request) -> Result<(Protection, RouteSet), String> {
+        if req.path.contains('#') {
+            return Err("the path holds a fragment (#)".into());
+        }
+        let readings = paths::readings(req.path_only()).map_err(|e| e.describe())?;
+        let mut protection = Protection::Public;
+        let mut routes = RouteSet::default();
+        for reading in &readings {
+            let route = self
+                .config
+                .routes
+                .iter()
+                .position(|r| r.matches(req.method, reading));
+            let this = match route {
+                Some(i) => self.config.routes[i].protection,
+                None if self
+                    .config
+                    .skip_auth_routes
+                    .iter()
+                    .any(|r| r.matches(req.method, reading)) =>
+                {
+                    Protection::Public
+                }
+                None => Protection::Session,
+            };
+            if this != Protection::Public {
+                routes.add(route);
+            }
+            protection = protection.strictest(this).ok_or_else(|| {
+                format!(
+                    "the path {:?} reads as {:?}, which needs another kind of credential",
+                    printable(req.path_only()),
+                    printable(reading),
+                )
+            })?;
+        }
+        Ok((protection, routes))
+    }
+
+    /// The 400 answer to a path that cannot be read safely.
+    fn path_refused(&self, detail: String, lang: Lang) -> Step {
+        let response = pages::page(400, lang, &pages::BAD_PATH, None, None);
+        Step::respond(response, Outcome::PathRefused { detail })
     }
 
     /// No valid session: a page navigation goes to the provider (or to the
@@ -588,7 +629,8 @@ impl Filter {
             }
             "/sign_out" => self.sign_out(req, cookies, provider, clock.now(), entropy),
             "/auth" => {
-                let (key, known) = self.known_session(cookies, None, clock.upper_bound());
+                let (key, known) =
+                    self.known_session(cookies, RouteSet::FILTER, clock.upper_bound());
                 if let Some(identity) = known {
                     let response = Response::new(202).with_headers(identity.iter().cloned());
                     return Step::respond(response, Outcome::Endpoint { ok: true });
@@ -744,59 +786,19 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Text for a log line: printable ASCII only, at most 120 characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(120)
+        .collect()
+}
+
 /// "a, b or c".
 fn or_list(words: &[&str]) -> String {
     match words.split_last() {
         Some((last, [])) => last.to_string(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
         None => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_ambiguous_path;
-
-    #[test]
-    fn ambiguous_paths() {
-        for path in [
-            "/a/../b",
-            "/a/./b",
-            "/a/..",
-            "/a/.",
-            "/..",
-            "/.",
-            "/a%2e%2e/b",
-            "/a%2E",
-            "/a%2fb",
-            "/a%2Fb",
-            "/a%5cb",
-            "/a%5Cb",
-            "/a%252e",
-            "/a\\b",
-            "/a;b",
-            "/public/..;/admin",
-        ] {
-            assert!(is_ambiguous_path(path), "{path}");
-        }
-        for path in [
-            "/",
-            "/a/b",
-            "/a/.well-known/x",
-            "/a/...",
-            "/a/.../b",
-            "/a..b",
-            "/a/b.",
-            "/a%20b",
-            "/a%2",
-            "/a%",
-            "/a%e2%82%ac",
-            "/a/..b",
-            "/a/b..",
-            "",
-            "a.",
-        ] {
-            assert!(!is_ambiguous_path(path), "{path}");
-        }
     }
 }

@@ -539,13 +539,14 @@ fn callback_refusals() {
 }
 
 #[test]
-fn provider_outage_gives_503_and_keeps_sessions() {
+fn a_failed_token_call_gives_503_to_that_sign_in_only() {
     let f = filter(json!({}));
     let mut state = provider();
     let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
     let cookie = cookie_header(&set_cookies(&response(login.step)));
 
-    // The token endpoint does not answer: 503, provider marked unreachable.
+    // The token endpoint does not answer: 503 for this sign-in. One
+    // request's call never decides whether the provider is up.
     let (redirect, cookies) = start(&f, "/chat");
     let st = param(redirect.header("location").unwrap(), "state");
     let cb = format!("/oauth2/callback?code=c&state={st}");
@@ -570,11 +571,11 @@ fn provider_outage_gives_503_and_keeps_sessions() {
     let r = response(step);
     assert_eq!(r.status, 503);
     assert!(r.header("retry-after").is_some());
-    assert!(!state.ready());
+    assert!(state.ready());
 
-    // New visitors get 503, signed-in people keep working.
+    // New visitors still start a sign-in, signed-in people keep working.
     let nav = f.on_request(&get("/", &[HTML]), &state, NOW, &mut CountingEntropy(1));
-    assert_eq!(response(nav).status, 503);
+    assert_eq!(nav.outcome, Outcome::LoginStarted);
     let signed_in = f.on_request(
         &get("/", &[("cookie", &cookie)]),
         &state,
@@ -607,12 +608,22 @@ fn skip_routes_pass_but_are_stripped_and_not_fooled() {
         "/public/../admin",
         "/public/%2e%2e/admin",
         "/public/..%2fadmin",
-        "/public/%252e%252e/admin",
         "/public\\..\\admin",
+        "/public/..;/admin",
+        "/public;/../admin",
     ] {
         let step = f.on_request(&get(path, &[]), &provider(), NOW, &mut CountingEntropy(1));
         assert_eq!(step.outcome, Outcome::Unauthenticated, "{path}");
     }
+    // Encoded twice: a server that decodes twice reads `..`. Refused.
+    let step = f.on_request(
+        &get("/public/%252e%252e/admin", &[]),
+        &provider(),
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert!(matches!(step.outcome, Outcome::PathRefused { .. }));
+    assert_eq!(response(step).status, 400);
     let post = Request {
         method: "POST",
         ..get("/ping", &[])
@@ -2227,4 +2238,160 @@ fn a_token_remembered_for_less_than_the_margin_is_still_served_from_the_cache() 
     // Past them, it is checked anew: without keys, not admitted.
     let (late, _) = outcome_with(&f, &call, &no_keys, NOW + 12, 3);
     assert_ne!(late, Outcome::BearerPassed);
+}
+
+/// The outside review's set-up: filter-level domains, and `/admin/` for
+/// alice alone.
+fn admin_filter() -> Filter {
+    filter(json!({
+        "allowed_email_domains": ["exemple.org", "agents.gouv.fr"],
+        "routes": [
+            {"path": "^/admin/", "mode": "session", "allowed_emails": ["alice@agents.gouv.fr"]},
+            {"path": "^/api/admin/", "mode": "bearer", "scopes": ["api:write"]},
+            {"path": "^/open/", "mode": "public"},
+        ],
+    }))
+}
+
+/// The spellings of `/admin/users` the review sent through a default Envoy.
+const ADMIN_SPELLINGS: &[&str] = &[
+    "/admin/users",
+    "/admin;x=1/users",
+    "/admin/;/users",
+    "/admin/./users",
+    "/./admin/users",
+    "/%61dmin/users",
+    "//admin/users",
+    "/admin%2fusers",
+    "/x/../admin/users",
+    "/admin%5Cusers",
+    "/open/..;/admin/users",
+    "/open/%2e%2e/admin/users",
+];
+
+#[test]
+fn every_spelling_of_a_route_is_held_to_its_rules() {
+    let f = admin_filter();
+    let bob = signed_in_cookie(&f, "bob@agents.gouv.fr");
+    let alice = signed_in_cookie(&f, "alice@agents.gouv.fr");
+    for path in ADMIN_SPELLINGS {
+        for method in ["GET", "HEAD", "get"] {
+            let req = Request {
+                method,
+                ..get(path, &[("cookie", &bob), ("accept", "application/json")])
+            };
+            let step = run(&f, &req, &provider());
+            assert!(
+                matches!(step.outcome, Outcome::Denied { .. }),
+                "bob at {method} {path}: {:?}",
+                step.outcome
+            );
+            assert_eq!(response(step).status, 403);
+        }
+        let step = run(&f, &get(path, &[("cookie", &alice)]), &provider());
+        assert_eq!(step.outcome, Outcome::Passed, "alice at {path}");
+    }
+    // Bob is admitted where no route has rules of its own.
+    let step = run(&f, &get("/chat", &[("cookie", &bob)]), &provider());
+    assert_eq!(step.outcome, Outcome::Passed);
+    // Public stays public only when every reading is public.
+    let step = run(&f, &get("/open/page", &[]), &provider());
+    assert_eq!(step.outcome, Outcome::Public);
+    let step = run(
+        &f,
+        &get("/open/../chat", &[("accept", "application/json")]),
+        &provider(),
+    );
+    assert_eq!(step.outcome, Outcome::Unauthenticated);
+}
+
+#[test]
+fn a_path_that_needs_a_session_and_a_bearer_token_at_once_is_refused() {
+    let f = admin_filter();
+    let bob = signed_in_cookie(&f, "bob@agents.gouv.fr");
+    let forged = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJib2IiLCJzY29wZSI6ImFwaTp3cml0ZSJ9.";
+    for path in [
+        "/api/admin;/users/42",
+        "/api//admin/users/42",
+        "/x/../api/admin/users/42",
+    ] {
+        let req = Request {
+            method: "DELETE",
+            ..get(path, &[("cookie", &bob), ("authorization", forged)])
+        };
+        let step = run(&f, &req, &provider());
+        assert!(
+            matches!(step.outcome, Outcome::PathRefused { .. }),
+            "{path}: {:?}",
+            step.outcome
+        );
+        assert_eq!(response(step).status, 400);
+    }
+    // As written, it is the bearer route: the forged token is refused.
+    let req = Request {
+        method: "DELETE",
+        ..get(
+            "/api/admin/users/42",
+            &[("cookie", &bob), ("authorization", forged)],
+        )
+    };
+    let (status, ..) = refused(run(&f, &req, &provider()));
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_bearer_header_never_goes_upstream_unchecked_on_a_session_route() {
+    let f = admin_filter();
+    let bob = signed_in_cookie(&f, "bob@agents.gouv.fr");
+    let forged = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.";
+    for (name, value) in [
+        ("authorization", forged),
+        ("Authorization", "bearer forged"),
+    ] {
+        let req = get("/chat", &[("cookie", &bob), (name, value)]);
+        let step = run(&f, &req, &provider());
+        assert_eq!(step.outcome, Outcome::Passed);
+        let headers = forwarded(&req, step);
+        assert!(header(&headers, "authorization").is_none(), "{headers:?}");
+    }
+    // Basic credentials are the application's business: they go on.
+    let req = get(
+        "/chat",
+        &[("cookie", &bob), ("authorization", "Basic Ym9iOng=")],
+    );
+    let headers = forwarded(&req, run(&f, &req, &provider()));
+    assert_eq!(header(&headers, "authorization"), Some("Basic Ym9iOng="));
+    // Two Authorization headers on a protected route: refused.
+    let req = get(
+        "/chat",
+        &[
+            ("cookie", &bob),
+            ("authorization", "Basic Ym9iOng="),
+            ("authorization", forged),
+        ],
+    );
+    assert_eq!(response(run(&f, &req, &provider())).status, 400);
+}
+
+#[test]
+fn paths_that_cannot_be_read_safely_are_400() {
+    let f = admin_filter();
+    let bob = signed_in_cookie(&f, "bob@agents.gouv.fr");
+    for path in [
+        "/admin%252fusers",
+        "/admin%2",
+        "/admin%00/users",
+        "/admin#/users",
+        "admin",
+    ] {
+        let step = run(&f, &get(path, &[("cookie", &bob), HTML]), &provider());
+        assert!(
+            matches!(step.outcome, Outcome::PathRefused { .. }),
+            "{path}: {:?}",
+            step.outcome
+        );
+        let r = response(step);
+        assert_eq!(r.status, 400);
+        assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    }
 }

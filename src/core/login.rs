@@ -10,6 +10,7 @@ use super::cookies::{clear_cookie, set_cookie};
 use super::filter::{query_param, Action, Filter, Outcome, SignInHints, Step};
 use super::http::{ProviderCall, ProviderResponse, Request, Response};
 use super::pages::{self, Lang, PageText};
+use super::policy::merge_userinfo;
 use super::provider::{KeySet, ProviderState};
 use super::redirect::{safe_redirect, safe_return_target};
 use super::session::{Purpose, Session};
@@ -592,12 +593,9 @@ impl Filter {
         let fail = |status, reason, detail: String| {
             self.login_failed(status, reason, detail, Some(&state), &rd, lang)
         };
+        // This sign-in's call only: whether the provider is up is decided by
+        // the discovery and key fetches, never by one request's call.
         if resp.status == 0 || resp.status == 503 || resp.status == 504 {
-            provider.failed(
-                format!("call failed with status {}", resp.status),
-                now,
-                self.config.provider_retry_max,
-            );
             let mut step = self.unavailable(lang);
             if let Action::Respond(r) = &mut step.action {
                 r.headers.push(self.clear_login_cookie(&state));
@@ -643,7 +641,7 @@ impl Filter {
                 let keys = provider.keys.clone().unwrap_or_default();
                 match self.userinfo_claims(resp, &keys, &sub, now) {
                     Ok(info) => {
-                        claims.extend(info);
+                        merge_userinfo(&mut claims, info);
                         self.finish_login(login, tokens, claims, now, entropy, lang)
                     }
                     Err((status, reason, detail)) => fail(status, reason, detail),

@@ -13,6 +13,7 @@ pub mod http;
 pub mod jwe;
 pub mod login;
 pub mod pages;
+pub mod paths;
 pub mod policy;
 pub mod provider;
 pub mod redirect;

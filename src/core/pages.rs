@@ -284,6 +284,28 @@ pub const NOT_FOUND: PageText = PageText {
     },
 };
 
+pub const BAD_PATH: PageText = PageText {
+    title: Text {
+        fr: "Adresse refusée",
+        en: "Address refused",
+    },
+    body: Text {
+        fr: "Cette adresse est écrite d’une façon qui peut désigner plusieurs pages. Vérifiez le lien, ou repartez de la page d’accueil.",
+        en: "This address is written in a way that can mean more than one page. Check the link, or start again from the home page.",
+    },
+};
+
+pub const SESSION_TOO_LARGE: PageText = PageText {
+    title: Text {
+        fr: "La connexion a échoué",
+        en: "Sign-in failed",
+    },
+    body: Text {
+        fr: "Les informations d’identité envoyées par le fournisseur sont trop volumineuses pour être conservées par le navigateur. Contactez l’administrateur du service.",
+        en: "The identity information sent by the provider is too large for the browser to keep. Please contact the service's administrator.",
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,33 @@ impl Denial {
     }
 }
 
+/// Whether the email counts as verified: `email_verified` absent (ProConnect
+/// sends none: its addresses come from the administrations' own
+/// directories), `true`, or the string `"true"`. Any other value (`false`,
+/// `"false"`, `0`, `null`, ...) means unverified.
+pub fn email_verified(claims: &Map<String, Value>) -> bool {
+    match claims.get("email_verified") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        Some(_) => false,
+    }
+}
+
+/// Merges userinfo's identity claims into the ID token's: userinfo adds
+/// and updates claims, but never turns an email the ID token calls
+/// unverified into a verified one.
+pub fn merge_userinfo(claims: &mut Map<String, Value>, userinfo: Map<String, Value>) {
+    let unverified = claims
+        .get("email_verified")
+        .filter(|_| !email_verified(claims))
+        .cloned();
+    claims.extend(userinfo);
+    if let Some(value) = unverified {
+        claims.insert("email_verified".into(), value);
+    }
+}
+
 impl Policy {
     pub fn is_empty(&self) -> bool {
         self.emails.is_empty() && self.domains.is_empty() && self.claims.is_empty()
@@ -128,7 +155,7 @@ impl Policy {
                 .map(|e| e.trim().to_ascii_lowercase())
                 .filter(|e| !e.is_empty())
                 .ok_or(Denial::NoEmail)?;
-            if claims.get("email_verified") == Some(&Value::Bool(false)) {
+            if !email_verified(claims) {
                 return Err(Denial::EmailNotVerified);
             }
             let domain = match email.rsplit_once('@') {
@@ -247,6 +274,47 @@ mod tests {
         assert!(p
             .check(&claims(json!({"email": "a@b.fr", "email_verified": true})))
             .is_ok());
+        // Only true and "true" verify; any other value present does not.
+        for value in [
+            json!("false"),
+            json!("False"),
+            json!(0),
+            json!(1),
+            json!(null),
+            json!("yes"),
+        ] {
+            assert_eq!(
+                p.check(&claims(json!({"email": "a@b.fr", "email_verified": value}))),
+                Err(Denial::EmailNotVerified),
+                "{value}"
+            );
+        }
+        assert!(p
+            .check(&claims(
+                json!({"email": "a@b.fr", "email_verified": "true"})
+            ))
+            .is_ok());
+        assert!(p.check(&claims(json!({"email": "a@b.fr"}))).is_ok());
+    }
+
+    #[test]
+    fn userinfo_never_verifies_what_the_id_token_did_not() {
+        let p = policy(&[], &["*"], &[]);
+        for (id_token, userinfo, verified) in [
+            (json!(false), json!("false"), false),
+            (json!(false), json!(true), false),
+            (json!("false"), json!("true"), false),
+            (json!(true), json!(false), false),
+            (json!(true), json!("true"), true),
+        ] {
+            let mut c = claims(json!({"sub": "x", "email": "a@b.fr", "email_verified": id_token}));
+            merge_userinfo(&mut c, claims(json!({"email_verified": userinfo})));
+            assert_eq!(p.check(&c).is_ok(), verified, "{id_token} then {userinfo}");
+        }
+        // Without email_verified in the ID token, userinfo's value stands.
+        let mut c = claims(json!({"sub": "x", "email": "a@b.fr"}));
+        merge_userinfo(&mut c, claims(json!({"email_verified": "false"})));
+        assert_eq!(p.check(&c), Err(Denial::EmailNotVerified));
     }
 
     #[test]

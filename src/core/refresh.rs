@@ -17,7 +17,9 @@ use super::headers::{identity_headers, Upstream};
 use super::http::{OwnedRequest, ProviderResponse, Request};
 use super::login::{display_name, Pending, TokenResponse};
 use super::pages::Lang;
+use super::policy::merge_userinfo;
 use super::provider::ProviderState;
+use super::routes::RouteSet;
 use super::session::{Purpose, Session};
 use super::shared::{
     claim_refresh, finish_refresh, generation, RefreshClaim, RefreshEnd, SharedStore,
@@ -36,7 +38,7 @@ pub struct RefreshPending {
     /// The session before the refresh.
     pub session: Session,
     /// The route the request matched (for its access rules).
-    pub route: Option<usize>,
+    pub routes: RouteSet,
     pub stage: RefreshStage,
 }
 
@@ -89,7 +91,7 @@ impl Filter {
         req: &Request,
         upstream: Upstream,
         session: Session,
-        route: Option<usize>,
+        routes: RouteSet,
         provider: &ProviderState,
         now: u64,
         store: &dyn SharedStore,
@@ -120,7 +122,7 @@ impl Filter {
                     request: req.to_owned_request(),
                     upstream,
                     session,
-                    route,
+                    routes,
                     stage: RefreshStage::Token,
                 };
                 Step {
@@ -145,7 +147,7 @@ impl Filter {
                             &self.cookie_attrs("/"),
                             &cookies,
                         );
-                        match self.policy_for(route).check(&new.claims) {
+                        match self.check_rules(routes, &new.claims) {
                             Ok(()) => self.pass(upstream, &new, set, Outcome::RefreshAdopted),
                             Err(denial) => self.denied(&new, &denial.describe(), lang),
                         }
@@ -184,14 +186,8 @@ impl Filter {
         store: &dyn SharedStore,
     ) -> Step {
         let ns = &self.shared_ns;
+        // This request's call only: it does not decide whether the provider is up.
         if resp.status == 0 || resp.status == 429 || resp.status >= 500 {
-            if resp.status == 0 || resp.status == 503 || resp.status == 504 {
-                provider.failed(
-                    format!("refresh call failed with status {}", resp.status),
-                    now,
-                    self.config.provider_retry_max,
-                );
-            }
             finish_refresh(store, ns, &p.session.sid, RefreshEnd::Retry, now);
             let outcome = Outcome::RefreshFailed {
                 reason: "provider_unavailable",
@@ -223,7 +219,7 @@ impl Filter {
                 match self.userinfo_claims(resp, &keys, new.sub(), now) {
                     Ok(info) => {
                         let mut new = *new;
-                        new.claims.extend(info);
+                        merge_userinfo(&mut new.claims, info);
                         Ok(new)
                     }
                     Err((_, reason, detail)) => Err(Failure { reason, detail }),
@@ -240,7 +236,7 @@ impl Filter {
         display_name(&mut new.claims);
         new.claims
             .retain(|k, _| self.config.kept_claims.contains(k));
-        if let Err(denial) = self.policy_for(p.route).check(&new.claims) {
+        if let Err(denial) = self.check_rules(p.routes, &new.claims) {
             finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
             let mut step = self.denied(&new, &denial.describe(), p.lang);
             if let Action::Respond(r) = &mut step.action {

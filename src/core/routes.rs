@@ -30,6 +30,29 @@ impl Protection {
     pub fn accepts_bearer(self) -> bool {
         matches!(self, Protection::Bearer | Protection::SessionOrBearer)
     }
+
+    /// What a request may come with: (nothing, a session, a bearer token).
+    fn accepted(self) -> (bool, bool, bool) {
+        match self {
+            Protection::Public => (true, true, true),
+            Protection::Session => (false, true, false),
+            Protection::Bearer => (false, false, true),
+            Protection::SessionOrBearer => (false, true, true),
+        }
+    }
+
+    /// The protection that satisfies both: what both accept. `None` when
+    /// nothing would satisfy both (a session route and a bearer route).
+    pub fn strictest(self, other: Protection) -> Option<Protection> {
+        let (a, b) = (self.accepted(), other.accepted());
+        match (a.0 && b.0, a.1 && b.1, a.2 && b.2) {
+            (true, _, _) => Some(Protection::Public),
+            (false, true, true) => Some(Protection::SessionOrBearer),
+            (false, true, false) => Some(Protection::Session),
+            (false, false, true) => Some(Protection::Bearer),
+            (false, false, false) => None,
+        }
+    }
 }
 
 /// A regex on request paths, with a shortcut for the common shapes: a pattern
@@ -124,8 +147,74 @@ pub struct Route {
 
 impl Route {
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+        (self.methods.is_empty() || self.methods.iter().any(|m| method_matches(m, method)))
             && self.path.is_match(path)
+    }
+}
+
+/// Whether a request's method is the one a route names: in any case, and
+/// `HEAD` as `GET` (a `HEAD` is a `GET` without the body, and servers answer
+/// it with their `GET` handler).
+pub fn method_matches(named: &str, method: &str) -> bool {
+    named.eq_ignore_ascii_case(method)
+        || (named.eq_ignore_ascii_case("GET") && method.eq_ignore_ascii_case("HEAD"))
+}
+
+/// Most routes a configuration may have (a [`RouteSet`] is a bit set).
+pub const MAX_ROUTES: usize = 64;
+
+/// The routes whose rules apply to one request: the route of each reading
+/// of its path (see `paths::readings`), and whether one reading fell on no
+/// route (then the filter's own rules apply too). A plain path has one
+/// reading, so one route or none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteSet {
+    routes: u64,
+    filter_level: bool,
+}
+
+impl RouteSet {
+    /// The filter's own rules alone (no route).
+    pub const FILTER: RouteSet = RouteSet {
+        routes: 0,
+        filter_level: true,
+    };
+
+    /// The rules of the route at `index`, or the filter's for `None`.
+    pub fn single(index: Option<usize>) -> RouteSet {
+        let mut set = RouteSet::default();
+        set.add(index);
+        set
+    }
+
+    pub fn add(&mut self, index: Option<usize>) {
+        match index {
+            Some(i) if i < MAX_ROUTES => self.routes |= 1 << i,
+            // Refused at load; never weaker than the filter's rules.
+            Some(_) | None => self.filter_level = true,
+        }
+    }
+
+    /// The one route when there is exactly one and no filter-level reading.
+    pub fn only_route(&self) -> Option<usize> {
+        (!self.filter_level && self.routes.count_ones() == 1)
+            .then(|| self.routes.trailing_zeros() as usize)
+    }
+
+    /// Whether the request has one set of rules (one route, or none):
+    /// what every plain path gives.
+    pub fn is_single(&self) -> bool {
+        u32::from(self.filter_level) + self.routes.count_ones() == 1
+    }
+
+    /// Each member: `Some(route index)`, and `None` for the filter level.
+    pub fn members(&self) -> impl Iterator<Item = Option<usize>> + '_ {
+        let routes = self.routes;
+        self.filter_level.then_some(None).into_iter().chain(
+            (0..MAX_ROUTES)
+                .filter(move |i| routes & (1 << i) != 0)
+                .map(Some),
+        )
     }
 }
 
@@ -242,5 +331,36 @@ mod tests {
             .unwrap()
             .accepts_bearer());
         assert!(Protection::parse("cookie").is_none());
+        // HEAD is matched as GET, and methods in any case.
+        assert!(r.matches("HEAD", "/api/x") && r.matches("get", "/api/x"));
+        assert!(!r.matches("OPTIONS", "/api/x"));
+    }
+
+    #[test]
+    fn the_strictest_of_two_protections() {
+        use Protection::*;
+        assert_eq!(Public.strictest(Session), Some(Session));
+        assert_eq!(Session.strictest(Public), Some(Session));
+        assert_eq!(Public.strictest(Public), Some(Public));
+        assert_eq!(SessionOrBearer.strictest(Session), Some(Session));
+        assert_eq!(SessionOrBearer.strictest(Bearer), Some(Bearer));
+        assert_eq!(Bearer.strictest(Public), Some(Bearer));
+        assert_eq!(Session.strictest(Bearer), None);
+        assert_eq!(Bearer.strictest(Session), None);
+    }
+
+    #[test]
+    fn route_sets() {
+        assert!(RouteSet::FILTER.is_single());
+        assert_eq!(RouteSet::FILTER.only_route(), None);
+        let one = RouteSet::single(Some(3));
+        assert!(one.is_single());
+        assert_eq!(one.only_route(), Some(3));
+        let mut two = one;
+        two.add(None);
+        two.add(Some(5));
+        assert!(!two.is_single());
+        assert_eq!(two.only_route(), None);
+        assert_eq!(two.members().collect::<Vec<_>>(), [None, Some(3), Some(5)]);
     }
 }

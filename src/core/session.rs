@@ -20,7 +20,8 @@ use super::{b64url, b64url_decode, Entropy};
 /// Largest cookie value written in one piece; browsers allow ~4096 bytes per
 /// cookie including name and attributes.
 pub const CHUNK_SIZE: usize = 3800;
-/// Most chunks read back; beyond this the session is refused.
+/// Most chunks written and read back: a session that would need more is
+/// never written (see [`SessionCookie::fits`]).
 pub const MAX_CHUNKS: usize = 8;
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -47,22 +48,30 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-fn derive_key(secret: &[u8], label: &str) -> Aes256Gcm {
+/// A key for one purpose, bound to the provider and the client: a
+/// deployment that shares the cookie secret but signs in at another issuer
+/// (a staging set-up on an integration environment) or as another client
+/// seals with other keys, so its cookies do not open here.
+fn derive_key(secret: &[u8], issuer: &str, client_id: &str, label: &str) -> Aes256Gcm {
     let mut h = Sha256::new();
-    h.update(b"sesame cookie key v1\0");
-    h.update(label.as_bytes());
-    h.update([0]);
+    h.update(b"sesame cookie key v2\0");
+    for part in [label.as_bytes(), issuer.as_bytes(), client_id.as_bytes()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
     h.update(secret);
     let key = h.finalize();
     Aes256Gcm::new_from_slice(&key).expect("SHA-256 output is a valid AES-256 key")
 }
 
 impl Sealer {
-    pub fn new(secret: &[u8]) -> Self {
+    /// Keys from the cookie secret, for the provider `issuer` and the client
+    /// `client_id`.
+    pub fn new(secret: &[u8], issuer: &str, client_id: &str) -> Self {
         Sealer {
-            session: derive_key(secret, "session"),
-            login: derive_key(secret, "login"),
-            logout: derive_key(secret, "logout"),
+            session: derive_key(secret, issuer, client_id, "session"),
+            login: derive_key(secret, issuer, client_id, "login"),
+            logout: derive_key(secret, issuer, client_id, "logout"),
         }
     }
 
@@ -175,6 +184,16 @@ fn chunk_name(base: &str, i: usize) -> String {
     format!("{base}_{i}")
 }
 
+/// The chunk number of what follows the session cookie's name (`_0`,
+/// `_12`...).
+fn chunk_index(rest: &str) -> Option<usize> {
+    let digits = rest.strip_prefix('_')?;
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 impl SessionCookie<'_> {
     /// `Set-Cookie` values carrying the session, and clearing any previous
     /// chunks the browser holds that the new value does not overwrite.
@@ -197,8 +216,18 @@ impl SessionCookie<'_> {
         )
     }
 
+    /// Whether a sealed session of `len` characters can be written so that
+    /// it is read back: at most [`MAX_CHUNKS`] chunks.
+    pub fn fits(len: usize) -> bool {
+        len <= MAX_CHUNKS * CHUNK_SIZE
+    }
+
     /// `Set-Cookie` values carrying an already sealed session for `max_age`
     /// seconds, and clearing the previous chunks the new value does not overwrite.
+    /// A chunked session's first chunk starts with the number of chunks and
+    /// a `.` (not a base64url character), so that chunks left over from a
+    /// longer session are never read with it.
+    /// The caller checks [`SessionCookie::fits`] first.
     pub fn write_sealed(
         &self,
         sealed: &str,
@@ -212,15 +241,17 @@ impl SessionCookie<'_> {
             vec![self.name.to_string()]
         } else {
             let mut names = Vec::new();
+            let count = sealed.len().div_ceil(CHUNK_SIZE);
             for (i, chunk) in sealed.as_bytes().chunks(CHUNK_SIZE).enumerate() {
                 let name = chunk_name(self.name, i);
                 // base64url is ASCII, so byte chunks are valid UTF-8.
-                out.push(set_cookie(
-                    &name,
-                    std::str::from_utf8(chunk).unwrap_or(""),
-                    max_age,
-                    attrs,
-                ));
+                let chunk = std::str::from_utf8(chunk).unwrap_or("");
+                let value = if i == 0 {
+                    format!("{count}.{chunk}")
+                } else {
+                    chunk.to_string()
+                };
+                out.push(set_cookie(&name, &value, max_age, attrs));
                 names.push(name);
             }
             names
@@ -249,32 +280,55 @@ impl SessionCookie<'_> {
 
     /// Whether a cookie name is the session cookie or one of its chunks.
     pub fn is_ours(&self, name: &str) -> bool {
-        name == self.name
-            || name
-                .strip_prefix(self.name)
-                .and_then(|rest| rest.strip_prefix('_'))
-                .is_some_and(|n| {
-                    !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit())
-                })
+        name.strip_prefix(self.name)
+            .is_some_and(|rest| rest.is_empty() || chunk_index(rest).is_some())
     }
 
     /// The parts of the sealed text in the request's cookies, in order: the
-    /// single cookie, or the chunks `_0`, `_1`, ... `None` when absent or
-    /// oversized.
+    /// single cookie, or the chunks `_0`, `_1`, ... as many as the first
+    /// chunk says. `None` when absent, incomplete, or ambiguous: a cookie
+    /// name sent twice (a cookie planted for a parent domain or another
+    /// path beside ours), or a single cookie and chunks at once.
     pub fn sealed_parts<'p>(&self, present: &[(&str, &'p str)]) -> Option<Vec<&'p str>> {
-        let find = |name: &str| present.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        if let Some(v) = find(self.name) {
-            return Some(vec![v]);
-        }
-        let mut parts = Vec::new();
-        for i in 0..=MAX_CHUNKS {
-            match find(&chunk_name(self.name, i)) {
-                Some(_) if i == MAX_CHUNKS => return None,
-                Some(v) => parts.push(v),
-                None => break,
+        let mut single: Option<&'p str> = None;
+        let mut chunks: [Option<&'p str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+        let mut chunked = false;
+        for (name, value) in present {
+            let Some(rest) = name.strip_prefix(self.name) else {
+                continue;
+            };
+            let slot = if rest.is_empty() {
+                &mut single
+            } else if let Some(i) = chunk_index(rest) {
+                chunked = true;
+                match chunks.get_mut(i) {
+                    Some(slot) => slot,
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            if slot.replace(value).is_some() {
+                return None;
             }
         }
-        (!parts.iter().all(|p| p.is_empty())).then_some(parts)
+        match (single, chunked) {
+            (Some(v), false) => (!v.is_empty()).then(|| vec![v]),
+            (None, true) => {
+                let (count, first) = chunks[0]?.split_once('.')?;
+                let count: usize = count.parse().ok()?;
+                if !(2..=MAX_CHUNKS).contains(&count) {
+                    return None;
+                }
+                let mut parts = Vec::with_capacity(count);
+                parts.push(first);
+                for chunk in &chunks[1..count] {
+                    parts.push((*chunk)?);
+                }
+                Some(parts)
+            }
+            _ => None,
+        }
     }
 
     /// The sealed text from the request's cookies: its parts joined.
@@ -298,6 +352,8 @@ mod tests {
     use crate::core::http::str_pairs;
     use crate::core::testing::CountingEntropy;
     use serde_json::json;
+
+    const ISSUER: &str = "https://idp.example.fr";
 
     const ATTRS: CookieAttributes = CookieAttributes {
         path: "/",
@@ -341,7 +397,7 @@ mod tests {
 
     #[test]
     fn small_session_round_trip_in_one_cookie() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
         let jar = jar(&sealer);
         let set = jar.write(&session(100), 1000, &ATTRS, &[], &mut CountingEntropy(0));
         assert_eq!(set.len(), 1);
@@ -361,7 +417,7 @@ mod tests {
 
     #[test]
     fn large_session_is_chunked_and_reassembled() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
         let jar = jar(&sealer);
         let set = jar.write(&session(9000), 1000, &ATTRS, &[], &mut CountingEntropy(0));
         assert!(set.len() >= 3, "{}", set.len());
@@ -389,7 +445,7 @@ mod tests {
 
     #[test]
     fn rewriting_a_smaller_session_clears_old_chunks() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
         let jar = jar(&sealer);
         let present = [("_sesame_0", "a"), ("_sesame_1", "b"), ("other", "c")];
         let set = jar.write(
@@ -408,7 +464,7 @@ mod tests {
 
     #[test]
     fn tampered_foreign_and_garbage_cookies_do_not_open() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
         let jar = jar(&sealer);
         let set = jar.write(&session(10), 1000, &ATTRS, &[], &mut CountingEntropy(0));
         let value = browser_cookies(&set)[0].1.clone();
@@ -419,12 +475,36 @@ mod tests {
         let tampered = String::from_utf8(bytes).unwrap();
         assert_eq!(jar.read(&[("_sesame", &tampered)], 1500), None);
         // Sealed with another secret.
-        let other = Sealer::new(&[8u8; 32]);
+        let other = Sealer::new(&[8u8; 32], ISSUER, "client");
         let foreign = SessionCookie {
             name: "_sesame",
             sealer: &other,
         };
         assert_eq!(foreign.read(&[("_sesame", &value)], 1500), None);
+        // The same secret for another issuer or another client: other keys.
+        for (issuer, client) in [
+            ("https://idp.example.fr/staging", "client"),
+            (ISSUER, "other"),
+        ] {
+            let other = Sealer::new(&[7u8; 32], issuer, client);
+            let elsewhere = SessionCookie {
+                name: "_sesame",
+                sealer: &other,
+            };
+            assert_eq!(
+                elsewhere.read(&[("_sesame", &value)], 1500),
+                None,
+                "{issuer} {client}"
+            );
+        }
+        // The parts are length-prefixed: moving a character from the issuer
+        // to the client gives other keys too.
+        let shifted = Sealer::new(&[7u8; 32], "https://idp.example.f", "rclient");
+        let elsewhere = SessionCookie {
+            name: "_sesame",
+            sealer: &shifted,
+        };
+        assert_eq!(elsewhere.read(&[("_sesame", &value)], 1500), None);
         // Moved to another cookie name, or opened for another purpose.
         let renamed = SessionCookie {
             name: "_other",
@@ -441,7 +521,7 @@ mod tests {
 
     #[test]
     fn the_cache_finds_only_the_exact_cookie() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
         let jar = jar(&sealer);
         let text = "A".repeat(100) + &"t".repeat(TAG_CHARS);
         let key = SessionKey::of(&jar, &[("_sesame", &text)]).unwrap();
@@ -463,16 +543,19 @@ mod tests {
         }
         // The same text in chunks is the same session; chunks swapped are not.
         let (a, b) = text.split_at(60);
-        let chunks = SessionKey::of(&jar, &[("_sesame_0", a), ("_sesame_1", b)]).unwrap();
+        let first = format!("2.{a}");
+        let chunks = SessionKey::of(&jar, &[("_sesame_0", &first), ("_sesame_1", b)]).unwrap();
         assert_eq!(chunks.tag, key.tag);
         // A last chunk shorter than the tag: the tag spans two chunks.
         let (e, f) = text.split_at(text.len() - 5);
-        let short = SessionKey::of(&jar, &[("_sesame_0", e), ("_sesame_1", f)]).unwrap();
+        let first = format!("2.{e}");
+        let short = SessionKey::of(&jar, &[("_sesame_0", &first), ("_sesame_1", f)]).unwrap();
         assert_eq!((short.tag, short.len), (key.tag, key.len));
         let (c, d) = b.split_at(20);
+        let first = format!("3.{c}");
         let swapped = SessionKey::of(
             &jar,
-            &[("_sesame_0", c), ("_sesame_1", a), ("_sesame_2", d)],
+            &[("_sesame_0", &first), ("_sesame_1", a), ("_sesame_2", d)],
         )
         .unwrap();
         assert!(cache.get(&swapped, 1000).is_none());
@@ -522,7 +605,7 @@ mod tests {
 
     #[test]
     fn too_many_chunks_are_refused() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
         let jar = jar(&sealer);
         let many: Vec<(String, String)> = (0..20)
             .map(|i| (format!("_sesame_{i}"), "QUFB".into()))
@@ -531,8 +614,58 @@ mod tests {
         assert!(jar.is_ours("_sesame_3"));
         assert!(!jar.is_ours("_sesame_csrf_abc"));
         assert!(!jar.is_ours("_sesamex"));
-        let parsed = cookies::parse(std::iter::once("_sesame_0=a; _sesame_1=b"));
+        let parsed = cookies::parse(std::iter::once("_sesame_0=2.a; _sesame_1=b"));
         assert_eq!(jar.sealed_text(&parsed).as_deref(), Some("ab"));
+        // A count beyond what is read, or chunks without a count: refused.
+        for header in [
+            "_sesame_0=9.a; _sesame_1=b",
+            "_sesame_0=1.a; _sesame_1=b",
+            "_sesame_0=a; _sesame_1=b",
+            "_sesame_0=3.a; _sesame_1=b",
+        ] {
+            let parsed = cookies::parse(std::iter::once(header));
+            assert_eq!(jar.sealed_text(&parsed), None, "{header}");
+        }
+    }
+
+    #[test]
+    fn stale_chunks_of_a_longer_session_are_not_read() {
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
+        let jar = jar(&sealer);
+        let long = jar.write(&session(20000), 1000, &ATTRS, &[], &mut CountingEntropy(0));
+        let short = jar.write(&session(5000), 1000, &ATTRS, &[], &mut CountingEntropy(9));
+        assert!(long.len() > short.len() && short.len() >= 2);
+        // The browser kept the long session's last chunks (their clearing
+        // was lost): the short session still opens.
+        let mut sent = browser_cookies(&short);
+        sent.extend(browser_cookies(&long).into_iter().skip(short.len()));
+        assert_eq!(jar.read(&str_pairs(&sent), 1500), Some(session(5000)));
+    }
+
+    #[test]
+    fn a_session_cookie_sent_twice_or_in_both_forms_is_no_session() {
+        let sealer = Sealer::new(&[7u8; 32], ISSUER, "client");
+        let jar = jar(&sealer);
+        let one =
+            browser_cookies(&jar.write(&session(10), 1000, &ATTRS, &[], &mut CountingEntropy(0)));
+        let other =
+            browser_cookies(&jar.write(&session(20), 1000, &ATTRS, &[], &mut CountingEntropy(5)));
+        let chunked =
+            browser_cookies(&jar.write(&session(9000), 1000, &ATTRS, &[], &mut CountingEntropy(7)));
+        assert!(jar.read(&str_pairs(&one), 1500).is_some());
+        // Ours and one planted beside it (another path or a parent domain).
+        let twice: Vec<(String, String)> = one.iter().chain(other.iter()).cloned().collect();
+        assert_eq!(jar.read(&str_pairs(&twice), 1500), None);
+        let twice: Vec<(String, String)> = other.iter().chain(one.iter()).cloned().collect();
+        assert_eq!(jar.read(&str_pairs(&twice), 1500), None);
+        // A single cookie and chunks: which one is current cannot be told.
+        let both: Vec<(String, String)> = one.iter().chain(chunked.iter()).cloned().collect();
+        assert_eq!(jar.read(&str_pairs(&both), 1500), None);
+        // A chunk sent twice.
+        let mut dup = chunked.clone();
+        dup.push(chunked[1].clone());
+        assert_eq!(jar.read(&str_pairs(&dup), 1500), None);
+        assert!(jar.read(&str_pairs(&chunked), 1500).is_some());
     }
 }
 

@@ -1,10 +1,11 @@
 //! Seals COUNT distinct session cookies with a configuration's
-//! `cookie_secret`, as Sésame does at the end of a sign-in, and prints one
+//! `cookie_secret` for a provider's issuer and a client id (the sealing keys
+//! are bound to both), as Sésame does at the end of a sign-in, and prints one
 //! `Cookie:` header value a line: `make bench` sends requests with them to
 //! measure the filter's memory with that many live sessions, without signing
 //! in COUNT times at the provider.
 //!
-//!     mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS] [TOKEN_CHARS]
+//!     mint-sessions COOKIE_SECRET_BASE64 ISSUER CLIENT_ID COUNT [COOKIE_NAME] [LIFETIME_SECONDS] [TOKEN_CHARS]
 //!
 //! With TOKEN_CHARS, each session also holds an ID token and an access token
 //! of that many characters (stand-ins, never checked on a request with a
@@ -20,29 +21,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() < 3 {
+    if args.len() < 5 {
         eprintln!(
-            "usage: mint-sessions COOKIE_SECRET_BASE64 COUNT [COOKIE_NAME] [LIFETIME_SECONDS] [TOKEN_CHARS]"
+            "usage: mint-sessions COOKIE_SECRET_BASE64 ISSUER CLIENT_ID COUNT [COOKIE_NAME] [LIFETIME_SECONDS] [TOKEN_CHARS]"
         );
         std::process::exit(2);
     }
     let secret = base64::engine::general_purpose::STANDARD
         .decode(&args[1])
         .expect("cookie secret: base64");
-    let count: usize = args[2].parse().expect("COUNT: a number");
-    let name = args.get(3).map(String::as_str).unwrap_or("_sesame");
+    let (issuer, client_id) = (&args[2], &args[3]);
+    let count: usize = args[4].parse().expect("COUNT: a number");
+    let name = args.get(5).map(String::as_str).unwrap_or("_sesame");
     let lifetime: u64 = args
-        .get(4)
+        .get(6)
         .map_or(3600, |s| s.parse().expect("LIFETIME: seconds"));
     let token_chars: Option<usize> = args
-        .get(5)
+        .get(7)
         .map(|s| s.parse().expect("TOKEN_CHARS: a number"));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
 
-    let sealer = Sealer::new(&secret);
+    let sealer = Sealer::new(&secret, issuer, client_id);
     let jar = SessionCookie {
         name,
         sealer: &sealer,

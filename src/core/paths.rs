@@ -1,0 +1,305 @@
+//! What a request path could mean.
+//!
+//! Envoy, Sésame and the application may each read one path differently:
+//! Envoy passes `;` parameters, `%2e`, `%2f` and repeated slashes on unless
+//! told otherwise, and Tomcat, Jetty or Spring drop `;` parameters, decode
+//! `%2e` and merge slashes before they route. So a path is read every way a
+//! server might read it (as written, and normalised with and without each
+//! of the steps that servers disagree on), and the request is held to the
+//! rules of every route any of those readings falls on. A path that cannot
+//! be read safely at all (broken or double percent-encoding, encoded control
+//! characters, bytes outside printable ASCII) is refused.
+
+use std::borrow::Cow;
+
+/// Why a path cannot be read safely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsafePath {
+    /// It does not start with `/`.
+    NotAbsolute,
+    /// A byte outside printable ASCII, or a `#`.
+    Byte(u8),
+    /// `%` not followed by two hexadecimal digits.
+    BrokenEscape,
+    /// `%25` followed by two hexadecimal digits: a server that decodes twice
+    /// reads another path.
+    DoubleEncoded,
+    /// An escaped control character (`%00` to `%1F`, `%7F`).
+    EscapedControl,
+}
+
+impl UnsafePath {
+    pub fn describe(&self) -> String {
+        match self {
+            UnsafePath::NotAbsolute => "the path does not start with /".into(),
+            UnsafePath::Byte(b) => format!("the path holds the byte 0x{b:02x}"),
+            UnsafePath::BrokenEscape => "the path holds a broken %-escape".into(),
+            UnsafePath::DoubleEncoded => "the path is percent-encoded twice (%25)".into(),
+            UnsafePath::EscapedControl => "the path holds an escaped control character".into(),
+        }
+    }
+}
+
+/// The readings of a path: the path as written first, then each distinct
+/// normalised form. A plain path has one reading, borrowed.
+pub fn readings(path: &str) -> Result<Vec<Cow<'_, str>>, UnsafePath> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(UnsafePath::NotAbsolute);
+    }
+    let mut plain = true;
+    let mut previous = 0u8;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(0x21..=0x7e).contains(&b) || b == b'#' {
+            return Err(UnsafePath::Byte(b));
+        }
+        match b {
+            b'%' => {
+                let value = escaped(bytes, i).ok_or(UnsafePath::BrokenEscape)?;
+                if value < 0x20 || value == 0x7f {
+                    return Err(UnsafePath::EscapedControl);
+                }
+                if value == b'%' && escaped_hex_follows(bytes, i + 3) {
+                    return Err(UnsafePath::DoubleEncoded);
+                }
+                plain = false;
+            }
+            b';' | b'\\' => plain = false,
+            b'/' if previous == b'/' => plain = false,
+            b'.' if previous == b'/' => plain = false,
+            _ => {}
+        }
+        previous = b;
+        i += 1;
+    }
+    let mut out: Vec<Cow<str>> = vec![Cow::Borrowed(path)];
+    if plain {
+        return Ok(out);
+    }
+    for strip_parameters in [true, false] {
+        for escaped_separators in [true, false] {
+            let reading = normalise(path, strip_parameters, escaped_separators);
+            if !out.iter().any(|r| *r == reading) {
+                out.push(Cow::Owned(reading));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The byte a `%XY` escape at `i` stands for.
+fn escaped(bytes: &[u8], i: usize) -> Option<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let high = hex(*bytes.get(i + 1)?)?;
+    let low = hex(*bytes.get(i + 2)?)?;
+    Some((high * 16 + low) as u8)
+}
+
+/// Whether two hexadecimal digits stand at `i`.
+fn escaped_hex_follows(bytes: &[u8], i: usize) -> bool {
+    bytes
+        .get(i..i + 2)
+        .is_some_and(|two| two.iter().all(u8::is_ascii_hexdigit))
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// One normalised reading (RFC 3986 §6.2.2 and what servers add to it):
+/// segments split on `/` (and on `\`, `%2F` and `%5C` with
+/// `escaped_separators`), `;` parameters removed from each segment (with
+/// `strip_parameters`), escapes of unreserved characters decoded and the
+/// others upper-cased, empty segments merged, dot segments resolved.
+/// Only called on a path `readings` found safe.
+fn normalise(path: &str, strip_parameters: bool, escaped_separators: bool) -> String {
+    let bytes = path.as_bytes();
+    // Split into raw segments.
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut start = 1;
+    let mut i = 1;
+    while i <= bytes.len() {
+        let separator_len = if i == bytes.len() {
+            Some(0)
+        } else if bytes[i] == b'/' || (escaped_separators && bytes[i] == b'\\') {
+            Some(1)
+        } else if escaped_separators
+            && bytes[i] == b'%'
+            && matches!(escaped(bytes, i), Some(b'/' | b'\\'))
+        {
+            Some(3)
+        } else {
+            None
+        };
+        match separator_len {
+            Some(len) => {
+                segments.push(&bytes[start..i]);
+                i += len.max(1);
+                start = i;
+            }
+            None => i += 1,
+        }
+    }
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (n, raw) in segments.iter().enumerate() {
+        let raw = if strip_parameters {
+            raw.split(|b| *b == b';').next().unwrap_or(raw)
+        } else {
+            raw
+        };
+        let segment = decode_unreserved(raw);
+        let is_last = n == last;
+        match segment.as_slice() {
+            b"" => trailing_slash = is_last,
+            b"." => trailing_slash = is_last,
+            b".." => {
+                out.pop();
+                trailing_slash = is_last;
+            }
+            _ => {
+                out.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut text = Vec::with_capacity(path.len());
+    for segment in &out {
+        text.push(b'/');
+        text.extend_from_slice(segment);
+    }
+    if text.is_empty() || trailing_slash {
+        text.push(b'/');
+    }
+    // Only printable ASCII went in, and escapes of anything else stay escapes.
+    String::from_utf8(text).unwrap_or_else(|_| "/".into())
+}
+
+/// A segment with the escapes of unreserved characters decoded and the
+/// others written in upper case.
+fn decode_unreserved(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            if let Some(value) = escaped(raw, i) {
+                if is_unreserved(value) {
+                    out.push(value);
+                } else {
+                    out.push(b'%');
+                    out.extend_from_slice(raw[i + 1..i + 3].to_ascii_uppercase().as_slice());
+                }
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(path: &str) -> Vec<String> {
+        readings(path)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_plain_path_has_one_reading() {
+        for path in [
+            "/",
+            "/admin/users",
+            "/a/.well-known/x",
+            "/a..b",
+            "/a/b.",
+            "/x-y_z~",
+        ] {
+            let r = readings(path).unwrap();
+            assert_eq!(r.len(), 1, "{path}");
+            assert!(matches!(r[0], Cow::Borrowed(_)));
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_admin_users_is_read_as_admin_users() {
+        for path in [
+            "/admin;x=1/users",
+            "/admin/;/users",
+            "/admin/./users",
+            "/./admin/users",
+            "/%61dmin/users",
+            "//admin/users",
+            "/admin%2fusers",
+            "/admin%2Fusers",
+            "/admin%5cusers",
+            "/admin\\users",
+            "/x/../admin/users",
+            "/x/%2e%2e/admin/users",
+            "/x/.%2E/admin/users",
+            "/x/..;/admin/users",
+            "/public/..;/admin/users",
+            "/../admin/users",
+            "/admin//users",
+            "/admin/users;jsessionid=1",
+        ] {
+            let r = all(path);
+            assert_eq!(r[0], path);
+            assert!(r.iter().any(|p| p == "/admin/users"), "{path}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn readings_keep_what_servers_disagree_on_apart() {
+        // A server that keeps `;` parameters, or that does not take %2F for a
+        // separator, reads these otherwise: both readings are kept.
+        assert_eq!(all("/a;p/b"), ["/a;p/b", "/a/b"].map(String::from).to_vec());
+        assert_eq!(
+            all("/a%2fb/../c"),
+            ["/a%2fb/../c", "/a/c", "/c"].map(String::from).to_vec()
+        );
+        // Escapes of reserved or non-ASCII characters stay escapes.
+        assert_eq!(all("/a/./%c3%a9")[1], "/a/%C3%A9");
+        assert_eq!(all("/a/./%3b")[1], "/a/%3B");
+        // Dot segments at the end leave a directory.
+        assert_eq!(all("/a/b/..")[1], "/a/");
+        assert_eq!(all("/a/.")[1], "/a/");
+        assert_eq!(all("/..")[1], "/");
+        assert_eq!(all("/a/")[0], "/a/");
+    }
+
+    #[test]
+    fn paths_that_cannot_be_read_safely() {
+        for (path, why) in [
+            ("", UnsafePath::NotAbsolute),
+            ("admin", UnsafePath::NotAbsolute),
+            ("*", UnsafePath::NotAbsolute),
+            ("/a%", UnsafePath::BrokenEscape),
+            ("/a%2", UnsafePath::BrokenEscape),
+            ("/a%zz", UnsafePath::BrokenEscape),
+            ("/a%00b", UnsafePath::EscapedControl),
+            ("/a%0d%0a", UnsafePath::EscapedControl),
+            ("/a%7f", UnsafePath::EscapedControl),
+            ("/a%252e%252e/", UnsafePath::DoubleEncoded),
+            ("/a%252F", UnsafePath::DoubleEncoded),
+            ("/a b", UnsafePath::Byte(b' ')),
+            ("/a#b", UnsafePath::Byte(b'#')),
+            ("/caf\u{e9}", UnsafePath::Byte(0xc3)),
+            ("/a\tb", UnsafePath::Byte(b'\t')),
+        ] {
+            assert_eq!(readings(path), Err(why), "{path:?}");
+        }
+        // A literal percent sign is fine.
+        assert_eq!(all("/100%25"), ["/100%25"].map(String::from).to_vec());
+        assert_eq!(all("/100%25x")[0], "/100%25x");
+    }
+}
