@@ -9,7 +9,7 @@ use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 use super::root::Shared;
 use super::{call_response, dispatch, log, now, HeaderMap, HostStore, RequestClock};
 use crate::core::filter::{Action, Step};
-use crate::core::headers::Upstream;
+use crate::core::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
 use crate::core::http::{str_pairs, Request, Response};
 use crate::core::login::Pending;
 use crate::core::OsEntropy;
@@ -100,6 +100,12 @@ fn change_request_headers(upstream: &Upstream) {
     for name in &upstream.remove {
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
     }
+    if let Some(cookie) = &upstream.cookie {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "cookie");
+        if !cookie.is_empty() {
+            let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, "cookie", cookie);
+        }
+    }
     for (name, value) in upstream.add.iter() {
         let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
     }
@@ -162,6 +168,15 @@ impl HttpContext for SesameHttp {
         _num_headers: usize,
         _end_of_stream: bool,
     ) -> HostAction {
+        if !self.set_cookies.is_empty() {
+            // A refreshed session's cookie rides on the upstream's answer: no
+            // shared cache in front may keep that answer for others.
+            let _ = hostcalls::set_map_value(
+                MapType::HttpResponseHeaders,
+                "cache-control",
+                Some(SET_COOKIE_CACHE_CONTROL),
+            );
+        }
         for cookie in self.set_cookies.drain(..) {
             let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &cookie);
         }

@@ -291,6 +291,7 @@ impl Filter {
             &self.expectations(now),
             &bearer.audience,
             &bearer.audience_claim,
+            bearer.require_typ,
         ) {
             Ok(claims) => {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);

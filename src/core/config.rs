@@ -87,6 +87,8 @@ pub struct Config {
     pub cookie_secure: bool,
     pub cookie_name: String,
     pub cookie_domain: Option<String>,
+    /// Sésame's cookies are taken out of the request sent upstream.
+    pub strip_session_cookies: bool,
     pub session_lifetime: u64,
     /// Refresh sessions with the provider's refresh token, when it issues one.
     pub refresh_sessions: bool,
@@ -100,6 +102,8 @@ pub struct Config {
     pub claim_headers: Vec<(String, String)>,
     pub pass_access_token: bool,
     pub pass_id_token: bool,
+    /// `/oauth2/auth` answers with the token headers too.
+    pub auth_endpoint_tokens: bool,
     pub set_authorization_header: bool,
     pub fetch_userinfo: bool,
     pub id_token_signing_algs: Vec<String>,
@@ -156,6 +160,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cookie_secure",
     "cookie_name",
     "cookie_domain",
+    "strip_session_cookies",
     "session_lifetime",
     "refresh_sessions",
     "refresh_margin",
@@ -168,6 +173,7 @@ const KNOWN_KEYS: &[&str] = &[
     "claim_headers",
     "pass_access_token",
     "pass_id_token",
+    "auth_endpoint_tokens",
     "set_authorization_header",
     "fetch_userinfo",
     "id_token_signing_algs",
@@ -193,6 +199,7 @@ const KNOWN_KEYS: &[&str] = &[
     "introspection_cache_size",
     "resource_server_key",
     "jwks_path",
+    "bearer_require_typ",
 ];
 
 /// Keys of one entry of `routes`.
@@ -227,6 +234,8 @@ pub struct BearerConfig {
     pub resource_key: Option<ResourceKey>,
     /// Where our public key is served (`{"keys": [...]}`).
     pub jwks_path: String,
+    /// JWT access tokens must say `typ: at+jwt` in their header (RFC 9068).
+    pub require_typ: bool,
 }
 
 /// ProConnect's environments and their issuers.
@@ -607,6 +616,7 @@ fn read_bearer(r: &mut Reader, client_id: &str, proxy_prefix: &str) -> BearerCon
     if !jwks_path.starts_with('/') || jwks_path.contains(['?', '#']) {
         r.err("jwks_path", "must be a path starting with `/`");
     }
+    let require_typ = r.bool("bearer_require_typ", true);
     BearerConfig {
         audience,
         audience_claim,
@@ -617,6 +627,7 @@ fn read_bearer(r: &mut Reader, client_id: &str, proxy_prefix: &str) -> BearerCon
         cache_size,
         resource_key,
         jwks_path,
+        require_typ,
     }
 }
 
@@ -828,6 +839,32 @@ impl Config {
                 r.err("cookie_domain", "must be a domain name");
             }
         }
+        // Browsers read the prefixes in any case, and drop a cookie that
+        // breaks their rules: say so at load, not with a sign-in that never
+        // completes.
+        let lower = cookie_name.to_ascii_lowercase();
+        if lower.starts_with("__host-") {
+            if !cookie_name.starts_with("__Host-") {
+                r.err("cookie_name", "write the prefix as browsers do: __Host-");
+            }
+            if cookie_domain.is_some() {
+                r.err(
+                    "cookie_domain",
+                    "cannot be set with a __Host- cookie_name: a __Host- cookie belongs to one host",
+                );
+            }
+            if !cookie_secure {
+                r.err("cookie_secure", "must be true with a __Host- cookie_name");
+            }
+        } else if lower.starts_with("__secure-") {
+            if !cookie_name.starts_with("__Secure-") {
+                r.err("cookie_name", "write the prefix as browsers do: __Secure-");
+            }
+            if !cookie_secure {
+                r.err("cookie_secure", "must be true with a __Secure- cookie_name");
+            }
+        }
+        let strip_session_cookies = r.bool("strip_session_cookies", true);
         let session_lifetime = r.seconds("session_lifetime", 12 * 3600, 1, 30 * 24 * 3600);
         let refresh_sessions = r.bool("refresh_sessions", true);
         let refresh_margin = r.seconds("refresh_margin", 60, 0, 3600);
@@ -915,8 +952,12 @@ impl Config {
             ),
         }
 
-        let pass_access_token = r.bool("pass_access_token", true);
-        let pass_id_token = r.bool("pass_id_token", true);
+        // Tokens reach the upstream only when asked for (oauth2-proxy's
+        // default too), and /oauth2/auth answers with them only when asked
+        // for as well.
+        let pass_access_token = r.bool("pass_access_token", false);
+        let pass_id_token = r.bool("pass_id_token", false);
+        let auth_endpoint_tokens = r.bool("auth_endpoint_tokens", false);
         let set_authorization_header = r.bool("set_authorization_header", false);
         let fetch_userinfo = r.bool("fetch_userinfo", true);
 
@@ -1086,6 +1127,7 @@ impl Config {
             cookie_secure,
             cookie_name,
             cookie_domain,
+            strip_session_cookies,
             session_lifetime,
             refresh_sessions,
             refresh_margin,
@@ -1096,6 +1138,7 @@ impl Config {
             claim_headers,
             pass_access_token,
             pass_id_token,
+            auth_endpoint_tokens,
             set_authorization_header,
             fetch_userinfo,
             id_token_signing_algs,
@@ -1235,6 +1278,40 @@ pub(crate) mod tests {
                 .unwrap()
                 .cookie_secure
         );
+    }
+
+    #[test]
+    fn cookie_name_prefixes_are_held_to_the_browsers_rules() {
+        let with = |patch: Value| {
+            let mut v = minimal();
+            for (k, val) in patch.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            Config::parse(v.to_string().as_bytes())
+        };
+        assert!(with(json!({"cookie_name": "__Host-sesame", "cookie_secure": true})).is_ok());
+        assert!(with(json!({"cookie_name": "__Secure-sesame", "cookie_secure": true})).is_ok());
+        for (patch, key) in [
+            (
+                json!({"cookie_name": "__Host-sesame", "cookie_domain": "example.fr", "cookie_secure": true}),
+                "cookie_domain",
+            ),
+            (
+                json!({"cookie_name": "__Host-sesame", "cookie_secure": false}),
+                "cookie_secure",
+            ),
+            (
+                json!({"cookie_name": "__Secure-sesame", "cookie_secure": false}),
+                "cookie_secure",
+            ),
+            (
+                json!({"cookie_name": "__host-sesame", "cookie_secure": true}),
+                "cookie_name",
+            ),
+        ] {
+            let errors = with(patch.clone()).expect_err("refused");
+            assert!(errors.iter().any(|e| e.key == key), "{patch}: {errors:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::bearer::{is_bearer_scheme, TokenCache};
 use super::config::Config;
-use super::config::ProviderKind;
+use super::config::{ProviderKind, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
 use super::cookies::{self, CookieAttributes};
 use super::headers::{identity_headers, Identity, Upstream};
 use super::http::{ProviderCall, Request, Response};
@@ -334,9 +334,14 @@ impl Filter {
         }
     }
 
+    /// The attributes of a cookie meant for `path`. A `__Host-` cookie name
+    /// makes every cookie `Path=/` (browsers refuse a `__Host-` cookie with
+    /// any other path; the configuration refuses `cookie_domain` and an
+    /// insecure cookie with it).
     pub fn cookie_attrs<'a>(&'a self, path: &'a str) -> CookieAttributes<'a> {
+        let host_only = self.config.cookie_name.starts_with("__Host-");
         CookieAttributes {
-            path,
+            path: if host_only { "/" } else { path },
             domain: self.config.cookie_domain.as_deref(),
             secure: self.config.cookie_secure,
         }
@@ -423,7 +428,7 @@ impl Filter {
             }
         }
         if protection == Protection::Public {
-            let action = if upstream.remove.is_empty() {
+            let action = if upstream.is_unchanged() {
                 Action::Continue
             } else {
                 Action::ContinueWith(upstream)
@@ -632,7 +637,7 @@ impl Filter {
                 let (key, known) =
                     self.known_session(cookies, RouteSet::FILTER, clock.upper_bound());
                 if let Some(identity) = known {
-                    let response = Response::new(202).with_headers(identity.iter().cloned());
+                    let response = Response::new(202).with_headers(self.auth_headers(&identity));
                     return Step::respond(response, Outcome::Endpoint { ok: true });
                 }
                 let now = clock.now();
@@ -640,8 +645,9 @@ impl Filter {
                 match session {
                     Some(s) => match self.config.policy.check(&s.claims) {
                         Ok(()) => {
-                            let response = Response::new(202)
-                                .with_headers(self.remember(key, &s, now).iter().cloned());
+                            let identity = self.remember(key, &s, now);
+                            let response =
+                                Response::new(202).with_headers(self.auth_headers(&identity));
                             Step::respond(response, Outcome::Endpoint { ok: true })
                         }
                         Err(d) => Step::respond(
@@ -671,6 +677,25 @@ impl Filter {
                 Outcome::NotFound,
             ),
         }
+    }
+}
+
+impl Filter {
+    /// The headers `/oauth2/auth` answers with: the identity headers,
+    /// without the tokens unless `auth_endpoint_tokens` asks for them (any
+    /// script of the application's pages can fetch `/oauth2/auth`, cookie
+    /// included, and read its answer).
+    fn auth_headers(&self, identity: &Identity) -> Vec<(String, String)> {
+        identity
+            .iter()
+            .filter(|(name, _)| {
+                self.config.auth_endpoint_tokens
+                    || !(name.eq_ignore_ascii_case(ID_TOKEN_HEADER)
+                        || name.eq_ignore_ascii_case(ACCESS_TOKEN_HEADER)
+                        || name == "authorization")
+            })
+            .cloned()
+            .collect()
     }
 }
 

@@ -13,7 +13,7 @@ use super::http::{ProviderResponse, Request, Response};
 use super::provider::{ProviderMetadata, ProviderState};
 use super::shared::MemoryStore;
 use super::testing::CountingEntropy;
-use super::token::tests::{claims, es256, key_set, CLIENT, ISSUER, NOW};
+use super::token::tests::{claims, es256, es256_at, key_set, CLIENT, ISSUER, NOW};
 use super::Clock;
 
 fn provider() -> ProviderState {
@@ -146,6 +146,18 @@ fn run_login_with(
     id_token: impl Fn(&str) -> String,
     token_extra: Value,
 ) -> Login {
+    run_login_in(filter, state, email, id_token, token_extra, "")
+}
+
+/// Runs a whole sign-in in a browser that already holds `existing` cookies.
+fn run_login_in(
+    filter: &Filter,
+    state: &mut ProviderState,
+    email: &str,
+    id_token: impl Fn(&str) -> String,
+    token_extra: Value,
+    existing: &str,
+) -> Login {
     let (redirect, cookies) = start(filter, "/chat?x=1");
     let location = redirect.header("location").unwrap().to_string();
     let nonce = param(&location, "nonce");
@@ -154,7 +166,12 @@ fn run_login_with(
         param(&location, "state"),
         ISSUER
     );
-    let cookie = cookie_header(&cookies);
+    let cookie = [existing.to_string(), cookie_header(&cookies)]
+        .iter()
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut step = filter.on_request(
         &get(&cb, &[("cookie", &cookie)]),
         state,
@@ -274,7 +291,8 @@ fn scripts_websockets_and_posts_get_401() {
 
 #[test]
 fn full_login_then_identity_headers_upstream() {
-    let f = filter(json!({"claim_headers": {"X-Forwarded-Siret": "siret"}}));
+    let f = filter(json!({"claim_headers": {"X-Forwarded-Siret": "siret"},
+                          "pass_access_token": true, "pass_id_token": true}));
     let mut state = provider();
     let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", id_token_for);
     let token_call = &login.calls[0];
@@ -1596,7 +1614,7 @@ fn access_token(
     let mut c = claims(json!({"scope": scope, "email": email, "client_id": CLIENT}));
     c.nonce = None;
     change(&mut c);
-    es256(c)
+    es256_at(c)
 }
 
 fn api_get<'a>(path: &'a str, authorization: Option<&'a str>) -> Request<'a> {
@@ -2394,4 +2412,343 @@ fn paths_that_cannot_be_read_safely_are_400() {
         assert_eq!(r.status, 400);
         assert!(r.header("content-type").unwrap().starts_with("text/html"));
     }
+}
+
+#[test]
+fn a_host_prefixed_cookie_name_gives_cookies_browsers_accept() {
+    let f = filter(json!({"cookie_name": "__Host-sesame", "cookie_secure": true}));
+    let login = run_login(&f, &mut provider(), "alice@numerique.gouv.fr", id_token_for);
+    let r = response(login.step);
+    assert_eq!(r.status, 302);
+    let (start, _) = start(&f, "/chat");
+    let written: Vec<&String> = r
+        .headers
+        .iter()
+        .chain(start.headers.iter())
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v)
+        .collect();
+    assert!(written.iter().any(|c| c.starts_with("__Host-sesame=")));
+    assert!(written.iter().any(|c| c.starts_with("__Host-sesame_csrf_")));
+    // What a browser requires of a __Host- cookie: Secure, Path=/, no Domain.
+    for cookie in written {
+        assert!(cookie.starts_with("__Host-sesame"), "{cookie}");
+        assert!(
+            cookie.contains("; Path=/;") && cookie.contains("; Secure"),
+            "{cookie}"
+        );
+        assert!(!cookie.contains("Domain="), "{cookie}");
+    }
+}
+
+/// Set-Cookie values as a browser applies them to the cookies it holds.
+fn apply_set_cookies(held: &str, r: &Response) -> String {
+    let mut jar: Vec<(String, String)> = held
+        .split("; ")
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let (n, v) = c.split_once('=').unwrap();
+            (n.to_string(), v.to_string())
+        })
+        .collect();
+    for (name, value) in set_cookies(r) {
+        jar.retain(|(n, _)| *n != name);
+        if !value.is_empty() {
+            jar.push((name, value));
+        }
+    }
+    cookie_header(&jar)
+}
+
+#[test]
+fn a_new_sign_in_clears_every_cookie_of_the_previous_session() {
+    let f = filter(json!({"pass_access_token": true}));
+    let alice = signed_in_cookie(&f, "alice@numerique.gouv.fr");
+    assert!(alice.starts_with("_sesame=") && !alice.contains("_sesame_0"));
+    // Bob signs in on the same browser; his session is chunked.
+    let big = json!({"access_token": "b".repeat(9000)});
+    let login = run_login_in(
+        &f,
+        &mut provider(),
+        "bob@interieur.gouv.fr",
+        id_token_for,
+        big,
+        &alice,
+    );
+    let r = response(login.step);
+    assert_eq!(r.status, 302);
+    let set = set_cookies(&r);
+    assert!(
+        set.iter().any(|(n, v)| n == "_sesame" && v.is_empty()),
+        "{set:?}"
+    );
+    assert!(set.iter().any(|(n, v)| n == "_sesame_0" && !v.is_empty()));
+    let held = apply_set_cookies(&alice, &r);
+    let held: String = held
+        .split("; ")
+        .filter(|c| !c.starts_with("_sesame_csrf_"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let req = get("/chat", &[("cookie", &held)]);
+    let step = run(&f, &req, &provider());
+    assert_eq!(step.outcome, Outcome::Passed);
+    assert_eq!(
+        header(&forwarded(&req, step), "x-forwarded-email"),
+        Some("bob@interieur.gouv.fr")
+    );
+    // A browser that kept alice's cookie anyway is signed in as nobody,
+    // never as alice.
+    let both = format!("{alice}; {held}");
+    let step = run(
+        &f,
+        &get(
+            "/chat",
+            &[("cookie", &both), ("accept", "application/json")],
+        ),
+        &provider(),
+    );
+    assert_eq!(step.outcome, Outcome::Unauthenticated);
+
+    // And back: alice again, small, on bob's chunked session.
+    let login = run_login_in(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_for,
+        json!({}),
+        &held,
+    );
+    let r = response(login.step);
+    let set = set_cookies(&r);
+    for chunk in ["_sesame_0", "_sesame_1", "_sesame_2"] {
+        assert!(
+            set.iter().any(|(n, v)| n == chunk && v.is_empty()),
+            "{chunk} cleared: {set:?}"
+        );
+    }
+}
+
+#[test]
+fn a_denied_sign_in_ends_the_previous_session_too() {
+    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let alice = signed_in_cookie(&f, "alice@numerique.gouv.fr");
+    let login = run_login_in(
+        &f,
+        &mut provider(),
+        "eve@example.com",
+        id_token_for,
+        json!({}),
+        &alice,
+    );
+    assert!(matches!(login.step.outcome, Outcome::Denied { .. }));
+    let r = response(login.step);
+    assert!(set_cookies(&r)
+        .iter()
+        .any(|(n, v)| n == "_sesame" && v.is_empty()));
+}
+
+#[test]
+fn a_session_that_cannot_be_read_back_is_never_written() {
+    // 26 KB of access token: more than eight chunks with it.
+    let huge = || json!({"access_token": "a".repeat(26_000)});
+    // Passed upstream, it must be kept: the sign-in is refused, clearly.
+    let f = filter(json!({"pass_access_token": true}));
+    let login = run_login_with(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_for,
+        huge(),
+    );
+    assert_eq!(
+        login.step.outcome,
+        Outcome::LoginFailed {
+            reason: "session_too_large",
+            detail: match &login.step.outcome {
+                Outcome::LoginFailed { detail, .. } => detail.clone(),
+                _ => String::new(),
+            },
+        }
+    );
+    let r = response(login.step);
+    assert_eq!(r.status, 502);
+    assert!(String::from_utf8_lossy(&r.body).contains("session_too_large"));
+    assert!(!set_cookies(&r)
+        .iter()
+        .any(|(n, v)| n.starts_with("_sesame_") && !n.contains("csrf") && !v.is_empty()));
+    // Not passed upstream and not needed to refresh: left out, the rest fits.
+    let f = filter(json!({}));
+    let login = run_login_with(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_for,
+        huge(),
+    );
+    assert!(
+        matches!(login.step.outcome, Outcome::LoginSucceeded { .. }),
+        "{:?}",
+        login.step.outcome
+    );
+    let r = response(login.step);
+    let cookie = cookie_header(
+        &set_cookies(&r)
+            .into_iter()
+            .filter(|(n, _)| !n.contains("csrf"))
+            .collect::<Vec<_>>(),
+    );
+    let session = f
+        .session_cookie()
+        .read(&cookies_of(&cookie), NOW)
+        .expect("the session opens");
+    assert_eq!(session.access_token, None);
+    assert!(session.id_token.is_some());
+    // Needed to refresh (a refresh token came with it): refused.
+    let mut with_refresh = huge();
+    with_refresh["refresh_token"] = json!("rt-1");
+    with_refresh["expires_in"] = json!(3600);
+    let login = run_login_with(
+        &f,
+        &mut provider(),
+        "alice@numerique.gouv.fr",
+        id_token_for,
+        with_refresh,
+    );
+    assert!(matches!(
+        login.step.outcome,
+        Outcome::LoginFailed {
+            reason: "session_too_large",
+            ..
+        }
+    ));
+}
+
+fn cookies_of(header: &str) -> Vec<(&str, &str)> {
+    super::cookies::parse(std::iter::once(header))
+}
+
+#[test]
+fn an_id_token_is_never_a_bearer_access_token() {
+    let f = api_filter(json!({}));
+    let p = provider();
+    // An ID token as issued on refresh: no nonce, our audience, a scope even.
+    let mut c = claims(json!({"scope": "api:read", "email": "alice@numerique.gouv.fr"}));
+    c.nonce = None;
+    let id_token = es256(c.clone());
+    let (status, challenge, reason) = refused(run(
+        &f,
+        &api_get("/api/items", Some(&format!("Bearer {id_token}"))),
+        &p,
+    ));
+    assert_eq!((status, reason), (401, "invalid_token"), "{challenge}");
+    // The same claims typed as an access token pass.
+    let access = es256_at(c.clone());
+    let step = run(
+        &f,
+        &api_get("/api/items", Some(&format!("Bearer {access}"))),
+        &p,
+    );
+    assert_eq!(step.outcome, Outcome::BearerPassed);
+    // With the check of typ turned off, a token without at+jwt passes,
+    // but one that carries an ID token's marks still does not.
+    let lenient = api_filter(json!({"bearer_require_typ": false}));
+    let step = run(
+        &lenient,
+        &api_get("/api/items", Some(&format!("Bearer {id_token}"))),
+        &p,
+    );
+    assert_eq!(step.outcome, Outcome::BearerPassed);
+    for mark in [
+        json!({"at_hash": "x"}),
+        json!({"typ": "ID"}),
+        json!({"c_hash": "y"}),
+    ] {
+        let mut marked = c.clone();
+        marked.custom.extend(mark.as_object().unwrap().clone());
+        let token = es256(marked);
+        let (status, _, reason) = refused(run(
+            &lenient,
+            &api_get("/api/items", Some(&format!("Bearer {token}"))),
+            &p,
+        ));
+        assert_eq!((status, reason), (401, "invalid_token"), "{mark}");
+    }
+    let mut with_nonce = c;
+    with_nonce.nonce = Some("n".repeat(43));
+    let token = es256_at(with_nonce);
+    let (status, ..) = refused(run(
+        &lenient,
+        &api_get("/api/items", Some(&format!("Bearer {token}"))),
+        &p,
+    ));
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_provider_that_rotates_its_one_unnamed_key_is_followed() {
+    use super::provider::KeySet;
+    use super::token::tests::keys;
+    let f = filter(json!({}));
+    // The provider signs without kid, with its current key; we hold only
+    // its previous key, unnamed.
+    let current = ES256KeyPair::from_bytes(&keys().es.to_bytes()).unwrap();
+    let previous = ES256KeyPair::generate();
+    let point = previous.public_key().public_key().to_bytes_uncompressed();
+    let old_jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "sig",
+        "x": super::b64url(&point[1..33]), "y": super::b64url(&point[33..65])}]});
+    let sign = |nonce: &str| {
+        let mut c = claims(json!({}));
+        c.nonce = Some(nonce.into());
+        current.sign(c).unwrap()
+    };
+    let mut state = provider();
+    state.keys = Some(KeySet::parse(old_jwks.to_string().as_bytes()).unwrap());
+    state.keys_fetched_at = 0;
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", sign);
+    assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 1);
+    assert!(
+        matches!(login.step.outcome, Outcome::LoginSucceeded { .. }),
+        "{:?}",
+        login.step.outcome
+    );
+
+    // A forged token without kid: one refetch, then refused; and no other
+    // refetch within the interval.
+    let forger = ES256KeyPair::generate();
+    let forged = |nonce: &str| {
+        let mut c = claims(json!({}));
+        c.nonce = Some(nonce.into());
+        forger.sign(c).unwrap()
+    };
+    let mut state = provider();
+    state.keys_fetched_at = 0;
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", forged);
+    assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 1);
+    assert!(matches!(
+        login.step.outcome,
+        Outcome::LoginFailed {
+            reason: "id_token_invalid",
+            ..
+        }
+    ));
+    let again = run_login(&f, &mut state, "alice@numerique.gouv.fr", forged);
+    assert_eq!(
+        again.calls.iter().filter(|c| c.path == "/jwks").count(),
+        0,
+        "rate limited"
+    );
+
+    // A bad signature under a kid we hold is not a rotation: no refetch.
+    let mut state = provider();
+    state.keys_fetched_at = 0;
+    let named_forgery = |nonce: &str| {
+        let mut c = claims(json!({}));
+        c.nonce = Some(nonce.into());
+        ES256KeyPair::generate()
+            .with_key_id("ec-1")
+            .sign(c)
+            .unwrap()
+    };
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", named_forgery);
+    assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 0);
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
-use super::session::Session;
+use super::session::{chunk_index, Session};
 
 /// A header name byte as upstream frameworks may read it: lower case, with
 /// `_` taken as `-` (CGI/WSGI turn both into the same variable).
@@ -35,6 +35,10 @@ const PROXY_IDENTITY_HEADERS: &[&str] = &["x-forwarded-groups", "x-forwarded-acc
 /// only the authenticating proxy speaks it.
 const PROXY_IDENTITY_PREFIX: &str = "x-auth-request-";
 
+/// The `Cache-Control` of an upstream answer that Sésame adds a
+/// `Set-Cookie` to (a refreshed session): kept by no cache.
+pub const SET_COOKIE_CACHE_CONTROL: &str = "private, no-store";
+
 /// The identity headers for the upstream: shared by every request of a
 /// session (the cache of opened sessions hands out the same copy).
 pub type Identity = Rc<[(String, String)]>;
@@ -48,6 +52,9 @@ pub struct Upstream {
     pub remove: Vec<String>,
     /// Identity headers added (lower-case names), after the removals.
     pub add: Identity,
+    /// The `Cookie` header without Sésame's own cookies, when the request
+    /// carried any ("" when nothing is left: the header goes).
+    pub cookie: Option<String>,
 }
 
 impl Upstream {
@@ -57,15 +64,32 @@ impl Upstream {
         Upstream {
             remove: identity_removals(config, headers),
             add: Identity::default(),
+            cookie: if config.strip_session_cookies {
+                cookies_without_ours(config, headers)
+            } else {
+                None
+            },
         }
+    }
+
+    /// Whether the request goes upstream exactly as it came.
+    pub fn is_unchanged(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty() && self.cookie.is_none()
     }
 
     /// The headers the upstream gets for a request that came with `headers`.
     pub fn apply(&self, headers: &[(&str, &str)]) -> Vec<(String, String)> {
+        let cookie = self
+            .cookie
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .map(|c| ("cookie".to_string(), c.clone()));
         headers
             .iter()
             .filter(|(n, _)| !self.remove.iter().any(|r| r.eq_ignore_ascii_case(n)))
+            .filter(|(n, _)| self.cookie.is_none() || !n.eq_ignore_ascii_case("cookie"))
             .map(|(n, v)| (n.to_string(), v.to_string()))
+            .chain(cookie)
             .chain(self.add.iter().cloned())
             .collect()
     }
@@ -74,6 +98,41 @@ impl Upstream {
     pub fn with(self, add: Identity) -> Upstream {
         Upstream { add, ..self }
     }
+}
+
+/// Whether a cookie is one of Sésame's: the session cookie and its chunks,
+/// a sign-in's (`_csrf_…`) and a sign-out's (`_logout`).
+pub fn is_sesame_cookie(config: &Config, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(config.cookie_name.as_str()) else {
+        return false;
+    };
+    rest.is_empty()
+        || rest == "_logout"
+        || rest.starts_with("_csrf_")
+        || chunk_index(rest).is_some()
+}
+
+/// The request's cookies without Sésame's, as one `Cookie` header value;
+/// `None` when it carries none of them (the header is left as it is).
+/// The application has no use for them, and they hold the provider's tokens
+/// in sealed form.
+fn cookies_without_ours(config: &Config, headers: &[(&str, &str)]) -> Option<String> {
+    let values = || {
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .map(|(_, v)| *v)
+    };
+    let ours = |pair: &str| is_sesame_cookie(config, pair.split('=').next().unwrap_or("").trim());
+    if !values().any(|v| v.contains(config.cookie_name.as_str()) && v.split(';').any(ours)) {
+        return None;
+    }
+    let kept: Vec<&str> = values()
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !ours(pair))
+        .collect();
+    Some(kept.join("; "))
 }
 
 /// The request headers to remove before the request goes upstream: every
@@ -235,9 +294,48 @@ mod tests {
     }
 
     #[test]
+    fn sesame_cookies_never_reach_the_upstream() {
+        let c = config_with(json!({}));
+        let h = [
+            ("cookie", "_ga=1; _sesame=sealed; theme=dark"),
+            (
+                "cookie",
+                "_sesame_0=2.a; _sesame_1=b; _sesame_csrf_abc=x; _sesame_logout=y",
+            ),
+            ("cookie", "_sesamex=app; lang=fr"),
+            ("accept", "*/*"),
+        ];
+        let upstream = Upstream::stripping(&c, &h);
+        assert_eq!(
+            upstream.cookie.as_deref(),
+            Some("_ga=1; theme=dark; _sesamex=app; lang=fr")
+        );
+        let sent = upstream.apply(&h);
+        let cookies: Vec<&str> = sent
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(cookies, ["_ga=1; theme=dark; _sesamex=app; lang=fr"]);
+        // Only ours: the header goes.
+        let only = [("cookie", "_sesame=sealed")];
+        let upstream = Upstream::stripping(&c, &only);
+        assert_eq!(upstream.cookie.as_deref(), Some(""));
+        assert!(!upstream.apply(&only).iter().any(|(n, _)| n == "cookie"));
+        // None of ours: nothing to change.
+        let theirs = [("cookie", "_ga=1; x_sesame=2")];
+        assert!(Upstream::stripping(&c, &theirs).is_unchanged());
+        // Turned off: the cookies go on.
+        let keep = config_with(json!({"strip_session_cookies": false}));
+        assert_eq!(Upstream::stripping(&keep, &h).cookie, None);
+    }
+
+    #[test]
     fn identity_headers_from_claims() {
-        let c = config_with(json!({"set_authorization_header": true,
-            "claim_headers": {"X-Siret": "siret", "X-Roles": "roles", "X-Evil": "evil", "X-Obj": "obj"}}));
+        let c = config_with(
+            json!({"set_authorization_header": true, "pass_access_token": true, "pass_id_token": true,
+            "claim_headers": {"X-Siret": "siret", "X-Roles": "roles", "X-Evil": "evil", "X-Obj": "obj"}}),
+        );
         let h = identity_headers(&c, &session());
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(get("x-forwarded-user"), Some("alice-7f3a"));
@@ -255,7 +353,8 @@ mod tests {
         assert_eq!(get("x-forwarded-id-token"), Some("eyJ.id.tok"));
         assert_eq!(get("x-auth-request-access-token"), Some("opaque-at"));
         assert_eq!(get("authorization"), Some("Bearer eyJ.id.tok"));
-        let quiet = config_with(json!({"pass_access_token": false, "pass_id_token": false}));
+        // The defaults pass no token.
+        let quiet = config_with(json!({}));
         let h = identity_headers(&quiet, &session());
         assert!(!h
             .iter()

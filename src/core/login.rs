@@ -13,7 +13,7 @@ use super::pages::{self, Lang, PageText};
 use super::policy::merge_userinfo;
 use super::provider::{KeySet, ProviderState};
 use super::redirect::{safe_redirect, safe_return_target};
-use super::session::{Purpose, Session};
+use super::session::{Purpose, Session, SessionCookie, CHUNK_SIZE, MAX_CHUNKS};
 use super::shared::SharedStore;
 use super::token::{self, Expectations, TokenError};
 use super::{b64url, constant_time_eq, random_token, Entropy};
@@ -144,6 +144,10 @@ impl Pending {
 pub struct LoginPending {
     pub login: LoginState,
     pub lang: Lang,
+    /// The names of the session cookies (single or chunks) the browser sent
+    /// to the callback: the previous session's, cleared with the new one
+    /// written, so that none of it outlives this sign-in.
+    pub previous: Vec<String>,
     pub stage: Stage,
 }
 
@@ -460,9 +464,16 @@ impl Filter {
                 ("code_verifier", &login.code_verifier),
             ],
         );
+        let jar = self.session_cookie();
+        let previous = cookies
+            .iter()
+            .filter(|(n, _)| jar.is_ours(n))
+            .map(|(n, _)| n.to_string())
+            .collect();
         let pending = Pending::Login(LoginPending {
             login,
             lang,
+            previous,
             stage: Stage::Token,
         });
         Step {
@@ -587,7 +598,12 @@ impl Filter {
         now: u64,
         entropy: &mut dyn Entropy,
     ) -> Step {
-        let LoginPending { login, lang, stage } = pending;
+        let LoginPending {
+            login,
+            lang,
+            previous,
+            stage,
+        } = pending;
         let state = login.state.clone();
         let rd = login.return_to.clone();
         let fail = |status, reason, detail: String| {
@@ -616,7 +632,7 @@ impl Filter {
                     Ok(t) => t,
                     Err(e) => return fail(502, "token_response_invalid", e.into()),
                 };
-                self.check_id_token(login, lang, tokens, provider, now, entropy, true)
+                self.check_id_token(login, lang, previous, tokens, provider, now, entropy, true)
             }
             Stage::Keys { tokens } => {
                 if resp.status != 200 {
@@ -630,7 +646,7 @@ impl Filter {
                     Ok(keys) => provider.keys_refetched(keys, &resp.body, now),
                     Err(e) => return fail(502, "jwks_invalid", e),
                 }
-                self.check_id_token(login, lang, tokens, provider, now, entropy, false)
+                self.check_id_token(login, lang, previous, tokens, provider, now, entropy, false)
             }
             Stage::Userinfo { tokens, mut claims } => {
                 let sub = claims
@@ -642,7 +658,7 @@ impl Filter {
                 match self.userinfo_claims(resp, &keys, &sub, now) {
                     Ok(info) => {
                         merge_userinfo(&mut claims, info);
-                        self.finish_login(login, tokens, claims, now, entropy, lang)
+                        self.finish_login(login, previous, tokens, claims, now, entropy, lang)
                     }
                     Err((status, reason, detail)) => fail(status, reason, detail),
                 }
@@ -656,6 +672,7 @@ impl Filter {
         &self,
         login: LoginState,
         lang: Lang,
+        previous: Vec<String>,
         tokens: TokenResponse,
         provider: &mut ProviderState,
         now: u64,
@@ -690,6 +707,7 @@ impl Filter {
                         let pending = Pending::Login(LoginPending {
                             login,
                             lang,
+                            previous,
                             stage: Stage::Userinfo { tokens, claims },
                         });
                         Step {
@@ -697,11 +715,16 @@ impl Filter {
                             outcome: Outcome::Waiting,
                         }
                     }
-                    None => self.finish_login(login, tokens, claims, now, entropy, lang),
+                    None => self.finish_login(login, previous, tokens, claims, now, entropy, lang),
                 }
             }
-            Err(TokenError::UnknownKey(_))
+            // An unknown `kid`, or a token without `kid` that none of our
+            // keys verifies: the provider may have rotated its keys (one
+            // with a single unnamed key rotates it this way). One
+            // rate-limited refetch, then one more try.
+            Err(e @ (TokenError::UnknownKey(_) | TokenError::BadSignature))
                 if may_refetch
+                    && (matches!(e, TokenError::UnknownKey(_)) || !token::names_kid(id_token))
                     && provider.may_refetch_keys(now, self.config.jwks_refetch_min_interval) =>
             {
                 let Some(metadata) = provider.metadata.as_ref() else {
@@ -716,6 +739,7 @@ impl Filter {
                 let pending = Pending::Login(LoginPending {
                     login,
                     lang,
+                    previous,
                     stage: Stage::Keys { tokens },
                 });
                 Step {
@@ -735,9 +759,11 @@ impl Filter {
     }
 
     /// Applies the access rules, seals the session and sends the browser back.
+    #[allow(clippy::too_many_arguments)]
     fn finish_login(
         &self,
         login: LoginState,
+        previous: Vec<String>,
         tokens: TokenResponse,
         mut claims: Map<String, Value>,
         now: u64,
@@ -747,7 +773,7 @@ impl Filter {
         display_name(&mut claims);
         claims.retain(|k, _| self.config.kept_claims.contains(k));
         let access_expires_at = tokens.access_expires_at(now);
-        let session = Session {
+        let mut session = Session {
             claims,
             id_token: tokens.id_token,
             access_token: tokens.access_token,
@@ -759,19 +785,49 @@ impl Filter {
                 .filter(|_| self.config.refresh_sessions),
             access_expires_at,
         };
+        // The previous session's cookies go, whatever this sign-in ends on:
+        // a new sign-in on this browser replaces whoever was signed in.
+        let attrs = self.cookie_attrs("/");
+        let present: Vec<(&str, &str)> = previous.iter().map(|n| (n.as_str(), "")).collect();
+        let clear_previous = || -> Vec<(String, String)> {
+            previous
+                .iter()
+                .map(|n| ("set-cookie".to_string(), clear_cookie(n, &attrs)))
+                .collect()
+        };
         if let Err(denial) = self.config.policy.check(&session.claims) {
             let mut step = self.denied(&session, &denial.describe(), lang);
             if let Action::Respond(r) = &mut step.action {
                 r.headers.push(self.clear_login_cookie(&login.state));
+                r.headers.extend(clear_previous());
             }
             return step;
         }
-        let attrs = self.cookie_attrs("/");
+        let Some(sealed) = self.seal_session(&mut session, entropy) else {
+            let mut step = self.login_failed(
+                502,
+                "session_too_large",
+                format!(
+                    "the session would not fit in {MAX_CHUNKS} cookies of {CHUNK_SIZE} characters \
+                     (the provider's tokens are too large; pass_access_token and pass_id_token \
+                     set to false let Sésame leave them out)"
+                ),
+                Some(&login.state),
+                &login.return_to,
+                lang,
+            );
+            if let Action::Respond(r) = &mut step.action {
+                r.headers.extend(clear_previous());
+            }
+            return step;
+        };
         let mut response = Response::redirect(&login.return_to);
-        for c in self
-            .session_cookie()
-            .write(&session, now, &attrs, &[], entropy)
-        {
+        for c in self.session_cookie().write_sealed(
+            &sealed,
+            session.expires_at.saturating_sub(now),
+            &attrs,
+            &present,
+        ) {
             response.headers.push(("set-cookie".into(), c));
         }
         response.headers.push(self.clear_login_cookie(&login.state));
@@ -782,6 +838,38 @@ impl Filter {
                 email: session.email().map(str::to_string),
             },
         )
+    }
+
+    /// Seals a session so that the browser can send it back: at most
+    /// [`MAX_CHUNKS`] cookies. When it would not fit, the tokens nothing
+    /// here needs are left out (the access token when it is neither passed
+    /// upstream nor the mark of a session that refreshes, the ID token when
+    /// it is neither passed upstream nor needed at sign-out). `None` when it
+    /// still does not fit: the caller refuses rather than write a session
+    /// that would never be read.
+    pub(crate) fn seal_session(
+        &self,
+        session: &mut Session,
+        entropy: &mut dyn Entropy,
+    ) -> Option<String> {
+        let name = self.config.cookie_name.as_str();
+        let sealed = self.sealer.seal(Purpose::Session, name, session, entropy);
+        if SessionCookie::fits(sealed.len()) {
+            return Some(sealed);
+        }
+        let config = &self.config;
+        let mut smaller = false;
+        if !config.pass_access_token && session.refresh_token.is_none() {
+            smaller |= session.access_token.take().is_some();
+        }
+        if !config.pass_id_token && !config.set_authorization_header && !config.provider_logout {
+            smaller |= session.id_token.take().is_some();
+        }
+        if !smaller {
+            return None;
+        }
+        let sealed = self.sealer.seal(Purpose::Session, name, session, entropy);
+        SessionCookie::fits(sealed.len()).then_some(sealed)
     }
 
     /// `/oauth2/sign_out?rd=`: clears the session; when the provider has an

@@ -250,9 +250,14 @@ impl Filter {
             }
             return step;
         }
-        let sealed = self
-            .sealer
-            .seal(Purpose::Session, &self.config.cookie_name, &new, entropy);
+        let Some(sealed) = self.seal_session(&mut new, entropy) else {
+            finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
+            let failure = Failure {
+                reason: "session_too_large",
+                detail: "the refreshed session would not fit in the session cookies".into(),
+            };
+            return self.session_ended(p, failure, provider, now, entropy);
+        };
         let cookies = p.cookies();
         let set = self.session_cookie().write_sealed(
             &sealed,

@@ -186,7 +186,7 @@ fn chunk_name(base: &str, i: usize) -> String {
 
 /// The chunk number of what follows the session cookie's name (`_0`,
 /// `_12`...).
-fn chunk_index(rest: &str) -> Option<usize> {
+pub(crate) fn chunk_index(rest: &str) -> Option<usize> {
     let digits = rest.strip_prefix('_')?;
     if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

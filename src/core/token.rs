@@ -600,19 +600,59 @@ pub fn claim_contains(claims: &Map<String, Value>, name: &str, value: &str) -> b
 /// signature against the provider's keys, `iss`, `exp`/`iat`/`nbf`, and our
 /// audience in `audience_claim` (`aud` at ProConnect, `client_id` or `azp`
 /// elsewhere). An ID token (it carries a `nonce`) is not an access token.
+/// The JOSE header of a compact JWT, when it reads as a JSON object.
+fn header_of(token: &str) -> Option<Map<String, Value>> {
+    json_object(token.split('.').next()?)
+}
+
+/// Whether a JWT's header names its key (`kid`).
+pub fn names_kid(token: &str) -> bool {
+    header_of(token).is_some_and(|h| h.contains_key("kid"))
+}
+
+/// Whether a JWT's header says it is an access token: `typ` `at+jwt`
+/// (RFC 9068 §2.1; `application/at+jwt` too, and in any case).
+fn typed_as_access_token(token: &str) -> bool {
+    header_of(token)
+        .and_then(|h| {
+            h.get("typ")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+        })
+        .is_some_and(|typ| typ == "at+jwt" || typ == "application/at+jwt")
+}
+
+/// Validates a JWT access token (RFC 9068): signature, `iss`, times, and
+/// the audience in `audience_claim`. With `require_typ`, its header must say
+/// `typ: at+jwt`; without, it must at least not look like an ID token (no
+/// `nonce`, `at_hash` or `c_hash`, no `typ: ID` claim as Keycloak writes).
+/// An ID token is never an access token: Sésame itself passes ID tokens to
+/// the upstream and in `id_token_hint` URLs.
 pub fn validate_access_token(
     token: &str,
     keys: &KeySet,
     exp: &Expectations,
     audience: &str,
     audience_claim: &str,
+    require_typ: bool,
 ) -> Result<Map<String, Value>, TokenError> {
     let claims = verify_signature(token, keys, exp)?;
     if claims.issuer.as_deref() != Some(exp.issuer) {
         return Err(TokenError::WrongIssuer);
     }
     check_times(&claims, exp)?;
-    if claims.nonce.is_some() {
+    if require_typ && !typed_as_access_token(token) {
+        return Err(TokenError::NotAnAccessToken);
+    }
+    let id_token_marks = ["at_hash", "c_hash"]
+        .iter()
+        .any(|c| claims.custom.contains_key(*c))
+        || claims
+            .custom
+            .get("typ")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("id"));
+    if claims.nonce.is_some() || id_token_marks {
         return Err(TokenError::NotAnAccessToken);
     }
     let in_aud = claims
@@ -789,6 +829,15 @@ pub(crate) mod tests {
         keys().es.sign(c).unwrap()
     }
 
+    /// An access token: ES256 with `typ: at+jwt`.
+    pub fn es256_at(c: Claims) -> String {
+        let options = HeaderOptions {
+            signature_type: Some("at+jwt".into()),
+            ..Default::default()
+        };
+        keys().es.sign_with_options(c, &options).unwrap()
+    }
+
     fn check(token: &str) -> Result<Map<String, Value>, TokenError> {
         let a = algs();
         validate_id_token(token, &key_set(), &exp(&a), &"n".repeat(43))
@@ -962,6 +1011,7 @@ pub(crate) mod tests {
     }
 
     const ED_HEADER: &str = r#"{"alg":"EdDSA","kid":"ed-1"}"#;
+    const AT_HEADER: &str = r#"{"alg":"EdDSA","kid":"ed-1","typ":"at+jwt"}"#;
 
     /// The payload of a valid ID token, with `extra` members appended.
     fn payload(extra: &str) -> String {
@@ -1536,8 +1586,15 @@ pub(crate) mod tests {
             NOW - 10,
             NOW + 600
         );
-        let m = validate_access_token(&raw(ED_HEADER, &access), &all_algs().set, &e, "api", "aud")
-            .unwrap();
+        let m = validate_access_token(
+            &raw(AT_HEADER, &access),
+            &all_algs().set,
+            &e,
+            "api",
+            "aud",
+            true,
+        )
+        .unwrap();
         let names: Vec<&str> = m.keys().map(String::as_str).collect();
         assert_eq!(names, ["client_id", "exp", "iss", "scope", "sub"]);
         assert_eq!(m["exp"], json!(NOW + 600));
