@@ -8,7 +8,7 @@ use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::root::Shared;
 use super::{call_response, dispatch, log, now, HeaderMap, HostStore, RequestClock};
-use crate::core::filter::{Action, Step};
+use crate::core::filter::{Action, Outcome, Step};
 use crate::core::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
 use crate::core::http::{str_pairs, Request, Response};
 use crate::core::login::Pending;
@@ -50,6 +50,11 @@ impl SesameHttp {
             metrics.count_later(&step.outcome.counter());
         } else {
             metrics.increment(&step.outcome.counter());
+        }
+        if step.outcome == Outcome::ProviderUnavailable {
+            // What this VM knows of the provider (a failed call for one
+            // request does not change it).
+            self.shared.record_provider_gauges();
         }
         if let Some(line) = step.outcome.log_line() {
             log(LogLevel::Info, &line);

@@ -102,7 +102,8 @@ impl Shared {
         }
     }
 
-    fn record_provider_gauges(&self) {
+    /// The provider's gauges, from this VM's copy of its state.
+    pub fn record_provider_gauges(&self) {
         let provider = self.provider.borrow();
         self.metrics
             .set_gauge("provider_ready", u64::from(provider.ready()));

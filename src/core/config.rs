@@ -640,7 +640,7 @@ impl Config {
             Err(e) => {
                 return Err(vec![ConfigError {
                     key: "(document)".into(),
-                    message: format!("is not valid JSON: {e}"),
+                    message: format!("is {}", super::json_error(&e)),
                 }])
             }
         };

@@ -478,7 +478,7 @@ impl Filter {
         if req.path.contains('#') {
             return Err("the path holds a fragment (#)".into());
         }
-        let readings = paths::readings(req.path_only()).map_err(|e| e.describe())?;
+        let readings = paths::readings(req.path_only()).map_err(|e| e.describe().to_string())?;
         let mut protection = Protection::Public;
         let mut routes = RouteSet::default();
         for reading in &readings {
@@ -503,11 +503,9 @@ impl Filter {
                 routes.add(route);
             }
             protection = protection.strictest(this).ok_or_else(|| {
-                format!(
-                    "the path {:?} reads as {:?}, which needs another kind of credential",
-                    printable(req.path_only()),
-                    printable(reading),
-                )
+                "the path needs a session as written and a bearer token once normalised, or the \
+                 other way round"
+                    .to_string()
             })?;
         }
         Ok((protection, routes))
@@ -809,14 +807,6 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// Text for a log line: printable ASCII only, at most 120 characters.
-fn printable(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(120)
-        .collect()
 }
 
 /// "a, b or c".

@@ -117,22 +117,26 @@ pub fn is_sesame_cookie(config: &Config, name: &str) -> bool {
 /// The application has no use for them, and they hold the provider's tokens
 /// in sealed form.
 fn cookies_without_ours(config: &Config, headers: &[(&str, &str)]) -> Option<String> {
-    let values = || {
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-            .map(|(_, v)| *v)
-    };
-    let ours = |pair: &str| is_sesame_cookie(config, pair.split('=').next().unwrap_or("").trim());
-    if !values().any(|v| v.contains(config.cookie_name.as_str()) && v.split(';').any(ours)) {
-        return None;
+    let mut kept = String::new();
+    let mut found = false;
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case("cookie") {
+            continue;
+        }
+        for pair in value.split(';') {
+            let pair = pair.trim_ascii();
+            let cookie_name = pair.split('=').next().unwrap_or("").trim_ascii();
+            if is_sesame_cookie(config, cookie_name) {
+                found = true;
+            } else if !pair.is_empty() {
+                if !kept.is_empty() {
+                    kept.push_str("; ");
+                }
+                kept.push_str(pair);
+            }
+        }
     }
-    let kept: Vec<&str> = values()
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !ours(pair))
-        .collect();
-    Some(kept.join("; "))
+    found.then_some(kept)
 }
 
 /// The request headers to remove before the request goes upstream: every

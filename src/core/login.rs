@@ -13,7 +13,7 @@ use super::pages::{self, Lang, PageText};
 use super::policy::merge_userinfo;
 use super::provider::{KeySet, ProviderState};
 use super::redirect::{safe_redirect, safe_return_target};
-use super::session::{Purpose, Session, SessionCookie, CHUNK_SIZE, MAX_CHUNKS};
+use super::session::{Purpose, Session, SessionCookie};
 use super::shared::SharedStore;
 use super::token::{self, Expectations, TokenError};
 use super::{b64url, constant_time_eq, random_token, Entropy};
@@ -807,11 +807,10 @@ impl Filter {
             let mut step = self.login_failed(
                 502,
                 "session_too_large",
-                format!(
-                    "the session would not fit in {MAX_CHUNKS} cookies of {CHUNK_SIZE} characters \
-                     (the provider's tokens are too large; pass_access_token and pass_id_token \
-                     set to false let Sésame leave them out)"
-                ),
+                "the session would not fit in 8 cookies: the provider's tokens are too large \
+                 (with pass_access_token and pass_id_token false, Sésame leaves out what \
+                 nothing needs)"
+                    .into(),
                 Some(&login.state),
                 &login.return_to,
                 lang,
@@ -841,7 +840,7 @@ impl Filter {
     }
 
     /// Seals a session so that the browser can send it back: at most
-    /// [`MAX_CHUNKS`] cookies. When it would not fit, the tokens nothing
+    /// eight cookies (`session::MAX_CHUNKS`). When it would not fit, the tokens nothing
     /// here needs are left out (the access token when it is neither passed
     /// upstream nor the mark of a session that refreshes, the ID token when
     /// it is neither passed upstream nor needed at sign-out). `None` when it

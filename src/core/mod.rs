@@ -94,6 +94,20 @@ pub fn parse_url(text: &str) -> Result<url::Url, url::ParseError> {
     url::Url::parse(text)
 }
 
+/// What is wrong with a JSON document, and where: serde_json's own text
+/// without its `Display`, which would bring every I/O error's description
+/// into the module (about 2 KB that a filter never shows).
+pub fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "not valid JSON",
+        Category::Eof => "JSON cut short",
+        Category::Data => "JSON of an unexpected shape",
+        Category::Io => "unreadable JSON",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 /// URL-safe base64 without padding, as used in JWTs, PKCE and our cookies.
 pub fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;
@@ -156,6 +170,16 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn json_errors_say_what_and_where() {
+        let e = serde_json::from_slice::<serde_json::Value>(b"{\"a\": tru}").unwrap_err();
+        assert_eq!(json_error(&e), "not valid JSON at line 1 column 10");
+        let e = serde_json::from_slice::<serde_json::Value>(b"[1, 2").unwrap_err();
+        assert!(json_error(&e).starts_with("JSON cut short"));
+        let e = serde_json::from_slice::<Vec<u8>>(b"{}").unwrap_err();
+        assert!(json_error(&e).starts_with("JSON of an unexpected shape"));
     }
 
     #[test]

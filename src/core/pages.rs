@@ -295,17 +295,6 @@ pub const BAD_PATH: PageText = PageText {
     },
 };
 
-pub const SESSION_TOO_LARGE: PageText = PageText {
-    title: Text {
-        fr: "La connexion a échoué",
-        en: "Sign-in failed",
-    },
-    body: Text {
-        fr: "Les informations d’identité envoyées par le fournisseur sont trop volumineuses pour être conservées par le navigateur. Contactez l’administrateur du service.",
-        en: "The identity information sent by the provider is too large for the browser to keep. Please contact the service's administrator.",
-    },
-};
-
 #[cfg(test)]
 mod tests {
     use super::*;

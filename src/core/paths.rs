@@ -29,13 +29,13 @@ pub enum UnsafePath {
 }
 
 impl UnsafePath {
-    pub fn describe(&self) -> String {
+    pub fn describe(&self) -> &'static str {
         match self {
-            UnsafePath::NotAbsolute => "the path does not start with /".into(),
-            UnsafePath::Byte(b) => format!("the path holds the byte 0x{b:02x}"),
-            UnsafePath::BrokenEscape => "the path holds a broken %-escape".into(),
-            UnsafePath::DoubleEncoded => "the path is percent-encoded twice (%25)".into(),
-            UnsafePath::EscapedControl => "the path holds an escaped control character".into(),
+            UnsafePath::NotAbsolute => "the path does not start with /",
+            UnsafePath::Byte(_) => "the path holds a byte outside printable ASCII, or a #",
+            UnsafePath::BrokenEscape => "the path holds a broken %-escape",
+            UnsafePath::DoubleEncoded => "the path is percent-encoded twice (%25)",
+            UnsafePath::EscapedControl => "the path holds an escaped control character",
         }
     }
 }
@@ -109,97 +109,67 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 /// One normalised reading (RFC 3986 §6.2.2 and what servers add to it):
-/// segments split on `/` (and on `\`, `%2F` and `%5C` with
+/// segments split on `/` (and on `\\`, `%2F` and `%5C` with
 /// `escaped_separators`), `;` parameters removed from each segment (with
 /// `strip_parameters`), escapes of unreserved characters decoded and the
 /// others upper-cased, empty segments merged, dot segments resolved.
-/// Only called on a path `readings` found safe.
+/// Only called on a path `readings` found safe (printable ASCII, every `%`
+/// followed by two hexadecimal digits).
 fn normalise(path: &str, strip_parameters: bool, escaped_separators: bool) -> String {
     let bytes = path.as_bytes();
-    // Split into raw segments.
-    let mut segments: Vec<&[u8]> = Vec::new();
-    let mut start = 1;
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    // Where each segment written to `out` starts (at its `/`).
+    let mut starts: Vec<usize> = Vec::new();
     let mut i = 1;
-    while i <= bytes.len() {
-        let separator_len = if i == bytes.len() {
-            Some(0)
-        } else if bytes[i] == b'/' || (escaped_separators && bytes[i] == b'\\') {
-            Some(1)
-        } else if escaped_separators
-            && bytes[i] == b'%'
-            && matches!(escaped(bytes, i), Some(b'/' | b'\\'))
-        {
-            Some(3)
-        } else {
-            None
-        };
-        match separator_len {
-            Some(len) => {
-                segments.push(&bytes[start..i]);
-                i += len.max(1);
-                start = i;
+    loop {
+        // One raw segment: up to the next separator or the end.
+        let begin = out.len();
+        out.push(b'/');
+        let mut in_parameters = false;
+        let mut end_of_path = true;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let escape = if b == b'%' { escaped(bytes, i) } else { None };
+            if b == b'/'
+                || (escaped_separators && (b == b'\\' || matches!(escape, Some(b'/' | b'\\'))))
+            {
+                i += if b == b'%' { 3 } else { 1 };
+                end_of_path = false;
+                break;
             }
-            None => i += 1,
+            if b == b';' && strip_parameters {
+                in_parameters = true;
+            }
+            match escape {
+                _ if in_parameters => {}
+                Some(value) if is_unreserved(value) => out.push(value),
+                Some(_) => out.extend_from_slice(&[
+                    b'%',
+                    bytes[i + 1].to_ascii_uppercase(),
+                    bytes[i + 2].to_ascii_uppercase(),
+                ]),
+                None => out.push(b),
+            }
+            i += if escape.is_some() { 3 } else { 1 };
         }
-    }
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let last = segments.len().saturating_sub(1);
-    let mut trailing_slash = false;
-    for (n, raw) in segments.iter().enumerate() {
-        let raw = if strip_parameters {
-            raw.split(|b| *b == b';').next().unwrap_or(raw)
-        } else {
-            raw
-        };
-        let segment = decode_unreserved(raw);
-        let is_last = n == last;
-        match segment.as_slice() {
-            b"" => trailing_slash = is_last,
-            b"." => trailing_slash = is_last,
+        match &out[begin + 1..] {
+            // Empty and `.` segments go; a directory stays a directory.
+            b"" | b"." => out.truncate(begin),
             b".." => {
-                out.pop();
-                trailing_slash = is_last;
+                out.truncate(starts.pop().unwrap_or(begin));
             }
-            _ => {
-                out.push(segment);
-                trailing_slash = false;
-            }
+            _ => starts.push(begin),
         }
-    }
-    let mut text = Vec::with_capacity(path.len());
-    for segment in &out {
-        text.push(b'/');
-        text.extend_from_slice(segment);
-    }
-    if text.is_empty() || trailing_slash {
-        text.push(b'/');
+        if end_of_path {
+            let segment_kept = starts.last().is_some_and(|s| *s == begin) && out.len() > begin;
+            if !segment_kept {
+                out.push(b'/');
+            }
+            break;
+        }
     }
     // Only printable ASCII went in, and escapes of anything else stay escapes.
-    String::from_utf8(text).unwrap_or_else(|_| "/".into())
-}
-
-/// A segment with the escapes of unreserved characters decoded and the
-/// others written in upper case.
-fn decode_unreserved(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            if let Some(value) = escaped(raw, i) {
-                if is_unreserved(value) {
-                    out.push(value);
-                } else {
-                    out.push(b'%');
-                    out.extend_from_slice(raw[i + 1..i + 3].to_ascii_uppercase().as_slice());
-                }
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
+    String::from_utf8(out).unwrap_or_else(|_| "/".into())
 }
 
 #[cfg(test)]

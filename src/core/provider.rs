@@ -69,8 +69,8 @@ impl ProviderMetadata {
     /// Parses a discovery document and checks that it is about the configured
     /// issuer (OpenID Connect Discovery §4.3).
     pub fn parse(expected_issuer: &str, body: &[u8]) -> Result<Self, DiscoveryError> {
-        let raw: RawDiscovery =
-            serde_json::from_slice(body).map_err(|e| DiscoveryError::NotJson(e.to_string()))?;
+        let raw: RawDiscovery = serde_json::from_slice(body)
+            .map_err(|e| DiscoveryError::NotJson(super::json_error(&e)))?;
         let issuer = raw.issuer.ok_or(DiscoveryError::MissingField("issuer"))?;
         if issuer != expected_issuer {
             return Err(DiscoveryError::IssuerMismatch {
@@ -228,8 +228,8 @@ fn parse_jwk(value: serde_json::Value) -> Option<SigningKey> {
 
 impl KeySet {
     pub fn parse(body: &[u8]) -> Result<KeySet, String> {
-        let raw: RawJwks =
-            serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
+        let raw: RawJwks = serde_json::from_slice(body)
+            .map_err(|e| format!("not a JWK set: {}", super::json_error(&e)))?;
         let total = raw.keys.len();
         let keys: Vec<SigningKey> = raw.keys.into_iter().filter_map(parse_jwk).collect();
         let skipped = total - keys.len();
@@ -366,7 +366,7 @@ impl ProviderState {
     /// Takes the state another worker shared. The documents are checked as if
     /// fetched here; on any problem our own copy stays.
     pub fn adopt(&mut self, config: &Config, bytes: &[u8]) -> Result<(), String> {
-        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| super::json_error(&e))?;
         // Check both documents before taking either.
         let metadata = (s.discovery.as_bytes() != self.discovery_raw.as_slice())
             .then(|| ProviderMetadata::parse(&config.issuer, s.discovery.as_bytes()))

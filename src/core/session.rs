@@ -191,7 +191,11 @@ pub(crate) fn chunk_index(rest: &str) -> Option<usize> {
     if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    Some(
+        digits
+            .bytes()
+            .fold(0, |n, b| n * 10 + usize::from(b - b'0')),
+    )
 }
 
 impl SessionCookie<'_> {
@@ -316,10 +320,11 @@ impl SessionCookie<'_> {
             (Some(v), false) => (!v.is_empty()).then(|| vec![v]),
             (None, true) => {
                 let (count, first) = chunks[0]?.split_once('.')?;
-                let count: usize = count.parse().ok()?;
-                if !(2..=MAX_CHUNKS).contains(&count) {
-                    return None;
-                }
+                // One digit, 2 to MAX_CHUNKS (8).
+                let count = match count.as_bytes() {
+                    [d @ b'2'..=b'8'] => usize::from(d - b'0'),
+                    _ => return None,
+                };
                 let mut parts = Vec::with_capacity(count);
                 parts.push(first);
                 for chunk in &chunks[1..count] {

@@ -17,7 +17,8 @@
  *     [--client-id sesame] [--client-secret SECRET]
  *
  * The issuer is `http://HOST:PORT`. Endpoints: /.well-known/openid-configuration,
- * /jwks, /authorize, /token, /userinfo.
+ * /jwks, /authorize, /token, /userinfo, and /introspect, which always answers
+ * 503 (an introspection endpoint that is down).
  *
  * Normal behaviour, until told otherwise:
  *   - /authorize checks client_id, response_type=code, a loopback http
@@ -33,7 +34,7 @@
  *
  * Test-only control endpoint, /__control:
  *   GET  -> {"requests": {"discovery", "jwks", "authorize", "token",
- *           "userinfo": count}, "last_id_token": string|null, "keys": [kid]}
+ *           "userinfo", "introspect": count}, "last_id_token": string|null, "keys": [kid]}
  *   POST with a JSON object, applied in this order:
  *     "reset": true        forget every misbehaviour, the old and extra keys,
  *                          and zero the counters (the current key stays);
@@ -41,6 +42,9 @@
  *                          it (plus "extra_keys"), unless "keep_old": true;
  *     "extra_keys": N      also publish N other P-256 keys in the JWKS;
  *     "user": {claims}     the user signed in (default alice, below);
+ *     "access_token_bytes": N  random bytes in the next access tokens
+ *                          (default 24; up to 65536: a provider whose
+ *                          access tokens are larger than a cookie);
  *     "id_token": {        how the next ID tokens are made:
  *        "header": {..},   merged into the JOSE header (null removes: "kid");
  *        "claims": {..},   merged into the claims (null removes a claim);
@@ -183,8 +187,8 @@ let counters;
 let lastIdToken = null;
 
 function resetBehaviour() {
-  behaviour = { user: { ...DEFAULT_USER }, id_token: {}, userinfo: {} };
-  counters = { discovery: 0, jwks: 0, authorize: 0, token: 0, userinfo: 0 };
+  behaviour = { user: { ...DEFAULT_USER }, id_token: {}, userinfo: {}, access_token_bytes: 24 };
+  counters = { discovery: 0, jwks: 0, authorize: 0, token: 0, userinfo: 0, introspect: 0 };
 }
 resetBehaviour();
 
@@ -205,6 +209,11 @@ function control(body) {
     keys.extra = Array.from({ length: n }, () => newKey('extra'));
   }
   if (body.user !== undefined) behaviour.user = { ...body.user };
+  if (body.access_token_bytes !== undefined) {
+    const n = Number(body.access_token_bytes);
+    if (!Number.isInteger(n) || n < 16 || n > 65536) throw new Error('access_token_bytes: 16 to 65536');
+    behaviour.access_token_bytes = n;
+  }
   if (body.id_token !== undefined) behaviour.id_token = { ...body.id_token };
   if (body.userinfo !== undefined) behaviour.userinfo = { ...body.userinfo };
 }
@@ -362,7 +371,7 @@ async function token(req, res) {
   }
   const idToken = issueIdToken(grant.nonce);
   lastIdToken = idToken;
-  const accessToken = randomBytes(24).toString('base64url');
+  const accessToken = randomBytes(behaviour.access_token_bytes).toString('base64url');
   accessTokens.set(accessToken, { ...behaviour.user });
   sendJson(res, 200, {
     access_token: accessToken,
@@ -432,13 +441,20 @@ async function handle(req, res) {
       return token(req, res);
     case 'GET /userinfo':
       return userinfo(req, res);
+    case 'POST /introspect':
+      // An introspection endpoint that is down (not in the discovery
+      // document: a configuration names it).
+      counters.introspect += 1;
+      return sendJson(res, 503, { error: 'temporarily_unavailable' });
     default:
       if (url.pathname === '/__control') return controlEndpoint(req, res);
       return send(res, 404, 'not found');
   }
 }
 
-const server = createServer((req, res) => {
+// Large enough for the access tokens of "access_token_bytes" in a
+// userinfo request's Authorization header (Node's default is 16 KiB).
+const server = createServer({ maxHeaderSize: 128 * 1024 }, (req, res) => {
   res.on('finish', () => {
     const path = (req.url ?? '').split('?')[0];
     process.stdout.write(`${req.method} ${path} ${res.statusCode}\n`);

@@ -136,8 +136,9 @@ def proconnect_config(issuer: str, redirect_uri: str, /, **changes: Any) -> dict
     instead), ProConnect's default scopes (no ``scopes`` key),
     client_secret_post (the default), ``*.gouv.fr`` addresses only, the
     Playground's ``GET /ping`` health check public, ``Authorization: Bearer
-    <id_token>`` and the access token passed on like oauth2-proxy's
-    ``--set-authorization-header`` / ``--pass-access-token``, and the
+    <id_token>``, ``X-Forwarded-Id-Token`` and the access token passed on
+    like oauth2-proxy's ``--set-authorization-header`` /
+    ``--pass-access-token`` (what the Playground reads), and the
     ProConnect claims as headers.
     """
     config: dict[str, Any] = {
@@ -153,6 +154,7 @@ def proconnect_config(issuer: str, redirect_uri: str, /, **changes: Any) -> dict
         "allowed_email_domains": ["*.gouv.fr"],
         "set_authorization_header": True,
         "pass_access_token": True,
+        "pass_id_token": True,
         "claim_headers": {
             "X-Forwarded-Siret": "siret",
             "X-Forwarded-Idp-Id": "idp_id",

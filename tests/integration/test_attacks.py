@@ -204,8 +204,8 @@ def test_id_token_without_kid_is_checked_against_every_published_key(
         make_hostile_envoy, hostile, upstream):
     """The provider publishes several keys and signs without ``kid``: Sésame
     tries each published key that fits the algorithm, so the provider's own
-    signature passes while a key it does not publish is refused (and no
-    refetch of the keys is made for a token without ``kid``)."""
+    signature passes while a key it does not publish is refused, after one
+    refetch of the keys (the provider may have rotated an unnamed key)."""
     hostile.control(extra_keys=3)
     envoy = make_hostile_envoy()
     assert len(hostile.state()["keys"]) == 4
@@ -223,7 +223,31 @@ def test_id_token_without_kid_is_checked_against_every_published_key(
 
     assert_refused(envoy, upstream, counters, b, r, path, status=401,
                    reason="id_token_invalid", detail="bad_signature")
-    assert hostile.requests()["jwks"] == jwks_before
+    assert hostile.requests()["jwks"] == jwks_before + 1
+
+
+def test_a_rotated_key_without_kid_is_fetched_once(hostile_envoy, hostile, upstream):
+    """The provider signs with a single key and no ``kid``, then replaces
+    that key: the next sign-in's token verifies against none of the keys
+    Sésame holds, so Sésame fetches the keys once, tries again, and the
+    sign-in succeeds without waiting for the hourly refresh. A second
+    sign-in needs no further fetch."""
+    hostile.control(id_token={"header": {"kid": None}})
+    _, r = sign_in(hostile_envoy, "/before-unnamed-rotation")
+    assert r.status_code == 302, describe(r)
+
+    hostile.control(rotate=True)
+    counters = Counters(hostile_envoy)
+    path = unique_path("/after-unnamed-rotation")
+    b, r = sign_in(hostile_envoy, path)
+
+    assert_signed_in(hostile_envoy, b, r, path)
+    assert hostile.requests()["jwks"] == 1
+    again = unique_path("/unnamed-again")
+    b2, r2 = sign_in(hostile_envoy, again)
+    assert_signed_in(hostile_envoy, b2, r2, again)
+    assert hostile.requests()["jwks"] == 1
+    assert counters.delta()["login_success"] == 2
 
 
 def test_unknown_kid_refetches_the_keys_once_then_refuses(hostile_envoy, hostile, upstream):
@@ -348,6 +372,70 @@ def test_plain_json_userinfo_is_refused_when_signed_userinfo_is_required(
 
     assert_refused(envoy, upstream, counters, b, r, path, status=502,
                    reason="userinfo_invalid", detail='content type "application/json"')
+
+
+@pytest.mark.parametrize("id_token_value, userinfo_value", [
+    (False, "false"), (False, True), (False, "true"), ("false", "false"), (True, "false"),
+    (True, 0),
+], ids=["false-then-string-false", "false-then-true", "false-then-string-true",
+        "string-false-both", "true-then-string-false", "true-then-zero"])
+def test_an_unverified_email_is_never_admitted_by_a_domain_rule(
+        hostile_envoy, hostile, upstream, id_token_value, userinfo_value):
+    """``email_verified`` counts only as ``true`` (or the string ``"true"``):
+    ``false``, ``"false"`` (as some providers send it) or ``0``, in the ID
+    token or in userinfo, mean unverified, and userinfo never turns the ID
+    token's unverified email into a verified one. Alice's domain is
+    admitted (``*.gouv.fr``), her unverified address is not: 403 page."""
+    hostile.control(id_token={"claims": {"email_verified": id_token_value}},
+                    userinfo={"claims": {"email_verified": userinfo_value}})
+    path = unique_path("/unverified")
+    counters = Counters(hostile_envoy)
+
+    b, r = sign_in(hostile_envoy, path)
+
+    assert r.status_code == 403, describe(r)
+    assert not session_cookie_sets(r)
+    assert counters.delta() == {"login_started": 1, "access_denied": 1}
+    wait_for_log(hostile_envoy, "the email address is not verified")
+    assert_not_upstream(upstream, path)
+
+
+def test_a_verified_email_is_admitted(hostile_envoy, hostile, upstream):
+    """Control: ``true`` in the ID token, ``"true"`` in userinfo."""
+    hostile.control(id_token={"claims": {"email_verified": True}},
+                    userinfo={"claims": {"email_verified": "true"}})
+    path = unique_path("/verified")
+    b, r = sign_in(hostile_envoy, path)
+    assert_signed_in(hostile_envoy, b, r, path)
+
+
+# --------------------------------------------------------------------------
+# One request's call to the provider
+
+
+def test_junk_tokens_whose_introspection_fails_never_block_sign_ins(
+        make_hostile_envoy, hostile, upstream):
+    """Anonymous requests with junk opaque tokens on a bearer route, whose
+    introspection answers 503: each gets its own 503, and nothing more.
+    Only the discovery and key fetches decide whether the provider is up,
+    so sign-ins go on at once and the gauge ``provider_ready`` stays 1
+    (before, the first such answer stopped every sign-in until the
+    back-off ended, and anyone could repeat it)."""
+    envoy = make_hostile_envoy(
+        routes=[{"path": "^/api/", "mode": "bearer"}],
+        introspection_endpoint=hostile.issuer + "/introspect")
+    for i in range(4):
+        r = raw_get(envoy.url, f"/api/items/{i}", headers={
+            **JSON, "Authorization": f"Bearer junk-opaque-token-{i}"})
+        assert r.status_code == 503, describe(r)
+    assert hostile.requests()["introspect"] == 4
+
+    path = unique_path("/after-junk")
+    b, r = sign_in(envoy, path)
+    assert_signed_in(envoy, b, r, path)
+    time.sleep(Counters.TICK_S)
+    assert envoy.stats("wasmcustom.sesame.provider_ready")[
+        "wasmcustom.sesame.provider_ready"] == 1
 
 
 # --------------------------------------------------------------------------
@@ -548,7 +636,7 @@ def test_sign_in_rd_never_leaves_the_host(hostile_envoy, hostile, rd):
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "/%2F%2Fevil.example/x",
-                                    "/%5Cevil.example/x", "/%09/evil.example/x"])
+                                    "/%5Cevil.example/x"])
 def test_return_after_sign_in_never_leaves_the_host(hostile_envoy, hostile, target):
     """The page a navigation asked for is where the browser returns after
     signing in: a request target that a browser could read as another
@@ -564,6 +652,16 @@ def test_return_after_sign_in_never_leaves_the_host(hostile_envoy, hostile, targ
 
     assert done.status_code == 302, describe(done)
     assert done.headers["Location"] == "/", target
+
+
+def test_escaped_control_character_in_the_path_is_a_400(hostile_envoy, hostile, upstream):
+    """``/%09/evil.example/x``: an escaped tab, which a browser would drop
+    from a return address, cannot be read safely as a path at all: 400,
+    no sign-in started, nothing upstream."""
+    status, headers, body = bare_request(hostile_envoy.port, "GET", "/%09/evil.example/x", HTML)
+    assert status == 400, (status, body[:200])
+    assert "location" not in headers and "set-cookie" not in headers
+    assert_not_upstream(upstream, "/%09/evil.example/x")
 
 
 # --------------------------------------------------------------------------
@@ -598,7 +696,7 @@ def test_identity_headers_from_the_client_never_reach_the_upstream(
     (``X-Forwarded-*``, ``X-Auth-Request-*``, ``Authorization``), in any
     case and with ``_`` for ``-``: the upstream sees only Sésame's values,
     and none of the client's copies."""
-    envoy = make_hostile_envoy(set_authorization_header=True)
+    envoy = make_hostile_envoy(set_authorization_header=True, pass_id_token=True)
     b, r = sign_in(envoy, "/me")
     assert r.status_code == 302, describe(r)
 
@@ -674,6 +772,75 @@ def test_header_values_that_are_not_utf8_are_served(hostile_envoy, upstream):
 # Cookies
 
 
+def sign_in_again(envoy, b, rd: str):
+    """A signed-in browser signs in again (``/oauth2/start?prompt=login``):
+    Envoy's answer to the callback."""
+    start = b.get(envoy.url + f"/oauth2/start?prompt=login&rd={rd}",
+                  headers=HTML, allow_redirects=False, timeout=10)
+    assert start.status_code == 302, describe(start)
+    assert query(start.headers["Location"])["prompt"] == "login"
+    return deliver_callback(b, authorize(start.headers["Location"]))
+
+
+def test_a_new_sign_in_replaces_the_previous_session_whole(hostile_envoy, hostile, upstream):
+    """Alice is signed in with a single session cookie; bob signs in on the
+    same browser (``/oauth2/start?prompt=login``) and gets a chunked
+    session: the callback clears alice's cookie, and the upstream sees bob.
+    Then alice again, small: bob's chunks are cleared."""
+    b, r = sign_in(hostile_envoy, "/as-alice")
+    assert r.status_code == 302, describe(r)
+    assert COOKIE in b.cookies
+
+    hostile.control(user={**USERS["bob"], "bio": "bob" * 1400})
+    r = sign_in_again(hostile_envoy, b, "/as-bob")
+
+    assert r.status_code == 302, describe(r)
+    assert is_clearing(set_cookie(r, COOKIE)), set_cookies(r)
+    assert len(session_cookie_sets(r)) >= 2, set_cookies(r)
+    assert upstream_view(b, hostile_envoy.url, unique_path("/who"))["headers"][
+        "x-forwarded-user"] == USERS["bob"]["sub"]
+
+    hostile.control(user=dict(ALICE))
+    r = sign_in_again(hostile_envoy, b, "/alice-again")
+    assert r.status_code == 302, describe(r)
+    cleared = {cookie_attributes(c)[0] for c in set_cookies(r) if is_clearing(c)}
+    assert {f"{COOKIE}_0", f"{COOKIE}_1"} <= cleared, set_cookies(r)
+    assert upstream_view(b, hostile_envoy.url, unique_path("/who"))["headers"][
+        "x-forwarded-user"] == ALICE["sub"]
+
+
+def test_a_session_that_cannot_be_read_back_is_never_written(
+        make_hostile_envoy, hostile, upstream):
+    """A provider whose access tokens are 26 KB: passed upstream
+    (``pass_access_token``), the session would need more than eight
+    chunks, which Sésame never reads back; so the sign-in ends on a clear
+    page counted ``login_failure.session_too_large``, without writing a
+    session (with single sign-on at the provider, a session written and
+    never read would loop for ever)."""
+    hostile.control(access_token_bytes=19_500)
+    envoy = make_hostile_envoy(pass_access_token=True)
+    path = unique_path("/huge")
+    counters = Counters(envoy)
+
+    b, r = sign_in(envoy, path)
+
+    assert_refused(envoy, upstream, counters, b, r, path, status=502,
+                   reason="session_too_large")
+
+
+def test_a_token_nothing_needs_is_left_out_so_the_session_fits(
+        hostile_envoy, hostile, upstream):
+    """The same provider with the default configuration (the access token
+    is not passed upstream, and without a refresh token nothing else needs
+    it): Sésame leaves the token out, the session fits, and the next
+    request is signed in."""
+    hostile.control(access_token_bytes=19_500)
+    path = unique_path("/huge-default")
+    b, r = sign_in(hostile_envoy, path)
+    assert_signed_in(hostile_envoy, b, r, path)
+    assert sum(len(c.value) for c in b.cookies if c.name.startswith(COOKIE)) < 8 * 3800
+
+
 @pytest.fixture(scope="module")
 def chunked_sessions(hostile_envoy, hostile_provider) -> dict[str, dict[str, str]]:
     """Sessions too big for one cookie (the provider adds a long claim):
@@ -727,10 +894,17 @@ def _forged_chunks(kind: str, sessions: dict[str, dict[str, str]]) -> str:
         swapped = values[:]
         swapped[0], swapped[1] = swapped[1], swapped[0]
         return _cookie_header({_chunk(i): v for i, v in enumerate(swapped)})
-    if kind == "extra-chunk":
-        return _cookie_header({**alice, _chunk(n): values[-1]})
+    count, first = values[0].split(".", 1)
+    assert int(count) == n
+    if kind == "count-raised-with-an-extra-chunk":
+        return _cookie_header({**alice, _chunk(0): f"{n + 1}.{first}", _chunk(n): values[-1]})
+    if kind == "count-lowered":
+        return _cookie_header({**alice, _chunk(0): f"{n - 1}.{first}"})
     if kind == "chunk-count-beyond-limit":
-        return _cookie_header({**alice, **{_chunk(i): "AAAA" for i in range(n, 9)}})
+        return _cookie_header({**alice, _chunk(0): f"9.{first}",
+                               **{_chunk(i): "AAAA" for i in range(n, 9)}})
+    if kind == "no-count":
+        return _cookie_header({**alice, _chunk(0): first})
     if kind == "chunk-of-another-user":
         return _cookie_header({**alice, _chunk(1): bob[_chunk(1)]})
     if kind == "chunk-truncated":
@@ -740,12 +914,14 @@ def _forged_chunks(kind: str, sessions: dict[str, dict[str, str]]) -> str:
 
 @pytest.mark.parametrize("kind", [
     "middle-chunk-missing", "last-chunk-missing", "first-chunk-missing", "chunks-swapped",
-    "extra-chunk", "chunk-count-beyond-limit", "chunk-of-another-user", "chunk-truncated",
+    "count-raised-with-an-extra-chunk", "count-lowered", "chunk-count-beyond-limit", "no-count",
+    "chunk-of-another-user", "chunk-truncated",
 ])
 def test_forged_chunks_are_no_session(hostile_envoy, upstream, chunked_sessions, kind):
-    """Chunks missing, reordered, added, past the limit, taken from another
-    person's session, or truncated: "not signed in" (302 for a page, 401 for a script), the chunks cleared,
-    nothing upstream."""
+    """Chunks missing, reordered, added under a raised count, a count
+    changed, past the limit, or missing, chunks taken from another person's
+    session, or truncated: "not signed in" (302 for a page, 401 for a
+    script), the chunks cleared, nothing upstream."""
     cookie = _forged_chunks(kind, chunked_sessions)
     path = unique_path("/chunks")
     counters = Counters(hostile_envoy)
@@ -763,6 +939,21 @@ def test_forged_chunks_are_no_session(hostile_envoy, upstream, chunked_sessions,
     assert cleared, "the forged cookies are not cleared"
     assert counters.delta() == {"login_started": 1, "requests_unauthenticated": 1}
     assert_not_upstream(upstream, path)
+
+
+def test_chunks_left_over_from_a_longer_session_are_never_read(
+        hostile_envoy, upstream, chunked_sessions):
+    """The first chunk says how many chunks the session has (``N.``):
+    chunks past that (left by a longer session whose clearing the browser
+    lost, or added by anyone) are not read, and the session still opens
+    as itself."""
+    alice = chunked_sessions["alice"]
+    n = len(alice)
+    leftovers = {_chunk(n): alice[_chunk(1)], _chunk(n + 1): "AAAA"}
+    r = raw_get(hostile_envoy.url, unique_path("/leftovers"),
+                _cookie_header({**alice, **leftovers}), JSON)
+    assert r.status_code == 200, describe(r)
+    assert r.json()["headers"]["x-forwarded-user"] == USERS["alice"]["sub"]
 
 
 def test_login_cookie_is_not_a_session(hostile_envoy, upstream):

@@ -64,16 +64,20 @@ def wait_provider_ready(envoy) -> None:
     )
 
 
-def test_browser_login_lands_on_the_requested_page(make_envoy, provider, envoy_port):
+def browser_login(make_envoy, provider, envoy_port, screenshot_name: str, **changes):
+    """Chromium signs in through an Envoy with the demo's configuration and
+    ``changes``: (Envoy, the script's result, a description for failures,
+    the requested URL)."""
     require_browser()
     config = json.loads(DEMO_CONFIG.read_text())
     config["issuer"] = provider.issuer
     config["redirect_uri"] = f"http://127.0.0.1:{envoy_port}/oauth2/callback"
+    config.update(changes)
     envoy = make_envoy(config)
     wait_provider_ready(envoy)
 
     target = f"{envoy.url}/dashboard?tab=1"
-    screenshot = log_dir() / "browser-login.png"
+    screenshot = log_dir() / screenshot_name
     proc = subprocess.run(
         [NODE, str(LOGIN_SCRIPT), target, ALICE, "--screenshot", str(screenshot)],
         cwd=REPO_ROOT,
@@ -89,6 +93,13 @@ def test_browser_login_lands_on_the_requested_page(make_envoy, provider, envoy_p
     assert proc.returncode == 0, "the browser login failed" + details
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=1))  # shown with -s, or -rA
+    assert screenshot.is_file(), details
+    return envoy, result, details, target
+
+
+def test_browser_login_lands_on_the_requested_page(make_envoy, provider, envoy_port):
+    envoy, result, details, target = browser_login(
+        make_envoy, provider, envoy_port, "browser-login.png")
 
     final = urlsplit(result["finalUrl"])
     wanted = urlsplit(target)
@@ -106,7 +117,28 @@ def test_browser_login_lands_on_the_requested_page(make_envoy, provider, envoy_p
     assert "_sesame" in cookies, f"no session cookie; cookies: {cookies}" + details
     csrf = [name for name in cookies if name.startswith("_sesame_csrf_")]
     assert not csrf, f"sign-in cookie left behind: {csrf}" + details
-    assert screenshot.is_file(), details
 
+    stats = envoy.stats("wasmcustom")
+    assert stats.get("wasmcustom.sesame.login_success") == 1, stats
+
+
+def test_browser_signs_in_with_a_host_prefixed_cookie(make_envoy, provider, envoy_port):
+    """``cookie_name: "__Host-sesame"`` (the recommended production setting):
+    Chromium accepts a ``__Host-`` cookie only when it is ``Secure``, has
+    ``Path=/`` and no ``Domain`` (on http://127.0.0.1, which Chromium counts
+    as a secure context). Every cookie Sésame sets, the sign-in's included,
+    meets that, so the whole sign-in completes in a real browser, which
+    alone enforces the prefix."""
+    envoy, result, details, target = browser_login(
+        make_envoy, provider, envoy_port, "browser-login-host-prefix.png",
+        cookie_name="__Host-sesame", cookie_secure=True)
+
+    final = urlsplit(result["finalUrl"])
+    assert (final.path, final.query) == ("/dashboard", "tab=1"), details
+    assert result["email"] == ALICE, details
+    during = result["cookiesDuringLogin"]
+    assert any(n.startswith("__Host-sesame_csrf_") for n in during), during
+    assert "__Host-sesame" in result["cookies"], result["cookies"]
+    assert not [n for n in result["cookies"] if "_csrf_" in n], result["cookies"]
     stats = envoy.stats("wasmcustom")
     assert stats.get("wasmcustom.sesame.login_success") == 1, stats

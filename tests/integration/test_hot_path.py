@@ -5,7 +5,9 @@ microsecond. These tests run the built module in Node's V8 (the engine
 Envoy runs it in) behind a stub host that counts every call
 (``bench/vm-bench.mjs``), with a session from a real sign-in at the local
 provider. A request with a session the VM opened before must read the
-headers once and add the identity headers, and do nothing else: the clock
+headers once, take Sésame's cookies out of the ``Cookie`` header (one
+removal, one add when the application has cookies of its own) and add the
+identity headers, and do nothing else: the clock
 and the counters are left to the filter's timer. The time these calls cost
 inside Envoy is measured by ``make bench``.
 """
@@ -46,13 +48,36 @@ def session_cookie(envoy) -> str:
 
 def test_a_known_session_costs_one_read_and_one_add_per_identity_header(
         sesame_envoy, tmp_path):
-    out = run_module(tmp_path, sesame_envoy.plugin_config, session_cookie(sesame_envoy), 100)
+    """With Sésame's cookies left in the request (``strip_session_cookies:
+    false``): one read, then the adds."""
+    config = {**sesame_envoy.plugin_config, "strip_session_cookies": False}
+    out = run_module(tmp_path, config, session_cookie(sesame_envoy), 100)
 
     added = [name for name, _ in out["changes"]["add"]]
     assert "x-forwarded-email" in added and "x-forwarded-user" in added, out["changes"]
     assert out["changes"]["respond"] == [], out["changes"]
     # No clock, no counter, no shared data: one read, then the adds.
     assert out["hostcalls"] == {"get_header_map_pairs": 1,
+                                "add_header_map_value": len(added)}, out["hostcalls"]
+
+
+def test_sesames_cookies_cost_one_removal_and_one_add(sesame_envoy, tmp_path):
+    """By default Sésame's own cookies are taken out of the request: the
+    ``Cookie`` header is removed, and added back with the application's
+    cookies only (not at all when none is left)."""
+    cookie = session_cookie(sesame_envoy)
+    out = run_module(tmp_path, sesame_envoy.plugin_config, cookie, 100)
+    added = dict(out["changes"]["add"])
+    assert out["changes"]["remove"] == ["cookie"], out["changes"]
+    assert "cookie" not in added
+    assert out["hostcalls"] == {"get_header_map_pairs": 1, "remove_header_map_value": 1,
+                                "add_header_map_value": len(added)}, out["hostcalls"]
+
+    out = run_module(tmp_path, sesame_envoy.plugin_config, f"theme=dark; {cookie}; lang=fr", 100)
+    added = dict(out["changes"]["add"])
+    assert out["changes"]["remove"] == ["cookie"], out["changes"]
+    assert added["cookie"] == "theme=dark; lang=fr"
+    assert out["hostcalls"] == {"get_header_map_pairs": 1, "remove_header_map_value": 1,
                                 "add_header_map_value": len(added)}, out["hostcalls"]
 
 

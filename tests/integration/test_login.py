@@ -191,15 +191,40 @@ def test_sign_in_returns_to_the_original_path_with_a_session_cookie(
 
 
 @pytest.mark.parametrize("user", ["alice", "bob"])
-def test_upstream_receives_the_identity_headers(sesame_envoy, provider, user):
-    """The upstream gets the user's sub and email under oauth2-proxy's header
-    names, the ID token, the access token and the configured claim headers;
-    no preferred-username headers (the provider has no such claim) and no
-    Authorization header (set_authorization_header is off)."""
+def test_upstream_receives_the_identity_headers(sesame_envoy, user):
+    """By default the upstream gets the user's sub and email under
+    oauth2-proxy's header names and the configured claim headers, and no
+    token at all (``pass_access_token`` and ``pass_id_token`` are off, as
+    oauth2-proxy's ``pass_access_token`` is); no preferred-username headers
+    (the provider has no such claim), no Authorization header."""
     b = logged_in(sesame_envoy.url, user)
     expected = USERS[user]
 
     headers = upstream_view(b, sesame_envoy.url, "/whoami")["headers"]
+
+    assert headers["x-forwarded-user"] == expected["sub"]
+    assert headers["x-forwarded-email"] == expected["email"]
+    assert headers["x-forwarded-siret"] == expected["siret"]
+    for absent in ("x-forwarded-id-token", "x-auth-request-access-token", "authorization",
+                   "x-forwarded-preferred-username"):
+        assert absent not in headers, absent
+    # Nor does /oauth2/auth, which any script of the page can fetch.
+    auth = b.get(sesame_envoy.url + "/oauth2/auth", timeout=10)
+    assert auth.status_code == 202
+    assert auth.headers["X-Auth-Request-Email"] == expected["email"]
+    assert not {"X-Forwarded-Id-Token", "X-Auth-Request-Access-Token",
+                "Authorization"} & set(auth.headers)
+
+
+def test_upstream_receives_the_tokens_when_asked(make_envoy, make_config, provider):
+    """With ``pass_id_token`` and ``pass_access_token``, the upstream gets
+    the ID token and the access token too; ``/oauth2/auth`` still answers
+    without them unless ``auth_endpoint_tokens`` is set."""
+    envoy = make_envoy(make_config(pass_id_token=True, pass_access_token=True))
+    b = logged_in(envoy.url, "bob")
+    expected = USERS["bob"]
+
+    headers = upstream_view(b, envoy.url, "/whoami")["headers"]
 
     assert headers["x-forwarded-user"] == expected["sub"]
     assert headers["x-forwarded-email"] == expected["email"]
@@ -216,6 +241,23 @@ def test_upstream_receives_the_identity_headers(sesame_envoy, provider, user):
     assert claims["aud"] == CLIENT_ID
     assert headers["x-auth-request-access-token"]
     assert headers["x-auth-request-access-token"] != headers["x-forwarded-id-token"]
+    auth = b.get(envoy.url + "/oauth2/auth", timeout=10)
+    assert auth.status_code == 202
+    assert "X-Forwarded-Id-Token" not in auth.headers
+    assert "X-Auth-Request-Access-Token" not in auth.headers
+
+
+def test_auth_endpoint_answers_with_tokens_only_when_asked(make_envoy, make_config):
+    """``auth_endpoint_tokens: true``: ``/oauth2/auth`` answers with the
+    token headers ``pass_*`` turn on (for a proxy in front that hands them
+    on, as oauth2-proxy's ``set_xauthrequest`` did)."""
+    envoy = make_envoy(make_config(pass_id_token=True, pass_access_token=True,
+                                   auth_endpoint_tokens=True))
+    b = logged_in(envoy.url, "alice")
+    auth = b.get(envoy.url + "/oauth2/auth", timeout=10)
+    assert auth.status_code == 202
+    assert jwt_claims(auth.headers["X-Forwarded-Id-Token"])["sub"] == USERS["alice"]["sub"]
+    assert auth.headers["X-Auth-Request-Access-Token"]
 
 
 def test_return_target_of_sign_in_must_be_local(sesame_envoy):

@@ -49,7 +49,8 @@ def signed_in_bob_with(envoy, path: str) -> dict:
 def config_for(rs256_basic_provider, envoy_port):
     def make(**changes):
         return sesame_config(rs256_basic_provider.issuer,
-                             f"http://127.0.0.1:{envoy_port}/oauth2/callback", **changes)
+                             f"http://127.0.0.1:{envoy_port}/oauth2/callback",
+                             **{"pass_id_token": True, **changes})
     return make
 
 
@@ -108,7 +109,8 @@ def test_es384_id_token_and_userinfo(make_envoy, envoy_port):
     with Provider(redirect_uris=[callback], alg="ES384") as idp:
         jwks = provider_jwks(idp)
         p384_kids = [k["kid"] for k in jwks["keys"] if k.get("crv") == "P-384"]
-        envoy = make_envoy(sesame_config(idp.issuer, callback), provider_port=idp.port)
+        envoy = make_envoy(sesame_config(idp.issuer, callback, pass_id_token=True),
+                           provider_port=idp.port)
         header = signed_in_bob_with(envoy, "/es384")
 
     assert header["alg"] == "ES384"

@@ -93,6 +93,7 @@ def test_session_is_refreshed_before_the_access_token_expires(refresh_envoy, ref
     cookie = b.cookies[COOKIE]
     first, r = access_token_seen(envoy, cookie)
     assert set_cookie(r, COOKIE) is None, "refreshed although the access token is fresh"
+    assert "Cache-Control" not in r.headers, r.headers
 
     wait_until_due(signed_in_at)
     stats = refresh_provider.test_stats()
@@ -102,6 +103,9 @@ def test_session_is_refreshed_before_the_access_token_expires(refresh_envoy, ref
     assert second != first, "the upstream still got the old access token"
     new_cookie = set_cookie(r, COOKIE)
     assert new_cookie and not is_clearing(new_cookie), r.headers
+    # The refreshed cookie rides on the application's answer: no shared
+    # cache in front may keep that answer and hand the cookie to others.
+    assert r.headers["Cache-Control"] == "private, no-store", r.headers
     assert stats_delta(refresh_provider, stats) == {"refresh_grants": 1}
     assert counters.delta() == {"session_refresh_success": 1}
 

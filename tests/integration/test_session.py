@@ -118,13 +118,14 @@ def test_session_value_under_another_cookie_name_is_no_session(sesame_envoy, ali
 
 def test_session_in_chunks_is_read_back(sesame_envoy, alice_cookie):
     """A session too big for one cookie is written as ``_sesame_0``,
-    ``_sesame_1``...: the same sealed value split in two chunks opens."""
+    ``_sesame_1``..., the first chunk starting with the number of chunks
+    (``2.``): the same sealed value split in two chunks opens."""
     half = len(alice_cookie) // 2
-    chunks = f"{COOKIE}_0={alice_cookie[:half]}; {COOKIE}_1={alice_cookie[half:]}"
+    chunks = f"{COOKIE}_0=2.{alice_cookie[:half]}; {COOKIE}_1={alice_cookie[half:]}"
 
     ok = raw_get(sesame_envoy.url, "/chunks", chunks, JSON)
     swapped = raw_get(sesame_envoy.url, "/chunks",
-                      f"{COOKIE}_0={alice_cookie[half:]}; {COOKIE}_1={alice_cookie[:half]}",
+                      f"{COOKIE}_0=2.{alice_cookie[half:]}; {COOKIE}_1={alice_cookie[:half]}",
                       XHR)
 
     assert ok.status_code == 200, describe(ok)
@@ -171,3 +172,56 @@ def test_session_expires_after_session_lifetime(make_envoy, make_config, upstrea
     done = deliver_callback(again, authorize(auth_url, "alice"))
     assert done.status_code == 302, describe(done)
     assert done.headers["Location"] == path
+
+
+def test_session_of_another_issuer_or_client_with_the_same_secret_is_no_session(
+        make_envoy, make_config, sesame_envoy, hostile_envoy, upstream, alice_cookie):
+    """The sealing keys are bound to the provider's issuer and to the
+    client id, not to ``cookie_secret`` alone: a staging deployment that
+    reuses the secret and the cookie name (at another issuer, or as another
+    client) cannot mint sessions this one accepts. Both Envoys here share
+    the secret and the cookie name."""
+    path = unique_path("/elsewhere")
+    # Another issuer (the hostile provider's), the same secret and name.
+    r = raw_get(hostile_envoy.url, path, f"{COOKIE}={alice_cookie}", XHR)
+    assert r.status_code == 401, describe(r)
+    # The same issuer, another client id.
+    staging = make_envoy(make_config(client_id="staging-client"))
+    r = raw_get(staging.url, path, f"{COOKIE}={alice_cookie}", XHR)
+    assert r.status_code == 401, describe(r)
+    assert_not_upstream(upstream, path)
+    # Control: where it was sealed, it opens.
+    ok = raw_get(sesame_envoy.url, "/sealed-here", f"{COOKIE}={alice_cookie}", JSON)
+    assert ok.status_code == 200, describe(ok)
+
+
+def test_a_session_cookie_sent_twice_is_no_session(sesame_envoy, upstream, alice_cookie):
+    """Two cookies of the session's name in one request (one planted by a
+    sibling sub-domain for the parent domain, or for a longer path, beside
+    ours): which is ours cannot be told, so neither is used, whichever
+    comes first. A ``__Host-`` cookie name prevents the planting itself."""
+    bob_cookie = logged_in(sesame_envoy.url, "bob").cookies[COOKIE]
+    path = unique_path("/twice")
+    for header in (f"{COOKIE}={bob_cookie}; {COOKIE}={alice_cookie}",
+                   f"{COOKIE}={alice_cookie}; {COOKIE}={bob_cookie}",
+                   f"{COOKIE}={alice_cookie}; {COOKIE}={alice_cookie}"):
+        r = raw_get(sesame_envoy.url, path, header, XHR)
+        assert r.status_code == 401, describe(r)
+    assert_not_upstream(upstream, path)
+
+
+def test_sesames_cookies_never_reach_the_application(sesame_envoy, alice_cookie):
+    """The session cookie (and a sign-in's) are taken out of the request
+    before it goes upstream; the application's own cookies go on, in
+    order."""
+    cookie = (f"_ga=GA1.1.1; {COOKIE}={alice_cookie}; theme=dark; "
+              f"{COOKIE}_csrf_abcdef=x; lang=fr")
+    r = raw_get(sesame_envoy.url, unique_path("/cookies"), cookie, JSON)
+    assert r.status_code == 200, describe(r)
+    headers = r.json()["headers"]
+    assert headers["x-forwarded-email"] == USERS["alice"]["email"]
+    assert headers["cookie"] == "_ga=GA1.1.1; theme=dark; lang=fr"
+    # Only ours: no Cookie header at all.
+    r = raw_get(sesame_envoy.url, unique_path("/cookies"), f"{COOKIE}={alice_cookie}", JSON)
+    assert r.status_code == 200, describe(r)
+    assert "cookie" not in r.json()["headers"]
