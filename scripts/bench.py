@@ -1159,6 +1159,10 @@ def vm_work(config: dict, sesame_file: Path) -> dict:
 # tests' configuration: checked against what bench/vm-bench.mjs counts.
 SESAME_HOSTCALLS = ["get_map", "add_header8"]
 
+# Setup 3 passes both tokens upstream (off by default), so that it adds eight
+# identity headers as the application of the Playground's set-up receives.
+PASS_TOKENS = {"pass_id_token": True, "pass_access_token": True}
+
 # Setup 3m's `claim_headers`: only X-Forwarded-User and X-Forwarded-Email of
 # the defaults (the tests' siret and idp_id headers left out too).
 LEAN_HEADERS = {"X-Auth-Request-User": None, "X-Auth-Request-Email": None,
@@ -1541,7 +1545,7 @@ def main() -> int:
             noop = start(bench_envoy("{}", ports["noop"], upstream, provider,
                                      wasm_path=NOOP_WASM))
             sesame = start(bench_envoy(
-                sesame_config(provider.issuer, redirect_uris[0]), ports["sesame"],
+                sesame_config(provider.issuer, redirect_uris[0], **PASS_TOKENS), ports["sesame"],
                 upstream, provider, paths=(LOAD_PATH, PUBLIC_PATH)))
             # The same configuration (and cookie secret: the same sessions
             # open) with two identity headers instead of eight.
@@ -1711,7 +1715,8 @@ def main() -> int:
             servers_up()
 
             say("the filters' own work in V8, without Envoy")
-            vm = vm_work(sesame_config(provider.issuer, redirect_uris[0]), sesame_file)
+            vm = vm_work(sesame_config(provider.issuer, redirect_uris[0], **PASS_TOKENS),
+                         sesame_file)
             introspections = (provider.test_stats()["introspection_requests"]
                               - introspections_before)
             for s in setups:

@@ -409,16 +409,27 @@ fn unknown_kid_refetches_the_keys_once() {
         .any(|k| k.kid.as_deref() == Some("ec-1")));
 
     // A kid nobody has: one refetch, then refusal; no second refetch right after.
-    let mut state = provider();
-    state.keys_fetched_at = 0;
     let stranger = ES256KeyPair::generate().with_key_id("ec-9");
-    let sign = |nonce: &str| {
+    refused_after_one_key_refetch(&f, signed_by(&stranger));
+}
+
+/// ID tokens for a sign-in's nonce, signed by `key`.
+fn signed_by(key: &ES256KeyPair) -> impl Fn(&str) -> String + '_ {
+    move |nonce: &str| {
         let mut c = claims(json!({}));
         c.nonce = Some(nonce.into());
-        stranger.sign(c).unwrap()
-    };
-    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", sign);
-    assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 1);
+        key.sign(c).unwrap()
+    }
+}
+
+/// A sign-in with `id_token` fetches the keys once and is refused; another
+/// one right after makes no fetch (rate limited).
+fn refused_after_one_key_refetch(f: &Filter, id_token: impl Fn(&str) -> String) {
+    let mut state = provider();
+    state.keys_fetched_at = 0;
+    let jwks_calls = |login: &Login| login.calls.iter().filter(|c| c.path == "/jwks").count();
+    let login = run_login(f, &mut state, "alice@numerique.gouv.fr", &id_token);
+    assert_eq!(jwks_calls(&login), 1);
     assert!(matches!(
         login.step.outcome,
         Outcome::LoginFailed {
@@ -426,12 +437,8 @@ fn unknown_kid_refetches_the_keys_once() {
             ..
         }
     ));
-    let again = run_login(&f, &mut state, "alice@numerique.gouv.fr", sign);
-    assert_eq!(
-        again.calls.iter().filter(|c| c.path == "/jwks").count(),
-        0,
-        "rate limited"
-    );
+    let again = run_login(f, &mut state, "alice@numerique.gouv.fr", &id_token);
+    assert_eq!(jwks_calls(&again), 0, "rate limited");
 }
 
 #[test]
@@ -2271,28 +2278,17 @@ fn admin_filter() -> Filter {
     }))
 }
 
-/// The spellings of `/admin/users` the review sent through a default Envoy.
-const ADMIN_SPELLINGS: &[&str] = &[
-    "/admin/users",
-    "/admin;x=1/users",
-    "/admin/;/users",
-    "/admin/./users",
-    "/./admin/users",
-    "/%61dmin/users",
-    "//admin/users",
-    "/admin%2fusers",
-    "/x/../admin/users",
-    "/admin%5Cusers",
-    "/open/..;/admin/users",
-    "/open/%2e%2e/admin/users",
-];
-
 #[test]
 fn every_spelling_of_a_route_is_held_to_its_rules() {
     let f = admin_filter();
     let bob = signed_in_cookie(&f, "bob@agents.gouv.fr");
     let alice = signed_in_cookie(&f, "alice@agents.gouv.fr");
-    for path in ADMIN_SPELLINGS {
+    // Out of the public route into the admin route, too.
+    let out_of_public = ["/open/..;/admin/users", "/open/%2e%2e/admin/users"];
+    for path in super::paths::tests::ADMIN_SPELLINGS
+        .iter()
+        .chain(&out_of_public)
+    {
         for method in ["GET", "HEAD", "get"] {
             let req = Request {
                 method,
@@ -2696,15 +2692,15 @@ fn a_provider_that_rotates_its_one_unnamed_key_is_followed() {
     let point = previous.public_key().public_key().to_bytes_uncompressed();
     let old_jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "sig",
         "x": super::b64url(&point[1..33]), "y": super::b64url(&point[33..65])}]});
-    let sign = |nonce: &str| {
-        let mut c = claims(json!({}));
-        c.nonce = Some(nonce.into());
-        current.sign(c).unwrap()
-    };
     let mut state = provider();
     state.keys = Some(KeySet::parse(old_jwks.to_string().as_bytes()).unwrap());
     state.keys_fetched_at = 0;
-    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", sign);
+    let login = run_login(
+        &f,
+        &mut state,
+        "alice@numerique.gouv.fr",
+        signed_by(&current),
+    );
     assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 1);
     assert!(
         matches!(login.step.outcome, Outcome::LoginSucceeded { .. }),
@@ -2715,40 +2711,12 @@ fn a_provider_that_rotates_its_one_unnamed_key_is_followed() {
     // A forged token without kid: one refetch, then refused; and no other
     // refetch within the interval.
     let forger = ES256KeyPair::generate();
-    let forged = |nonce: &str| {
-        let mut c = claims(json!({}));
-        c.nonce = Some(nonce.into());
-        forger.sign(c).unwrap()
-    };
-    let mut state = provider();
-    state.keys_fetched_at = 0;
-    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", forged);
-    assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 1);
-    assert!(matches!(
-        login.step.outcome,
-        Outcome::LoginFailed {
-            reason: "id_token_invalid",
-            ..
-        }
-    ));
-    let again = run_login(&f, &mut state, "alice@numerique.gouv.fr", forged);
-    assert_eq!(
-        again.calls.iter().filter(|c| c.path == "/jwks").count(),
-        0,
-        "rate limited"
-    );
+    refused_after_one_key_refetch(&f, signed_by(&forger));
 
     // A bad signature under a kid we hold is not a rotation: no refetch.
     let mut state = provider();
     state.keys_fetched_at = 0;
-    let named_forgery = |nonce: &str| {
-        let mut c = claims(json!({}));
-        c.nonce = Some(nonce.into());
-        ES256KeyPair::generate()
-            .with_key_id("ec-1")
-            .sign(c)
-            .unwrap()
-    };
-    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", named_forgery);
+    let named = ES256KeyPair::generate().with_key_id("ec-1");
+    let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", signed_by(&named));
     assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 0);
 }

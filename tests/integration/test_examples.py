@@ -313,6 +313,8 @@ def test_playground_proconnect_config() -> None:
                     assert hcm["normalize_path"] is True
                     assert hcm["merge_slashes"] is True
                     assert hcm["path_with_escaped_slashes_action"] == "UNESCAPE_AND_REDIRECT"
+                    assert hcm["common_http_protocol_options"][
+                        "headers_with_underscores_action"] == "REJECT_REQUEST"
     https = next(l for l in bootstrap["static_resources"]["listeners"] if l["name"] == "https")
     hcm = https["filter_chains"][0]["filters"][0]["typed_config"]
     assert {"upgrade_type": "websocket"} in hcm["upgrade_configs"]

@@ -41,7 +41,7 @@ RECOMMENDED_HCM = {
     "normalize_path": True,
     "merge_slashes": True,
     "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
-    "headers_with_underscores_action": "REJECT_REQUEST",
+    "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
 }
 
 # The spellings of /admin/users an outside review sent through a default
@@ -96,6 +96,12 @@ def paths_envoy(request, provider, upstream, envoy_port):
         envoy.stop()
 
 
+def reached(upstream, mark: int) -> set[str]:
+    """The paths the upstream received since ``mark`` (the log's own
+    synchronisation requests left out)."""
+    return {p for p in upstream_paths(upstream, mark) if not p.startswith("/__barrier/")}
+
+
 def cookie_of(b) -> str:
     return "; ".join(f"{c.name}={c.value}" for c in b.cookies)
 
@@ -124,7 +130,7 @@ def test_every_spelling_of_a_route_is_held_to_its_rules(paths_envoy, upstream, s
                                 {**JSON, "Cookie": cookie_of(paths_envoy.bob)})
 
     assert status == 403 or refused_by_envoy(paths_envoy, status), (target, status, body[:200])
-    assert not upstream_paths(upstream, mark), f"bob reached the upstream with {target}"
+    assert not reached(upstream, mark), f"bob reached the upstream with {target}"
 
     status, _, body = raw(paths_envoy, method, target,
                           {**JSON, "Cookie": cookie_of(paths_envoy.alice)})
@@ -152,7 +158,7 @@ def test_a_bearer_route_spelt_otherwise_never_takes_a_forged_token_upstream(
                            "Authorization": FORGED_BEARER})
 
     assert status == 400 or refused_by_envoy(paths_envoy, status), (target, status, body[:200])
-    assert not upstream_paths(upstream, mark), f"reached the upstream with {target}"
+    assert not reached(upstream, mark), f"reached the upstream with {target}"
 
 
 def test_the_bearer_route_itself_refuses_the_forged_token(paths_envoy, upstream):
@@ -161,7 +167,7 @@ def test_the_bearer_route_itself_refuses_the_forged_token(paths_envoy, upstream)
                              {**JSON, "Authorization": FORGED_BEARER})
     assert status == 401
     assert "invalid_token" in headers["www-authenticate"]
-    assert not upstream_paths(upstream, mark)
+    assert not reached(upstream, mark)
 
 
 def test_a_bearer_header_never_travels_upstream_on_a_session_route(paths_envoy):
@@ -187,7 +193,7 @@ def test_a_path_that_cannot_be_read_safely_is_a_400(paths_envoy, upstream, targe
     status, headers, body = raw(paths_envoy, "GET", target,
                                 {**HTML, "Cookie": cookie_of(paths_envoy.bob)})
     assert status == 400, (target, status, body[:200])
-    assert not upstream_paths(upstream, mark)
+    assert not reached(upstream, mark)
 
 
 def test_refusals_are_counted(paths_envoy):

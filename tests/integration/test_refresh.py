@@ -93,7 +93,8 @@ def test_session_is_refreshed_before_the_access_token_expires(refresh_envoy, ref
     cookie = b.cookies[COOKIE]
     first, r = access_token_seen(envoy, cookie)
     assert set_cookie(r, COOKIE) is None, "refreshed although the access token is fresh"
-    assert "Cache-Control" not in r.headers, r.headers
+    # The application's own Cache-Control, untouched.
+    assert r.headers["Cache-Control"] == "no-store", r.headers
 
     wait_until_due(signed_in_at)
     stats = refresh_provider.test_stats()
