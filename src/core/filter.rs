@@ -478,10 +478,11 @@ impl Filter {
         if req.path.contains('#') {
             return Err("the path holds a fragment (#)".into());
         }
-        let readings = paths::readings(req.path_only()).map_err(|e| e.describe().to_string())?;
+        let path = req.path_only();
+        let others = paths::other_readings(path).map_err(|e| e.describe().to_string())?;
         let mut protection = Protection::Public;
         let mut routes = RouteSet::default();
-        for reading in &readings {
+        for reading in std::iter::once(path).chain(others.iter().map(String::as_str)) {
             let route = self
                 .config
                 .routes

@@ -316,8 +316,9 @@ impl SessionCookie<'_> {
                 return None;
             }
         }
-        match (single, chunked) {
-            (Some(v), false) => (!v.is_empty()).then(|| vec![v]),
+        // An emptied cookie the browser still sends counts as absent.
+        match (single.filter(|v| !v.is_empty()), chunked) {
+            (Some(v), false) => Some(vec![v]),
             (None, true) => {
                 let (count, first) = chunks[0]?.split_once('.')?;
                 // One digit, 2 to MAX_CHUNKS (8).

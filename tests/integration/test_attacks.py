@@ -40,6 +40,7 @@ from oidc_client import (
     forged_values_seen,
     http_request,
     is_clearing,
+    jwt_claims,
     login_location,
     query,
     raw_get,
@@ -398,6 +399,28 @@ def test_a_verified_email_is_admitted(hostile_envoy, hostile, upstream):
     path = unique_path("/verified")
     b, r = sign_in(hostile_envoy, path)
     assert_signed_in(hostile_envoy, b, r, path)
+
+
+def test_an_id_token_is_never_taken_for_a_bearer_access_token(
+        make_hostile_envoy, hostile, upstream):
+    """An ID token the provider really signed, for our client, without
+    ``nonce`` (as providers issue them on refresh), sent as a bearer token:
+    refused (401 ``invalid_token``), since a JWT access token must say
+    ``typ: at+jwt``; nothing reaches the upstream. Before, such a token
+    passed as an access token, and Sésame itself hands ID tokens to the
+    upstream and puts them in ``id_token_hint`` URLs."""
+    envoy = make_hostile_envoy(routes=[{"path": "^/api/", "mode": "bearer"}])
+    hostile.control(id_token={"claims": {"nonce": None}})
+    sign_in(envoy, unique_path("/no-nonce"))  # refused; the provider issued it all the same
+    id_token = hostile.state()["last_id_token"]
+    assert "nonce" not in jwt_claims(id_token)
+    path = unique_path("/api/with-an-id-token")
+
+    r = raw_get(envoy.url, path, headers={**JSON, "Authorization": f"Bearer {id_token}"})
+
+    assert r.status_code == 401, describe(r)
+    assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+    assert_not_upstream(upstream, path)
 
 
 # --------------------------------------------------------------------------

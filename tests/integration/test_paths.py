@@ -157,7 +157,11 @@ def test_a_bearer_route_spelt_otherwise_never_takes_a_forged_token_upstream(
                           {**JSON, "Cookie": cookie_of(paths_envoy.bob),
                            "Authorization": FORGED_BEARER})
 
-    assert status == 400 or refused_by_envoy(paths_envoy, status), (target, status, body[:200])
+    # With the recommended settings, Envoy may normalise the path to the
+    # bearer route first: then the route's own check refuses the token (401).
+    normalised_first = paths_envoy.recommended and status == 401
+    assert status == 400 or refused_by_envoy(paths_envoy, status) or normalised_first, (
+        target, status, body[:200])
     assert not reached(upstream, mark), f"reached the upstream with {target}"
 
 
