@@ -589,6 +589,18 @@ impl Filter {
         )
     }
 
+    /// A request with several `Authorization` headers on a protected route:
+    /// which one the application would read cannot be told (RFC 6750 §2.1
+    /// allows one), so it is refused (400 `invalid_request`).
+    pub(crate) fn several_authorization_headers(&self) -> Step {
+        self.refuse(Refusal {
+            status: 400,
+            error: Some("invalid_request"),
+            description: "several Authorization headers".into(),
+            reason: "several_authorization_headers",
+        })
+    }
+
     fn bearer_unavailable(&self) -> Step {
         let response = Response::new(503).with_header("retry-after", "5").with_body(
             "application/json",

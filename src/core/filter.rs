@@ -403,7 +403,7 @@ impl Filter {
         let authorization = req.header("authorization");
         let mut upstream = Upstream::stripping(&self.config, &req.headers);
         if protection != Protection::Public && req.header_values("authorization").nth(1).is_some() {
-            return self.path_refused("several Authorization headers".into(), lang(req));
+            return self.several_authorization_headers();
         }
         let bearer = match protection {
             Protection::Bearer => true,

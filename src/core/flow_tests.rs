@@ -2384,7 +2384,9 @@ fn a_bearer_header_never_goes_upstream_unchecked_on_a_session_route() {
             ("authorization", forged),
         ],
     );
-    assert_eq!(response(run(&f, &req, &provider())).status, 400);
+    let (status, challenge, reason) = refused(run(&f, &req, &provider()));
+    assert_eq!((status, reason), (400, "several_authorization_headers"));
+    assert!(challenge.contains("invalid_request"), "{challenge}");
 }
 
 #[test]
