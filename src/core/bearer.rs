@@ -128,6 +128,16 @@ pub(crate) fn is_bearer_scheme(authorization: &str) -> bool {
         .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
 }
 
+/// Whether an `Authorization` value carries a bearer token after a comma:
+/// the value of several `Authorization` headers that Envoy joined into one
+/// (`Basic …,Bearer …`).
+pub(crate) fn has_joined_bearer(authorization: &str) -> bool {
+    authorization
+        .split(',')
+        .skip(1)
+        .any(|part| is_bearer_scheme(part))
+}
+
 /// The token of an `Authorization: Bearer` header; `Err` when the header is
 /// there but is not a well-formed bearer token.
 fn bearer_token(authorization: &str) -> Result<&str, ()> {
@@ -627,6 +637,16 @@ impl Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_joined_after_another_credential_are_seen() {
+        assert!(has_joined_bearer("Basic Ym9iOng=,Bearer eyJ.x.y"));
+        assert!(has_joined_bearer("Basic Ym9iOng=, bearer x"));
+        assert!(!has_joined_bearer("Bearer eyJ.x.y"));
+        assert!(!has_joined_bearer(
+            r#"Digest username="bob", realm="x", nonce="n", uri="/", response="r""#
+        ));
+    }
 
     #[test]
     fn bearer_header_parsing() {

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use serde_json::{json, Value};
 
-use super::bearer::{is_bearer_scheme, TokenCache};
+use super::bearer::{has_joined_bearer, is_bearer_scheme, TokenCache};
 use super::config::Config;
 use super::config::{ProviderKind, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
 use super::cookies::{self, CookieAttributes};
@@ -402,7 +402,11 @@ impl Filter {
         };
         let authorization = req.header("authorization");
         let mut upstream = Upstream::stripping(&self.config, &req.headers);
-        if protection != Protection::Public && req.header_values("authorization").nth(1).is_some() {
+        // Several Authorization headers, as sent or as Envoy joined them:
+        // which credential the application would read cannot be told.
+        let several = req.header_values("authorization").nth(1).is_some()
+            || authorization.is_some_and(has_joined_bearer);
+        if protection != Protection::Public && several {
             return self.several_authorization_headers();
         }
         let bearer = match protection {

@@ -2387,6 +2387,11 @@ fn a_bearer_header_never_goes_upstream_unchecked_on_a_session_route() {
     let (status, challenge, reason) = refused(run(&f, &req, &provider()));
     assert_eq!((status, reason), (400, "several_authorization_headers"));
     assert!(challenge.contains("invalid_request"), "{challenge}");
+    // The same two headers as Envoy hands them on: joined with a comma.
+    let joined = format!("Basic Ym9iOng=,{forged}");
+    let req = get("/chat", &[("cookie", &bob), ("authorization", &joined)]);
+    let (status, _, reason) = refused(run(&f, &req, &provider()));
+    assert_eq!((status, reason), (400, "several_authorization_headers"));
 }
 
 #[test]

@@ -20,6 +20,7 @@ are admitted at the filter level; ``^/admin/`` admits alice alone;
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 
 import pytest
@@ -33,6 +34,7 @@ from oidc_client import (
     http_request,
     logged_in,
     sesame_config,
+    unique_path,
     upstream_mark,
     upstream_paths,
 )
@@ -206,3 +208,33 @@ def test_refusals_are_counted(paths_envoy):
     assert status == 400
     after = paths_envoy.stats("wasmcustom.sesame.").get("wasmcustom.sesame.path_refused", 0)
     assert after == before + 1
+
+
+def raw_lines(port: int, lines: list[str]) -> tuple[int, bytes]:
+    """A request written line by line on a socket (repeated headers
+    included): (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_a_bearer_token_hidden_in_a_second_authorization_header_never_goes_upstream(
+        paths_envoy, upstream):
+    """Two ``Authorization`` headers, ``Basic`` first and a forged
+    ``Bearer`` second, on a session route: Envoy hands them on joined in one
+    (``Basic …,Bearer …``), which a check of the first scheme alone would let
+    through. Sésame sees the second credential: 400, and the forged token
+    never reaches the application."""
+    path = unique_path("/two-authorization")
+    status, body = raw_lines(paths_envoy.port, [
+        f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Accept: application/json",
+        "Connection: close", f"Cookie: {cookie_of(paths_envoy.bob)}",
+        "Authorization: Basic Ym9iOng=", f"Authorization: {FORGED_BEARER}",
+    ])
+    assert status == 400, (status, body[:300])
+    assert b"invalid_request" in body
+    assert path not in upstream_paths(upstream)
