@@ -132,10 +132,7 @@ pub(crate) fn is_bearer_scheme(authorization: &str) -> bool {
 /// the value of several `Authorization` headers that Envoy joined into one
 /// (`Basic …,Bearer …`).
 pub(crate) fn has_joined_bearer(authorization: &str) -> bool {
-    authorization
-        .split(',')
-        .skip(1)
-        .any(|part| is_bearer_scheme(part))
+    authorization.split(',').skip(1).any(is_bearer_scheme)
 }
 
 /// The token of an `Authorization: Bearer` header; `Err` when the header is
