@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use jwt_simple::prelude::*;
 use serde_json::{json, Map, Value};
 
-use sesame::core::filter::{Action, Filter, Outcome};
+use sesame::core::flow::{Action, Filter, Outcome};
 use sesame::core::http::{ProviderResponse, Request, Response};
 use sesame::core::session::Session;
 use sesame_fuzz::{

@@ -7,9 +7,9 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use sesame::core::config::Config;
-use sesame::core::filter::Filter;
+use sesame::core::flow::Filter;
 use sesame::core::http::Request;
-use sesame::core::provider::ProviderState;
+use sesame::core::oidc::provider::ProviderState;
 use sesame_fuzz::{check_step, CountingEntropy, NOW};
 
 const CANARY: &str = "fuzz-canary-";

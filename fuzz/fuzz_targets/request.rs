@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sesame::core::filter::Action;
+use sesame::core::flow::Action;
 use sesame::core::http::ProviderResponse;
 use sesame::core::shared::MemoryStore;
 use sesame_fuzz::{

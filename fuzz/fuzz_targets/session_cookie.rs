@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sesame::core::cookies;
-use sesame::core::login::{LoginState, LogoutState};
+use sesame::core::flow::state::{LoginState, LogoutState};
+use sesame::core::session::cookies;
 use sesame::core::session::Purpose;
 use sesame_fuzz::{filter, CountingEntropy, NOW};
 

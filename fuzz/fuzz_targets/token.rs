@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use sesame::core::token::{validate_id_token, validate_userinfo_json, validate_userinfo_jwt};
+use sesame::core::oidc::token::{validate_id_token, validate_userinfo_json, validate_userinfo_jwt};
 use sesame_fuzz::{expectations, key_set, ISSUER, SUB};
 
 /// The nonce of the seed ID tokens.

@@ -10,11 +10,12 @@ use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
 use sesame::core::config::{Config, SUPPORTED_SIGNING_ALGS};
-use sesame::core::filter::{Action, Filter, Outcome, Step};
-use sesame::core::headers::identity_removals;
+use sesame::core::flow::headers::identity_removals;
+use sesame::core::flow::{Action, Filter, Outcome, Step};
 use sesame::core::http::{str_pairs, OwnedRequest, Request};
-use sesame::core::provider::{KeySet, ProviderMetadata, ProviderState};
-use sesame::core::token::Expectations;
+use sesame::core::oidc::keys::KeySet;
+use sesame::core::oidc::provider::{ProviderMetadata, ProviderState};
+use sesame::core::oidc::token::Expectations;
 use sesame::core::{b64url, Entropy};
 
 pub const ISSUER: &str = "http://127.0.0.1:9000";

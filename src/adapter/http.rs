@@ -6,12 +6,12 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
-use super::root::Shared;
+use super::shared::Shared;
 use super::{call_response, dispatch, log, now, HeaderMap, HostStore, RequestClock};
-use crate::core::filter::{Action, Outcome, Step};
-use crate::core::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
+use crate::core::flow::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
+use crate::core::flow::Pending;
+use crate::core::flow::{Action, Outcome, Step};
 use crate::core::http::{str_pairs, Request, Response};
-use crate::core::login::Pending;
 use crate::core::OsEntropy;
 
 pub struct SesameHttp {

@@ -4,6 +4,7 @@
 mod http;
 mod metrics;
 mod root;
+mod shared;
 
 use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
@@ -252,7 +253,7 @@ impl HeaderMap {
     fn text_is_ascii(&self) -> bool {
         self.data_start()
             .and_then(|start| self.bytes.get(start..))
-            .is_none_or(crate::core::headers::all_ascii)
+            .is_none_or(crate::core::flow::headers::all_ascii)
     }
 
     /// The little-endian 32-bit number at `at`.

@@ -7,12 +7,12 @@ use std::fmt;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::jwe::ResourceKey;
-use super::parse_url;
-use super::policy::{DomainRule, Policy};
-use super::routes::{
+use super::access::policy::{DomainRule, Policy};
+use super::access::routes::{
     method_matches, never_matches_a_path, PathPattern, Protection, Route, MAX_ROUTES,
 };
+use super::oidc::jwe::ResourceKey;
+use super::parse_url;
 
 /// One problem in the configuration, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,27 +4,14 @@
 //! response bodies, the current time, random bytes) and return decisions that the
 //! proxy-wasm adapter carries out. Everything here compiles and is tested natively.
 
-pub mod bearer;
+pub mod access;
 pub mod config;
-pub mod cookies;
-pub mod filter;
-pub mod headers;
+pub mod flow;
 pub mod http;
-pub mod jwe;
-pub mod login;
+pub mod oidc;
 pub mod pages;
-pub mod paths;
-pub mod policy;
-pub mod provider;
-pub mod redirect;
-pub mod refresh;
-pub mod routes;
 pub mod session;
 pub mod shared;
-pub mod token;
-
-#[cfg(test)]
-mod flow_tests;
 
 /// A source of cryptographically secure random bytes.
 ///

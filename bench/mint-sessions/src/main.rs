@@ -13,7 +13,7 @@
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use sesame::core::cookies::CookieAttributes;
+use sesame::core::session::cookies::CookieAttributes;
 use sesame::core::session::{Sealer, Session, SessionCookie};
 use sesame::core::OsEntropy;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! Per-route protection: which requests need a browser session, which a bearer
 //! token, which either, and which none; each route with its own access rules.
 
-use super::policy::Policy;
+use crate::core::access::policy::Policy;
 
 /// How a route is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

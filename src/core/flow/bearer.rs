@@ -9,93 +9,19 @@
 //! scopes and the access rules apply, and the request goes upstream with the
 //! same identity headers as a browser session.
 
-use std::cell::OnceCell;
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::filter::{Action, Filter, Outcome, Step};
-use super::headers::{identity_headers, Identity, Upstream};
-use super::http::{ProviderResponse, Response};
-use super::login::Pending;
-use super::policy::Admissions;
-use super::provider::ProviderState;
-use super::routes::RouteSet;
-use super::session::Session;
-use super::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
-use super::Clock;
-
-/// How long an inactive or unknown token is remembered as such.
-const NEGATIVE_TTL: u64 = 10;
-
-/// A checked token: its claims, or `None` when it is not valid.
-#[derive(Debug, Clone)]
-struct Checked {
-    claims: Option<Map<String, Value>>,
-    until: u64,
-    memo: Memo,
-}
-
-/// What the requests with a valid token worked out once for the next ones.
-#[derive(Debug, Clone, Default)]
-struct Memo {
-    /// The identity headers for this token, made on its first admission.
-    identity: OnceCell<Identity>,
-    /// What each route's scopes and access rules answered (slot 0: a
-    /// request on no route, slot `n`: on the route at `n - 1`).
-    admissions: Admissions,
-}
-
-/// Checked tokens by SHA-256 of the token (the token itself is not kept).
-#[derive(Debug, Default)]
-pub struct TokenCache {
-    entries: HashMap<[u8; 32], Checked>,
-}
-
-impl TokenCache {
-    fn get(&self, key: &[u8; 32], now: u64) -> Option<&Checked> {
-        self.entries.get(key).filter(|c| now < c.until)
-    }
-
-    fn put(&mut self, key: [u8; 32], checked: Checked, size: usize, now: u64) {
-        if size == 0 || checked.until <= now {
-            return;
-        }
-        if self.entries.len() >= size && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, c| now < c.until);
-            if self.entries.len() >= size {
-                // Still full of live entries: drop the one that expires first.
-                if let Some(first) = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, c)| c.until)
-                    .map(|(k, _)| *k)
-                {
-                    self.entries.remove(&first);
-                }
-            }
-        }
-        self.entries.insert(key, checked);
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-/// A bearer request waiting for the introspection answer.
-#[derive(Debug)]
-pub struct BearerPending {
-    pub upstream: Upstream,
-    pub authorization: String,
-    pub token: String,
-    pub routes: RouteSet,
-}
+use crate::core::access::routes::RouteSet;
+use crate::core::flow::headers::{identity_headers, Upstream};
+use crate::core::flow::state::{BearerPending, Pending};
+use crate::core::flow::tokens::{Checked, Memo, NEGATIVE_TTL};
+use crate::core::flow::{Action, Filter, Outcome, Step};
+use crate::core::http::{ProviderResponse, Response};
+use crate::core::oidc::provider::ProviderState;
+use crate::core::oidc::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
+use crate::core::session::Session;
+use crate::core::Clock;
 
 /// Why a bearer request is refused: RFC 6750 §3.1.
 #[derive(Debug)]
@@ -634,6 +560,7 @@ impl Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::flow::tokens::TokenCache;
 
     #[test]
     fn bearer_tokens_joined_after_another_credential_are_seen() {

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::b64url_decode;
-use super::config::Config;
-use super::http::{ProviderCall, ProviderResponse};
+use crate::core::config::Config;
+use crate::core::http::{ProviderCall, ProviderResponse};
+use crate::core::oidc::keys::KeySet;
 
 /// What Sésame needs from `/.well-known/openid-configuration`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ struct RawDiscovery {
 
 fn endpoint(value: Option<String>, name: &'static str) -> Result<Url, DiscoveryError> {
     let text = value.ok_or(DiscoveryError::MissingField(name))?;
-    match super::parse_url(&text) {
+    match crate::core::parse_url(&text) {
         Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Ok(u),
         _ => Err(DiscoveryError::BadUrl(name)),
     }
@@ -70,7 +70,7 @@ impl ProviderMetadata {
     /// issuer (OpenID Connect Discovery §4.3).
     pub fn parse(expected_issuer: &str, body: &[u8]) -> Result<Self, DiscoveryError> {
         let raw: RawDiscovery = serde_json::from_slice(body)
-            .map_err(|e| DiscoveryError::NotJson(super::json_error(&e)))?;
+            .map_err(|e| DiscoveryError::NotJson(crate::core::json_error(&e)))?;
         let issuer = raw.issuer.ok_or(DiscoveryError::MissingField("issuer"))?;
         if issuer != expected_issuer {
             return Err(DiscoveryError::IssuerMismatch {
@@ -95,160 +95,6 @@ impl ProviderMetadata {
                 .introspection_endpoint
                 .map(|u| endpoint(Some(u), "introspection_endpoint"))
                 .transpose()?,
-        })
-    }
-}
-
-/// Public key material, by key type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyMaterial {
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// SEC1 uncompressed point (0x04 || x || y).
-    P256(Vec<u8>),
-    P384(Vec<u8>),
-    Ed25519(Vec<u8>),
-}
-
-impl KeyMaterial {
-    /// Whether this key can check a signature made with `alg`.
-    pub fn fits(&self, alg: &str) -> bool {
-        matches!(
-            (self, alg),
-            (
-                KeyMaterial::Rsa { .. },
-                "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512"
-            ) | (KeyMaterial::P256(_), "ES256")
-                | (KeyMaterial::P384(_), "ES384")
-                | (KeyMaterial::Ed25519(_), "EdDSA")
-        )
-    }
-}
-
-/// One signing key from the JWKS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigningKey {
-    pub kid: Option<String>,
-    /// The `alg` the key is restricted to, when the JWKS says so.
-    pub alg: Option<String>,
-    pub material: KeyMaterial,
-}
-
-/// The provider's signature keys. Keys for encryption (`use: enc`), of unknown
-/// types, or malformed, are skipped one by one; they never spoil the set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeySet {
-    pub keys: Vec<SigningKey>,
-    /// How many entries were skipped, for the logs.
-    pub skipped: usize,
-}
-
-#[derive(Deserialize)]
-struct RawJwks {
-    keys: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct RawJwk {
-    kty: Option<String>,
-    kid: Option<String>,
-    alg: Option<String>,
-    #[serde(rename = "use")]
-    use_: Option<String>,
-    key_ops: Option<Vec<String>>,
-    crv: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
-}
-
-fn coordinate(v: &Option<String>, len: usize) -> Option<Vec<u8>> {
-    let bytes = b64url_decode(v.as_deref()?)?;
-    (bytes.len() == len).then_some(bytes)
-}
-
-fn parse_jwk(value: serde_json::Value) -> Option<SigningKey> {
-    let jwk: RawJwk = serde_json::from_value(value).ok()?;
-    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
-        return None;
-    }
-    if let Some(ops) = &jwk.key_ops {
-        if !ops.iter().any(|o| o == "verify") {
-            return None;
-        }
-    }
-    if jwk
-        .alg
-        .as_deref()
-        .is_some_and(|a| a.starts_with("HS") || a == "none")
-    {
-        return None;
-    }
-    let material = match (jwk.kty.as_deref()?, jwk.crv.as_deref()) {
-        ("RSA", _) => {
-            let n = b64url_decode(jwk.n.as_deref()?)?;
-            let e = b64url_decode(jwk.e.as_deref()?)?;
-            if n.len() < 256 || e.is_empty() {
-                // RSA keys under 2048 bits are refused.
-                return None;
-            }
-            KeyMaterial::Rsa { n, e }
-        }
-        ("EC", Some("P-256")) => {
-            let mut point = vec![4u8];
-            point.extend(coordinate(&jwk.x, 32)?);
-            point.extend(coordinate(&jwk.y, 32)?);
-            KeyMaterial::P256(point)
-        }
-        ("EC", Some("P-384")) => {
-            let mut point = vec![4u8];
-            point.extend(coordinate(&jwk.x, 48)?);
-            point.extend(coordinate(&jwk.y, 48)?);
-            KeyMaterial::P384(point)
-        }
-        ("OKP", Some("Ed25519")) => KeyMaterial::Ed25519(coordinate(&jwk.x, 32)?),
-        _ => return None,
-    };
-    if let Some(alg) = &jwk.alg {
-        if !material.fits(alg) {
-            return None;
-        }
-    }
-    let key = SigningKey {
-        kid: jwk.kid,
-        alg: jwk.alg,
-        material,
-    };
-    // Reject material the verifier cannot load, now rather than at login.
-    super::token::check_key_loads(&key).then_some(key)
-}
-
-impl KeySet {
-    pub fn parse(body: &[u8]) -> Result<KeySet, String> {
-        let raw: RawJwks = serde_json::from_slice(body)
-            .map_err(|e| format!("not a JWK set: {}", super::json_error(&e)))?;
-        let total = raw.keys.len();
-        let keys: Vec<SigningKey> = raw.keys.into_iter().filter_map(parse_jwk).collect();
-        let skipped = total - keys.len();
-        if keys.is_empty() {
-            return Err(format!("no usable signing key among {total}"));
-        }
-        Ok(KeySet { keys, skipped })
-    }
-
-    /// The keys that may have signed a token with this header.
-    pub fn candidates<'a>(
-        &'a self,
-        alg: &'a str,
-        kid: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a SigningKey> + 'a {
-        self.keys.iter().filter(move |k| {
-            k.material.fits(alg)
-                && k.alg.as_deref().is_none_or(|a| a == alg)
-                && kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
         })
     }
 }
@@ -366,7 +212,7 @@ impl ProviderState {
     /// Takes the state another worker shared. The documents are checked as if
     /// fetched here; on any problem our own copy stays.
     pub fn adopt(&mut self, config: &Config, bytes: &[u8]) -> Result<(), String> {
-        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| super::json_error(&e))?;
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| crate::core::json_error(&e))?;
         // Check both documents before taking either.
         let metadata = (s.discovery.as_bytes() != self.discovery_raw.as_slice())
             .then(|| ProviderMetadata::parse(&config.issuer, s.discovery.as_bytes()))
@@ -492,6 +338,7 @@ impl ProviderState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::oidc::keys::*;
     use serde_json::json;
 
     const ISSUER: &str = "https://auth.example.fr/api/v2";
@@ -530,7 +377,7 @@ mod tests {
 
     #[test]
     fn jwks_keeps_signature_keys_and_skips_the_rest() {
-        let jwks = crate::core::token::tests::test_jwks();
+        let jwks = crate::core::oidc::token::tests::test_jwks();
         let set = KeySet::parse(jwks.to_string().as_bytes()).unwrap();
         let kinds: Vec<&str> = set
             .keys
@@ -578,7 +425,7 @@ mod tests {
         );
         let m = ProviderMetadata::parse(ISSUER, discovery().to_string().as_bytes()).unwrap();
         let keys = KeySet::parse(
-            crate::core::token::tests::test_jwks()
+            crate::core::oidc::token::tests::test_jwks()
                 .to_string()
                 .as_bytes(),
         )
@@ -620,7 +467,7 @@ mod tests {
         let (result, _) = s.on_fetch(
             config,
             next.unwrap().1,
-            &ok(crate::core::token::tests::test_jwks().to_string()),
+            &ok(crate::core::oidc::token::tests::test_jwks().to_string()),
             100,
         );
         assert!(matches!(result, FetchResult::Refreshed { .. }));

@@ -15,8 +15,8 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, Oaep, RsaPrivateKey};
 use serde_json::{json, Map, Value};
 
-use super::token::p256_public_key;
-use super::{b64url, b64url_decode};
+use crate::core::oidc::keys::p256_public_key;
+use crate::core::{b64url, b64url_decode};
 
 /// Largest JWE accepted.
 const MAX_JWE_LEN: usize = 64 * 1024;

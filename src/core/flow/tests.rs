@@ -6,15 +6,15 @@ use std::cell::Cell;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
-use super::config::tests::config_with;
-use super::filter::{Action, Filter, Outcome, Step};
-use super::headers::Upstream;
-use super::http::{ProviderResponse, Request, Response};
-use super::provider::{ProviderMetadata, ProviderState};
-use super::shared::MemoryStore;
-use super::testing::CountingEntropy;
-use super::token::tests::{claims, es256, es256_at, key_set, CLIENT, ISSUER, NOW};
-use super::Clock;
+use crate::core::config::tests::config_with;
+use crate::core::flow::headers::Upstream;
+use crate::core::flow::{Action, Filter, Outcome, Step};
+use crate::core::http::{ProviderResponse, Request, Response};
+use crate::core::oidc::provider::{ProviderMetadata, ProviderState};
+use crate::core::oidc::token::tests::{claims, es256, es256_at, key_set, CLIENT, ISSUER, NOW};
+use crate::core::shared::MemoryStore;
+use crate::core::testing::CountingEntropy;
+use crate::core::Clock;
 
 fn provider() -> ProviderState {
     let discovery = json!({
@@ -125,7 +125,7 @@ struct Login {
     /// Final step of the callback.
     step: Step,
     /// Requests made to the provider (token, [jwks], userinfo), in order.
-    calls: Vec<super::http::ProviderCall>,
+    calls: Vec<crate::core::http::ProviderCall>,
 }
 
 /// Runs a whole sign-in; `id_token` is what the token endpoint returns given the nonce.
@@ -196,7 +196,7 @@ fn run_login_in(
             json_response(
                 200,
                 "application/json",
-                &super::token::tests::test_jwks().to_string(),
+                &crate::core::oidc::token::tests::test_jwks().to_string(),
             )
         };
         calls.push(call);
@@ -212,7 +212,7 @@ fn run_login_in(
 }
 
 /// The provider call a step makes; panics on any other action.
-fn pending_call(step: Step) -> Box<super::login::Pending> {
+fn pending_call(step: Step) -> Box<crate::core::flow::Pending> {
     match step.action {
         Action::Call(_, pending) => pending,
         a => panic!(
@@ -1382,7 +1382,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     let session = f
         .session_cookie()
         .read(
-            &super::cookies::parse(std::iter::once(new_cookie.as_str())),
+            &crate::core::session::cookies::parse(std::iter::once(new_cookie.as_str())),
             NOW + 300,
         )
         .unwrap();
@@ -1412,7 +1412,7 @@ fn refresh_call(
     req: &Request,
     state: &ProviderState,
     store: &MemoryStore,
-) -> Box<super::login::Pending> {
+) -> Box<crate::core::flow::Pending> {
     pending_call(f.on_request_shared(req, state, &(NOW + 5), &mut CountingEntropy(4), store))
 }
 
@@ -1922,7 +1922,7 @@ fn routes_choose_session_bearer_or_public() {
 
 #[test]
 fn signed_and_encrypted_introspection_answers_are_verified() {
-    use super::jwe::tests::{encrypt, rsa_jwk};
+    use crate::core::oidc::jwe::tests::{encrypt, rsa_jwk};
     let jwk = rsa_jwk("RSA-OAEP-256");
     let f = api_filter(json!({"introspection_format": "jwt", "resource_server_key": jwk}));
     // Our public key is served for the provider to encrypt to.
@@ -2285,7 +2285,7 @@ fn every_spelling_of_a_route_is_held_to_its_rules() {
     let alice = signed_in_cookie(&f, "alice@agents.gouv.fr");
     // Out of the public route into the admin route, too.
     let out_of_public = ["/open/..;/admin/users", "/open/%2e%2e/admin/users"];
-    for path in super::paths::tests::ADMIN_SPELLINGS
+    for path in crate::core::access::paths::tests::ADMIN_SPELLINGS
         .iter()
         .chain(&out_of_public)
     {
@@ -2627,7 +2627,7 @@ fn a_session_that_cannot_be_read_back_is_never_written() {
 }
 
 fn cookies_of(header: &str) -> Vec<(&str, &str)> {
-    super::cookies::parse(std::iter::once(header))
+    crate::core::session::cookies::parse(std::iter::once(header))
 }
 
 #[test]
@@ -2689,8 +2689,8 @@ fn an_id_token_is_never_a_bearer_access_token() {
 
 #[test]
 fn a_provider_that_rotates_its_one_unnamed_key_is_followed() {
-    use super::provider::KeySet;
-    use super::token::tests::keys;
+    use crate::core::oidc::keys::KeySet;
+    use crate::core::oidc::token::tests::keys;
     let f = filter(json!({}));
     // The provider signs without kid, with its current key; we hold only
     // its previous key, unnamed.
@@ -2698,7 +2698,7 @@ fn a_provider_that_rotates_its_one_unnamed_key_is_followed() {
     let previous = ES256KeyPair::generate();
     let point = previous.public_key().public_key().to_bytes_uncompressed();
     let old_jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "sig",
-        "x": super::b64url(&point[1..33]), "y": super::b64url(&point[33..65])}]});
+        "x": crate::core::b64url(&point[1..33]), "y": crate::core::b64url(&point[33..65])}]});
     let mut state = provider();
     state.keys = Some(KeySet::parse(old_jwks.to_string().as_bytes()).unwrap());
     state.keys_fetched_at = 0;

@@ -1,22 +1,26 @@
 //! Sign-in, callback and sign-out as decisions (Authorization Code flow with
 //! PKCE, OpenID Connect Core §3.1; RP-initiated logout).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::config::{ClientAuth, ProviderKind};
-use super::cookies::{clear_cookie, set_cookie};
-use super::filter::{query_param, Action, Filter, Outcome, SignInHints, Step};
-use super::http::{ProviderCall, ProviderResponse, Request, Response};
-use super::pages::{self, Lang, PageText};
-use super::policy::merge_userinfo;
-use super::provider::{KeySet, ProviderState};
-use super::redirect::{safe_redirect, safe_return_target};
-use super::session::{Purpose, Session, SessionCookie};
-use super::shared::SharedStore;
-use super::token::{self, Expectations, TokenError};
-use super::{b64url, constant_time_eq, random_token, Entropy};
+use crate::core::access::policy::merge_userinfo;
+use crate::core::access::redirect::{safe_redirect, safe_return_target};
+use crate::core::config::{ClientAuth, ProviderKind};
+use crate::core::flow::request::{query_param, SignInHints};
+use crate::core::flow::state::{
+    LoginPending, LoginState, LogoutState, Pending, Stage, TokenResponse,
+};
+use crate::core::flow::{Action, Filter, Outcome, Step};
+use crate::core::http::{ProviderCall, ProviderResponse, Request, Response};
+use crate::core::oidc::keys::KeySet;
+use crate::core::oidc::provider::ProviderState;
+use crate::core::oidc::token::{self, Expectations, TokenError};
+use crate::core::pages::{self, Lang, PageText};
+use crate::core::session::cookies::{clear_cookie, set_cookie};
+use crate::core::session::{Purpose, Session, SessionCookie};
+use crate::core::shared::SharedStore;
+use crate::core::{b64url, constant_time_eq, random_token, Entropy};
 
 /// How long a started sign-in (or sign-out) may take before its cookie expires.
 pub const LOGIN_TTL: u64 = 600;
@@ -40,116 +44,6 @@ const PROTOCOL_CLAIMS: &[&str] = &[
     "amr",
     "auth_time",
 ];
-
-/// What a started sign-in remembers, sealed in a short-lived cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoginState {
-    #[serde(rename = "s")]
-    pub state: String,
-    #[serde(rename = "n")]
-    pub nonce: String,
-    #[serde(rename = "v")]
-    pub code_verifier: String,
-    #[serde(rename = "r")]
-    pub return_to: String,
-    #[serde(rename = "e")]
-    pub expires_at: u64,
-}
-
-/// What a started sign-out remembers while the browser visits the provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogoutState {
-    #[serde(rename = "s")]
-    pub state: String,
-    #[serde(rename = "r")]
-    pub return_to: String,
-    #[serde(rename = "e")]
-    pub expires_at: u64,
-}
-
-/// The tokens from the token endpoint that the session keeps.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TokenResponse {
-    pub id_token: Option<String>,
-    pub access_token: Option<String>,
-    pub token_type: Option<String>,
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-    /// Seconds; a number, or a string of digits from lenient providers.
-    #[serde(default)]
-    pub expires_in: Option<Value>,
-}
-
-impl TokenResponse {
-    /// When the access token expires, from `expires_in` (capped at a year).
-    pub fn access_expires_at(&self, now: u64) -> Option<u64> {
-        let seconds = match self.expires_in.as_ref()? {
-            Value::Number(n) => n.as_u64()?,
-            Value::String(s) => s.trim().parse().ok()?,
-            _ => return None,
-        };
-        Some(now.saturating_add(seconds.min(365 * 24 * 3600)))
-    }
-
-    /// Reads a token endpoint answer: a JSON object, `token_type` Bearer when given.
-    pub fn parse(body: &[u8]) -> Result<TokenResponse, &'static str> {
-        let tokens: TokenResponse =
-            serde_json::from_slice(body).map_err(|_| "not a token response")?;
-        if tokens
-            .token_type
-            .as_deref()
-            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
-        {
-            return Err("token_type is not Bearer");
-        }
-        Ok(tokens)
-    }
-}
-
-/// Where a sign-in waiting for the provider stands.
-#[derive(Debug)]
-pub enum Stage {
-    /// Waiting for the token endpoint.
-    Token,
-    /// Waiting for a fresh JWKS after an unknown `kid`.
-    Keys { tokens: TokenResponse },
-    /// Waiting for the userinfo endpoint.
-    Userinfo {
-        tokens: TokenResponse,
-        claims: Map<String, Value>,
-    },
-}
-
-/// What waits for the provider's answer.
-#[derive(Debug)]
-pub enum Pending {
-    Login(LoginPending),
-    Refresh(super::refresh::RefreshPending),
-    Bearer(super::bearer::BearerPending),
-}
-
-impl Pending {
-    /// The language of the pages this request may end on.
-    pub fn lang(&self) -> Lang {
-        match self {
-            Pending::Login(p) => p.lang,
-            Pending::Refresh(p) => p.lang,
-            Pending::Bearer(_) => Lang::default(),
-        }
-    }
-}
-
-/// A sign-in waiting for the provider.
-#[derive(Debug)]
-pub struct LoginPending {
-    pub login: LoginState,
-    pub lang: Lang,
-    /// The names of the session cookies (single or chunks) the browser sent
-    /// to the callback: the previous session's, cleared with the new one
-    /// written, so that none of it outlives this sign-in.
-    pub previous: Vec<String>,
-    pub stage: Stage,
-}
 
 /// ProConnect has no `name`: the display name is `given_name` + `usual_name`.
 pub(crate) fn display_name(claims: &mut Map<String, Value>) {

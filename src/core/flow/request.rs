@@ -1,210 +1,23 @@
 //! The filter's decisions for one request: pass it on (with identity headers),
 //! answer it, or call the provider and continue later.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
-
 use serde_json::{json, Value};
 
-use super::bearer::{has_joined_bearer, is_bearer_scheme, TokenCache};
-use super::config::Config;
-use super::config::{ProviderKind, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
-use super::cookies::{self, CookieAttributes};
-use super::headers::{identity_headers, Identity, Upstream};
-use super::http::{ProviderCall, Request, Response};
-use super::login::Pending;
-use super::pages::{self, Lang};
-use super::paths;
-use super::policy::{Denial, Policy};
-use super::provider::ProviderState;
-use super::redirect::safe_return_target;
-use super::routes::{Protection, Route, RouteSet};
-use super::session::{CachedSession, Sealer, Session, SessionCache, SessionCookie, SessionKey};
-use super::shared::{self, MemoryStore, SharedStore};
-use super::{Clock, Entropy};
-
-/// What the adapter must do with the request.
-#[derive(Debug)]
-pub enum Action {
-    /// Let the request through unchanged.
-    Continue,
-    /// Let the request through with these changes to its headers.
-    ContinueWith(Upstream),
-    /// Let the request through with these changes to its headers, and add
-    /// these `Set-Cookie` values to its answer (a refreshed session).
-    ContinueWithCookies(Upstream, Vec<String>),
-    /// Answer the request locally.
-    Respond(Response),
-    /// Call the provider, then resume with [`Filter::on_provider_response`].
-    Call(ProviderCall, Box<Pending>),
-}
-
-/// What happened, for counters and logs. Never carries a secret or a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// An authenticated request went upstream.
-    Passed,
-    /// A `skip_auth_routes` request went upstream without login.
-    Public,
-    /// No session, not a page navigation: 401.
-    Unauthenticated,
-    /// Sent to the provider to sign in.
-    LoginStarted,
-    /// Waiting for the provider.
-    Waiting,
-    LoginSucceeded {
-        sub: String,
-        email: Option<String>,
-    },
-    LoginFailed {
-        reason: &'static str,
-        detail: String,
-    },
-    Denied {
-        email: Option<String>,
-        reason: String,
-    },
-    ProviderUnavailable,
-    SignedOut,
-    /// The session was refreshed; the request went upstream.
-    Refreshed {
-        sub: String,
-    },
-    /// The request came with the cookie of a session refreshed a moment ago
-    /// (by another request): it went upstream with the refreshed one.
-    RefreshAdopted,
-    /// The session could not be refreshed (the detail says what followed).
-    RefreshFailed {
-        reason: &'static str,
-        detail: String,
-    },
-    /// A request with a valid bearer token went upstream.
-    BearerPassed,
-    /// Our public key was served (`jwks_path`).
-    KeysServed,
-    /// A bearer request was refused (401, 403 or 502).
-    BearerRefused {
-        reason: &'static str,
-        detail: String,
-    },
-    /// The sign-in page (with the provider's button) was shown.
-    SignInPage,
-    /// Back from the provider's logout with our `state`: sent on to `rd`.
-    LogoutReturned,
-    /// `/oauth2/auth` or `/oauth2/userinfo` answered.
-    Endpoint {
-        ok: bool,
-    },
-    NotFound,
-    /// A path that cannot be read safely, or whose readings fall on routes
-    /// no request can satisfy at once: 400.
-    PathRefused {
-        detail: String,
-    },
-}
-
-impl Outcome {
-    /// The counter this outcome increments (without the `sesame.` prefix).
-    pub fn counter(&self) -> Cow<'static, str> {
-        match self {
-            Outcome::Passed => Cow::Borrowed("requests_passed"),
-            Outcome::Public => Cow::Borrowed("requests_public"),
-            Outcome::Unauthenticated => Cow::Borrowed("requests_unauthenticated"),
-            Outcome::LoginStarted => Cow::Borrowed("login_started"),
-            Outcome::Waiting => Cow::Borrowed(""),
-            Outcome::LoginSucceeded { .. } => Cow::Borrowed("login_success"),
-            Outcome::LoginFailed { reason, .. } => Cow::Owned(format!("login_failure.{reason}")),
-            Outcome::Denied { .. } => Cow::Borrowed("access_denied"),
-            Outcome::ProviderUnavailable => Cow::Borrowed("provider_unavailable"),
-            Outcome::SignedOut => Cow::Borrowed("sign_out"),
-            Outcome::Refreshed { .. } => Cow::Borrowed("session_refresh_success"),
-            Outcome::RefreshAdopted => Cow::Borrowed("session_refresh_adopted"),
-            Outcome::RefreshFailed { reason, .. } => {
-                Cow::Owned(format!("session_refresh_failure.{reason}"))
-            }
-            Outcome::BearerPassed => Cow::Borrowed("bearer_passed"),
-            Outcome::KeysServed => Cow::Borrowed("jwks_served"),
-            Outcome::BearerRefused { reason, .. } => Cow::Owned(format!("bearer_refused.{reason}")),
-            Outcome::SignInPage => Cow::Borrowed("sign_in_page"),
-            Outcome::LogoutReturned => Cow::Borrowed("logout_returned"),
-            Outcome::Endpoint { ok: true } => Cow::Borrowed("endpoint_authorized"),
-            Outcome::Endpoint { ok: false } => Cow::Borrowed("endpoint_unauthorized"),
-            Outcome::NotFound => Cow::Borrowed("not_found"),
-            Outcome::PathRefused { .. } => Cow::Borrowed("path_refused"),
-        }
-    }
-
-    /// The outcomes of nearly every request: sent upstream, or admitted by
-    /// `/oauth2/auth` or `/oauth2/userinfo` (which a proxy in front may ask
-    /// for each of its requests). The adapter adds their counts to Envoy's
-    /// stats in batches, once a second, rather than with a hostcall each.
-    pub fn frequent(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Passed
-                | Outcome::Public
-                | Outcome::BearerPassed
-                | Outcome::Endpoint { ok: true }
-        )
-    }
-
-    /// A log line for outcomes worth one (never with tokens or secrets).
-    pub fn log_line(&self) -> Option<String> {
-        match self {
-            Outcome::LoginSucceeded { sub, email } => Some(format!(
-                "login succeeded: sub={sub:?} email={:?}",
-                email.as_deref().unwrap_or("")
-            )),
-            Outcome::LoginFailed { reason, detail } => {
-                Some(format!("login failed ({reason}): {detail}"))
-            }
-            Outcome::Denied { email, reason } => Some(format!(
-                "access denied: email={:?}: {reason}",
-                email.as_deref().unwrap_or("")
-            )),
-            Outcome::ProviderUnavailable => {
-                Some("identity provider unavailable: answered 503".into())
-            }
-            Outcome::Refreshed { sub } => Some(format!("session refreshed: sub={sub:?}")),
-            Outcome::RefreshFailed { reason, detail } => {
-                Some(format!("session refresh failed ({reason}): {detail}"))
-            }
-            Outcome::BearerRefused { reason, detail } if *reason != "missing_token" => {
-                Some(format!("bearer token refused ({reason}): {detail}"))
-            }
-            Outcome::PathRefused { detail } => Some(format!("request refused (400): {detail}")),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct Step {
-    pub action: Action,
-    pub outcome: Outcome,
-}
-
-impl Step {
-    pub fn respond(response: Response, outcome: Outcome) -> Step {
-        Step {
-            action: Action::Respond(response),
-            outcome,
-        }
-    }
-}
-
-/// The configured filter: built once when Envoy hands over the configuration.
-#[derive(Debug)]
-pub struct Filter {
-    pub config: Config,
-    pub sealer: Sealer,
-    /// Bearer tokens checked lately (this VM's).
-    pub tokens: RefCell<TokenCache>,
-    /// Sessions opened lately (this VM's).
-    pub sessions: RefCell<SessionCache>,
-    /// Prefix of this configuration's keys in Envoy's shared data.
-    pub shared_ns: String,
-}
+use super::{Action, Filter, Outcome, Step};
+use crate::core::access::paths;
+use crate::core::access::policy::{Denial, Policy};
+use crate::core::access::redirect::safe_return_target;
+use crate::core::access::routes::{Protection, Route, RouteSet};
+use crate::core::config::{ProviderKind, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
+use crate::core::flow::bearer::{has_joined_bearer, is_bearer_scheme};
+use crate::core::flow::headers::{identity_headers, Identity, Upstream};
+use crate::core::http::{Request, Response};
+use crate::core::oidc::provider::ProviderState;
+use crate::core::pages::{self, Lang};
+use crate::core::session::cookies::{self, CookieAttributes};
+use crate::core::session::{CachedSession, Session, SessionCookie, SessionKey};
+use crate::core::shared::{MemoryStore, SharedStore};
+use crate::core::{Clock, Entropy};
 
 /// The language of the pages shown to this request's person.
 fn lang(req: &Request) -> Lang {
@@ -234,18 +47,6 @@ pub fn is_navigation(req: &Request) -> bool {
 }
 
 impl Filter {
-    pub fn new(config: Config) -> Self {
-        let sealer = Sealer::new(&config.cookie_secret, &config.issuer, &config.client_id);
-        let shared_ns = shared::namespace(&config);
-        Filter {
-            config,
-            sealer,
-            tokens: RefCell::new(TokenCache::default()),
-            sessions: RefCell::new(SessionCache::default()),
-            shared_ns,
-        }
-    }
-
     /// The identity headers of a session just opened, remembered for the
     /// next requests that carry the same cookie.
     fn remember(&self, key: Option<SessionKey>, session: &Session, now: u64) -> Identity {

@@ -25,8 +25,8 @@ use base64::Engine;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::constant_time_eq;
-use super::provider::{KeyMaterial, KeySet, SigningKey};
+use crate::core::constant_time_eq;
+use crate::core::oidc::keys::{signature_verifies, KeySet, SigningKey};
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -34,8 +34,6 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 const MAX_HEADER_LEN: usize = 2048;
 /// Keys tried for a token without `kid`.
 const MAX_KEYS_TRIED: usize = 4;
-/// RSA moduli accepted, in bits.
-const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
@@ -98,160 +96,6 @@ pub struct Expectations<'a> {
     pub allowed_algs: &'a [String],
     pub now: u64,
     pub leeway: u64,
-}
-
-// ---------------------------------------------------------------------------
-// Keys and signatures
-
-/// The RSA public key, if it meets the policy: a 2048 to 4096-bit odd modulus
-/// and the exponent 65537.
-fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::RsaPublicKey> {
-    let odd = n.last().is_some_and(|low| low & 1 == 1);
-    let n = rsa::BigUint::from_bytes_be(n);
-    let e = rsa::BigUint::from_bytes_be(e);
-    if !odd || !RSA_MODULUS_BITS.contains(&n.bits()) || e != rsa::BigUint::from(65_537u32) {
-        return None;
-    }
-    rsa::RsaPublicKey::new(n, e).ok()
-}
-
-fn ed25519_public_key(x: &[u8]) -> Option<ed25519_compact::PublicKey> {
-    let key = ed25519_compact::PublicKey::from_slice(x).ok()?;
-    // Refuses small-order and non-canonical points.
-    key.validate().ok()?;
-    Some(key)
-}
-
-/// An ECDSA check over a prehashed message, once the curve's key and
-/// signature are parsed (either failing to parse is a failed check).
-fn ecdsa_verifies<K, S>(key: Option<K>, signature: Option<S>, prehash: &[u8]) -> bool
-where
-    K: p256::ecdsa::signature::hazmat::PrehashVerifier<S>,
-{
-    match (key, signature) {
-        (Some(key), Some(signature)) => key.verify_prehash(prehash, &signature).is_ok(),
-        _ => false,
-    }
-}
-
-/// `x` and `y` of an uncompressed SEC1 point (`04 || x || y`, as a JWK's
-/// key is kept), each `size` bytes.
-fn coordinates(sec1: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
-    let xy = sec1.strip_prefix(&[4])?;
-    (xy.len() == 2 * size).then(|| xy.split_at(size))
-}
-
-/// A P-256 public key from its coordinates, refused unless the point is on
-/// the curve and not the identity (invalid-curve attacks). From the
-/// coordinates rather than through the SEC1 parser, which would bring point
-/// decompression into the module (about 18 KB) for encodings a JWK never has.
-pub(crate) fn p256_public_key(x: &[u8], y: &[u8]) -> Option<p256::PublicKey> {
-    use p256::elliptic_curve::point::AffineCoordinates as _;
-    let point = p256::AffinePoint::from_coordinates(&x.try_into().ok()?, &y.try_into().ok()?);
-    p256::PublicKey::from_affine(Option::from(point)?).ok()
-}
-
-/// A P-384 public key, as [`p256_public_key`].
-fn p384_public_key(x: &[u8], y: &[u8]) -> Option<p384::PublicKey> {
-    use p384::elliptic_curve::point::AffineCoordinates as _;
-    let point = p384::AffinePoint::from_coordinates(&x.try_into().ok()?, &y.try_into().ok()?);
-    p384::PublicKey::from_affine(Option::from(point)?).ok()
-}
-
-/// The ECDSA verifying key of a P-256 key's SEC1 point.
-fn p256_verifying_key(sec1: &[u8]) -> Option<p256::ecdsa::VerifyingKey> {
-    let (x, y) = coordinates(sec1, 32)?;
-    p256_public_key(x, y).map(Into::into)
-}
-
-/// The ECDSA verifying key of a P-384 key's SEC1 point.
-fn p384_verifying_key(sec1: &[u8]) -> Option<p384::ecdsa::VerifyingKey> {
-    let (x, y) = coordinates(sec1, 48)?;
-    p384_public_key(x, y).map(Into::into)
-}
-
-/// Checks that the verifier can load this key material.
-pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
-    match &key.material {
-        KeyMaterial::Rsa { n, e } => rsa_public_key(n, e).is_some(),
-        KeyMaterial::P256(p) => p256_verifying_key(p).is_some(),
-        KeyMaterial::P384(p) => p384_verifying_key(p).is_some(),
-        KeyMaterial::Ed25519(x) => ed25519_public_key(x).is_some(),
-    }
-}
-
-/// Whether `signature` is `alg`'s signature of `message` by `key`. A key is
-/// only ever used with an algorithm of its own type.
-fn signature_verifies(key: &KeyMaterial, alg: &str, message: &[u8], signature: &[u8]) -> bool {
-    use rsa::{Pkcs1v15Sign, Pss};
-    use sha2::{Digest as _, Sha256, Sha384, Sha512};
-
-    match (key, alg) {
-        (KeyMaterial::Rsa { n, e }, _) => {
-            let Some(public) = rsa_public_key(n, e) else {
-                return false;
-            };
-            // The padding checks (PKCS#1 v1.5 DigestInfo; PSS with a salt as
-            // long as the hash) are the `rsa` crate's, one code for every
-            // hash (the digest is a value, not a type parameter).
-            // The signature must be below the modulus: `rsa` checks it for
-            // PKCS#1 v1.5, not for PSS with a runtime digest, and `s + n`
-            // would otherwise pass as a second encoding of `s`.
-            let modulus = rsa::traits::PublicKeyParts::n(&public).to_bytes_be();
-            if signature.len() != modulus.len() || signature >= modulus.as_slice() {
-                return false;
-            }
-            let checked = match alg {
-                "RS256" => public.verify(
-                    Pkcs1v15Sign::new::<Sha256>(),
-                    &Sha256::digest(message),
-                    signature,
-                ),
-                "RS384" => public.verify(
-                    Pkcs1v15Sign::new::<Sha384>(),
-                    &Sha384::digest(message),
-                    signature,
-                ),
-                "RS512" => public.verify(
-                    Pkcs1v15Sign::new::<Sha512>(),
-                    &Sha512::digest(message),
-                    signature,
-                ),
-                "PS256" => public.verify(Pss::new::<Sha256>(), &Sha256::digest(message), signature),
-                "PS384" => public.verify(Pss::new::<Sha384>(), &Sha384::digest(message), signature),
-                "PS512" => public.verify(Pss::new::<Sha512>(), &Sha512::digest(message), signature),
-                _ => return false,
-            };
-            checked.is_ok()
-        }
-        // JWS carries `r || s` (RFC 7518 §3.4), never DER.
-        (KeyMaterial::P256(point), "ES256") => {
-            signature.len() == 64
-                && ecdsa_verifies(
-                    p256_verifying_key(point),
-                    p256::ecdsa::Signature::from_slice(signature).ok(),
-                    &Sha256::digest(message),
-                )
-        }
-        (KeyMaterial::P384(point), "ES384") => {
-            signature.len() == 96
-                && ecdsa_verifies(
-                    p384_verifying_key(point),
-                    p384::ecdsa::Signature::from_slice(signature).ok(),
-                    &Sha384::digest(message),
-                )
-        }
-        (KeyMaterial::Ed25519(x), "EdDSA") => {
-            match (
-                ed25519_public_key(x),
-                ed25519_compact::Signature::from_slice(signature),
-            ) {
-                (Some(key), Ok(sig)) => key.verify(message, &sig).is_ok(),
-                _ => false,
-            }
-        }
-        _ => false,
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -743,6 +587,7 @@ pub fn validate_userinfo_json(
 pub(crate) mod tests {
     use super::*;
     use crate::core::b64url;
+    use crate::core::oidc::keys::*;
     use jwt_simple::prelude::*;
     use serde_json::json;
     use std::sync::OnceLock;
@@ -1168,7 +1013,7 @@ pub(crate) mod tests {
         let header = b64url(br#"{"alg":"PS256","kid":"rsa-1"}"#);
         let body = b64url(payload("").as_bytes());
         let signed = format!("{header}.{body}");
-        let mut rng = crate::core::jwe::tests::TestRng(7);
+        let mut rng = crate::core::oidc::jwe::tests::TestRng(7);
         for (salt, expected) in [
             (32, Ok(())),
             (20, Err(TokenError::BadSignature)),
@@ -1192,7 +1037,7 @@ pub(crate) mod tests {
         use rsa::{Pkcs1v15Sign, Pss};
         use sha2::{Digest, Sha256};
         // A 2,050-bit modulus: s + n still fits in the signature's 257 bytes.
-        let mut rng = crate::core::jwe::tests::TestRng(11);
+        let mut rng = crate::core::oidc::jwe::tests::TestRng(11);
         let private = rsa::RsaPrivateKey::new(&mut rng, 2050).unwrap();
         let n = private.n().to_bytes_be();
         let key = KeyMaterial::Rsa {

@@ -1,11 +1,11 @@
 //! Identity headers to the upstream, and removal of spoofed copies.
 
-use std::rc::Rc;
-
 use serde_json::Value;
 
-use super::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
-use super::session::{chunk_index, Session};
+use crate::core::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
+use crate::core::session::sealed::chunk_index;
+pub use crate::core::session::Identity;
+use crate::core::session::Session;
 
 /// A header name byte as upstream frameworks may read it: lower case, with
 /// `_` taken as `-` (CGI/WSGI turn both into the same variable).
@@ -38,10 +38,6 @@ const PROXY_IDENTITY_PREFIX: &str = "x-auth-request-";
 /// The `Cache-Control` of an upstream answer that Sésame adds a
 /// `Set-Cookie` to (a refreshed session): kept by no cache.
 pub const SET_COOKIE_CACHE_CONTROL: &str = "private, no-store";
-
-/// The identity headers for the upstream: shared by every request of a
-/// session (the cache of opened sessions hands out the same copy).
-pub type Identity = Rc<[(String, String)]>;
 
 /// What changes in a request's headers before it goes upstream: one hostcall
 /// per removed name and per added header, none for the others (the client's

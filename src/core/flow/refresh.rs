@@ -3,7 +3,7 @@
 //! (new ID token, userinfo) and the access rules are applied to it again.
 //!
 //! One refresh per session at a time across all of Envoy's workers (a slot in
-//! shared data, see [`super::shared`]): the other requests of that session go on
+//! shared data, see [`crate::core::shared`]): the other requests of that session go on
 //! with the current session meanwhile, and those that arrive with the old
 //! cookie just after it get the refreshed session instead of refreshing again.
 //! Refreshing twice with one refresh token is what makes providers that rotate
@@ -11,51 +11,22 @@
 
 use serde_json::{Map, Value};
 
-use super::cookies;
-use super::filter::{Action, Filter, Outcome, Step};
-use super::headers::{identity_headers, Upstream};
-use super::http::{OwnedRequest, ProviderResponse, Request};
-use super::login::{display_name, Pending, TokenResponse};
-use super::pages::Lang;
-use super::policy::merge_userinfo;
-use super::provider::ProviderState;
-use super::routes::RouteSet;
-use super::session::{Purpose, Session};
-use super::shared::{
+use crate::core::access::policy::merge_userinfo;
+use crate::core::access::routes::RouteSet;
+use crate::core::flow::headers::{identity_headers, Upstream};
+use crate::core::flow::login::display_name;
+use crate::core::flow::state::{Pending, RefreshPending, RefreshStage, TokenResponse};
+use crate::core::flow::{Action, Filter, Outcome, Step};
+use crate::core::http::{ProviderResponse, Request};
+use crate::core::oidc::provider::ProviderState;
+use crate::core::oidc::token;
+use crate::core::pages::Lang;
+use crate::core::session::cookies;
+use crate::core::session::{Purpose, Session};
+use crate::core::shared::{
     claim_refresh, finish_refresh, generation, RefreshClaim, RefreshEnd, SharedStore,
 };
-use super::token;
-use super::Entropy;
-
-/// A request waiting while its session is refreshed.
-#[derive(Debug)]
-pub struct RefreshPending {
-    pub lang: Lang,
-    /// The request as it came (to start a new sign-in if the session ended).
-    pub request: OwnedRequest,
-    /// The changes to the request's headers (identity headers removed).
-    pub upstream: Upstream,
-    /// The session before the refresh.
-    pub session: Session,
-    /// The route the request matched (for its access rules).
-    pub routes: RouteSet,
-    pub stage: RefreshStage,
-}
-
-impl RefreshPending {
-    /// The cookies the request came with.
-    fn cookies(&self) -> Vec<(&str, &str)> {
-        cookies::parse(self.request.as_request().header_values("cookie"))
-    }
-}
-
-#[derive(Debug)]
-pub enum RefreshStage {
-    /// Waiting for the token endpoint.
-    Token,
-    /// Waiting for userinfo; the refreshed session so far.
-    Userinfo(Box<Session>),
-}
+use crate::core::Entropy;
 
 /// How a refresh failed, for the counter and the log.
 struct Failure {
