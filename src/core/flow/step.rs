@@ -1,0 +1,179 @@
+//! The vocabulary every step of a request shares: what the adapter must do
+//! (`Action`), what happened (`Outcome`, for counters and logs), and the
+//! two together (`Step`).
+
+use std::borrow::Cow;
+
+use crate::core::flow::headers::Upstream;
+use crate::core::flow::state::Pending;
+use crate::core::http::{ProviderCall, Response};
+
+/// What the adapter must do with the request.
+#[derive(Debug)]
+pub enum Action {
+    /// Let the request through unchanged.
+    Continue,
+    /// Let the request through with these changes to its headers.
+    ContinueWith(Upstream),
+    /// Let the request through with these changes to its headers, and add
+    /// these `Set-Cookie` values to its answer (a refreshed session).
+    ContinueWithCookies(Upstream, Vec<String>),
+    /// Answer the request locally.
+    Respond(Response),
+    /// Call the provider, then resume with [`Filter::on_provider_response`].
+    Call(ProviderCall, Box<Pending>),
+}
+
+/// What happened, for counters and logs. Never carries a secret or a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// An authenticated request went upstream.
+    Passed,
+    /// A `skip_auth_routes` request went upstream without login.
+    Public,
+    /// No session, not a page navigation: 401.
+    Unauthenticated,
+    /// Sent to the provider to sign in.
+    LoginStarted,
+    /// Waiting for the provider.
+    Waiting,
+    LoginSucceeded {
+        sub: String,
+        email: Option<String>,
+    },
+    LoginFailed {
+        reason: &'static str,
+        detail: String,
+    },
+    Denied {
+        email: Option<String>,
+        reason: String,
+    },
+    ProviderUnavailable,
+    SignedOut,
+    /// The session was refreshed; the request went upstream.
+    Refreshed {
+        sub: String,
+    },
+    /// The request came with the cookie of a session refreshed a moment ago
+    /// (by another request): it went upstream with the refreshed one.
+    RefreshAdopted,
+    /// The session could not be refreshed (the detail says what followed).
+    RefreshFailed {
+        reason: &'static str,
+        detail: String,
+    },
+    /// A request with a valid bearer token went upstream.
+    BearerPassed,
+    /// Our public key was served (`jwks_path`).
+    KeysServed,
+    /// A bearer request was refused (401, 403 or 502).
+    BearerRefused {
+        reason: &'static str,
+        detail: String,
+    },
+    /// The sign-in page (with the provider's button) was shown.
+    SignInPage,
+    /// Back from the provider's logout with our `state`: sent on to `rd`.
+    LogoutReturned,
+    /// `/oauth2/auth` or `/oauth2/userinfo` answered.
+    Endpoint {
+        ok: bool,
+    },
+    NotFound,
+    /// A path that cannot be read safely, or whose readings fall on routes
+    /// no request can satisfy at once: 400.
+    PathRefused {
+        detail: String,
+    },
+}
+
+impl Outcome {
+    /// The counter this outcome increments (without the `sesame.` prefix).
+    pub fn counter(&self) -> Cow<'static, str> {
+        match self {
+            Outcome::Passed => Cow::Borrowed("requests_passed"),
+            Outcome::Public => Cow::Borrowed("requests_public"),
+            Outcome::Unauthenticated => Cow::Borrowed("requests_unauthenticated"),
+            Outcome::LoginStarted => Cow::Borrowed("login_started"),
+            Outcome::Waiting => Cow::Borrowed(""),
+            Outcome::LoginSucceeded { .. } => Cow::Borrowed("login_success"),
+            Outcome::LoginFailed { reason, .. } => Cow::Owned(format!("login_failure.{reason}")),
+            Outcome::Denied { .. } => Cow::Borrowed("access_denied"),
+            Outcome::ProviderUnavailable => Cow::Borrowed("provider_unavailable"),
+            Outcome::SignedOut => Cow::Borrowed("sign_out"),
+            Outcome::Refreshed { .. } => Cow::Borrowed("session_refresh_success"),
+            Outcome::RefreshAdopted => Cow::Borrowed("session_refresh_adopted"),
+            Outcome::RefreshFailed { reason, .. } => {
+                Cow::Owned(format!("session_refresh_failure.{reason}"))
+            }
+            Outcome::BearerPassed => Cow::Borrowed("bearer_passed"),
+            Outcome::KeysServed => Cow::Borrowed("jwks_served"),
+            Outcome::BearerRefused { reason, .. } => Cow::Owned(format!("bearer_refused.{reason}")),
+            Outcome::SignInPage => Cow::Borrowed("sign_in_page"),
+            Outcome::LogoutReturned => Cow::Borrowed("logout_returned"),
+            Outcome::Endpoint { ok: true } => Cow::Borrowed("endpoint_authorized"),
+            Outcome::Endpoint { ok: false } => Cow::Borrowed("endpoint_unauthorized"),
+            Outcome::NotFound => Cow::Borrowed("not_found"),
+            Outcome::PathRefused { .. } => Cow::Borrowed("path_refused"),
+        }
+    }
+
+    /// The outcomes of nearly every request: sent upstream, or admitted by
+    /// `/oauth2/auth` or `/oauth2/userinfo` (which a proxy in front may ask
+    /// for each of its requests). The adapter adds their counts to Envoy's
+    /// stats in batches, once a second, rather than with a hostcall each.
+    pub fn frequent(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Passed
+                | Outcome::Public
+                | Outcome::BearerPassed
+                | Outcome::Endpoint { ok: true }
+        )
+    }
+
+    /// A log line for outcomes worth one (never with tokens or secrets).
+    pub fn log_line(&self) -> Option<String> {
+        match self {
+            Outcome::LoginSucceeded { sub, email } => Some(format!(
+                "login succeeded: sub={sub:?} email={:?}",
+                email.as_deref().unwrap_or("")
+            )),
+            Outcome::LoginFailed { reason, detail } => {
+                Some(format!("login failed ({reason}): {detail}"))
+            }
+            Outcome::Denied { email, reason } => Some(format!(
+                "access denied: email={:?}: {reason}",
+                email.as_deref().unwrap_or("")
+            )),
+            Outcome::ProviderUnavailable => {
+                Some("identity provider unavailable: answered 503".into())
+            }
+            Outcome::Refreshed { sub } => Some(format!("session refreshed: sub={sub:?}")),
+            Outcome::RefreshFailed { reason, detail } => {
+                Some(format!("session refresh failed ({reason}): {detail}"))
+            }
+            Outcome::BearerRefused { reason, detail } if *reason != "missing_token" => {
+                Some(format!("bearer token refused ({reason}): {detail}"))
+            }
+            Outcome::PathRefused { detail } => Some(format!("request refused (400): {detail}")),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub action: Action,
+    pub outcome: Outcome,
+}
+
+impl Step {
+    pub fn respond(response: Response, outcome: Outcome) -> Step {
+        Step {
+            action: Action::Respond(response),
+            outcome,
+        }
+    }
+}
