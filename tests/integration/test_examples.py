@@ -652,3 +652,71 @@ def test_json_blocks_in_guides(path: Path) -> None:
     blocks = re.findall(r"^```json\n(.*?)^```", text, re.S | re.M)
     for i, block in enumerate(blocks):
         check_sesame_json(block, f"{path.name} json block {i + 1}")
+
+
+# --------------------------------------------------------------------------
+# The guides in step with the configuration keys
+
+
+def configuration_keys(list_name: str = "KNOWN_KEYS") -> list[str]:
+    """The keys ``src/core/config.rs`` accepts (its list ``list_name``)."""
+    source = (REPO_ROOT / "src" / "core" / "config.rs").read_text()
+    block = source[source.index(f"const {list_name}: &[&str] = &["):]
+    return re.findall(r'"(\w+)"', block[: block.index("];")])
+
+
+# oauth2-proxy options and the Sésame key the migration guide must name for
+# each (a renamed key, or a guide that says an option has no equivalent
+# while Sésame has one, fails here).
+OAUTH2_PROXY_EQUIVALENTS = {
+    "cookie_refresh": "refresh_sessions",
+    "cookie_name": "cookie_name",
+    "skip_auth_routes": "skip_auth_routes",
+    "skip_provider_button": "skip_provider_button",
+    "email_domains": "allowed_email_domains",
+    "set_authorization_header": "set_authorization_header",
+    "pass_access_token": "pass_access_token",
+    "OAUTH2_PROXY_COOKIE_SECRET": "cookie_secret",
+    "OAUTH2_PROXY_COOKIE_SECURE": "cookie_secure",
+    "OAUTH2_PROXY_COOKIE_EXPIRE": "session_lifetime",
+    "OAUTH2_PROXY_WHITELIST_DOMAINS": "allowed_redirect_domains",
+    "OAUTH2_PROXY_REDIRECT_URL": "redirect_uri",
+    "OAUTH2_PROXY_SCOPE": "scopes",
+}
+
+
+def migration_option_rows() -> dict[str, str]:
+    """The guide's "Option by option" table: first cell -> second cell."""
+    text = (REPO_ROOT / "docs" / "MIGRATING-FROM-OAUTH2-PROXY.md").read_text()
+    table = text[text.index("### Option by option"):]
+    table = table[: table.index("\n\n", table.index("| --- |"))]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0] not in ("oauth2-proxy", "---"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_every_configuration_key_is_in_the_configuration_reference() -> None:
+    doc = (REPO_ROOT / "docs" / "CONFIGURATION.md").read_text()
+    keys = configuration_keys() + configuration_keys("ROUTE_KEYS")
+    assert "refresh_sessions" in keys and "methods" in keys
+    missing = [k for k in keys if f"`{k}`" not in doc]
+    assert not missing, f"not in docs/CONFIGURATION.md: {missing}"
+
+
+def test_the_migration_guide_names_existing_keys_for_oauth2_proxy_options() -> None:
+    keys = set(configuration_keys())
+    rows = migration_option_rows()
+    assert len(rows) >= 20, rows
+    for option, key in OAUTH2_PROXY_EQUIVALENTS.items():
+        row = next((sesame for first, sesame in rows.items() if option in first), None)
+        assert row is not None, f"no row for {option}"
+        assert key in keys, f"{key} is not a configuration key"
+        assert key in row, f"the row for {option} does not name {key}: {row}"
+        assert "not available" not in row.lower(), f"{option}: {row}"
+    # Every key-like word the Sésame column quotes is a configuration key.
+    for first, sesame in rows.items():
+        for quoted in re.findall(r'"(\w+)":', sesame):
+            assert quoted in keys, f"{first}: {quoted!r} is not a configuration key"
