@@ -107,6 +107,10 @@ else
   export PATH="/usr/bin:$PATH"
   export RUSTC_BOOTSTRAP=1
   export CARGO_TARGET_DIR="$root/target/debian"
+  if [ ! -d "$CARGO_TARGET_DIR/wasm32-wasip1/release" ]; then
+    echo "build-wasm: first build: compiling Rust's standard library for wasm32-wasip1" \
+         "with the module's settings (a few minutes; later builds take seconds)" >&2
+  fi
   export CARGO_TARGET_WASM32_WASIP1_LINKER=/usr/lib/llvm-22/bin/wasm-ld
   export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi \
 -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none"

@@ -6,6 +6,9 @@ through Sésame.  All on the shared ``sesame_envoy``.
 from __future__ import annotations
 
 import json
+import re
+import time
+import urllib.request
 from urllib.parse import urlencode
 
 import pytest
@@ -146,6 +149,16 @@ def test_sign_out_clears_the_session_and_returns_to_rd(sesame_envoy, provider, u
     assert cookie_attributes(cleared)[2]["path"] == "/"
     assert not b.cookies.get(COOKIE)
     assert counters.delta() == {"sign_out": 1}
+    # One log line says who signed out, and where the browser goes.
+    line = 'signed out: sub="alice-7f3a", on to the provider\'s logout'
+    deadline = time.monotonic() + 5
+    while line not in sesame_envoy.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in sesame_envoy.log_text()
+    # The same counter in Envoy's Prometheus output, as the reference names it.
+    with urllib.request.urlopen(sesame_envoy.admin_url + "/stats/prometheus") as resp:
+        prometheus = resp.read().decode()
+    assert re.search(r"^sesame_sign_out\{\} [1-9]", prometheus, re.M), prometheus[-2000:]
 
     back = provider_logout(end_session)
     assert back.startswith(sesame_envoy.url + "/oauth2/signed_out?"), back

@@ -790,6 +790,8 @@ impl Filter {
             .as_ref()
             .and_then(|m| m.end_session_endpoint.as_ref());
         let id_token = session.as_ref().and_then(|s| s.id_token.as_deref());
+        let at_provider =
+            self.config.provider_logout && end_session.is_some() && id_token.is_some();
         let location = match (end_session, id_token) {
             (Some(endpoint), Some(id_token)) if self.config.provider_logout => {
                 let logout = LogoutState {
@@ -818,7 +820,10 @@ impl Filter {
         };
         Step::respond(
             Response::redirect(&location).with_headers(headers),
-            Outcome::SignedOut,
+            Outcome::SignedOut {
+                sub: session.as_ref().map(|s| s.sub().to_string()),
+                at_provider,
+            },
         )
     }
 

@@ -50,7 +50,12 @@ pub enum Outcome {
         reason: String,
     },
     ProviderUnavailable,
-    SignedOut,
+    /// `/oauth2/sign_out`: who (when a session came with it), and whether
+    /// the browser goes on to the provider's logout.
+    SignedOut {
+        sub: Option<String>,
+        at_provider: bool,
+    },
     /// The session was refreshed; the request went upstream.
     Refreshed {
         sub: String,
@@ -101,7 +106,7 @@ impl Outcome {
             Outcome::LoginFailed { reason, .. } => Cow::Owned(format!("login_failure.{reason}")),
             Outcome::Denied { .. } => Cow::Borrowed("access_denied"),
             Outcome::ProviderUnavailable => Cow::Borrowed("provider_unavailable"),
-            Outcome::SignedOut => Cow::Borrowed("sign_out"),
+            Outcome::SignedOut { .. } => Cow::Borrowed("sign_out"),
             Outcome::Refreshed { .. } => Cow::Borrowed("session_refresh_success"),
             Outcome::RefreshAdopted => Cow::Borrowed("session_refresh_adopted"),
             Outcome::RefreshFailed { reason, .. } => {
@@ -158,6 +163,15 @@ impl Outcome {
                 Some(format!("bearer token refused ({reason}): {detail}"))
             }
             Outcome::PathRefused { detail } => Some(format!("request refused (400): {detail}")),
+            Outcome::SignedOut { sub, at_provider } => Some(format!(
+                "signed out: sub={:?}{}",
+                sub.as_deref().unwrap_or(""),
+                if *at_provider {
+                    ", on to the provider's logout"
+                } else {
+                    ""
+                }
+            )),
             _ => None,
         }
     }
