@@ -245,6 +245,17 @@ pub const PROVIDER_ERROR: PageText = PageText {
     },
 };
 
+pub const CANCELLED: PageText = PageText {
+    title: Text {
+        fr: "Connexion annulée",
+        en: "Sign-in cancelled",
+    },
+    body: Text {
+        fr: "La connexion a été annulée chez le fournisseur d’identité. Vous pouvez recommencer quand vous le souhaitez.",
+        en: "The sign-in was cancelled at the identity provider. You can start again whenever you wish.",
+    },
+};
+
 pub const ACR_REFUSED: PageText = PageText {
     title: Text { fr: "Niveau d’authentification insuffisant", en: "Authentication level too low" },
     body: Text {

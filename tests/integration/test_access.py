@@ -9,6 +9,9 @@ idp_id fia1v2), bob (interieur.gouv.fr, 11000201100044, fia2v2), eve
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urljoin
+
 import pytest
 
 from oidc_client import (
@@ -69,7 +72,7 @@ def test_user_outside_allowed_domains_gets_a_403_page(sesame_envoy, upstream):
     assert r.status_code == 403, describe(r)
     assert r.headers["Content-Type"].startswith("text/html")
     assert "eve@example.com" in r.text
-    assert 'href="/oauth2/sign_out?rd=/"' in r.text
+    assert 'href="/oauth2/sign_out?rd=/oauth2/sign_in%3Fprompt%3Dlogin"' in r.text
     assert not session_cookie_sets(r)
     assert is_clearing(set_cookie(r, f"{COOKIE}_csrf_{query(auth_url)['state'][:16]}"))
     assert not b.cookies.get(COOKIE)
@@ -155,3 +158,49 @@ def test_rules_are_checked_on_every_request_not_only_at_sign_in(
     assert "x-auth-request-email" not in {k.lower() for k in auth.headers}
     assert counters.delta() == {"access_denied": 3}
     assert_not_upstream(upstream, path)
+
+
+def provider_signs_in_at_once(provider_browser, auth_url: str, envoy_url: str) -> bool:
+    """Whether the provider, for this browser, sends it straight back to
+    Sésame's callback (its session still open) without asking anything."""
+    url = auth_url
+    for _ in range(8):
+        r = provider_browser.get(url, allow_redirects=False, timeout=10)
+        if r.status_code not in (301, 302, 303, 307):
+            return False
+        url = urljoin(url, r.headers["Location"])
+        if url.startswith(envoy_url):
+            return True
+    return False
+
+
+def test_eve_can_switch_accounts_from_the_403_page(sesame_envoy, upstream):
+    """Eve is refused (403). The page's button signs her out and starts a
+    sign-in with ``prompt=login``: the provider, where eve's session is still
+    open, then asks who is signing in, where without it it signs eve straight
+    back in (which ended on the same 403 page, twice). Alice signs in."""
+    b, provider_browser = browser(), browser()
+    auth_url = login_location(b, sesame_envoy.url, unique_path("/switch"))
+    r = deliver_callback(b, authorize(auth_url, "eve", provider_browser=provider_browser))
+    assert r.status_code == 403, describe(r)
+
+    button = re.search(r'href="(/oauth2/sign_out\?[^"]+)"', r.text).group(1)
+    out = b.get(sesame_envoy.url + button, headers=HTML, allow_redirects=False, timeout=10)
+    assert out.status_code == 302, describe(out)
+    assert out.headers["Location"] == "/oauth2/sign_in?prompt=login"
+    start = b.get(sesame_envoy.url + out.headers["Location"], headers=HTML,
+                  allow_redirects=False, timeout=10)
+    assert start.status_code == 302, describe(start)
+    switch_url = start.headers["Location"]
+    assert query(switch_url)["prompt"] == "login"
+
+    # Control: without prompt=login, eve's provider session signs her in at once.
+    plain = login_location(browser(), sesame_envoy.url, unique_path("/plain"))
+    assert provider_signs_in_at_once(provider_browser, plain, sesame_envoy.url)
+    # With it, the provider asks.
+    assert not provider_signs_in_at_once(provider_browser, switch_url, sesame_envoy.url)
+
+    done = deliver_callback(b, authorize(switch_url, "alice"))
+    assert done.status_code == 302, describe(done)
+    headers = upstream_view(b, sesame_envoy.url, unique_path("/as-alice"))["headers"]
+    assert headers["x-forwarded-email"] == USERS["alice"]["email"]

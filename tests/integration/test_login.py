@@ -431,9 +431,11 @@ def test_callback_cannot_be_replayed(sesame_envoy):
     assert counters.delta() == {"login_failure.missing_login_cookie": 1}
 
 
-def test_provider_error_is_a_403_page(sesame_envoy):
-    """The person cancels at the provider (``error=access_denied``): a 403
-    page, ``login_failure.provider_error``, the login cookie cleared."""
+def test_cancelling_at_the_provider_says_so_and_offers_to_start_again(sesame_envoy):
+    """The person cancels at the provider (``error=access_denied``): a page
+    that says the sign-in was cancelled (not that the provider refused it)
+    and offers to start again, ``login_failure.cancelled``, the login cookie
+    cleared."""
     b = browser()
     auth_url = login_location(b, sesame_envoy.url, "/cancelled")
     callback = authorize(auth_url, deny=True)
@@ -442,8 +444,9 @@ def test_provider_error_is_a_403_page(sesame_envoy):
 
     r = deliver_callback(b, callback)
 
-    assert_failure_page(r, 403)
-    assert counters.delta() == {"login_failure.provider_error": 1}
+    assert_failure_page(r, 401)
+    assert "Connexion annulée" in r.text and "a refusé" not in r.text
+    assert counters.delta() == {"login_failure.cancelled": 1}
     assert is_clearing(set_cookie(r, f"{COOKIE}_csrf_{query(auth_url)['state'][:16]}"))
 
 

@@ -186,7 +186,7 @@ def assert_denied_page(envoy, upstream, user: str, lang_headers=None) -> str:
     assert r.status_code == 403, describe(r)
     assert r.headers["Content-Type"].startswith("text/html")
     assert USERS[user]["email"] in r.text
-    assert 'href="/oauth2/sign_out?rd=/"' in r.text
+    assert 'href="/oauth2/sign_out?rd=/oauth2/sign_in%3Fprompt%3Dlogin"' in r.text
     assert not session_cookie_sets(r), set_cookies(r)
     assert is_clearing(set_cookie(r, f"{COOKIE}_csrf_{query(auth_url)['state'][:16]}"))
     assert counters.delta() == {"access_denied": 1}

@@ -186,6 +186,7 @@ impl Filter {
         );
         let text: &PageText = match reason {
             "provider_error" => &pages::PROVIDER_ERROR,
+            "cancelled" => &pages::CANCELLED,
             "acr_not_satisfied" => &pages::ACR_REFUSED,
             _ => &pages::LOGIN_FAILED,
         };
@@ -317,9 +318,16 @@ impl Filter {
                 .filter(|c| !c.is_control())
                 .take(200)
                 .collect();
+            // `access_denied`: the person cancelled at the provider (or it
+            // declined): say so, and offer to start again.
+            let (status, reason) = if code == "access_denied" {
+                (401, "cancelled")
+            } else {
+                (403, "provider_error")
+            };
             return fail(
-                403,
-                "provider_error",
+                status,
+                reason,
                 &format!("{code}: {description}"),
                 Some(state),
                 rd,

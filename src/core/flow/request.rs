@@ -383,7 +383,12 @@ impl Filter {
     /// The 403 page for a signed-in person the access rules do not admit.
     pub fn denied(&self, session: &Session, reason: &str, lang: Lang) -> Step {
         let who = session.email().unwrap_or_else(|| session.sub()).to_string();
-        let sign_out = format!("{}/sign_out?rd=/", self.config.proxy_prefix);
+        // Sign out, then sign in again with `prompt=login`: the provider asks
+        // who is signing in rather than signing the same account straight
+        // back in (a person refused at the callback has no session here,
+        // so no logout at the provider happens on the way).
+        let prefix = &self.config.proxy_prefix;
+        let sign_out = format!("{prefix}/sign_out?rd={prefix}/sign_in%3Fprompt%3Dlogin");
         let response = pages::page(
             403,
             lang,

@@ -517,6 +517,12 @@ fn callback_refusals() {
         (
             format!("/oauth2/callback?error=access_denied&error_description=<b>no</b>&state={st}"),
             cookie.clone(),
+            "cancelled",
+            401,
+        ),
+        (
+            format!("/oauth2/callback?error=server_error&state={st}"),
+            cookie.clone(),
             "provider_error",
             403,
         ),
