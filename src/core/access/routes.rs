@@ -195,16 +195,15 @@ impl RouteSet {
         }
     }
 
-    /// The one route when there is exactly one and no filter-level reading.
-    pub fn only_route(&self) -> Option<usize> {
-        (!self.filter_level && self.routes.count_ones() == 1)
-            .then(|| self.routes.trailing_zeros() as usize)
-    }
-
-    /// Whether the request has one set of rules (one route, or none):
-    /// what every plain path gives.
-    pub fn is_single(&self) -> bool {
-        u32::from(self.filter_level) + self.routes.count_ones() == 1
+    /// The set's one member, when it has exactly one (what every plain path
+    /// gives): `Some(Some(route index))`, or `Some(None)` for the filter's
+    /// rules alone. `None` for several.
+    pub fn sole(&self) -> Option<Option<usize>> {
+        match (self.filter_level, self.routes.count_ones()) {
+            (true, 0) => Some(None),
+            (false, 1) => Some(Some(self.routes.trailing_zeros() as usize)),
+            _ => None,
+        }
     }
 
     /// Each member: `Some(route index)`, and `None` for the filter level.
@@ -351,16 +350,14 @@ mod tests {
 
     #[test]
     fn route_sets() {
-        assert!(RouteSet::FILTER.is_single());
-        assert_eq!(RouteSet::FILTER.only_route(), None);
+        assert_eq!(RouteSet::FILTER.sole(), Some(None));
         let one = RouteSet::single(Some(3));
-        assert!(one.is_single());
-        assert_eq!(one.only_route(), Some(3));
+        assert_eq!(one.sole(), Some(Some(3)));
         let mut two = one;
         two.add(None);
         two.add(Some(5));
-        assert!(!two.is_single());
-        assert_eq!(two.only_route(), None);
+        assert_eq!(two.sole(), None);
+        assert_eq!(RouteSet::default().sole(), None);
         assert_eq!(two.members().collect::<Vec<_>>(), [None, Some(3), Some(5)]);
     }
 }

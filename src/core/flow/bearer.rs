@@ -402,11 +402,7 @@ impl Filter {
         routes: RouteSet,
         memo: &Memo,
     ) -> Step {
-        let slot = if routes.is_single() {
-            routes.only_route().map_or(0, |i| i + 1)
-        } else {
-            usize::MAX
-        };
+        let slot = routes.sole().map_or(usize::MAX, |r| r.map_or(0, |i| i + 1));
         let mut refusal = None;
         let admitted = memo.admissions.admitted_by(slot, || {
             let answer = self.admission(claims, routes);

@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 use crate::core::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
-use crate::core::session::sealed::chunk_index;
+use crate::core::session::cookies::{LOGIN_COOKIE_INFIX, LOGOUT_COOKIE_SUFFIX};
+use crate::core::session::sealed::is_session_cookie;
 pub use crate::core::session::Identity;
 use crate::core::session::Session;
 
@@ -97,42 +98,40 @@ impl Upstream {
 }
 
 /// Whether a cookie is one of Sésame's: the session cookie and its chunks,
-/// a sign-in's (`_csrf_…`) and a sign-out's (`_logout`).
+/// a sign-in's and a sign-out's.
 pub fn is_sesame_cookie(config: &Config, name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(config.cookie_name.as_str()) else {
-        return false;
-    };
-    rest.is_empty()
-        || rest == "_logout"
-        || rest.starts_with("_csrf_")
-        || chunk_index(rest).is_some()
+    let base = config.cookie_name.as_str();
+    is_session_cookie(base, name)
+        || name.strip_prefix(base).is_some_and(|rest| {
+            rest == LOGOUT_COOKIE_SUFFIX || rest.starts_with(LOGIN_COOKIE_INFIX)
+        })
 }
 
 /// The request's cookies without Sésame's, as one `Cookie` header value;
-/// `None` when it carries none of them (the header is left as it is).
-/// The application has no use for them, and they hold the provider's tokens
-/// in sealed form.
+/// `None` when it carries none of them (the header is left as it is, and
+/// nothing is allocated). The application has no use for them, and they
+/// hold the provider's tokens in sealed form.
 fn cookies_without_ours(config: &Config, headers: &[(&str, &str)]) -> Option<String> {
-    let mut kept = String::new();
-    let mut found = false;
-    for (name, value) in headers {
-        if !name.eq_ignore_ascii_case("cookie") {
-            continue;
-        }
-        for pair in value.split(';') {
-            let pair = pair.trim_ascii();
-            let cookie_name = pair.split('=').next().unwrap_or("").trim_ascii();
-            if is_sesame_cookie(config, cookie_name) {
-                found = true;
-            } else if !pair.is_empty() {
-                if !kept.is_empty() {
-                    kept.push_str("; ");
-                }
-                kept.push_str(pair);
-            }
-        }
+    let cookie_pairs = || {
+        headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, value)| value.split(';'))
+            .map(str::trim_ascii)
+    };
+    let ours =
+        |pair: &str| is_sesame_cookie(config, pair.split('=').next().unwrap_or("").trim_ascii());
+    if !cookie_pairs().any(ours) {
+        return None;
     }
-    found.then_some(kept)
+    let mut kept = String::new();
+    for pair in cookie_pairs().filter(|p| !p.is_empty() && !ours(p)) {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
+    Some(kept)
 }
 
 /// The request headers to remove before the request goes upstream: every

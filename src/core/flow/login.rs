@@ -17,7 +17,9 @@ use crate::core::oidc::keys::KeySet;
 use crate::core::oidc::provider::ProviderState;
 use crate::core::oidc::token::{self, Expectations, TokenError};
 use crate::core::pages::{self, Lang, PageText};
-use crate::core::session::cookies::{clear_cookie, set_cookie};
+use crate::core::session::cookies::{
+    clear_cookie, set_cookie, LOGIN_COOKIE_INFIX, LOGOUT_COOKIE_SUFFIX,
+};
 use crate::core::session::{Purpose, Session, SessionCookie};
 use crate::core::shared::SharedStore;
 use crate::core::{b64url, constant_time_eq, random_token, Entropy};
@@ -66,11 +68,11 @@ impl Filter {
     /// tabs can sign in at once.
     fn login_cookie_name(&self, state: &str) -> String {
         let tag: String = state.chars().take(16).collect();
-        format!("{}_csrf_{tag}", self.config.cookie_name)
+        format!("{}{LOGIN_COOKIE_INFIX}{tag}", self.config.cookie_name)
     }
 
     fn logout_cookie_name(&self) -> String {
-        format!("{}_logout", self.config.cookie_name)
+        format!("{}{LOGOUT_COOKIE_SUFFIX}", self.config.cookie_name)
     }
 
     fn clear_login_cookie(&self, state: &str) -> (String, String) {
@@ -177,13 +179,7 @@ impl Filter {
         return_to: &str,
         lang: Lang,
     ) -> Step {
-        let retry = format!(
-            "{}/sign_in?{}",
-            self.config.proxy_prefix,
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("rd", safe_return_target(return_to))
-                .finish()
-        );
+        let retry = self.sign_in_url(return_to);
         let text: &PageText = match reason {
             "provider_error" => &pages::PROVIDER_ERROR,
             "cancelled" => &pages::CANCELLED,
@@ -269,7 +265,7 @@ impl Filter {
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| self.sealer.open(Purpose::Login, &name, v));
         let Some(login) = login else {
-            let prefix = format!("{}_csrf_", self.config.cookie_name);
+            let prefix = format!("{}{LOGIN_COOKIE_INFIX}", self.config.cookie_name);
             if cookies.iter().any(|(n, _)| n.starts_with(&prefix)) {
                 return fail(
                     400,
@@ -692,9 +688,13 @@ impl Filter {
         let attrs = self.cookie_attrs("/");
         let present: Vec<(&str, &str)> = previous.iter().map(|n| (n.as_str(), "")).collect();
         let clear_previous = || -> Vec<(String, String)> {
-            previous
-                .iter()
-                .map(|n| ("set-cookie".to_string(), clear_cookie(n, &attrs)))
+            if present.is_empty() {
+                return Vec::new();
+            }
+            let cleared = self.session_cookie().clear(&present, &attrs);
+            cleared
+                .into_iter()
+                .map(|c| ("set-cookie".to_string(), c))
                 .collect()
         };
         if let Err(denial) = self.config.policy.check(&session.claims) {
@@ -798,10 +798,12 @@ impl Filter {
             .as_ref()
             .and_then(|m| m.end_session_endpoint.as_ref());
         let id_token = session.as_ref().and_then(|s| s.id_token.as_deref());
-        let at_provider =
-            self.config.provider_logout && end_session.is_some() && id_token.is_some();
-        let location = match (end_session, id_token) {
-            (Some(endpoint), Some(id_token)) if self.config.provider_logout => {
+        let provider_logout = end_session
+            .zip(id_token)
+            .filter(|_| self.config.provider_logout);
+        let at_provider = provider_logout.is_some();
+        let location = match provider_logout {
+            Some((endpoint, id_token)) => {
                 let logout = LogoutState {
                     state: random_token(entropy, 32),
                     return_to: rd,
@@ -824,7 +826,7 @@ impl Filter {
                     );
                 url.to_string()
             }
-            _ => rd,
+            None => rd,
         };
         Step::respond(
             Response::redirect(&location).with_headers(headers),

@@ -94,12 +94,10 @@ impl Filter {
     /// for a route with its own; several routes (a path with several
     /// readings) are checked every time.
     fn policy_slot(&self, routes: RouteSet) -> usize {
-        if !routes.is_single() {
-            return usize::MAX;
-        }
-        match routes.only_route() {
-            Some(i) if self.route(Some(i)).is_some_and(|r| r.policy.is_some()) => 1 + i,
-            _ => 0,
+        match routes.sole() {
+            Some(Some(i)) if self.route(Some(i)).is_some_and(|r| r.policy.is_some()) => 1 + i,
+            Some(_) => 0,
+            None => usize::MAX,
         }
     }
 
@@ -358,19 +356,25 @@ impl Filter {
         let mut step = if self.config.skip_provider_button {
             self.start_login(rd, &SignInHints::default(), provider, now, entropy, lang)
         } else {
-            let target = format!(
-                "{}/sign_in?{}",
-                self.config.proxy_prefix,
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("rd", safe_return_target(rd))
-                    .finish()
-            );
+            let target = self.sign_in_url(rd);
             Step::respond(Response::redirect(&target), Outcome::Unauthenticated)
         };
         if let Action::Respond(r) = &mut step.action {
             r.headers.extend(stale);
         }
         step
+    }
+
+    /// `<proxy_prefix>/sign_in?rd=…`, back to `rd` when it is a local path
+    /// (to `/` otherwise).
+    pub(crate) fn sign_in_url(&self, rd: &str) -> String {
+        format!(
+            "{}/sign_in?{}",
+            self.config.proxy_prefix,
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", safe_return_target(rd))
+                .finish()
+        )
     }
 
     /// The 503 page while the provider cannot be reached.

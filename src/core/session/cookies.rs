@@ -1,5 +1,11 @@
 //! Reading the `Cookie` header and writing `Set-Cookie` values.
 
+/// What follows the session cookie's name in the name of a sign-in's cookie
+/// (then the beginning of its `state`).
+pub const LOGIN_COOKIE_INFIX: &str = "_csrf_";
+/// What follows the session cookie's name in the name of a sign-out's cookie.
+pub const LOGOUT_COOKIE_SUFFIX: &str = "_logout";
+
 /// Upper bound on the cookies read from one request: more are ignored.
 const MAX_COOKIES: usize = 200;
 

@@ -182,6 +182,12 @@ fn chunk_name(base: &str, i: usize) -> String {
     format!("{base}_{i}")
 }
 
+/// Whether `name` is the session cookie `base` or one of its chunks.
+pub(crate) fn is_session_cookie(base: &str, name: &str) -> bool {
+    name.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || chunk_index(rest).is_some())
+}
+
 /// The chunk number of what follows the session cookie's name (`_0`,
 /// `_12`...).
 pub(crate) fn chunk_index(rest: &str) -> Option<usize> {
@@ -282,8 +288,7 @@ impl SessionCookie<'_> {
 
     /// Whether a cookie name is the session cookie or one of its chunks.
     pub fn is_ours(&self, name: &str) -> bool {
-        name.strip_prefix(self.name)
-            .is_some_and(|rest| rest.is_empty() || chunk_index(rest).is_some())
+        is_session_cookie(self.name, name)
     }
 
     /// The parts of the sealed text in the request's cookies, in order: the
@@ -319,11 +324,14 @@ impl SessionCookie<'_> {
             (Some(v), false) => Some(vec![v]),
             (None, true) => {
                 let (count, first) = chunks[0]?.split_once('.')?;
-                // One digit, 2 to MAX_CHUNKS (8).
+                // One digit, 2 to MAX_CHUNKS.
                 let count = match count.as_bytes() {
-                    [d @ b'2'..=b'8'] => usize::from(d - b'0'),
+                    [d @ b'2'..=b'9'] => usize::from(d - b'0'),
                     _ => return None,
                 };
+                if count > MAX_CHUNKS {
+                    return None;
+                }
                 let mut parts = Vec::with_capacity(count);
                 parts.push(first);
                 for chunk in &chunks[1..count] {
