@@ -112,24 +112,28 @@ pub fn is_sesame_cookie(config: &Config, name: &str) -> bool {
 /// nothing is allocated). The application has no use for them, and they
 /// hold the provider's tokens in sealed form.
 fn cookies_without_ours(config: &Config, headers: &[(&str, &str)]) -> Option<String> {
-    let cookie_pairs = || {
-        headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
-            .flat_map(|(_, value)| value.split(';'))
-            .map(str::trim_ascii)
-    };
     let ours =
         |pair: &str| is_sesame_cookie(config, pair.split('=').next().unwrap_or("").trim_ascii());
-    if !cookie_pairs().any(ours) {
+    let is_cookie = |name: &&str| name.eq_ignore_ascii_case("cookie");
+    if !headers
+        .iter()
+        .any(|(name, value)| is_cookie(name) && value.split(';').any(ours))
+    {
         return None;
     }
     let mut kept = String::new();
-    for pair in cookie_pairs().filter(|p| !p.is_empty() && !ours(p)) {
-        if !kept.is_empty() {
-            kept.push_str("; ");
+    for (name, value) in headers {
+        if !is_cookie(name) {
+            continue;
         }
-        kept.push_str(pair);
+        for pair in value.split(';').map(str::trim_ascii) {
+            if !pair.is_empty() && !ours(pair) {
+                if !kept.is_empty() {
+                    kept.push_str("; ");
+                }
+                kept.push_str(pair);
+            }
+        }
     }
     Some(kept)
 }
