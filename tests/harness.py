@@ -1,10 +1,12 @@
 """Start and stop the real processes used by Sésame's integration tests and demo.
 
-Four components, each a real process on a loopback port:
+Five components, each a real process on a loopback port:
 
 * ``Provider`` — the local OpenID provider (``tests/provider/server.mjs``);
 * ``HostileProvider`` — an OpenID provider that misbehaves on command
   (``tests/hostile/server.mjs``), for the attack tests;
+* ``OAuth2Server`` — a plain OAuth 2.0 authorization server shaped like
+  OpenStreetMap's, no OpenID Connect (``tests/oauth2/server.mjs``);
 * ``Upstream`` — the application behind Envoy (``tests/upstream/server.mjs``);
 * ``Envoy`` — Envoy (from ``.tools/venv``, see ``scripts/setup-python.sh``)
   with the Sésame wasm filter in front of the upstream.
@@ -47,6 +49,7 @@ __all__ = [
     "Envoy",
     "HarnessError",
     "HostileProvider",
+    "OAuth2Server",
     "Provider",
     "Upstream",
     "free_port",
@@ -586,6 +589,147 @@ class HostileProvider(_Component):
         return self.state()["requests"]
 
     def start(self) -> "HostileProvider":
+        self._proc.start()
+        banner = f"listening on http://127.0.0.1:{self.port}"
+        _wait(
+            self._proc,
+            lambda: banner in self._proc.log_text(whole=False),
+            self.timeout,
+            "ready",
+        )
+        return self
+
+
+class OAuth2Server(_Component):
+    """A plain OAuth 2.0 authorization server shaped like OpenStreetMap's,
+    ``node tests/oauth2/server.mjs`` (see that file for every detail).
+
+    No OpenID Connect: no discovery, no ID token, no nonce, no ``iss`` in
+    the authorization response; the identity is read from OSM's
+    ``/api/0.6/user/details.json`` (``userinfo_endpoint``) with the access
+    token.  It signs the current user in at once (no login page): ``mapper``
+    (id 4242, "Carto Mapper", the default) or ``other`` (id 777, "Other
+    Mapper"), chosen with ``set_user(login)``; ``set_user("__deny__")``
+    makes the authorization endpoint answer ``error=access_denied``.
+
+    ``redirect_uris`` are the exact redirect URIs allowed.  ``client_id``
+    and ``client_secret`` left at None use the server's defaults
+    (``sesame-osm``, ``osm-secret``; the properties give the values in use).
+    ``enforce_pkce=True`` refuses a code without an S256 code_challenge at
+    the token endpoint; ``refresh=False`` gives no refresh_token.
+    ``set_expires_in(seconds)`` sets the next tokens' ``expires_in`` (None:
+    none, and tokens that never expire, like real OSM); ``stats()`` gives
+    the counters (``authorize``, ``token_code``, ``token_refresh``,
+    ``token_refused``, ``userinfo``, ``userinfo_refused``),
+    ``last_authorize``, ``last_token`` (client_secret redacted),
+    ``last_token_client_auth``, ``current_user`` and ``expires_in``;
+    ``reset()`` zeroes them and restores ``mapper`` and 3600 s.
+    """
+
+    name = "oauth2 server"
+    script = REPO_ROOT / "tests" / "oauth2" / "server.mjs"
+    DEFAULT_CLIENT_ID = "sesame-osm"
+    DEFAULT_CLIENT_SECRET = "osm-secret"
+
+    def __init__(
+        self,
+        redirect_uris: str | Iterable[str],
+        *,
+        port: int | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        enforce_pkce: bool = False,
+        refresh: bool = True,
+        timeout: float = 20.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.redirect_uris = _as_list(redirect_uris)
+        if not self.redirect_uris:
+            raise ValueError("OAuth2Server needs at least one redirect URI")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.enforce_pkce = enforce_pkce
+        self.refresh = refresh
+        self.timeout = timeout
+        argv = [NODE, str(self.script), "--port", str(self.port)]
+        for uri in self.redirect_uris:
+            argv += ["--redirect-uri", uri]
+        if client_id:
+            argv += ["--client-id", client_id]
+        if client_secret:
+            argv += ["--client-secret", client_secret]
+        if enforce_pkce:
+            argv += ["--enforce-pkce"]
+        if not refresh:
+            argv += ["--no-refresh"]
+        self._proc = _Process(
+            f"oauth2 server on port {self.port}",
+            argv,
+            log_dir() / f"oauth2-{self.port}.log",
+        )
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.origin
+
+    @property
+    def authorization_endpoint(self) -> str:
+        return f"{self.origin}/oauth2/authorize"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.origin}/oauth2/token"
+
+    @property
+    def userinfo_endpoint(self) -> str:
+        return f"{self.origin}/api/0.6/user/details.json"
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id or self.DEFAULT_CLIENT_ID
+
+    @property
+    def client_secret(self) -> str:
+        return self._client_secret or self.DEFAULT_CLIENT_SECRET
+
+    # -- test-only /__test/... endpoints
+
+    def _test_endpoint(self, name: str, body: dict[str, Any] | None = None) -> Any:
+        """GET /__test/<name>, or POST it with a JSON body when given one."""
+        if body is None:
+            req = urllib.request.Request(f"{self.origin}/__test/{name}")
+        else:
+            req = urllib.request.Request(
+                f"{self.origin}/__test/{name}",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+        with _opener.open(req, timeout=5) as resp:
+            return json.load(resp)
+
+    def set_user(self, login: str) -> None:
+        """Sign ``login`` in from now on: ``"mapper"``, ``"other"``, or
+        ``"__deny__"`` (the user refuses: ``error=access_denied``)."""
+        self._test_endpoint("user", {"login": login})
+
+    def set_expires_in(self, seconds: int | None) -> None:
+        """``expires_in`` of the next tokens (None: no expiry at all)."""
+        self._test_endpoint("expires_in", {"seconds": seconds})
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and the last requests recorded since the last reset."""
+        return self._test_endpoint("stats")
+
+    def reset(self) -> None:
+        """Zero the counters, user back to mapper, expires_in back to 3600."""
+        self._test_endpoint("reset", {})
+
+    def start(self) -> "OAuth2Server":
         self._proc.start()
         banner = f"listening on http://127.0.0.1:{self.port}"
         _wait(

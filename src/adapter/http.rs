@@ -76,7 +76,8 @@ impl SesameHttp {
             }
             Action::Call(call, pending) => {
                 let config = &self.shared.filter.config;
-                match dispatch(&config.idp_cluster, &call, config.provider_timeout_ms) {
+                let cluster = &self.shared.filter.provider(pending.provider()).idp_cluster;
+                match dispatch(cluster, &call, config.provider_timeout_ms) {
                     Ok(token) => {
                         self.pending = Some((token, pending));
                         HostAction::Pause
@@ -84,7 +85,7 @@ impl SesameHttp {
                     Err(status) => {
                         log(
                             LogLevel::Warn,
-                            &format!("cannot call cluster {:?}: {status:?}", config.idp_cluster),
+                            &format!("cannot call cluster {cluster:?}: {status:?}"),
                         );
                         // This request's call only: the provider's state is
                         // left to the discovery and key fetches.
@@ -135,17 +136,17 @@ impl Context for SesameHttp {
         let response = call_response(body_size);
         let shared = self.shared.clone();
         let step = {
-            let mut provider = shared.provider.borrow_mut();
+            let mut providers = shared.providers.borrow_mut();
             shared.filter.on_provider_response(
                 *pending,
                 &response,
-                &mut provider,
+                &mut providers,
                 now(),
                 &mut OsEntropy,
                 &HostStore,
             )
         };
-        shared.publish_provider();
+        shared.publish_providers();
         if let HostAction::Continue = self.perform(step) {
             let _ = hostcalls::resume_http_request();
         }
@@ -158,12 +159,12 @@ impl HttpContext for SesameHttp {
         let request = Request::from_headers(map.pairs());
         let shared = self.shared.clone();
         let clock = RequestClock::new(&shared.clock);
-        shared.adopt_provider_if_not_ready(&clock);
+        shared.adopt_providers_if_not_ready(&clock);
         let step = {
-            let provider = shared.provider.borrow();
+            let providers = shared.providers.borrow();
             shared
                 .filter
-                .on_request_shared(&request, &provider, &clock, &mut OsEntropy, &HostStore)
+                .on_request_shared(&request, &providers, &clock, &mut OsEntropy, &HostStore)
         };
         self.perform(step)
     }

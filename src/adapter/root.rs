@@ -1,10 +1,12 @@
-//! Root context: takes the configuration, keeps the provider's metadata and
+//! Root context: takes the configuration, keeps each provider's metadata and
 //! keys fresh on a timer, and creates one HTTP context per request.
 //!
 //! Every worker runs its own VM with its own root context; they share one copy
-//! of the provider's documents through Envoy's shared data. Each second, a VM
-//! adopts the shared copy when it changed; when a refresh is due, only the VM
-//! that takes the lease fetches, then publishes what it got (or its failure).
+//! of each provider's documents through Envoy's shared data. Each second, a VM
+//! adopts the shared copies that changed; when a provider's refresh is due,
+//! only the VM that takes that provider's lease fetches, then publishes what
+//! it got (or its failure). Providers are fetched independently: one that
+//! cannot be reached delays no other.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,7 +29,8 @@ use crate::core::{random_token, Entropy, OsEntropy};
 #[derive(Default)]
 pub struct SesameRoot {
     shared: Option<Rc<Shared>>,
-    fetches: HashMap<u32, Fetch>,
+    /// Fetches under way: the provider's index, and what is fetched.
+    fetches: HashMap<u32, (usize, Fetch)>,
     /// This VM's name for the fetch lease.
     holder: String,
     /// The timer has not fired yet since the configuration.
@@ -38,64 +41,79 @@ pub struct SesameRoot {
 const FIRST_TICK_MS: u64 = 50;
 
 impl SesameRoot {
-    /// Adopts the shared provider state when another worker changed it, then
-    /// starts a refresh of discovery and keys when one is due and this VM
-    /// gets the lease.
+    /// Adopts the shared provider states that another worker changed, then
+    /// starts a refresh of each provider's discovery and keys when one is
+    /// due and this VM gets that provider's lease.
     fn refresh(&mut self) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let config = &shared.filter.config;
-        let ns = &shared.filter.shared_ns;
-        shared.adopt_provider();
+        shared.adopt_providers();
         shared.record_provider_gauges();
+        for index in 0..shared.filter.config.providers.len() {
+            self.refresh_provider(&shared, index);
+        }
+    }
+
+    fn refresh_provider(&mut self, shared: &Shared, index: usize) {
+        let config = &shared.filter.config;
+        let provider = shared.filter.provider(index);
         let now = shared.clock.read();
-        if !shared.provider.borrow().fetch_due(now) {
+        let due = shared
+            .providers
+            .borrow()
+            .get(index)
+            .is_some_and(|p| p.fetch_due(now));
+        if !due || provider.discovery_url.is_none() {
             return;
         }
         // Two calls (discovery, then keys), each within the provider timeout.
         let lease_for = 2 * config.provider_timeout_ms.div_ceil(1000) + 2;
-        if !take_lease(
-            &HostStore,
-            &provider_lease_key(ns),
-            &self.holder,
-            now,
-            lease_for,
-        ) {
+        let lease = provider_lease_key(&shared.filter.shared_ns, index);
+        if !take_lease(&HostStore, &lease, &self.holder, now, lease_for) {
             return; // Another worker is fetching.
         }
-        let next = shared.provider.borrow_mut().start_refresh(config, now);
+        let next = shared.providers.borrow_mut()[index].start_refresh(provider, now);
         if let Some((call, fetch)) = next {
-            self.send(&shared, call, fetch);
+            self.send(shared, index, call, fetch);
         }
     }
 
-    /// The refresh ended (either way): share the result, free the lease.
-    fn refresh_ended(&mut self, shared: &Shared) {
-        shared.publish_provider();
+    /// A provider's refresh ended (either way): share the result, free the
+    /// lease.
+    fn refresh_ended(&mut self, shared: &Shared, index: usize) {
+        shared.publish_providers();
         release_lease(
             &HostStore,
-            &provider_lease_key(&shared.filter.shared_ns),
+            &provider_lease_key(&shared.filter.shared_ns, index),
             &self.holder,
         );
         shared.record_provider_gauges();
     }
 
-    fn send(&mut self, shared: &Shared, call: crate::core::http::ProviderCall, fetch: Fetch) {
+    fn send(
+        &mut self,
+        shared: &Shared,
+        index: usize,
+        call: crate::core::http::ProviderCall,
+        fetch: Fetch,
+    ) {
         let config = &shared.filter.config;
-        match dispatch(&config.idp_cluster, &call, config.provider_timeout_ms) {
+        let cluster = &shared.filter.provider(index).idp_cluster;
+        match dispatch(cluster, &call, config.provider_timeout_ms) {
             Ok(token) => {
-                self.fetches.insert(token, fetch);
+                self.fetches.insert(token, (index, fetch));
             }
             Err(status) => {
-                let message = format!("cannot call cluster {:?}: {status:?}", config.idp_cluster);
+                let message = format!("cannot call cluster {cluster:?}: {status:?}");
                 log(LogLevel::Warn, &message);
-                shared
-                    .provider
-                    .borrow_mut()
-                    .failed(message, now(), config.provider_retry_max);
+                shared.providers.borrow_mut()[index].failed(
+                    message,
+                    now(),
+                    config.provider_retry_max,
+                );
                 shared.metrics.increment("provider_fetch_failure");
-                self.refresh_ended(shared);
+                self.refresh_ended(shared, index);
             }
         }
     }
@@ -118,7 +136,7 @@ impl Context for SesameRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some(fetch) = self.fetches.remove(&token_id) else {
+        let Some((index, fetch)) = self.fetches.remove(&token_id) else {
             return;
         };
         let Some(shared) = self.shared.clone() else {
@@ -126,10 +144,9 @@ impl Context for SesameRoot {
         };
         let response = call_response(body_size);
         let config = &shared.filter.config;
-        let (result, next) = shared
-            .provider
-            .borrow_mut()
-            .on_fetch(config, fetch, &response, now());
+        let provider = shared.filter.provider(index);
+        let (result, next) =
+            shared.providers.borrow_mut()[index].on_fetch(config, provider, fetch, &response, now());
         match result {
             FetchResult::Next => {}
             FetchResult::Refreshed { keys, skipped } => {
@@ -137,24 +154,29 @@ impl Context for SesameRoot {
                     LogLevel::Info,
                     &format!(
                         "provider {} ready: {keys} signing key(s), {skipped} other key(s) ignored",
-                        config.issuer
+                        provider.issuer
                     ),
                 );
                 shared.metrics.increment("provider_fetch_success");
-                self.refresh_ended(&shared);
+                self.refresh_ended(&shared, index);
             }
             FetchResult::Failed(message) => {
-                let retry = shared.provider.borrow().next_fetch_at.saturating_sub(now());
+                let retry = shared.providers.borrow()[index]
+                    .next_fetch_at
+                    .saturating_sub(now());
                 log(
                     LogLevel::Warn,
-                    &format!("provider refresh failed: {message}; retrying in {retry}s"),
+                    &format!(
+                        "provider {} refresh failed: {message}; retrying in {retry}s",
+                        provider.issuer
+                    ),
                 );
                 shared.metrics.increment("provider_fetch_failure");
-                self.refresh_ended(&shared);
+                self.refresh_ended(&shared, index);
             }
         }
         if let Some((call, fetch)) = next {
-            self.send(&shared, call, fetch);
+            self.send(&shared, index, call, fetch);
         }
     }
 }
@@ -185,24 +207,28 @@ impl RootContext for SesameRoot {
                 return false;
             }
         };
-        log(
-            LogLevel::Info,
-            &format!(
-                "configured for issuer {} (client {}, cluster {})",
-                config.issuer, config.client_id, config.idp_cluster
-            ),
-        );
-        let mut seed = [0u8; 8];
-        OsEntropy.fill(&mut seed);
-        let provider = ProviderState {
-            jitter: u64::from_le_bytes(seed),
-            ..Default::default()
-        };
+        let mut states = Vec::with_capacity(config.providers.len());
+        for p in &config.providers {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "configured for provider {:?}: issuer {} (client {}, cluster {})",
+                    p.id, p.issuer, p.client_id, p.idp_cluster
+                ),
+            );
+            let mut seed = [0u8; 8];
+            OsEntropy.fill(&mut seed);
+            states.push(ProviderState::configured(p).unwrap_or_else(|| ProviderState {
+                jitter: u64::from_le_bytes(seed),
+                ..Default::default()
+            }));
+        }
+        let seen = vec![None; states.len()];
         let shared = Rc::new(Shared {
             filter: Filter::new(config),
-            provider: RefCell::new(provider),
+            providers: RefCell::new(states),
             metrics: Metrics::default(),
-            seen: Cell::new(None),
+            seen: RefCell::new(seen),
             looked_at: Cell::new(0),
             clock: VmClock::default(),
         });

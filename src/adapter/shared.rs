@@ -1,5 +1,5 @@
 //! What every context of one VM shares: the configured filter, this VM's
-//! copy of the provider's state (and the shared copy it adopts), the
+//! copy of each provider's state (and the shared copies it adopts), the
 //! metrics, and the VM's clock.
 
 use std::cell::{Cell, RefCell};
@@ -16,11 +16,12 @@ use crate::core::Clock;
 /// What every context of this VM shares.
 pub struct Shared {
     pub filter: Filter,
-    pub provider: RefCell<ProviderState>,
+    /// One state per configured provider, in the configuration's order.
+    pub providers: RefCell<Vec<ProviderState>>,
     pub metrics: Metrics,
-    /// Version of the shared provider state last adopted.
-    pub seen: Cell<Option<u32>>,
-    /// The clock's bound when a request that found the provider not ready
+    /// Version of each provider's shared state last adopted.
+    pub seen: RefCell<Vec<Option<u32>>>,
+    /// The clock's bound when a request that found a provider not ready
     /// last looked at the shared state.
     pub looked_at: Cell<u64>,
     /// The clock requests take their bounds from (read by the timer).
@@ -28,17 +29,35 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Takes the provider state another worker shared, when it changed.
-    pub fn adopt_provider(&self) {
-        let config = &self.filter.config;
-        let Some((bytes, version)) = HostStore.get(&provider_key(&self.filter.shared_ns)) else {
+    /// Takes the provider states other workers shared, when they changed.
+    pub fn adopt_providers(&self) {
+        for index in 0..self.filter.config.providers.len() {
+            self.adopt_provider(index);
+        }
+    }
+
+    fn adopt_provider(&self, index: usize) {
+        let config = self.filter.provider(index);
+        if config.discovery_url.is_none() {
+            return; // Configured, not discovered: nothing is shared.
+        }
+        let key = provider_key(&self.filter.shared_ns, index);
+        let Some((bytes, version)) = HostStore.get(&key) else {
             return;
         };
-        if self.seen.get() == Some(version) {
-            return;
+        {
+            let mut seen = self.seen.borrow_mut();
+            if seen.get(index).copied().flatten() == Some(version) {
+                return;
+            }
+            if let Some(slot) = seen.get_mut(index) {
+                *slot = Some(version);
+            }
         }
-        self.seen.set(Some(version));
-        let mut provider = self.provider.borrow_mut();
+        let mut providers = self.providers.borrow_mut();
+        let Some(provider) = providers.get_mut(index) else {
+            return;
+        };
         let was_ready = provider.ready();
         match provider.adopt(config, &bytes) {
             Ok(()) if provider.ready() && !was_ready => log(
@@ -51,16 +70,19 @@ impl Shared {
             Ok(()) => {}
             Err(e) => log(
                 LogLevel::Warn,
-                &format!("ignoring the provider state shared by another worker: {e}"),
+                &format!(
+                    "ignoring the state of provider {} shared by another worker: {e}",
+                    config.issuer
+                ),
             ),
         }
     }
 
-    /// A request found the provider not ready: the documents may already be
+    /// A request found a provider not ready: the documents may already be
     /// in shared data (another worker fetched them since this VM's last
     /// tick). Looks at most once per reading of the VM's clock (each second).
-    pub fn adopt_provider_if_not_ready(&self, clock: &dyn Clock) {
-        if self.provider.borrow().ready() {
+    pub fn adopt_providers_if_not_ready(&self, clock: &dyn Clock) {
+        if self.providers.borrow().iter().all(ProviderState::ready) {
             return;
         }
         let bound = clock.upper_bound();
@@ -68,36 +90,47 @@ impl Shared {
             return;
         }
         self.looked_at.set(bound);
-        self.adopt_provider();
+        self.adopt_providers();
     }
 
-    /// Shares our copy of the provider's state with the other workers, when
-    /// something changed.
-    pub fn publish_provider(&self) {
-        let mut provider = self.provider.borrow_mut();
-        if !provider.changed {
-            return;
-        }
-        provider.changed = false;
-        if let Some(bytes) = provider.snapshot() {
-            let key = provider_key(&self.filter.shared_ns);
-            if !HostStore.set(&key, &bytes, None) {
-                log(
-                    LogLevel::Warn,
-                    "cannot share the provider's documents with the other workers",
-                );
+    /// Shares our copy of each provider's state with the other workers,
+    /// when something changed.
+    pub fn publish_providers(&self) {
+        let mut providers = self.providers.borrow_mut();
+        for (index, provider) in providers.iter_mut().enumerate() {
+            if !provider.changed {
+                continue;
+            }
+            provider.changed = false;
+            if let Some(bytes) = provider.snapshot() {
+                let key = provider_key(&self.filter.shared_ns, index);
+                if !HostStore.set(&key, &bytes, None) {
+                    log(
+                        LogLevel::Warn,
+                        "cannot share the provider's documents with the other workers",
+                    );
+                }
             }
         }
     }
 
-    /// The provider's gauges, from this VM's copy of its state.
+    /// The providers' gauges, from this VM's copy of their state:
+    /// `provider_ready` is 1 when every provider is ready, and with several
+    /// providers each has its own (`provider_ready.<id>`).
     pub fn record_provider_gauges(&self) {
-        let provider = self.provider.borrow();
+        let providers = self.providers.borrow();
+        let all = providers.iter().all(ProviderState::ready);
+        self.metrics.set_gauge("provider_ready", u64::from(all));
+        let failures = providers.iter().map(|p| p.failures).max().unwrap_or(0);
         self.metrics
-            .set_gauge("provider_ready", u64::from(provider.ready()));
-        self.metrics.set_gauge(
-            "provider_consecutive_failures",
-            u64::from(provider.failures),
-        );
+            .set_gauge("provider_consecutive_failures", u64::from(failures));
+        if providers.len() > 1 {
+            for (config, state) in self.filter.config.providers.iter().zip(providers.iter()) {
+                self.metrics.set_gauge(
+                    &format!("provider_ready.{}", config.id),
+                    u64::from(state.ready()),
+                );
+            }
+        }
     }
 }

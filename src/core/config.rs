@@ -41,6 +41,72 @@ impl fmt::Debug for Secret {
 pub enum ProviderKind {
     Oidc,
     ProConnect,
+    /// Plain OAuth 2.0: no ID token, identity from a userinfo API.
+    OAuth2,
+}
+
+impl ProviderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Oidc => "oidc",
+            ProviderKind::ProConnect => "proconnect",
+            ProviderKind::OAuth2 => "oauth2",
+        }
+    }
+}
+
+/// Most providers one filter serves.
+pub const MAX_PROVIDERS: usize = 16;
+
+/// One identity provider, as configured.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Short, URL-safe name (`X-Auth-Request-Provider`, `?provider=`).
+    pub id: String,
+    /// What people read on the sign-in page.
+    pub label: String,
+    pub kind: ProviderKind,
+    /// The issuer (for a plain OAuth 2.0 provider, its configured `issuer`
+    /// or the origin of its authorization endpoint): with `sub`, the
+    /// identity of a person.
+    pub issuer: String,
+    /// `None` for a plain OAuth 2.0 provider (nothing to discover).
+    pub discovery_url: Option<Url>,
+    pub idp_cluster: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub token_endpoint_auth_method: ClientAuth,
+    pub redirect_uri: Url,
+    pub scopes: Vec<String>,
+    pub fetch_userinfo: bool,
+    pub id_token_signing_algs: Vec<String>,
+    /// ACR values asked for; the ID token's `acr` must be one of them.
+    pub acr_values: Vec<String>,
+    /// The `claims` request parameter (JSON text), when configured.
+    pub claims_request: Option<String>,
+    /// An `acr` the `claims` request marks essential for the ID token
+    /// (`{"id_token": {"acr": {"essential": true, ...}}}`): the ID token must
+    /// carry an `acr`, and one of these values when the request names any.
+    pub essential_acr: Option<Vec<String>>,
+    pub bearer: BearerConfig,
+    /// Its own access rules, replacing the filter's for people it signs in.
+    pub policy: Option<Policy>,
+    /// A plain OAuth 2.0 provider's endpoints, as configured.
+    pub oauth2: Option<OAuth2Endpoints>,
+    /// A plain OAuth 2.0 provider: claim name -> JSON pointer into the
+    /// userinfo answer.
+    pub claims_map: Vec<(String, String)>,
+}
+
+impl ProviderConfig {
+    /// The path of this provider's callback, taken from `redirect_uri`.
+    pub fn callback_path(&self) -> &str {
+        self.redirect_uri.path()
+    }
+
+    pub fn is_oauth2(&self) -> bool {
+        self.kind == ProviderKind::OAuth2
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +139,8 @@ pub const SUPPORTED_SIGNING_ALGS: &[&str] = &[
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub provider: ProviderKind,
-    pub issuer: String,
-    pub discovery_url: Url,
-    pub idp_cluster: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub token_endpoint_auth_method: ClientAuth,
-    pub redirect_uri: Url,
-    pub scopes: Vec<String>,
+    /// The identity providers, in the order of the sign-in page (at least one).
+    pub providers: Vec<ProviderConfig>,
     /// Decoded cookie secret (at least 32 bytes).
     pub cookie_secret: Vec<u8>,
     pub cookie_secure: bool,
@@ -105,28 +164,21 @@ pub struct Config {
     /// `/oauth2/auth` answers with the token headers too.
     pub auth_endpoint_tokens: bool,
     pub set_authorization_header: bool,
-    pub fetch_userinfo: bool,
-    pub id_token_signing_algs: Vec<String>,
+    /// `X-Forwarded-User` and `X-Auth-Request-User` say `<provider id>:<sub>`.
+    pub qualified_user: bool,
     pub clock_skew: u64,
     pub provider_timeout_ms: u64,
     pub provider_refresh_interval: u64,
     pub provider_retry_max: u64,
     pub jwks_refetch_min_interval: u64,
-    /// ACR values asked for; the ID token's `acr` must be one of them.
-    pub acr_values: Vec<String>,
-    /// The `claims` request parameter (JSON text), when configured.
-    pub claims_request: Option<String>,
-    /// An `acr` the `claims` request marks essential for the ID token
-    /// (`{"id_token": {"acr": {"essential": true, ...}}}`): the ID token must
-    /// carry an `acr`, and one of these values when the request names any.
-    pub essential_acr: Option<Vec<String>>,
     pub post_logout_redirect_uri: Url,
     pub provider_logout: bool,
     pub allowed_redirect_domains: Vec<String>,
     pub skip_provider_button: bool,
     /// Per-route protection, first match wins; unlisted requests need a session.
     pub routes: Vec<Route>,
-    pub bearer: BearerConfig,
+    /// How checked bearer tokens are remembered, and our own key.
+    pub tokens: TokenSettings,
     /// Claims kept in the session: those the headers, the policy and the
     /// userinfo endpoint need.
     pub kept_claims: BTreeSet<String>,
@@ -145,6 +197,8 @@ pub const DEFAULT_CLAIM_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub const ID_TOKEN_HEADER: &str = "X-Forwarded-Id-Token";
+/// The header that names the provider a person signed in with.
+pub const PROVIDER_HEADER: &str = "X-Auth-Request-Provider";
 pub const ACCESS_TOKEN_HEADER: &str = "X-Auth-Request-Access-Token";
 
 const KNOWN_KEYS: &[&str] = &[
@@ -200,6 +254,73 @@ const KNOWN_KEYS: &[&str] = &[
     "resource_server_key",
     "jwks_path",
     "bearer_require_typ",
+    "providers",
+    "qualified_user",
+    "allow_all_users",
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "claims_map",
+];
+
+/// The keys that describe one provider: at the top level of a
+/// configuration with one provider, in each entry of `providers` otherwise.
+const PROVIDER_KEYS: &[&str] = &[
+    "provider",
+    "issuer",
+    "proconnect_environment",
+    "idp_cluster",
+    "client_id",
+    "client_secret",
+    "token_endpoint_auth_method",
+    "redirect_uri",
+    "scopes",
+    "acr_values",
+    "claims",
+    "fetch_userinfo",
+    "id_token_signing_algs",
+    "bearer_audience",
+    "bearer_audience_claim",
+    "bearer_scopes",
+    "introspection_endpoint",
+    "introspection_format",
+    "bearer_require_typ",
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "claims_map",
+];
+
+/// Keys of an entry of `providers` besides [`PROVIDER_KEYS`].
+const ENTRY_KEYS: &[&str] = &[
+    "id",
+    "label",
+    "allowed_emails",
+    "allowed_email_domains",
+    "allowed_claims",
+    "allow_all_users",
+];
+
+/// Keys only a plain OAuth 2.0 provider has.
+const OAUTH2_ONLY_KEYS: &[&str] = &[
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "claims_map",
+];
+
+/// Keys only OpenID providers have (about ID tokens and discovery).
+const OIDC_ONLY_KEYS: &[&str] = &[
+    "proconnect_environment",
+    "acr_values",
+    "claims",
+    "id_token_signing_algs",
+    "bearer_audience",
+    "bearer_audience_claim",
+    "bearer_scopes",
+    "introspection_endpoint",
+    "introspection_format",
+    "bearer_require_typ",
 ];
 
 /// Keys of one entry of `routes`.
@@ -211,6 +332,7 @@ const ROUTE_KEYS: &[&str] = &[
     "allowed_emails",
     "allowed_email_domains",
     "allowed_claims",
+    "providers",
 ];
 
 /// How bearer tokens are checked (routes in `bearer` or `session_or_bearer` mode).
@@ -226,16 +348,22 @@ pub struct BearerConfig {
     pub introspection_endpoint: Option<Url>,
     /// Ask for introspection answers as signed JWTs (RFC 9701).
     pub introspection_jwt: bool,
+    /// JWT access tokens must say `typ: at+jwt` in their header (RFC 9068).
+    pub require_typ: bool,
+}
+
+/// How checked bearer tokens are remembered, and the key providers encrypt
+/// introspection answers to: one for the filter.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
     /// How long a checked token is remembered (never past its `exp`).
     pub cache_ttl: u64,
     /// How many checked tokens are remembered, at most.
     pub cache_size: usize,
-    /// Our key pair, when the provider encrypts introspection answers to us.
+    /// Our key pair, when a provider encrypts introspection answers to us.
     pub resource_key: Option<ResourceKey>,
     /// Where our public key is served (`{"keys": [...]}`).
     pub jwks_path: String,
-    /// JWT access tokens must say `typ: at+jwt` in their header (RFC 9068).
-    pub require_typ: bool,
 }
 
 /// ProConnect's environments and their issuers.
@@ -416,7 +544,15 @@ fn read_policy(r: &mut Reader) -> Policy {
             "must be an object: claim name -> list of accepted values",
         ),
     }
+    let everyone = r.bool("allow_all_users", false);
+    if everyone && !(allowed_emails.is_empty() && domains.is_empty() && claims.is_empty()) {
+        r.err(
+            "allow_all_users",
+            "admits everyone: leave out allowed_emails, allowed_email_domains and allowed_claims",
+        );
+    }
     Policy {
+        everyone,
         emails: allowed_emails,
         domains,
         claims,
@@ -424,7 +560,7 @@ fn read_policy(r: &mut Reader) -> Policy {
 }
 
 /// `routes`: each entry checked on its own, errors named `routes[i].key`.
-fn read_routes(r: &mut Reader) -> Vec<Route> {
+fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
     let mut routes: Vec<Route> = Vec::new();
     let items = match r.obj.get("routes") {
         None | Some(Value::Null) => return routes,
@@ -460,7 +596,7 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
         };
         for key in obj.keys() {
             if !ROUTE_KEYS.contains(&key.as_str()) {
-                sub.err(key, "is not a known route key (methods, path, mode, scopes, allowed_emails, allowed_email_domains, allowed_claims)");
+                sub.err(key, "is not a known route key (methods, path, mode, scopes, allowed_emails, allowed_email_domains, allowed_claims, providers)");
             }
         }
         let methods = sub.string_list("methods").unwrap_or_default();
@@ -512,6 +648,23 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
             .iter()
             .any(|k| !matches!(obj.get(*k), None | Some(Value::Null)));
         let policy = has_rules.then(|| read_policy(&mut sub));
+        // The providers whose sessions and tokens the route admits.
+        let providers = sub.string_list("providers").map(|names| {
+            let mut set = 0u64;
+            for name in &names {
+                match provider_ids.iter().position(|id| id == name) {
+                    Some(i) => set |= 1 << i,
+                    None => sub.err(
+                        "providers",
+                        format!("{name:?} is not the id of a configured provider"),
+                    ),
+                }
+            }
+            if names.is_empty() {
+                sub.err("providers", "names nobody: list provider ids, or leave it out for all");
+            }
+            set
+        });
         if policy.as_ref().is_some_and(Policy::is_empty) {
             sub.err(
                 "allowed_email_domains",
@@ -519,8 +672,8 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
             );
         }
         match protection {
-            Some(Protection::Public) if has_rules || !scopes.is_empty() => {
-                sub.err("mode", "a public route has no access rules or scopes");
+            Some(Protection::Public) if has_rules || !scopes.is_empty() || providers.is_some() => {
+                sub.err("mode", "a public route has no access rules, scopes or providers");
             }
             Some(p) if !p.accepts_bearer() && !scopes.is_empty() => {
                 sub.err(
@@ -559,6 +712,7 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
                 protection,
                 scopes,
                 policy,
+                providers,
             });
         }
     }
@@ -566,7 +720,7 @@ fn read_routes(r: &mut Reader) -> Vec<Route> {
 }
 
 /// The keys that say how bearer tokens are checked.
-fn read_bearer(r: &mut Reader, client_id: &str, proxy_prefix: &str) -> BearerConfig {
+fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
     let audience = r
         .string("bearer_audience")
         .unwrap_or_else(|| client_id.to_string());
@@ -597,6 +751,19 @@ fn read_bearer(r: &mut Reader, client_id: &str, proxy_prefix: &str) -> BearerCon
             false
         }
     };
+    let require_typ = r.bool("bearer_require_typ", true);
+    BearerConfig {
+        audience,
+        audience_claim,
+        scopes,
+        introspection_endpoint,
+        introspection_jwt,
+        require_typ,
+    }
+}
+
+/// The filter's keys about checked bearer tokens and its own key.
+fn read_token_settings(r: &mut Reader, proxy_prefix: &str) -> TokenSettings {
     let cache_ttl = r.seconds("introspection_cache_ttl", 60, 0, 3600);
     let cache_size = r.seconds("introspection_cache_size", 10_000, 0, 1_000_000) as usize;
     let resource_key = match r.obj.get("resource_server_key") {
@@ -616,19 +783,423 @@ fn read_bearer(r: &mut Reader, client_id: &str, proxy_prefix: &str) -> BearerCon
     if !jwks_path.starts_with('/') || jwks_path.contains(['?', '#']) {
         r.err("jwks_path", "must be a path starting with `/`");
     }
-    let require_typ = r.bool("bearer_require_typ", true);
-    BearerConfig {
-        audience,
-        audience_claim,
-        scopes,
-        introspection_endpoint,
-        introspection_jwt,
+    TokenSettings {
         cache_ttl,
         cache_size,
         resource_key,
         jwks_path,
-        require_typ,
     }
+}
+
+/// The keys that describe one provider, read from `r`: the configuration
+/// itself (one provider), or one entry of `providers`.
+fn read_provider(
+    r: &mut Reader,
+    id: Option<String>,
+    label: Option<String>,
+    entry: bool,
+) -> ProviderConfig {
+    let provider = match r.string("provider").as_deref() {
+        None | Some("oidc") => ProviderKind::Oidc,
+        Some("proconnect") => ProviderKind::ProConnect,
+        Some("oauth2") => ProviderKind::OAuth2,
+        Some(other) => {
+            r.err(
+                "provider",
+                format!("must be \"oidc\", \"proconnect\" or \"oauth2\", not {other:?}"),
+            );
+            ProviderKind::Oidc
+        }
+    };
+
+    let environment = r.string("proconnect_environment");
+    let preset_issuer = match environment.as_deref() {
+        None => None,
+        Some(_) if provider != ProviderKind::ProConnect => {
+            r.err(
+                "proconnect_environment",
+                "is only for provider \"proconnect\"",
+            );
+            None
+        }
+        Some(env) => match PROCONNECT_ENVIRONMENTS
+            .iter()
+            .find(|(name, _)| *name == env)
+        {
+            Some((_, issuer)) => Some(issuer.to_string()),
+            None => {
+                let names: Vec<&str> =
+                    PROCONNECT_ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
+                r.err(
+                    "proconnect_environment",
+                    format!("must be one of {}", names.join(", ")),
+                );
+                None
+            }
+        },
+    };
+    let oauth2 = provider == ProviderKind::OAuth2;
+    let endpoints = oauth2.then(|| read_oauth2_endpoints(r));
+    let issuer = match (r.string("issuer"), preset_issuer) {
+        (Some(issuer), _) => issuer,
+        (None, Some(preset)) => preset,
+        // A plain OAuth 2.0 provider has no issuer: it is named by the
+        // origin of its authorization endpoint.
+        (None, None) if oauth2 => endpoints
+            .as_ref()
+            .and_then(|e| e.as_ref())
+            .map(|(e, _)| e.authorization_endpoint.origin().ascii_serialization())
+            .unwrap_or_default(),
+        (None, None) => {
+            if environment.is_none() {
+                let hint = if provider == ProviderKind::ProConnect {
+                    " (or set proconnect_environment)"
+                } else {
+                    ""
+                };
+                r.err("issuer", format!("is required{hint}"));
+            }
+            String::new()
+        }
+    };
+    let mut discovery_url = None;
+    if !issuer.is_empty() && !oauth2 {
+        match parse_url(&issuer) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+                if u.query().is_some() || u.fragment().is_some() {
+                    r.err("issuer", "must not have a query or a fragment");
+                } else {
+                    let text = format!(
+                        "{}/.well-known/openid-configuration",
+                        issuer.trim_end_matches('/')
+                    );
+                    discovery_url = parse_url(&text).ok();
+                }
+            }
+            _ => r.err("issuer", "must be an absolute http(s) URL"),
+        }
+    }
+
+    let idp_cluster = r.required_string("idp_cluster").unwrap_or_default();
+    let client_id = r.required_string("client_id").unwrap_or_default();
+    let client_secret = Secret(r.required_string("client_secret").unwrap_or_default());
+
+    let token_endpoint_auth_method = match r.string("token_endpoint_auth_method").as_deref() {
+        None | Some("client_secret_post") => ClientAuth::ClientSecretPost,
+        Some("client_secret_basic") => {
+            if provider == ProviderKind::ProConnect {
+                r.err(
+                    "token_endpoint_auth_method",
+                    "ProConnect does not accept client_secret_basic; use client_secret_post",
+                );
+            }
+            ClientAuth::ClientSecretBasic
+        }
+        Some(other) => {
+            r.err(
+                "token_endpoint_auth_method",
+                format!("must be client_secret_post or client_secret_basic, not {other:?}"),
+            );
+            ClientAuth::ClientSecretPost
+        }
+    };
+
+    let redirect_uri = match r.required_string("redirect_uri") {
+        Some(text) => match parse_url(&text) {
+            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => {
+                if u.fragment().is_some() || u.query().is_some() {
+                    r.err("redirect_uri", "must not have a query or a fragment");
+                }
+                Some(u)
+            }
+            _ => {
+                r.err("redirect_uri", "must be an absolute http(s) URL");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let default_scopes: &[&str] = match provider {
+        ProviderKind::Oidc => &["openid", "email", "profile"],
+        ProviderKind::OAuth2 => &[],
+        ProviderKind::ProConnect => &[
+            "openid",
+            "email",
+            "given_name",
+            "usual_name",
+            "uid",
+            "siret",
+            "idp_id",
+        ],
+    };
+    let scopes = r
+        .string_list("scopes")
+        .unwrap_or_else(|| default_scopes.iter().map(|s| s.to_string()).collect());
+    if !oauth2 && !scopes.iter().any(|s| s == "openid") {
+        r.err("scopes", "must contain \"openid\"");
+    }
+    if scopes
+        .iter()
+        .any(|s| s.chars().any(|c| c == ' ' || c == '"' || c.is_control()))
+    {
+        r.err(
+            "scopes",
+            "a scope must not contain spaces, quotes or control characters",
+        );
+    }
+
+
+    let fetch_userinfo = r.bool("fetch_userinfo", true);
+
+    let id_token_signing_algs = match r.string_list("id_token_signing_algs") {
+        Some(list) => {
+            for alg in &list {
+                if !SUPPORTED_SIGNING_ALGS.contains(&alg.as_str()) {
+                    r.err(
+                        "id_token_signing_algs",
+                        format!(
+                            "{alg:?} is not accepted; choose among {}",
+                            SUPPORTED_SIGNING_ALGS.join(", ")
+                        ),
+                    );
+                }
+            }
+            if list.is_empty() {
+                r.err("id_token_signing_algs", "must not be empty");
+            }
+            list
+        }
+        None => SUPPORTED_SIGNING_ALGS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+
+    let acr_values = r.string_list("acr_values").unwrap_or_default();
+    if provider == ProviderKind::ProConnect {
+        for acr in &acr_values {
+            if !PROCONNECT_ACR_VALUES.contains(&acr.as_str()) {
+                r.err(
+                    "acr_values",
+                    format!(
+                        "{acr:?} is not a ProConnect ACR value ({})",
+                        PROCONNECT_ACR_VALUES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if acr_values.iter().any(|a| a.contains(' ')) {
+        r.err("acr_values", "an ACR value must not contain spaces");
+    }
+    let (claims_request, essential_acr) = match r.obj.get("claims") {
+        None | Some(Value::Null) => (None, None),
+        Some(v @ Value::Object(_)) => match essential_acr(v) {
+            Ok(acr) => (Some(v.to_string()), acr),
+            Err(message) => {
+                r.err("claims", message);
+                (None, None)
+            }
+        },
+        Some(_) => {
+            r.err("claims", "must be an object (the OpenID Connect claims request), e.g. {\"id_token\": {\"amr\": {\"essential\": true}}}");
+            (None, None)
+        }
+    };
+    if oauth2 {
+        for key in OIDC_ONLY_KEYS {
+            if !matches!(r.obj.get(*key), None | Some(Value::Null)) {
+                r.err(key, "is for OpenID Connect providers: a plain OAuth 2.0 provider has no ID token");
+            }
+        }
+    } else {
+        for key in OAUTH2_ONLY_KEYS {
+            if !matches!(r.obj.get(*key), None | Some(Value::Null)) {
+                r.err(key, "is only for provider \"oauth2\" (OpenID providers are discovered)");
+            }
+        }
+    }
+    let bearer = read_bearer(r, &client_id);
+    let has_rules = [
+        "allowed_emails",
+        "allowed_email_domains",
+        "allowed_claims",
+        "allow_all_users",
+    ]
+    .iter()
+    .any(|k| !matches!(r.obj.get(*k), None | Some(Value::Null)));
+    let policy = (has_rules && entry).then(|| read_policy(r));
+    if policy.as_ref().is_some_and(Policy::is_empty) {
+        r.err(
+            "allowed_email_domains",
+            "the provider's access rules admit nobody: name emails, domains or claims",
+        );
+    }
+    let id = id.unwrap_or_else(|| provider.name().to_string());
+    let label = label.unwrap_or_else(|| match provider {
+        ProviderKind::ProConnect => "ProConnect".to_string(),
+        _ => url::Url::parse(&issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| id.clone()),
+    });
+    let (oauth2, claims_map) = match endpoints.flatten() {
+        Some((e, map)) => (Some(e), map),
+        None => (None, Vec::new()),
+    };
+    ProviderConfig {
+        id,
+        label,
+        kind: provider,
+        issuer,
+        discovery_url,
+        idp_cluster,
+        client_id,
+        client_secret,
+        token_endpoint_auth_method,
+        redirect_uri: redirect_uri.unwrap_or_else(|| Url::parse("http://invalid/").expect("a URL")),
+        scopes,
+        fetch_userinfo,
+        id_token_signing_algs,
+        acr_values,
+        claims_request,
+        essential_acr,
+        bearer,
+        policy,
+        oauth2,
+        claims_map,
+    }
+}
+
+/// The providers: the entries of `providers`, or the one the top level
+/// describes. Ids, callback paths and issuers must differ.
+fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
+    let items = match r.obj.get("providers") {
+        None | Some(Value::Null) => return vec![read_provider(r, None, None, false)],
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(_) => {
+            r.err(
+                "providers",
+                "must be a non-empty list of providers ({\"id\": \"kc\", \"issuer\": ...}, ...)",
+            );
+            return Vec::new();
+        }
+    };
+    for key in PROVIDER_KEYS {
+        if !matches!(r.obj.get(*key), None | Some(Value::Null)) {
+            r.err(key, "belongs in each entry of `providers` when that list is set");
+        }
+    }
+    if items.len() > MAX_PROVIDERS {
+        r.err(
+            "providers",
+            format!("has {} entries; at most {MAX_PROVIDERS} are allowed", items.len()),
+        );
+    }
+    let mut providers: Vec<ProviderConfig> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(obj) = item.as_object() else {
+            r.err(&format!("providers[{i}]"), "must be an object with `id` and the provider's keys");
+            continue;
+        };
+        let mut sub = Reader {
+            obj,
+            errors: Vec::new(),
+        };
+        for key in obj.keys() {
+            if !PROVIDER_KEYS.contains(&key.as_str()) && !ENTRY_KEYS.contains(&key.as_str()) {
+                sub.err(key, "is not a key of a provider (check its spelling)");
+            }
+        }
+        let id = sub.required_string("id").unwrap_or_default();
+        if !id.is_empty()
+            && (id.len() > 32
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            sub.err("id", "must be at most 32 letters, digits, `-` or `_`");
+        }
+        let label = sub.string("label");
+        let provider = read_provider(&mut sub, Some(id), label, true);
+        let clash = |what: &str, j: usize| format!("is the {what} of providers[{j}] too");
+        if let Some(j) = providers.iter().position(|p| p.id == provider.id) {
+            sub.err("id", clash("id", j));
+        }
+        if let Some(j) = providers
+            .iter()
+            .position(|p| p.callback_path() == provider.callback_path())
+        {
+            sub.err("redirect_uri", format!("{}: each provider needs its own callback path (e.g. /oauth2/callback/<id>)", clash("callback path", j)));
+        }
+        if let Some(j) = providers.iter().position(|p| p.issuer == provider.issuer) {
+            sub.err("issuer", clash("issuer", j));
+        }
+        for e in std::mem::take(&mut sub.errors) {
+            r.err(&format!("providers[{i}].{}", e.key), e.message);
+        }
+        providers.push(provider);
+    }
+    providers
+}
+
+/// What a plain OAuth 2.0 provider is configured with, in place of a
+/// discovery document.
+#[derive(Debug, Clone)]
+pub struct OAuth2Endpoints {
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub userinfo_endpoint: Url,
+}
+
+/// `authorization_endpoint`, `token_endpoint`, `userinfo_endpoint` and
+/// `claims_map` of a plain OAuth 2.0 provider; `None` when one is missing
+/// or wrong (each problem is reported).
+fn read_oauth2_endpoints(r: &mut Reader) -> Option<(OAuth2Endpoints, Vec<(String, String)>)> {
+    let url = |r: &mut Reader, key: &str| {
+        let text = r.required_string(key)?;
+        match parse_url(&text) {
+            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Some(u),
+            _ => {
+                r.err(key, "must be an absolute http(s) URL");
+                None
+            }
+        }
+    };
+    let authorization_endpoint = url(r, "authorization_endpoint");
+    let token_endpoint = url(r, "token_endpoint");
+    let userinfo_endpoint = url(r, "userinfo_endpoint");
+    let mut claims_map = Vec::new();
+    match r.obj.get("claims_map") {
+        Some(Value::Object(map)) => {
+            for (claim, pointer) in map {
+                match pointer.as_str() {
+                    Some(p) if p.starts_with('/') => claims_map.push((claim.clone(), p.to_string())),
+                    _ => r.err(
+                        "claims_map",
+                        format!("{claim:?} must map to a JSON pointer such as \"/user/id\""),
+                    ),
+                }
+            }
+            if !map.contains_key("sub") {
+                r.err("claims_map", "must map \"sub\": the stable identifier of the person (e.g. \"/user/id\")");
+            }
+        }
+        None | Some(Value::Null) => r.err(
+            "claims_map",
+            "is required: claim name -> JSON pointer into the userinfo answer, with \"sub\" (e.g. {\"sub\": \"/user/id\"})",
+        ),
+        Some(_) => r.err("claims_map", "must be an object: claim name -> JSON pointer"),
+    }
+    Some((
+        OAuth2Endpoints {
+            authorization_endpoint: authorization_endpoint?,
+            token_endpoint: token_endpoint?,
+            userinfo_endpoint: userinfo_endpoint?,
+        },
+        claims_map,
+    ))
 }
 
 impl Config {
@@ -659,145 +1230,7 @@ impl Config {
                 r.err(key, "is not a known key (check its spelling)");
             }
         }
-
-        let provider = match r.string("provider").as_deref() {
-            None | Some("oidc") => ProviderKind::Oidc,
-            Some("proconnect") => ProviderKind::ProConnect,
-            Some(other) => {
-                r.err(
-                    "provider",
-                    format!("must be \"oidc\" or \"proconnect\", not {other:?}"),
-                );
-                ProviderKind::Oidc
-            }
-        };
-
-        let environment = r.string("proconnect_environment");
-        let preset_issuer = match environment.as_deref() {
-            None => None,
-            Some(_) if provider != ProviderKind::ProConnect => {
-                r.err(
-                    "proconnect_environment",
-                    "is only for provider \"proconnect\"",
-                );
-                None
-            }
-            Some(env) => match PROCONNECT_ENVIRONMENTS
-                .iter()
-                .find(|(name, _)| *name == env)
-            {
-                Some((_, issuer)) => Some(issuer.to_string()),
-                None => {
-                    let names: Vec<&str> =
-                        PROCONNECT_ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
-                    r.err(
-                        "proconnect_environment",
-                        format!("must be one of {}", names.join(", ")),
-                    );
-                    None
-                }
-            },
-        };
-        let issuer = match (r.string("issuer"), preset_issuer) {
-            (Some(issuer), _) => issuer,
-            (None, Some(preset)) => preset,
-            (None, None) => {
-                if environment.is_none() {
-                    let hint = if provider == ProviderKind::ProConnect {
-                        " (or set proconnect_environment)"
-                    } else {
-                        ""
-                    };
-                    r.err("issuer", format!("is required{hint}"));
-                }
-                String::new()
-            }
-        };
-        let mut discovery_url = None;
-        if !issuer.is_empty() {
-            match parse_url(&issuer) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
-                    if u.query().is_some() || u.fragment().is_some() {
-                        r.err("issuer", "must not have a query or a fragment");
-                    } else {
-                        let text = format!(
-                            "{}/.well-known/openid-configuration",
-                            issuer.trim_end_matches('/')
-                        );
-                        discovery_url = parse_url(&text).ok();
-                    }
-                }
-                _ => r.err("issuer", "must be an absolute http(s) URL"),
-            }
-        }
-
-        let idp_cluster = r.required_string("idp_cluster").unwrap_or_default();
-        let client_id = r.required_string("client_id").unwrap_or_default();
-        let client_secret = Secret(r.required_string("client_secret").unwrap_or_default());
-
-        let token_endpoint_auth_method = match r.string("token_endpoint_auth_method").as_deref() {
-            None | Some("client_secret_post") => ClientAuth::ClientSecretPost,
-            Some("client_secret_basic") => {
-                if provider == ProviderKind::ProConnect {
-                    r.err(
-                        "token_endpoint_auth_method",
-                        "ProConnect does not accept client_secret_basic; use client_secret_post",
-                    );
-                }
-                ClientAuth::ClientSecretBasic
-            }
-            Some(other) => {
-                r.err(
-                    "token_endpoint_auth_method",
-                    format!("must be client_secret_post or client_secret_basic, not {other:?}"),
-                );
-                ClientAuth::ClientSecretPost
-            }
-        };
-
-        let redirect_uri = match r.required_string("redirect_uri") {
-            Some(text) => match parse_url(&text) {
-                Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => {
-                    if u.fragment().is_some() || u.query().is_some() {
-                        r.err("redirect_uri", "must not have a query or a fragment");
-                    }
-                    Some(u)
-                }
-                _ => {
-                    r.err("redirect_uri", "must be an absolute http(s) URL");
-                    None
-                }
-            },
-            None => None,
-        };
-
-        let default_scopes: &[&str] = match provider {
-            ProviderKind::Oidc => &["openid", "email", "profile"],
-            ProviderKind::ProConnect => &[
-                "openid",
-                "email",
-                "given_name",
-                "usual_name",
-                "uid",
-                "siret",
-                "idp_id",
-            ],
-        };
-        let scopes = r
-            .string_list("scopes")
-            .unwrap_or_else(|| default_scopes.iter().map(|s| s.to_string()).collect());
-        if !scopes.iter().any(|s| s == "openid") {
-            r.err("scopes", "must contain \"openid\"");
-        }
-        if scopes
-            .iter()
-            .any(|s| s.chars().any(|c| c == ' ' || c == '"' || c.is_control()))
-        {
-            r.err(
-                "scopes",
-                "a scope must not contain spaces, quotes or control characters",
-            );
-        }
+        let providers = read_providers(&mut r);
 
         let cookie_secret = match r.required_string("cookie_secret") {
             Some(text) => match decode_secret(&text) {
@@ -893,10 +1326,10 @@ impl Config {
         }
 
         let policy = read_policy(&mut r);
-        if policy.is_empty() {
+        if policy.is_empty() && providers.iter().any(|p| p.policy.is_none()) {
             r.err(
                 "allowed_email_domains",
-                "no access rule is set: set allowed_email_domains, allowed_emails or allowed_claims (use allowed_email_domains: [\"*\"] to admit every authenticated user)",
+                "no access rule is set: set allowed_email_domains, allowed_emails or allowed_claims (use allowed_email_domains: [\"*\"] to admit every authenticated user with a verified email, allow_all_users: true for a provider that knows no email)",
             );
         }
 
@@ -959,31 +1392,7 @@ impl Config {
         let pass_id_token = r.bool("pass_id_token", false);
         let auth_endpoint_tokens = r.bool("auth_endpoint_tokens", false);
         let set_authorization_header = r.bool("set_authorization_header", false);
-        let fetch_userinfo = r.bool("fetch_userinfo", true);
-
-        let id_token_signing_algs = match r.string_list("id_token_signing_algs") {
-            Some(list) => {
-                for alg in &list {
-                    if !SUPPORTED_SIGNING_ALGS.contains(&alg.as_str()) {
-                        r.err(
-                            "id_token_signing_algs",
-                            format!(
-                                "{alg:?} is not accepted; choose among {}",
-                                SUPPORTED_SIGNING_ALGS.join(", ")
-                            ),
-                        );
-                    }
-                }
-                if list.is_empty() {
-                    r.err("id_token_signing_algs", "must not be empty");
-                }
-                list
-            }
-            None => SUPPORTED_SIGNING_ALGS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        };
+        let qualified_user = r.bool("qualified_user", false);
 
         let clock_skew = r.seconds("clock_skew", 60, 0, 600);
         let provider_timeout_ms = r.seconds("provider_timeout_ms", 5000, 100, 60_000);
@@ -992,41 +1401,11 @@ impl Config {
         let provider_retry_max = r.seconds("provider_retry_max", 30, 1, 3600);
         let jwks_refetch_min_interval = r.seconds("jwks_refetch_min_interval", 30, 0, 3600);
 
-        let acr_values = r.string_list("acr_values").unwrap_or_default();
-        if provider == ProviderKind::ProConnect {
-            for acr in &acr_values {
-                if !PROCONNECT_ACR_VALUES.contains(&acr.as_str()) {
-                    r.err(
-                        "acr_values",
-                        format!(
-                            "{acr:?} is not a ProConnect ACR value ({})",
-                            PROCONNECT_ACR_VALUES.join(", ")
-                        ),
-                    );
-                }
-            }
-        }
-        if acr_values.iter().any(|a| a.contains(' ')) {
-            r.err("acr_values", "an ACR value must not contain spaces");
-        }
-        let (claims_request, essential_acr) = match obj.get("claims") {
-            None | Some(Value::Null) => (None, None),
-            Some(v @ Value::Object(_)) => match essential_acr(v) {
-                Ok(acr) => (Some(v.to_string()), acr),
-                Err(message) => {
-                    r.err("claims", message);
-                    (None, None)
-                }
-            },
-            Some(_) => {
-                r.err("claims", "must be an object (the OpenID Connect claims request), e.g. {\"id_token\": {\"amr\": {\"essential\": true}}}");
-                (None, None)
-            }
-        };
         let provider_logout = r.bool("provider_logout", true);
         let skip_provider_button = r.bool("skip_provider_button", true);
-        let routes = read_routes(&mut r);
-        let bearer = read_bearer(&mut r, &client_id, &proxy_prefix);
+        let ids: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
+        let routes = read_routes(&mut r, &ids);
+        let tokens = read_token_settings(&mut r, &proxy_prefix);
         let post_logout_redirect_uri = match r.string("post_logout_redirect_uri") {
             Some(text) => match parse_url(&text) {
                 Ok(u)
@@ -1045,12 +1424,12 @@ impl Config {
                     None
                 }
             },
-            None => redirect_uri
-                .as_ref()
-                .and_then(|u| u.join(&format!("{proxy_prefix}/signed_out")).ok()),
+            None => providers
+                .first()
+                .and_then(|p| p.redirect_uri.join(&format!("{proxy_prefix}/signed_out")).ok()),
         };
-        if let (Some(logout), Some(callback)) = (&post_logout_redirect_uri, &redirect_uri) {
-            if logout.path() == callback.path() || logout.path() == "/" {
+        if let Some(logout) = &post_logout_redirect_uri {
+            if logout.path() == "/" || providers.iter().any(|p| p.callback_path() == logout.path()) {
                 r.err(
                     "post_logout_redirect_uri",
                     "needs a path of its own (e.g. /oauth2/signed_out): Sésame answers on it, so it can be neither / nor the callback's path",
@@ -1092,6 +1471,12 @@ impl Config {
         .collect();
         kept_claims.extend(claim_headers.iter().map(|(_, c)| c.clone()));
         kept_claims.extend(policy.claims.iter().map(|(c, _)| c.clone()));
+        for p in &providers {
+            kept_claims.extend(p.claims_map.iter().map(|(c, _)| c.clone()));
+            if let Some(policy) = &p.policy {
+                kept_claims.extend(policy.claims.iter().map(|(c, _)| c.clone()));
+            }
+        }
         // A route's own rules are checked on the session's claims too.
         for route in &routes {
             if let Some(p) = &route.policy {
@@ -1103,7 +1488,7 @@ impl Config {
             .iter()
             .map(|(h, _)| *h)
             .chain(claim_headers.iter().map(|(h, _)| h.as_str()))
-            .chain([ID_TOKEN_HEADER, ACCESS_TOKEN_HEADER])
+            .chain([ID_TOKEN_HEADER, ACCESS_TOKEN_HEADER, PROVIDER_HEADER])
             .chain(set_authorization_header.then_some("authorization"))
             .map(|h| h.to_ascii_lowercase().replace('_', "-"))
             .collect();
@@ -1114,15 +1499,7 @@ impl Config {
             return Err(r.errors);
         }
         Ok(Config {
-            provider,
-            issuer,
-            discovery_url: discovery_url.expect("checked above"),
-            idp_cluster,
-            client_id,
-            client_secret,
-            token_endpoint_auth_method,
-            redirect_uri: redirect_uri.expect("checked above"),
-            scopes,
+            providers,
             cookie_secret,
             cookie_secure,
             cookie_name,
@@ -1140,30 +1517,31 @@ impl Config {
             pass_id_token,
             auth_endpoint_tokens,
             set_authorization_header,
-            fetch_userinfo,
-            id_token_signing_algs,
+            qualified_user,
             clock_skew,
             provider_timeout_ms,
             provider_refresh_interval,
             provider_retry_max,
             jwks_refetch_min_interval,
-            acr_values,
-            claims_request,
-            essential_acr,
             post_logout_redirect_uri: post_logout_redirect_uri.expect("checked above"),
             provider_logout,
             allowed_redirect_domains,
             skip_provider_button,
             routes,
-            bearer,
+            tokens,
             kept_claims,
             owned_headers,
         })
     }
 
-    /// The path of the callback endpoint, taken from `redirect_uri`.
-    pub fn callback_path(&self) -> &str {
-        self.redirect_uri.path()
+    /// The provider whose callback path is `path`.
+    pub fn provider_by_callback(&self, path: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.callback_path() == path)
+    }
+
+    /// The provider named `id`.
+    pub fn provider_by_id(&self, id: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.id == id)
     }
 
     /// Every header name Sésame may set upstream, lower-cased, with `-`: incoming
@@ -1261,14 +1639,14 @@ pub(crate) mod tests {
         let c = Config::parse(minimal().to_string().as_bytes()).unwrap();
         assert_eq!(c.proxy_prefix, "/oauth2");
         assert_eq!(c.session_lifetime, 43200);
-        assert_eq!(c.callback_path(), "/oauth2/callback");
-        assert_eq!(c.token_endpoint_auth_method, ClientAuth::ClientSecretPost);
+        assert_eq!(c.providers[0].callback_path(), "/oauth2/callback");
+        assert_eq!(c.providers[0].token_endpoint_auth_method, ClientAuth::ClientSecretPost);
         assert_eq!(
-            c.discovery_url.as_str(),
+            c.providers[0].discovery_url.as_ref().unwrap().as_str(),
             "http://127.0.0.1:9000/.well-known/openid-configuration"
         );
         assert!(!c
-            .id_token_signing_algs
+            .providers[0].id_token_signing_algs
             .iter()
             .any(|a| a.starts_with("HS") || a == "none"));
         let mut v = minimal();
@@ -1414,7 +1792,7 @@ pub(crate) mod tests {
         v["token_endpoint_auth_method"] = json!("client_secret_basic");
         assert_eq!(errors_for(v)[0].key, "token_endpoint_auth_method");
         let c = config_with(json!({"provider": "proconnect"}));
-        assert!(c.scopes.contains(&"siret".to_string()));
+        assert!(c.providers[0].scopes.contains(&"siret".to_string()));
     }
 
     #[test]
@@ -1424,14 +1802,14 @@ pub(crate) mod tests {
         v["provider"] = json!("proconnect");
         v["proconnect_environment"] = json!("production");
         let c = Config::parse(v.to_string().as_bytes()).unwrap();
-        assert_eq!(c.issuer, "https://auth.agentconnect.gouv.fr/api/v2");
+        assert_eq!(c.providers[0].issuer, "https://auth.agentconnect.gouv.fr/api/v2");
         assert_eq!(
-            c.discovery_url.as_str(),
+            c.providers[0].discovery_url.as_ref().unwrap().as_str(),
             "https://auth.agentconnect.gouv.fr/api/v2/.well-known/openid-configuration"
         );
         v["issuer"] = json!("https://fca.integ01.dev-agentconnect.fr/api/v2");
         assert_eq!(
-            Config::parse(v.to_string().as_bytes()).unwrap().issuer,
+            Config::parse(v.to_string().as_bytes()).unwrap().providers[0].issuer,
             "https://fca.integ01.dev-agentconnect.fr/api/v2"
         );
         v["proconnect_environment"] = json!("staging");
@@ -1479,13 +1857,13 @@ pub(crate) mod tests {
         let c = config_with(
             json!({"claims": {"id_token": {"acr": {"essential": true, "value": "eidas2"}}}}),
         );
-        assert_eq!(c.essential_acr, Some(vec!["eidas2".to_string()]));
+        assert_eq!(c.providers[0].essential_acr, Some(vec!["eidas2".to_string()]));
         let c = config_with(
             json!({"claims": {"id_token": {"acr": {"essential": false, "values": ["eidas2"]}}}}),
         );
-        assert_eq!(c.essential_acr, None);
+        assert_eq!(c.providers[0].essential_acr, None);
         let c = config_with(json!({"claims": {"userinfo": {"acr": {"essential": true}}}}));
-        assert_eq!(c.essential_acr, None);
+        assert_eq!(c.providers[0].essential_acr, None);
         for bad in [
             json!({"id_token": {"acr": "eidas2"}}),
             json!({"id_token": {"acr": {"essential": "yes"}}}),
@@ -1514,8 +1892,8 @@ pub(crate) mod tests {
             "a route's claim must stay in the session"
         );
         assert!(c.routes[2].policy.is_some() && c.routes[0].policy.is_none());
-        assert_eq!(c.bearer.audience, "sesame");
-        assert_eq!(c.bearer.audience_claim, "aud");
+        assert_eq!(c.providers[0].bearer.audience, "sesame");
+        assert_eq!(c.providers[0].bearer.audience_claim, "aud");
         let mut v = minimal();
         v["routes"] = json!([
             {"path": "^/a/", "mode": "bearer"},

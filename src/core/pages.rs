@@ -100,7 +100,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:Marianne,system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#161616;line-height:1.5}h1{font-size:1.5rem}a.button,button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#000091;color:#fff;text-decoration:none;border:0;border-radius:4px;font:inherit;cursor:pointer}a.button:focus,button:focus{outline:3px solid #0a76f6;outline-offset:2px}a.button:hover,button:hover{background:#1212ff}code{background:#f0f0f0;padding:0 .2rem;overflow-wrap:anywhere}.proconnect-button{display:flex;align-items:center;gap:.75rem;padding:.75rem 1.5rem;background:#000091;color:#fff;border-radius:0}.proconnect-button span{display:block;text-align:left}.proconnect-button .login{font-weight:400}.proconnect-button .brand{font-weight:700;font-size:1.1rem}p.help a{color:#000091}";
+const STYLE: &str = "body{font-family:Marianne,system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#161616;line-height:1.5}h1{font-size:1.5rem}a.button,button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#000091;color:#fff;text-decoration:none;border:0;border-radius:4px;font:inherit;cursor:pointer}a.button:focus,button:focus{outline:3px solid #0a76f6;outline-offset:2px}a.button:hover,button:hover{background:#1212ff}code{background:#f0f0f0;padding:0 .2rem;overflow-wrap:anywhere}.proconnect-button{display:flex;align-items:center;gap:.75rem;padding:.75rem 1.5rem;background:#000091;color:#fff;border-radius:0}.proconnect-button span{display:block;text-align:left}.proconnect-button .login{font-weight:400}.proconnect-button .brand{font-weight:700;font-size:1.1rem}p.help a{color:#000091}ul.providers{list-style:none;padding:0}.button.disabled{background:#929292;cursor:not-allowed}.unavailable{color:#666}";
 
 /// Text of a page.
 pub struct PageText {
@@ -158,7 +158,72 @@ pub fn page(
 /// follows ProConnect's design and wording.
 pub fn sign_in(lang: Lang, start: &str, proconnect: bool) -> Response {
     let title = SIGN_IN.title.get(lang);
-    let button = if proconnect {
+    let button = sign_in_button(lang, start, proconnect);
+    let main = format!("<h1>{title}</h1><p>{}</p>{button}", SIGN_IN.body.get(lang));
+    document(200, lang, title, &main)
+}
+
+/// One provider on the sign-in page of a filter with several.
+pub struct Choice<'a> {
+    pub label: &'a str,
+    pub href: String,
+    pub proconnect: bool,
+    /// False while the provider cannot be reached: no link, a note instead.
+    pub available: bool,
+}
+
+/// The sign-in page of a filter with several providers: a button for each
+/// (ProConnect's own for a ProConnect provider); one that cannot be
+/// reached is shown without a link, marked unavailable.
+pub fn chooser(lang: Lang, choices: &[Choice]) -> Response {
+    let title = SIGN_IN.title.get(lang);
+    let mut main = format!(
+        "<h1>{title}</h1><p>{}</p><ul class=\"providers\">",
+        CHOOSE.get(lang)
+    );
+    for c in choices {
+        main.push_str("<li>");
+        if !c.available {
+            main.push_str(&format!(
+                "<p><span class=\"button disabled\" aria-disabled=\"true\">{}</span> <span class=\"unavailable\">{}</span></p>",
+                escape(c.label),
+                PROVIDER_UNAVAILABLE.get(lang)
+            ));
+        } else if c.proconnect {
+            main.push_str(&sign_in_button(lang, &c.href, true));
+        } else {
+            main.push_str(&format!(
+                "<p><a class=\"button\" href=\"{}\">{} {}</a></p>",
+                escape(&c.href),
+                SIGN_IN_WITH.get(lang),
+                escape(c.label)
+            ));
+        }
+        main.push_str("</li>");
+    }
+    main.push_str("</ul>");
+    document(200, lang, title, &main)
+}
+
+pub const CHOOSE: Text = Text {
+    fr: "Choisissez comment vous identifier pour accéder à ce service.",
+    en: "Choose how to sign in to use this service.",
+};
+
+pub const SIGN_IN_WITH: Text = Text {
+    fr: "Se connecter avec",
+    en: "Sign in with",
+};
+
+pub const PROVIDER_UNAVAILABLE: Text = Text {
+    fr: "(indisponible pour le moment)",
+    en: "(unavailable at the moment)",
+};
+
+/// The button that starts a sign-in at `start`: ProConnect's, following its
+/// design and wording, or a plain one.
+fn sign_in_button(lang: Lang, start: &str, proconnect: bool) -> String {
+    if proconnect {
         let (login, help) = match lang {
             Lang::Fr => ("S’identifier avec", "Qu’est-ce que ProConnect ?"),
             Lang::En => ("Sign in with", "What is ProConnect?"),
@@ -178,9 +243,7 @@ pub fn sign_in(lang: Lang, start: &str, proconnect: bool) -> Response {
             escape(start),
             SIGN_IN_BUTTON.get(lang)
         )
-    };
-    let main = format!("<h1>{title}</h1><p>{}</p>{button}", SIGN_IN.body.get(lang));
-    document(200, lang, title, &main)
+    }
 }
 
 /// A simple mark for the ProConnect button (drawn here, no external asset).

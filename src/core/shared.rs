@@ -66,10 +66,14 @@ pub const REFRESH_RETRY: u64 = 30;
 /// not a provider, client or cookie never see each other's state.
 pub fn namespace(config: &Config) -> String {
     let mut h = Sha256::new();
-    for part in [&config.issuer, &config.client_id, &config.cookie_name] {
-        h.update(part.as_bytes());
-        h.update([0]);
+    for p in &config.providers {
+        for part in [&p.issuer, &p.client_id] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
     }
+    h.update(config.cookie_name.as_bytes());
+    h.update([0]);
     let digest = h.finalize();
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("sesame.{hex}")
@@ -234,14 +238,15 @@ pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: Refresh
     }
 }
 
-/// The key of the provider state every worker reads.
-pub fn provider_key(ns: &str) -> String {
-    format!("{ns}.provider")
+/// The key of provider `index`'s state, which every worker reads.
+pub fn provider_key(ns: &str, index: usize) -> String {
+    format!("{ns}.provider.{index}")
 }
 
-/// The key of the lease that lets one worker fetch the provider's documents.
-pub fn provider_lease_key(ns: &str) -> String {
-    format!("{ns}.provider.lease")
+/// The key of the lease that lets one worker fetch provider `index`'s
+/// documents.
+pub fn provider_lease_key(ns: &str, index: usize) -> String {
+    format!("{ns}.provider.{index}.lease")
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -411,7 +416,7 @@ mod tests {
     #[test]
     fn one_lease_holder_at_a_time_and_lapsed_leases_are_taken_over() {
         let s = MemoryStore::default();
-        let key = provider_lease_key(NS);
+        let key = provider_lease_key(NS, 0);
         assert!(take_lease(&s, &key, "vm-a", 100, 10));
         assert!(!take_lease(&s, &key, "vm-b", 101, 10));
         assert!(

@@ -87,6 +87,9 @@ impl DomainRule {
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
+    /// `allow_all_users`: everyone the provider signs in (a provider that
+    /// knows no email, such as OpenStreetMap).
+    pub everyone: bool,
     pub emails: BTreeSet<String>,
     pub domains: Vec<DomainRule>,
     pub claims: Vec<(String, Vec<String>)>,
@@ -99,6 +102,8 @@ pub enum Denial {
     EmailNotVerified,
     EmailNotAllowed,
     ClaimNotAllowed(String),
+    /// The route admits people signed in with other providers only.
+    ProviderNotAllowed,
 }
 
 impl Denial {
@@ -110,6 +115,9 @@ impl Denial {
                 "the email address is not in the allowed emails or domains".into()
             }
             Denial::ClaimNotAllowed(c) => format!("claim `{c}` has no accepted value"),
+            Denial::ProviderNotAllowed => {
+                "the route does not admit people signed in with this provider".into()
+            }
         }
     }
 }
@@ -143,7 +151,10 @@ pub fn merge_userinfo(claims: &mut Map<String, Value>, userinfo: Map<String, Val
 
 impl Policy {
     pub fn is_empty(&self) -> bool {
-        self.emails.is_empty() && self.domains.is_empty() && self.claims.is_empty()
+        !self.everyone
+            && self.emails.is_empty()
+            && self.domains.is_empty()
+            && self.claims.is_empty()
     }
 
     /// Checks the identity claims against the rules.
@@ -202,6 +213,7 @@ mod tests {
 
     fn policy(emails: &[&str], domains: &[&str], claims: &[(&str, &[&str])]) -> Policy {
         Policy {
+            everyone: false,
             emails: emails.iter().map(|s| s.to_string()).collect(),
             domains: domains
                 .iter()

@@ -143,6 +143,16 @@ pub struct Route {
     pub scopes: Vec<String>,
     /// The route's own access rules; `None`: the filter's.
     pub policy: Option<Policy>,
+    /// The providers whose people it admits (bit `i`: provider `i`);
+    /// `None`: all of them.
+    pub providers: Option<u64>,
+}
+
+impl Route {
+    /// Whether people signed in with provider `index` may use the route.
+    pub fn admits_provider(&self, index: usize) -> bool {
+        self.providers.is_none_or(|set| set & (1 << index) != 0)
+    }
 }
 
 impl Route {
@@ -318,6 +328,7 @@ mod tests {
     #[test]
     fn methods_and_path() {
         let r = Route {
+            providers: None,
             methods: vec!["GET".into()],
             path: PathPattern::new("^/api/").unwrap(),
             protection: Protection::Bearer,

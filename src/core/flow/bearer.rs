@@ -18,6 +18,7 @@ use crate::core::flow::state::{BearerPending, Pending};
 use crate::core::flow::tokens::{Checked, Memo, NEGATIVE_TTL};
 use crate::core::flow::{Action, Filter, Outcome, Step};
 use crate::core::http::{ProviderResponse, Response};
+use crate::core::config::ProviderKind;
 use crate::core::oidc::provider::ProviderState;
 use crate::core::oidc::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
 use crate::core::session::Session;
@@ -107,7 +108,7 @@ impl Filter {
         upstream: Upstream,
         authorization: Option<&str>,
         routes: RouteSet,
-        provider: &ProviderState,
+        providers: &[ProviderState],
         clock: &dyn Clock,
     ) -> Step {
         let Some(authorization) = authorization else {
@@ -139,6 +140,7 @@ impl Filter {
                     token,
                     claims,
                     routes,
+                    checked.provider,
                     &checked.memo,
                 ),
                 None => self.refuse(Refusal::invalid(
@@ -149,44 +151,65 @@ impl Filter {
         }
         drop(tokens);
         let now = clock.now();
+        // The OpenID providers the routes admit: a plain OAuth 2.0 provider
+        // issues no token Sésame can check.
+        let admitted = self.admitted_providers(routes);
+        let candidates = self
+            .config
+            .providers
+            .iter()
+            .enumerate()
+            .filter(move |(i, p)| admitted & (1 << i) != 0 && p.kind != ProviderKind::OAuth2);
         if token.split('.').count() == 3 {
+            // The token's `iss` picks the provider whose keys verify it:
+            // never every provider's keys in turn.
+            let iss = token::claimed_issuer(token).unwrap_or_default();
+            let Some((i, _)) = candidates.clone().find(|(_, p)| p.issuer == iss) else {
+                return self.refuse(Refusal::invalid(
+                    "wrong_issuer",
+                    "the token is not from a provider this route accepts",
+                ));
+            };
             return self.jwt_access_token(
                 upstream,
                 authorization,
                 token,
                 key,
                 routes,
-                provider,
+                (i, &providers[i]),
                 now,
             );
         }
-        let endpoint = self
-            .config
-            .bearer
-            .introspection_endpoint
-            .as_ref()
-            .or_else(|| {
-                provider
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.introspection_endpoint.as_ref())
-            });
-        let Some(endpoint) = endpoint else {
+        // An opaque token: introspected by the first of them that can.
+        let introspection = candidates.clone().find_map(|(i, p)| {
+            p.bearer
+                .introspection_endpoint
+                .as_ref()
+                .or_else(|| {
+                    providers[i]
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.introspection_endpoint.as_ref())
+                })
+                .map(|e| (i, e))
+        });
+        let Some((index, endpoint)) = introspection else {
             return self.refuse(Refusal::invalid(
                 "opaque_token",
                 "opaque tokens cannot be checked: the provider has no introspection endpoint",
             ));
         };
-        if !provider.ready() {
+        if !providers[index].ready() {
             return self.bearer_unavailable();
         }
-        let accept = if self.config.bearer.introspection_jwt {
+        let accept = if self.provider(index).bearer.introspection_jwt {
             "application/token-introspection+jwt"
         } else {
             "application/json"
         };
         let call = self
             .token_call(
+                index,
                 endpoint,
                 vec![("token", token), ("token_type_hint", "access_token")],
             )
@@ -196,6 +219,7 @@ impl Filter {
             authorization: authorization.to_string(),
             token: token.to_string(),
             routes,
+            provider: index,
         };
         Step {
             action: Action::Call(call, Box::new(Pending::Bearer(pending))),
@@ -211,34 +235,37 @@ impl Filter {
         token: &str,
         key: [u8; 32],
         routes: RouteSet,
-        provider: &ProviderState,
+        (index, provider): (usize, &ProviderState),
         now: u64,
     ) -> Step {
         let Some(keys) = provider.keys.as_ref() else {
             return self.bearer_unavailable();
         };
-        let bearer = &self.config.bearer;
+        let bearer = &self.provider(index).bearer;
+        let cache = &self.config.tokens;
         match token::validate_access_token(
             token,
             keys,
-            &self.expectations(now),
+            &self.expectations(index, now),
             &bearer.audience,
             &bearer.audience_claim,
             bearer.require_typ,
         ) {
             Ok(claims) => {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
-                let until = exp.min(now.saturating_add(bearer.cache_ttl));
+                let until = exp.min(now.saturating_add(cache.cache_ttl));
                 let memo = Memo::default();
-                let step = self.admit(upstream, authorization, token, &claims, routes, &memo);
+                let step =
+                    self.admit(upstream, authorization, token, &claims, routes, index, &memo);
                 let checked = Checked {
+                    provider: index,
                     claims: Some(claims),
                     until,
                     memo,
                 };
                 self.tokens
                     .borrow_mut()
-                    .put(key, checked, bearer.cache_size, now);
+                    .put(key, checked, cache.cache_size, now);
                 step
             }
             Err(e) => {
@@ -260,7 +287,7 @@ impl Filter {
         &self,
         p: BearerPending,
         resp: &ProviderResponse,
-        provider: &mut ProviderState,
+        provider: &ProviderState,
         now: u64,
     ) -> Step {
         // A failed call answers this request only: whether the provider is
@@ -278,13 +305,13 @@ impl Filter {
                 ),
             );
         }
-        let answer = match self.introspection_answer(resp, provider, now) {
+        let answer = match self.introspection_answer(p.provider, resp, provider, now) {
             Ok(a) => a,
             Err(detail) => return introspection_failed("introspection_invalid", detail),
         };
         let key: [u8; 32] = Sha256::digest(p.token.as_bytes()).into();
-        let bearer = &self.config.bearer;
-        let verdict = self.check_introspected(&answer, now);
+        let bearer = &self.config.tokens;
+        let verdict = self.check_introspected(p.provider, &answer, now);
         let mut cache = self.tokens.borrow_mut();
         match verdict {
             Ok(until) => {
@@ -296,9 +323,11 @@ impl Filter {
                     &p.token,
                     &answer,
                     p.routes,
+                    p.provider,
                     &memo,
                 );
                 let checked = Checked {
+                    provider: p.provider,
                     claims: Some(answer),
                     until,
                     memo,
@@ -309,6 +338,7 @@ impl Filter {
             Err(refusal) => {
                 let until = now.saturating_add(bearer.cache_ttl.min(NEGATIVE_TTL));
                 let refused = Checked {
+                    provider: p.provider,
                     claims: None,
                     until,
                     memo: Memo::default(),
@@ -324,6 +354,7 @@ impl Filter {
     /// JWT (RFC 9701).
     fn introspection_answer(
         &self,
+        index: usize,
         resp: &ProviderResponse,
         provider: &ProviderState,
         now: u64,
@@ -334,7 +365,7 @@ impl Filter {
                 let text = text.trim();
                 let decrypted;
                 let signed = if text.split('.').count() == 5 {
-                    let key = self.config.bearer.resource_key.as_ref().ok_or(
+                    let key = self.config.tokens.resource_key.as_ref().ok_or(
                         "the introspection answer is encrypted, and no resource_server_key is configured",
                     )?;
                     decrypted = key
@@ -347,10 +378,10 @@ impl Filter {
                     text
                 };
                 let keys = provider.keys.clone().unwrap_or_default();
-                token::validate_introspection_jwt(signed, &keys, &self.expectations(now))
+                token::validate_introspection_jwt(signed, &keys, &self.expectations(index, now))
                     .map_err(|e| format!("signed introspection answer refused: {e}"))
             }
-            "application/json" if !self.config.bearer.introspection_jwt => {
+            "application/json" if !self.provider(index).bearer.introspection_jwt => {
                 serde_json::from_slice::<Map<String, Value>>(&resp.body)
                     .map_err(|_| "the introspection answer is not a JSON object".to_string())
             }
@@ -363,7 +394,12 @@ impl Filter {
 
     /// RFC 7662 §2.2: `active`, then `iss`, `exp` and our audience. Returns
     /// until when the answer may be trusted.
-    fn check_introspected(&self, answer: &Map<String, Value>, now: u64) -> Result<u64, Refusal> {
+    fn check_introspected(
+        &self,
+        index: usize,
+        answer: &Map<String, Value>,
+        now: u64,
+    ) -> Result<u64, Refusal> {
         if answer.get("active") != Some(&Value::Bool(true)) {
             return Err(Refusal::invalid(
                 "inactive_token",
@@ -371,7 +407,7 @@ impl Filter {
             ));
         }
         if let Some(iss) = answer.get("iss") {
-            if iss.as_str() != Some(self.config.issuer.as_str()) {
+            if iss.as_str() != Some(self.provider(index).issuer.as_str()) {
                 return Err(Refusal::invalid(
                     "wrong_issuer",
                     "the token is from another issuer",
@@ -382,7 +418,7 @@ impl Filter {
         if exp.is_some_and(|e| e <= now) {
             return Err(Refusal::invalid("expired_token", "the token has expired"));
         }
-        let bearer = &self.config.bearer;
+        let bearer = &self.provider(index).bearer;
         if !claim_contains(answer, &bearer.audience_claim, &bearer.audience) {
             return Err(Refusal::invalid(
                 "wrong_audience",
@@ -400,12 +436,13 @@ impl Filter {
         token: &str,
         claims: &Map<String, Value>,
         routes: RouteSet,
+        provider: usize,
         memo: &Memo,
     ) -> Step {
         let slot = routes.sole().map_or(usize::MAX, |r| r.map_or(0, |i| i + 1));
         let mut refusal = None;
         let admitted = memo.admissions.admitted_by(slot, || {
-            let answer = self.admission(claims, routes);
+            let answer = self.admission(claims, routes, provider);
             let ok = answer.is_ok();
             refusal = answer.err();
             ok
@@ -413,7 +450,7 @@ impl Filter {
         if !admitted {
             // A refusal remembered from an earlier request is made again, for
             // its reason.
-            if let Some(step) = refusal.or_else(|| self.admission(claims, routes).err()) {
+            if let Some(step) = refusal.or_else(|| self.admission(claims, routes, provider).err()) {
                 return *step;
             }
         }
@@ -423,6 +460,7 @@ impl Filter {
                 let session = Session {
                     claims: claims.clone(),
                     access_token: Some(token.to_string()),
+                    provider,
                     ..Default::default()
                 };
                 identity_headers(&self.config, &session).into()
@@ -449,13 +487,18 @@ impl Filter {
 
     /// Whether the route's scopes and access rules admit a valid token's
     /// claims; the refusal otherwise.
-    fn admission(&self, claims: &Map<String, Value>, routes: RouteSet) -> Result<(), Box<Step>> {
+    fn admission(
+        &self,
+        claims: &Map<String, Value>,
+        routes: RouteSet,
+        provider: usize,
+    ) -> Result<(), Box<Step>> {
         // Every route's scopes (its own, or the default bearer scopes).
         let mut required: Vec<&str> = Vec::new();
         for member in routes.members() {
             let scopes = match self.route(member) {
                 Some(r) if !r.scopes.is_empty() => &r.scopes,
-                _ => &self.config.bearer.scopes,
+                _ => &self.provider(provider).bearer.scopes,
             };
             for scope in scopes {
                 if !required.contains(&scope.as_str()) {
@@ -475,7 +518,7 @@ impl Filter {
                 .with_scope(&required.join(" ")),
             ));
         }
-        if let Err(denial) = self.check_rules(routes, claims) {
+        if let Err(denial) = self.check_rules(routes, provider, claims) {
             let response = Response::new(403).with_body(
                 "application/json",
                 r#"{"error":"access_denied","error_description":"the access rules do not admit this identity"}"#,
@@ -600,6 +643,7 @@ mod tests {
     fn cache_is_bounded_and_honours_expiry() {
         let mut c = TokenCache::default();
         let entry = |until| Checked {
+            provider: 0,
             claims: None,
             until,
             memo: Memo::default(),

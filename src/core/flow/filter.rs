@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use crate::core::config::Config;
+use crate::core::config::{Config, ProviderConfig};
 use crate::core::flow::tokens::TokenCache;
 use crate::core::session::{Sealer, SessionCache};
 use crate::core::shared;
@@ -23,7 +23,12 @@ pub struct Filter {
 
 impl Filter {
     pub fn new(config: Config) -> Self {
-        let sealer = Sealer::new(&config.cookie_secret, &config.issuer, &config.client_id);
+        let bindings: Vec<(&str, &str)> = config
+            .providers
+            .iter()
+            .map(|p| (p.issuer.as_str(), p.client_id.as_str()))
+            .collect();
+        let sealer = Sealer::for_providers(&config.cookie_secret, &bindings);
         let shared_ns = shared::namespace(&config);
         Filter {
             config,
@@ -32,5 +37,16 @@ impl Filter {
             sessions: RefCell::new(SessionCache::default()),
             shared_ns,
         }
+    }
+}
+
+impl Filter {
+    /// The provider at `index` (the first when out of range: indices come
+    /// from this configuration).
+    pub fn provider(&self, index: usize) -> &ProviderConfig {
+        self.config
+            .providers
+            .get(index)
+            .unwrap_or(&self.config.providers[0])
     }
 }

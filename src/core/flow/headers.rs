@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::core::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
+use crate::core::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER, PROVIDER_HEADER};
 use crate::core::session::cookies::{LOGIN_COOKIE_INFIX, LOGOUT_COOKIE_SUFFIX};
 use crate::core::session::sealed::is_session_cookie;
 pub use crate::core::session::Identity;
@@ -180,14 +180,25 @@ fn claim_value(value: &Value) -> Option<String> {
     (!text.is_empty() && !text.chars().any(|c| c.is_control())).then_some(text)
 }
 
-/// The identity headers for a session, in configuration order.
+/// The identity headers for a session, in configuration order, then the
+/// provider's id (`X-Auth-Request-Provider`).
 pub fn identity_headers(config: &Config, session: &Session) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(config.claim_headers.len() + 3);
+    let mut out = Vec::with_capacity(config.claim_headers.len() + 4);
+    let provider = config
+        .providers
+        .get(session.provider)
+        .map_or("", |p| p.id.as_str());
     for (header, claim) in &config.claim_headers {
-        if let Some(v) = session.claims.get(claim).and_then(claim_value) {
+        if let Some(mut v) = session.claims.get(claim).and_then(claim_value) {
+            // `<provider id>:<sub>` on the user headers: unique across
+            // providers, whose `sub`s may coincide.
+            if config.qualified_user && claim == "sub" && is_user_header(header) {
+                v = format!("{provider}:{v}");
+            }
             out.push((header.to_ascii_lowercase(), v));
         }
     }
+    out.push((PROVIDER_HEADER.to_ascii_lowercase(), provider.to_string()));
     if config.pass_id_token {
         if let Some(t) = &session.id_token {
             out.push((ID_TOKEN_HEADER.to_ascii_lowercase(), t.clone()));
@@ -204,6 +215,12 @@ pub fn identity_headers(config: &Config, session: &Session) -> Vec<(String, Stri
         }
     }
     out
+}
+
+/// Whether a header is one of the user headers (`X-Forwarded-User`,
+/// `X-Auth-Request-User`) that `qualified_user` qualifies.
+fn is_user_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("x-forwarded-user") || name.eq_ignore_ascii_case("x-auth-request-user")
 }
 
 /// Whether every byte is ASCII (the adapter's test of a request's headers,

@@ -63,6 +63,71 @@ pub(crate) fn display_name(claims: &mut Map<String, Value>) {
     }
 }
 
+/// A sign-in between two calls to the provider.
+pub(crate) struct LoginProgress {
+    index: usize,
+    login: LoginState,
+    lang: Lang,
+    previous: Vec<String>,
+}
+
+impl LoginProgress {
+    /// Calls the provider, then goes on at `stage`.
+    fn wait(self, call: ProviderCall, stage: Stage) -> Step {
+        let pending = Pending::Login(LoginPending {
+            provider: self.index,
+            login: self.login,
+            lang: self.lang,
+            previous: self.previous,
+            stage,
+        });
+        Step {
+            action: Action::Call(call, Box::new(pending)),
+            outcome: Outcome::Waiting,
+        }
+    }
+
+    /// The sign-in failed.
+    fn fail(self, filter: &Filter, status: u16, reason: &'static str, detail: String) -> Step {
+        let state = Some((self.index, self.login.state.as_str()));
+        filter.login_failed(status, reason, detail, state, &self.login.return_to, self.lang)
+    }
+}
+
+/// The identity claims of a plain OAuth 2.0 provider's userinfo answer:
+/// each claim of `claims_map` read at its JSON pointer (numbers become their
+/// decimal text). `sub` must be there (and be `expected_sub` when given). An
+/// `email` counts as verified only when the map names `email_verified` too.
+pub(crate) fn mapped_claims(
+    map: &[(String, String)],
+    body: &[u8],
+    expected_sub: &str,
+) -> Result<Map<String, Value>, String> {
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|_| "the userinfo answer is not JSON".to_string())?;
+    let mut claims = Map::new();
+    for (claim, pointer) in map {
+        let value = match answer.pointer(pointer) {
+            Some(Value::Number(n)) => Value::String(n.to_string()),
+            Some(v @ (Value::String(_) | Value::Bool(_))) => v.clone(),
+            Some(Value::Array(items)) => Value::Array(items.clone()),
+            _ => continue,
+        };
+        claims.insert(claim.clone(), value);
+    }
+    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
+    if sub.is_empty() {
+        return Err("the userinfo answer has no value at the pointer of `sub`".into());
+    }
+    if !expected_sub.is_empty() && sub != expected_sub {
+        return Err("the userinfo answer is about another person".into());
+    }
+    if claims.contains_key("email") && !claims.contains_key("email_verified") {
+        claims.insert("email_verified".into(), Value::Bool(false));
+    }
+    Ok(claims)
+}
+
 impl Filter {
     /// Name of the cookie of one started sign-in: one per sign-in, so several
     /// tabs can sign in at once.
@@ -75,17 +140,19 @@ impl Filter {
         format!("{}{LOGOUT_COOKIE_SUFFIX}", self.config.cookie_name)
     }
 
-    fn clear_login_cookie(&self, state: &str) -> (String, String) {
-        let attrs = self.cookie_attrs(self.config.callback_path());
+    fn clear_login_cookie(&self, provider: usize, state: &str) -> (String, String) {
+        let attrs = self.cookie_attrs(self.provider(provider).callback_path());
         (
             "set-cookie".into(),
             clear_cookie(&self.login_cookie_name(state), &attrs),
         )
     }
 
-    /// Sends the browser to the provider's authorization endpoint.
+    /// Sends the browser to the authorization endpoint of provider `index`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start_login(
         &self,
+        index: usize,
         return_to: &str,
         hints: &SignInHints,
         provider: &ProviderState,
@@ -104,22 +171,29 @@ impl Filter {
             expires_at: now + LOGIN_TTL,
         };
         let challenge = b64url(&Sha256::digest(login.code_verifier.as_bytes()));
+        let p = self.provider(index);
         let mut url = metadata.authorization_endpoint.clone();
         {
             let mut query = url.query_pairs_mut();
             query
                 .append_pair("response_type", "code")
-                .append_pair("client_id", &self.config.client_id)
-                .append_pair("redirect_uri", self.config.redirect_uri.as_str())
-                .append_pair("scope", &self.config.scopes.join(" "))
-                .append_pair("state", &login.state)
-                .append_pair("nonce", &login.nonce)
+                .append_pair("client_id", &p.client_id)
+                .append_pair("redirect_uri", p.redirect_uri.as_str());
+            if !p.scopes.is_empty() {
+                query.append_pair("scope", &p.scopes.join(" "));
+            }
+            query.append_pair("state", &login.state);
+            // A plain OAuth 2.0 provider has no ID token to carry a nonce.
+            if !p.is_oauth2() {
+                query.append_pair("nonce", &login.nonce);
+            }
+            query
                 .append_pair("code_challenge", &challenge)
                 .append_pair("code_challenge_method", "S256");
-            if !self.config.acr_values.is_empty() {
-                query.append_pair("acr_values", &self.config.acr_values.join(" "));
+            if !p.acr_values.is_empty() {
+                query.append_pair("acr_values", &p.acr_values.join(" "));
             }
-            if let Some(claims) = &self.config.claims_request {
+            if let Some(claims) = &p.claims_request {
                 query.append_pair("claims", claims);
             }
             for (k, v) in hints.pairs() {
@@ -127,8 +201,10 @@ impl Filter {
             }
         }
         let name = self.login_cookie_name(&login.state);
-        let sealed = self.sealer.seal(Purpose::Login, &name, &login, entropy);
-        let attrs = self.cookie_attrs(self.config.callback_path());
+        let sealed = self
+            .sealer
+            .seal_for(index, Purpose::Login, &name, &login, entropy);
+        let attrs = self.cookie_attrs(p.callback_path());
         let response = Response::redirect(url.as_str())
             .with_header("set-cookie", &set_cookie(&name, &sealed, LOGIN_TTL, &attrs));
         Step::respond(response, Outcome::LoginStarted)
@@ -137,7 +213,8 @@ impl Filter {
     /// Checks the ID token's `acr` against what the sign-in asked for: one of
     /// `acr_values`, and the essential `acr` of the `claims` request. The
     /// provider may answer with a lower level than asked; we may not accept it.
-    pub fn check_acr(&self, claims: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_acr(&self, index: usize, claims: &Map<String, Value>) -> Result<(), String> {
+        let p = self.provider(index);
         let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
         let printable = || -> String {
             acr.chars()
@@ -145,14 +222,14 @@ impl Filter {
                 .take(64)
                 .collect()
         };
-        if !self.config.acr_values.is_empty() && !self.config.acr_values.iter().any(|a| a == acr) {
+        if !p.acr_values.is_empty() && !p.acr_values.iter().any(|a| a == acr) {
             return Err(format!(
                 "acr {:?} is not among {}",
                 printable(),
-                self.config.acr_values.join(", ")
+                p.acr_values.join(", ")
             ));
         }
-        if let Some(accepted) = &self.config.essential_acr {
+        if let Some(accepted) = &p.essential_acr {
             if acr.is_empty() {
                 return Err(
                     "no acr in the ID token, and the claims request marks it essential".into(),
@@ -175,7 +252,7 @@ impl Filter {
         status: u16,
         reason: &'static str,
         detail: String,
-        login_state: Option<&str>,
+        login_state: Option<(usize, &str)>,
         return_to: &str,
         lang: Lang,
     ) -> Step {
@@ -193,15 +270,17 @@ impl Filter {
             Some(reason),
             Some((&retry, pages::TRY_AGAIN)),
         );
-        if let Some(state) = login_state {
-            response.headers.push(self.clear_login_cookie(state));
+        if let Some((provider, state)) = login_state {
+            response.headers.push(self.clear_login_cookie(provider, state));
         }
         Step::respond(response, Outcome::LoginFailed { reason, detail })
     }
 
-    /// `/oauth2/callback`: checks the answer from the provider and exchanges the code.
+    /// The callback of provider `index` (`/oauth2/callback`): checks the
+    /// answer from the provider and exchanges the code.
     pub fn callback(
         &self,
+        index: usize,
         req: &Request,
         cookies: &[(&str, &str)],
         provider: &ProviderState,
@@ -209,6 +288,7 @@ impl Filter {
         lang: Lang,
     ) -> Step {
         let fail = |status, reason, detail: &str, state: Option<&str>, rd: &str| {
+            let state = state.map(|s| (index, s));
             self.login_failed(status, reason, detail.to_string(), state, rd, lang)
         };
         let query = req.query();
@@ -260,10 +340,28 @@ impl Filter {
             );
         }
         let name = self.login_cookie_name(state);
-        let login: Option<LoginState> = cookies
+        let opened: Option<(usize, LoginState)> = cookies
             .iter()
             .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| self.sealer.open(Purpose::Login, &name, v));
+            .and_then(|(_, v)| self.sealer.open_from(Purpose::Login, &name, v));
+        // A sign-in started at one provider is finished by that provider's
+        // callback only: a code and state delivered to another provider's
+        // callback (a mix-up, RFC 9700 §4.4) are refused before any token
+        // request.
+        if let Some((started, _)) = opened.as_ref().filter(|(i, _)| *i != index) {
+            return fail(
+                400,
+                "provider_mismatch",
+                &format!(
+                    "the sign-in started at provider {:?} came back to the callback of {:?} (mix-up)",
+                    self.provider(*started).id,
+                    self.provider(index).id
+                ),
+                Some(state),
+                "/",
+            );
+        }
+        let login = opened.map(|(_, login)| login);
         let Some(login) = login else {
             let prefix = format!("{}{LOGIN_COOKIE_INFIX}", self.config.cookie_name);
             if cookies.iter().any(|(n, _)| n.starts_with(&prefix)) {
@@ -354,11 +452,12 @@ impl Filter {
         };
 
         let call = self.token_call(
+            index,
             &metadata.token_endpoint,
             vec![
                 ("grant_type", "authorization_code"),
                 ("code", code),
-                ("redirect_uri", self.config.redirect_uri.as_str()),
+                ("redirect_uri", self.provider(index).redirect_uri.as_str()),
                 ("code_verifier", &login.code_verifier),
             ],
         );
@@ -369,6 +468,7 @@ impl Filter {
             .map(|(n, _)| n.to_string())
             .collect();
         let pending = Pending::Login(LoginPending {
+            provider: index,
             login,
             lang,
             previous,
@@ -383,24 +483,22 @@ impl Filter {
     /// A call to the token endpoint with `form`, authenticated as configured.
     pub(crate) fn token_call<'a>(
         &'a self,
+        index: usize,
         endpoint: &url::Url,
         mut form: Vec<(&'a str, &'a str)>,
     ) -> ProviderCall {
-        match self.config.token_endpoint_auth_method {
+        let p = self.provider(index);
+        match p.token_endpoint_auth_method {
             ClientAuth::ClientSecretPost => {
-                form.push(("client_id", &self.config.client_id));
-                form.push(("client_secret", &self.config.client_secret.0));
+                form.push(("client_id", &p.client_id));
+                form.push(("client_secret", &p.client_secret.0));
                 ProviderCall::post_form(endpoint, &form)
             }
             ClientAuth::ClientSecretBasic => {
                 let enc = |s: &str| {
                     url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
                 };
-                let credentials = format!(
-                    "{}:{}",
-                    enc(&self.config.client_id),
-                    enc(&self.config.client_secret.0)
-                );
+                let credentials = format!("{}:{}", enc(&p.client_id), enc(&p.client_secret.0));
                 use base64::Engine;
                 let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
                 ProviderCall::post_form(endpoint, &form)
@@ -413,10 +511,13 @@ impl Filter {
     /// asks for it (`fetch_userinfo`) and the provider has the endpoint.
     pub(crate) fn userinfo_call(
         &self,
+        index: usize,
         provider: &ProviderState,
         access_token: Option<&str>,
     ) -> Option<ProviderCall> {
-        if !self.config.fetch_userinfo {
+        // A plain OAuth 2.0 provider's userinfo is the identity: always read.
+        let p = self.provider(index);
+        if !p.fetch_userinfo && !p.is_oauth2() {
             return None;
         }
         let endpoint = provider.metadata.as_ref()?.userinfo_endpoint.as_ref()?;
@@ -432,6 +533,7 @@ impl Filter {
     /// `Err((status, reason, detail))` for the page, the counter and the log.
     pub(crate) fn userinfo_claims(
         &self,
+        index: usize,
         resp: &ProviderResponse,
         keys: &KeySet,
         sub: &str,
@@ -444,11 +546,17 @@ impl Filter {
                 format!("userinfo answered HTTP {}", resp.status),
             ));
         }
-        let signed_only = self.config.provider == ProviderKind::ProConnect;
+        let p = self.provider(index);
+        if p.is_oauth2() {
+            return mapped_claims(&p.claims_map, &resp.body, sub)
+                .map_err(|detail| (502, "userinfo_invalid", detail));
+        }
+        let signed_only = p.kind == ProviderKind::ProConnect;
         let result = match resp.media_type().as_str() {
             "application/jwt" => {
                 let text = String::from_utf8_lossy(&resp.body);
-                token::validate_userinfo_jwt(text.trim(), keys, &self.expectations(now), sub)
+                let expect = self.expectations(index, now);
+                token::validate_userinfo_jwt(text.trim(), keys, &expect, sub)
             }
             "application/json" if !signed_only => token::validate_userinfo_json(&resp.body, sub),
             other => {
@@ -461,11 +569,12 @@ impl Filter {
         Ok(info)
     }
 
-    pub(crate) fn expectations(&self, now: u64) -> Expectations<'_> {
+    pub(crate) fn expectations(&self, index: usize, now: u64) -> Expectations<'_> {
+        let p = self.provider(index);
         Expectations {
-            issuer: &self.config.issuer,
-            client_id: &self.config.client_id,
-            allowed_algs: &self.config.id_token_signing_algs,
+            issuer: &p.issuer,
+            client_id: &p.client_id,
+            allowed_algs: &p.id_token_signing_algs,
             now,
             leeway: self.config.clock_skew,
         }
@@ -476,11 +585,14 @@ impl Filter {
         &self,
         pending: Pending,
         resp: &ProviderResponse,
-        provider: &mut ProviderState,
+        providers: &mut [ProviderState],
         now: u64,
         entropy: &mut dyn Entropy,
         store: &dyn SharedStore,
     ) -> Step {
+        let Some(provider) = providers.get_mut(pending.provider()) else {
+            return self.unavailable(pending.lang());
+        };
         match pending {
             Pending::Login(p) => self.on_login_response(p, resp, provider, now, entropy),
             Pending::Refresh(p) => self.on_refresh_response(p, resp, provider, now, entropy, store),
@@ -497,6 +609,7 @@ impl Filter {
         entropy: &mut dyn Entropy,
     ) -> Step {
         let LoginPending {
+            provider: index,
             login,
             lang,
             previous,
@@ -505,17 +618,23 @@ impl Filter {
         let state = login.state.clone();
         let rd = login.return_to.clone();
         let fail = |status, reason, detail: String| {
-            self.login_failed(status, reason, detail, Some(&state), &rd, lang)
+            self.login_failed(status, reason, detail, Some((index, &state)), &rd, lang)
         };
         // This sign-in's call only: whether the provider is up is decided by
         // the discovery and key fetches, never by one request's call.
         if resp.status == 0 || resp.status == 503 || resp.status == 504 {
             let mut step = self.unavailable(lang);
             if let Action::Respond(r) = &mut step.action {
-                r.headers.push(self.clear_login_cookie(&state));
+                r.headers.push(self.clear_login_cookie(index, &state));
             }
             return step;
         }
+        let p = LoginProgress {
+            index,
+            login,
+            lang,
+            previous,
+        };
         match stage {
             Stage::Token => {
                 if resp.status != 200 {
@@ -530,7 +649,10 @@ impl Filter {
                     Ok(t) => t,
                     Err(e) => return fail(502, "token_response_invalid", e.into()),
                 };
-                self.check_id_token(login, lang, previous, tokens, provider, now, entropy, true)
+                if self.provider(index).is_oauth2() {
+                    return self.read_oauth2_identity(p, tokens, provider);
+                }
+                self.check_id_token(p, tokens, provider, now, entropy, true)
             }
             Stage::Keys { tokens } => {
                 if resp.status != 200 {
@@ -544,7 +666,7 @@ impl Filter {
                     Ok(keys) => provider.keys_refetched(keys, &resp.body, now),
                     Err(e) => return fail(502, "jwks_invalid", e),
                 }
-                self.check_id_token(login, lang, previous, tokens, provider, now, entropy, false)
+                self.check_id_token(p, tokens, provider, now, entropy, false)
             }
             Stage::Userinfo { tokens, mut claims } => {
                 let sub = claims
@@ -553,10 +675,14 @@ impl Filter {
                     .unwrap_or("")
                     .to_string();
                 let keys = provider.keys.clone().unwrap_or_default();
-                match self.userinfo_claims(resp, &keys, &sub, now) {
+                match self.userinfo_claims(index, resp, &keys, &sub, now) {
+                    // A plain OAuth 2.0 provider: its answer is the identity.
+                    Ok(info) if self.provider(index).is_oauth2() => {
+                        self.finish_login(p, tokens, info, now, entropy)
+                    }
                     Ok(info) => {
                         merge_userinfo(&mut claims, info);
-                        self.finish_login(login, previous, tokens, claims, now, entropy, lang)
+                        self.finish_login(p, tokens, claims, now, entropy)
                     }
                     Err((status, reason, detail)) => fail(status, reason, detail),
                 }
@@ -565,55 +691,34 @@ impl Filter {
     }
 
     /// Validates the ID token, then fetches userinfo or finishes the sign-in.
-    #[allow(clippy::too_many_arguments)]
     fn check_id_token(
         &self,
-        login: LoginState,
-        lang: Lang,
-        previous: Vec<String>,
+        p: LoginProgress,
         tokens: TokenResponse,
         provider: &mut ProviderState,
         now: u64,
         entropy: &mut dyn Entropy,
         may_refetch: bool,
     ) -> Step {
-        let fail = |status, reason, detail: String| {
-            self.login_failed(
-                status,
-                reason,
-                detail,
-                Some(&login.state),
-                &login.return_to,
-                lang,
-            )
-        };
         let Some(id_token) = tokens.id_token.as_deref() else {
-            return fail(
+            return p.fail(
+                self,
                 502,
                 "token_response_invalid",
                 "no id_token in the token response".into(),
             );
         };
+        let index = p.index;
         let keys = provider.keys.clone().unwrap_or_default();
-        match token::validate_id_token(id_token, &keys, &self.expectations(now), &login.nonce) {
+        let expect = self.expectations(index, now);
+        match token::validate_id_token(id_token, &keys, &expect, &p.login.nonce) {
             Ok(claims) => {
-                if let Err(detail) = self.check_acr(&claims) {
-                    return fail(403, "acr_not_satisfied", detail);
+                if let Err(detail) = self.check_acr(index, &claims) {
+                    return p.fail(self, 403, "acr_not_satisfied", detail);
                 }
-                match self.userinfo_call(provider, tokens.access_token.as_deref()) {
-                    Some(call) => {
-                        let pending = Pending::Login(LoginPending {
-                            login,
-                            lang,
-                            previous,
-                            stage: Stage::Userinfo { tokens, claims },
-                        });
-                        Step {
-                            action: Action::Call(call, Box::new(pending)),
-                            outcome: Outcome::Waiting,
-                        }
-                    }
-                    None => self.finish_login(login, previous, tokens, claims, now, entropy, lang),
+                match self.userinfo_call(index, provider, tokens.access_token.as_deref()) {
+                    Some(call) => p.wait(call, Stage::Userinfo { tokens, claims }),
+                    None => self.finish_login(p, tokens, claims, now, entropy),
                 }
             }
             // An unknown `kid`, or a token without `kid` that none of our
@@ -625,25 +730,15 @@ impl Filter {
                     && (matches!(e, TokenError::UnknownKey(_)) || !token::names_kid(id_token))
                     && provider.may_refetch_keys(now, self.config.jwks_refetch_min_interval) =>
             {
-                let Some(metadata) = provider.metadata.as_ref() else {
-                    return self.unavailable(lang);
+                let Some(jwks_uri) = provider.metadata.as_ref().and_then(|m| m.jwks_uri.clone())
+                else {
+                    return self.unavailable(p.lang);
                 };
                 // Count the refetch now, so concurrent sign-ins do not all refetch.
                 provider.keys_fetched_at = now;
-                let call = ProviderCall::get(
-                    &metadata.jwks_uri,
-                    "application/json, application/jwk-set+json",
-                );
-                let pending = Pending::Login(LoginPending {
-                    login,
-                    lang,
-                    previous,
-                    stage: Stage::Keys { tokens },
-                });
-                Step {
-                    action: Action::Call(call, Box::new(pending)),
-                    outcome: Outcome::Waiting,
-                }
+                let call =
+                    ProviderCall::get(&jwks_uri, "application/json, application/jwk-set+json");
+                p.wait(call, Stage::Keys { tokens })
             }
             Err(e) => {
                 let reason = if e == TokenError::NonceMismatch {
@@ -651,23 +746,51 @@ impl Filter {
                 } else {
                     "id_token_invalid"
                 };
-                fail(401, reason, e.to_string())
+                p.fail(self, 401, reason, e.to_string())
             }
         }
     }
 
+    /// A plain OAuth 2.0 provider: no ID token; the identity is what its
+    /// userinfo endpoint says about the bearer of the access token.
+    fn read_oauth2_identity(
+        &self,
+        p: LoginProgress,
+        tokens: TokenResponse,
+        provider: &ProviderState,
+    ) -> Step {
+        match self.userinfo_call(p.index, provider, tokens.access_token.as_deref()) {
+            Some(call) => p.wait(
+                call,
+                Stage::Userinfo {
+                    tokens,
+                    claims: Map::new(),
+                },
+            ),
+            None => p.fail(
+                self,
+                502,
+                "token_response_invalid",
+                "no access_token in the token response".into(),
+            ),
+        }
+    }
+
     /// Applies the access rules, seals the session and sends the browser back.
-    #[allow(clippy::too_many_arguments)]
     fn finish_login(
         &self,
-        login: LoginState,
-        previous: Vec<String>,
+        p: LoginProgress,
         tokens: TokenResponse,
         mut claims: Map<String, Value>,
         now: u64,
         entropy: &mut dyn Entropy,
-        lang: Lang,
     ) -> Step {
+        let LoginProgress {
+            index,
+            login,
+            lang,
+            previous,
+        } = p;
         display_name(&mut claims);
         claims.retain(|k, _| self.config.kept_claims.contains(k));
         let access_expires_at = tokens.access_expires_at(now);
@@ -682,6 +805,7 @@ impl Filter {
                 .refresh_token
                 .filter(|_| self.config.refresh_sessions),
             access_expires_at,
+            provider: index,
         };
         // The previous session's cookies go, whatever this sign-in ends on:
         // a new sign-in on this browser replaces whoever was signed in.
@@ -697,10 +821,10 @@ impl Filter {
                 .map(|c| ("set-cookie".to_string(), c))
                 .collect()
         };
-        if let Err(denial) = self.config.policy.check(&session.claims) {
+        if let Err(denial) = self.policy_for(None, index).check(&session.claims) {
             let mut step = self.denied(&session, &denial.describe(), lang);
             if let Action::Respond(r) = &mut step.action {
-                r.headers.push(self.clear_login_cookie(&login.state));
+                r.headers.push(self.clear_login_cookie(index, &login.state));
                 r.headers.extend(clear_previous());
             }
             return step;
@@ -713,7 +837,7 @@ impl Filter {
                  (with pass_access_token and pass_id_token false, Sésame leaves out what \
                  nothing needs)"
                     .into(),
-                Some(&login.state),
+                Some((index, &login.state)),
                 &login.return_to,
                 lang,
             );
@@ -731,7 +855,9 @@ impl Filter {
         ) {
             response.headers.push(("set-cookie".into(), c));
         }
-        response.headers.push(self.clear_login_cookie(&login.state));
+        response
+            .headers
+            .push(self.clear_login_cookie(index, &login.state));
         Step::respond(
             response,
             Outcome::LoginSucceeded {
@@ -754,7 +880,10 @@ impl Filter {
         entropy: &mut dyn Entropy,
     ) -> Option<String> {
         let name = self.config.cookie_name.as_str();
-        let sealed = self.sealer.seal(Purpose::Session, name, session, entropy);
+        let index = session.provider;
+        let sealed = self
+            .sealer
+            .seal_for(index, Purpose::Session, name, session, entropy);
         if SessionCookie::fits(sealed.len()) {
             return Some(sealed);
         }
@@ -769,7 +898,9 @@ impl Filter {
         if !smaller {
             return None;
         }
-        let sealed = self.sealer.seal(Purpose::Session, name, session, entropy);
+        let sealed = self
+            .sealer
+            .seal_for(index, Purpose::Session, name, session, entropy);
         SessionCookie::fits(sealed.len()).then_some(sealed)
     }
 
@@ -780,7 +911,7 @@ impl Filter {
         &self,
         req: &Request,
         cookies: &[(&str, &str)],
-        provider: &ProviderState,
+        providers: &[ProviderState],
         now: u64,
         entropy: &mut dyn Entropy,
     ) -> Step {
@@ -793,9 +924,11 @@ impl Filter {
             .into_iter()
             .map(|c| ("set-cookie".to_string(), c))
             .collect();
-        let end_session = provider
-            .metadata
-            .as_ref()
+        // The provider that signed the person in.
+        let index = session.as_ref().map_or(0, |s| s.provider);
+        let end_session = providers
+            .get(index)
+            .and_then(|p| p.metadata.as_ref())
             .and_then(|m| m.end_session_endpoint.as_ref());
         let id_token = session.as_ref().and_then(|s| s.id_token.as_deref());
         let provider_logout = end_session
@@ -810,7 +943,9 @@ impl Filter {
                     expires_at: now + LOGIN_TTL,
                 };
                 let name = self.logout_cookie_name();
-                let sealed = self.sealer.seal(Purpose::Logout, &name, &logout, entropy);
+                let sealed = self
+                    .sealer
+                    .seal_for(index, Purpose::Logout, &name, &logout, entropy);
                 let attrs = self.cookie_attrs(self.config.post_logout_redirect_uri.path());
                 headers.push((
                     "set-cookie".into(),

@@ -22,7 +22,7 @@ use crate::core::oidc::provider::ProviderState;
 use crate::core::oidc::token;
 use crate::core::pages::Lang;
 use crate::core::session::cookies;
-use crate::core::session::{Purpose, Session};
+use crate::core::session::Session;
 use crate::core::shared::{
     claim_refresh, finish_refresh, generation, RefreshClaim, RefreshEnd, SharedStore,
 };
@@ -82,6 +82,7 @@ impl Filter {
         match claim_refresh(store, &self.shared_ns, &session.sid, &from, now, busy_for) {
             RefreshClaim::Mine => {
                 let call = self.token_call(
+                    session.provider,
                     endpoint,
                     vec![
                         ("grant_type", "refresh_token"),
@@ -106,9 +107,9 @@ impl Filter {
             }
             RefreshClaim::Refreshed(sealed) => {
                 let refreshed = self
-                    .sealer
-                    .open::<Session>(Purpose::Session, &self.config.cookie_name, &sealed)
-                    .filter(|s| s.sid == session.sid && now < s.expires_at);
+                    .session_cookie()
+                    .open(&sealed, now)
+                    .filter(|s| s.sid == session.sid && s.provider == session.provider);
                 match refreshed {
                     Some(new) => {
                         let cookies = cookies::parse(req.header_values("cookie"));
@@ -118,7 +119,7 @@ impl Filter {
                             &self.cookie_attrs("/"),
                             &cookies,
                         );
-                        match self.check_rules(routes, &new.claims) {
+                        match self.check_rules(routes, new.provider, &new.claims) {
                             Ok(()) => self.pass(upstream, &new, set, Outcome::RefreshAdopted),
                             Err(denial) => self.denied(&new, &denial.describe(), lang),
                         }
@@ -170,7 +171,11 @@ impl Filter {
         let result = match stage {
             RefreshStage::Token => match self.refreshed_session(&p.session, resp, provider, now) {
                 // Read userinfo again with the new access token.
-                Ok(new) => match self.userinfo_call(provider, new.access_token.as_deref()) {
+                Ok(new) => match self.userinfo_call(
+                    new.provider,
+                    provider,
+                    new.access_token.as_deref(),
+                ) {
                     Some(call) => {
                         let pending = RefreshPending {
                             stage: RefreshStage::Userinfo(Box::new(new)),
@@ -187,7 +192,13 @@ impl Filter {
             },
             RefreshStage::Userinfo(new) => {
                 let keys = provider.keys.clone().unwrap_or_default();
-                match self.userinfo_claims(resp, &keys, new.sub(), now) {
+                match self.userinfo_claims(new.provider, resp, &keys, new.sub(), now) {
+                    // A plain OAuth 2.0 provider: its answer is the identity.
+                    Ok(info) if self.provider(new.provider).is_oauth2() => {
+                        let mut new = *new;
+                        new.claims = info;
+                        Ok(new)
+                    }
                     Ok(info) => {
                         let mut new = *new;
                         merge_userinfo(&mut new.claims, info);
@@ -207,7 +218,7 @@ impl Filter {
         display_name(&mut new.claims);
         new.claims
             .retain(|k, _| self.config.kept_claims.contains(k));
-        if let Err(denial) = self.check_rules(p.routes, &new.claims) {
+        if let Err(denial) = self.check_rules(p.routes, new.provider, &new.claims) {
             finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
             let mut step = self.denied(&new, &denial.describe(), p.lang);
             if let Action::Respond(r) = &mut step.action {
@@ -275,14 +286,14 @@ impl Filter {
             let fresh = token::validate_refreshed_id_token(
                 id_token,
                 &keys,
-                &self.expectations(now),
+                &self.expectations(old.provider, now),
                 old.sub(),
             )
             .map_err(|e| Failure {
                 reason: "id_token_invalid",
                 detail: e.to_string(),
             })?;
-            self.check_acr(&fresh).map_err(|detail| Failure {
+            self.check_acr(old.provider, &fresh).map_err(|detail| Failure {
                 reason: "acr_not_satisfied",
                 detail,
             })?;
@@ -301,6 +312,7 @@ impl Filter {
                 .clone()
                 .or_else(|| old.refresh_token.clone()),
             access_expires_at: tokens.access_expires_at(now),
+            provider: old.provider,
         };
         Ok(new)
     }
@@ -317,14 +329,10 @@ impl Filter {
         entropy: &mut dyn Entropy,
     ) -> Step {
         let cookies = p.cookies();
-        let mut step = self.unauthenticated(
-            &p.request.as_request(),
-            &cookies,
-            provider,
-            now,
-            entropy,
-            p.lang,
-        );
+        // Signed in again at the same provider.
+        let at = Some((p.session.provider, provider));
+        let mut step =
+            self.unauthenticated_at(&p.request.as_request(), &cookies, at, now, entropy, p.lang);
         step.outcome = Outcome::RefreshFailed {
             reason: failure.reason,
             detail: format!("{}; the session ends", failure.detail),

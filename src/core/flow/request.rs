@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::{Action, Filter, Outcome, Step};
 use crate::core::access::paths;
 use crate::core::access::policy::{Denial, Policy};
+use crate::core::config::ProviderConfig;
 use crate::core::access::redirect::safe_return_target;
 use crate::core::access::routes::{Protection, Route, RouteSet};
 use crate::core::config::{ProviderKind, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
@@ -53,6 +54,7 @@ impl Filter {
         let headers: Identity = identity_headers(&self.config, session).into();
         if let Some(key) = key {
             let entry = CachedSession::new(
+                session.provider,
                 session.expires_at,
                 self.refresh_at(session),
                 session.claims.clone(),
@@ -83,35 +85,61 @@ impl Filter {
             .get(&key, now)
             .filter(|hit| {
                 hit.admissions.admitted_by(self.policy_slot(routes), || {
-                    self.check_rules(routes, &hit.claims).is_ok()
+                    self.check_rules(routes, hit.provider, &hit.claims).is_ok()
                 })
             })
             .map(|hit| hit.headers.clone());
         (Some(key), headers)
     }
 
-    /// Which access rules apply: 0 for the filter's, 1 + the route's index
-    /// for a route with its own; several routes (a path with several
-    /// readings) are checked every time.
+    /// Which access rules apply: 0 for the session's provider's (or the
+    /// filter's), 1 + the route's index for a route with its own rules or
+    /// providers; several routes (a path with several readings) are checked
+    /// every time.
     fn policy_slot(&self, routes: RouteSet) -> usize {
         match routes.sole() {
-            Some(Some(i)) if self.route(Some(i)).is_some_and(|r| r.policy.is_some()) => 1 + i,
+            Some(Some(i))
+                if self
+                    .route(Some(i))
+                    .is_some_and(|r| r.policy.is_some() || r.providers.is_some()) =>
+            {
+                1 + i
+            }
             Some(_) => 0,
             None => usize::MAX,
         }
     }
 
-    /// Checks claims against the access rules of every route in `routes`
-    /// (each route's own, or the filter's).
+    /// Checks an identity from provider `provider` against every route in
+    /// `routes`: the providers it admits, then its access rules (its own,
+    /// or the provider's, or the filter's).
     pub(crate) fn check_rules(
         &self,
         routes: RouteSet,
+        provider: usize,
         claims: &serde_json::Map<String, Value>,
     ) -> Result<(), Denial> {
         for member in routes.members() {
-            self.policy_for(member).check(claims)?;
+            if self
+                .route(member)
+                .is_some_and(|r| !r.admits_provider(provider))
+            {
+                return Err(Denial::ProviderNotAllowed);
+            }
+            self.policy_for(member, provider).check(claims)?;
         }
         Ok(())
+    }
+
+    /// The providers (bit `i`: provider `i`) every route of `routes` admits.
+    pub(crate) fn admitted_providers(&self, routes: RouteSet) -> u64 {
+        let all = (1u64 << self.config.providers.len()) - 1;
+        routes.members().fold(all, |set, member| {
+            set & self
+                .route(member)
+                .and_then(|r| r.providers)
+                .unwrap_or(all)
+        })
     }
 
     /// The route at `index` of `routes`.
@@ -119,10 +147,12 @@ impl Filter {
         index.and_then(|i| self.config.routes.get(i))
     }
 
-    /// The access rules of a route: its own, or the filter's.
-    pub(crate) fn policy_for(&self, route: Option<usize>) -> &Policy {
+    /// The access rules of a route for people from `provider`: the
+    /// route's own, or else the provider's, or else the filter's.
+    pub(crate) fn policy_for(&self, route: Option<usize>, provider: usize) -> &Policy {
         self.route(route)
             .and_then(|r| r.policy.as_ref())
+            .or(self.provider(provider).policy.as_ref())
             .unwrap_or(&self.config.policy)
     }
 
@@ -156,11 +186,11 @@ impl Filter {
     pub fn on_request(
         &self,
         req: &Request,
-        provider: &ProviderState,
+        providers: &[ProviderState],
         now: u64,
         entropy: &mut dyn Entropy,
     ) -> Step {
-        self.on_request_shared(req, provider, &now, entropy, &MemoryStore::default())
+        self.on_request_shared(req, providers, &now, entropy, &MemoryStore::default())
     }
 
     /// Decides what to do with a request; `store` is the state shared by
@@ -170,21 +200,21 @@ impl Filter {
     pub fn on_request_shared(
         &self,
         req: &Request,
-        provider: &ProviderState,
+        providers: &[ProviderState],
         clock: &dyn Clock,
         entropy: &mut dyn Entropy,
         store: &dyn SharedStore,
     ) -> Step {
         let path = req.path_only();
         let cookies = cookies::parse(req.header_values("cookie"));
-        if path == self.config.callback_path() {
-            return self.callback(req, &cookies, provider, clock.now(), lang(req));
+        if let Some(i) = self.config.provider_by_callback(path) {
+            return self.callback(i, req, &cookies, &providers[i], clock.now(), lang(req));
         }
         if path == self.config.post_logout_redirect_uri.path() {
             return self.signed_out(req, &cookies, clock.now(), lang(req));
         }
-        if path == self.config.bearer.jwks_path {
-            if let Some(key) = &self.config.bearer.resource_key {
+        if path == self.config.tokens.jwks_path {
+            if let Some(key) = &self.config.tokens.resource_key {
                 let response = Response::new(200)
                     .with_header("cache-control", "public, max-age=300")
                     .with_json(&json!({ "keys": [key.public_jwk] }));
@@ -192,7 +222,7 @@ impl Filter {
             }
         }
         if let Some(endpoint) = self.endpoint(path) {
-            return self.on_endpoint(endpoint, req, &cookies, provider, clock, entropy, lang(req));
+            return self.on_endpoint(endpoint, req, &cookies, providers, clock, entropy, lang(req));
         }
 
         let (protection, routes) = match self.resolve(req) {
@@ -214,7 +244,7 @@ impl Filter {
             _ => false,
         };
         if bearer {
-            return self.bearer_request(upstream, authorization, routes, provider, clock);
+            return self.bearer_request(upstream, authorization, routes, providers, clock);
         }
         if protection == Protection::Session {
             // A client's bearer token never travels upstream unchecked on a
@@ -254,8 +284,9 @@ impl Filter {
         let now = clock.now();
         let lang = lang(req);
         match self.session_cookie().read(&cookies, now) {
-            Some(session) => match self.check_rules(routes, &session.claims) {
+            Some(session) => match self.check_rules(routes, session.provider, &session.claims) {
                 Ok(()) if self.refresh_due(&session, now) => {
+                    let provider = &providers[session.provider];
                     self.begin_refresh(req, upstream, session, routes, provider, now, store, lang)
                 }
                 Ok(()) => {
@@ -265,9 +296,26 @@ impl Filter {
                         outcome: Outcome::Passed,
                     }
                 }
+                // Signed in with a provider the route does not admit: a
+                // page navigation is offered the providers it admits.
+                Err(Denial::ProviderNotAllowed) if is_navigation(req) => {
+                    let rd = if req.method.eq_ignore_ascii_case("GET") {
+                        req.path
+                    } else {
+                        "/"
+                    };
+                    let response = Response::redirect(&self.sign_in_url(rd));
+                    Step::respond(
+                        response,
+                        Outcome::Denied {
+                            email: session.email().map(str::to_string),
+                            reason: Denial::ProviderNotAllowed.describe(),
+                        },
+                    )
+                }
                 Err(denial) => self.denied(&session, &denial.describe(), lang),
             },
-            None => self.unauthenticated(req, &cookies, provider, now, entropy, lang),
+            None => self.unauthenticated(req, &cookies, providers, routes, now, entropy, lang),
         }
     }
 
@@ -323,11 +371,33 @@ impl Filter {
 
     /// No valid session: a page navigation goes to the provider (or to the
     /// sign-in page), anything else gets 401.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn unauthenticated(
         &self,
         req: &Request,
         cookies: &[(&str, &str)],
-        provider: &ProviderState,
+        providers: &[ProviderState],
+        routes: RouteSet,
+        now: u64,
+        entropy: &mut dyn Entropy,
+        lang: Lang,
+    ) -> Step {
+        // One provider to sign in with (the only one, or the only one the
+        // route admits): straight to it, unless the sign-in page is asked for.
+        let admitted = self.admitted_providers(routes);
+        let only = (admitted.count_ones() == 1).then(|| admitted.trailing_zeros() as usize);
+        let at = only.and_then(|i| Some((i, providers.get(i)?)));
+        self.unauthenticated_at(req, cookies, at, now, entropy, lang)
+    }
+
+    /// No valid session: a page navigation goes to provider `at` (or to
+    /// the sign-in page, without one or with `skip_provider_button` false),
+    /// anything else gets 401.
+    pub(crate) fn unauthenticated_at(
+        &self,
+        req: &Request,
+        cookies: &[(&str, &str)],
+        at: Option<(usize, &ProviderState)>,
         now: u64,
         entropy: &mut dyn Entropy,
         lang: Lang,
@@ -353,11 +423,14 @@ impl Filter {
         } else {
             "/"
         };
-        let mut step = if self.config.skip_provider_button {
-            self.start_login(rd, &SignInHints::default(), provider, now, entropy, lang)
-        } else {
-            let target = self.sign_in_url(rd);
-            Step::respond(Response::redirect(&target), Outcome::Unauthenticated)
+        let mut step = match at.filter(|_| self.config.skip_provider_button) {
+            Some((i, provider)) => {
+                self.start_login(i, rd, &SignInHints::default(), provider, now, entropy, lang)
+            }
+            None => {
+                let target = self.sign_in_url(rd);
+                Step::respond(Response::redirect(&target), Outcome::Unauthenticated)
+            }
         };
         if let Action::Respond(r) = &mut step.action {
             r.headers.extend(stale);
@@ -374,6 +447,77 @@ impl Filter {
             url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("rd", safe_return_target(rd))
                 .finish()
+        )
+    }
+
+    /// The providers that may sign someone in for `rd`: those every route
+    /// its path falls on admits (all, for a path that cannot be read).
+    fn admitted_for(&self, rd: &str) -> u64 {
+        let target = Request {
+            method: "GET",
+            path: safe_return_target(rd),
+            headers: Vec::new(),
+        };
+        match self.resolve(&target) {
+            Ok((_, routes)) => self.admitted_providers(routes),
+            Err(_) => self.admitted_providers(RouteSet::FILTER),
+        }
+    }
+
+    /// The sign-in page with several providers: a button for each one that
+    /// may sign someone in for `rd`, each a link to
+    /// `<proxy_prefix>/sign_in?provider=<id>` with the rest of `query`
+    /// (`rd`, hints); a provider that cannot be reached says so.
+    fn chooser(&self, query: &str, rd: &str, states: &[ProviderState], lang: Lang) -> Step {
+        let admitted = self.admitted_for(rd);
+        let mut rest = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if k != "provider" {
+                rest.append_pair(&k, &v);
+            }
+        }
+        let rest = rest.finish();
+        let choices: Vec<pages::Choice> = self
+            .config
+            .providers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| admitted & (1 << i) != 0)
+            .map(|(i, p): (usize, &ProviderConfig)| pages::Choice {
+                label: &p.label,
+                href: format!(
+                    "{}/sign_in?provider={}{}{rest}",
+                    self.config.proxy_prefix,
+                    p.id,
+                    if rest.is_empty() { "" } else { "&" }
+                ),
+                proconnect: p.kind == ProviderKind::ProConnect,
+                available: states.get(i).is_some_and(ProviderState::ready),
+            })
+            .collect();
+        Step::respond(pages::chooser(lang, &choices), Outcome::SignInPage)
+    }
+
+    /// `?provider=` names no configured provider: 400.
+    fn unknown_provider(&self, id: &str, lang: Lang) -> Step {
+        let shown: String = id
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(32)
+            .collect();
+        let response = pages::page(
+            400,
+            lang,
+            &pages::LOGIN_FAILED,
+            Some("unknown_provider"),
+            Some((&self.sign_in_url("/"), pages::TRY_AGAIN)),
+        );
+        Step::respond(
+            response,
+            Outcome::LoginFailed {
+                reason: "unknown_provider",
+                detail: format!("no provider is named {shown:?}"),
+            },
         )
     }
 
@@ -415,7 +559,7 @@ impl Filter {
         endpoint: &str,
         req: &Request,
         cookies: &[(&str, &str)],
-        provider: &ProviderState,
+        providers: &[ProviderState],
         clock: &dyn Clock,
         entropy: &mut dyn Entropy,
         lang: Lang,
@@ -423,7 +567,16 @@ impl Filter {
         match endpoint {
             "/sign_in" | "/start" => {
                 let rd = query_param(req.query(), "rd").unwrap_or_else(|| "/".into());
-                let proconnect = self.config.provider == ProviderKind::ProConnect;
+                let chosen = match query_param(req.query(), "provider") {
+                    Some(id) => match self.config.provider_by_id(&id) {
+                        Some(i) => Some(i),
+                        None => return self.unknown_provider(&id, lang),
+                    },
+                    None if self.config.providers.len() == 1 => Some(0),
+                    None => None,
+                };
+                let proconnect = chosen
+                    .is_some_and(|i| self.provider(i).kind == ProviderKind::ProConnect);
                 let hints = match SignInHints::from_query(req.query(), proconnect) {
                     Ok(h) => h,
                     Err(message) => {
@@ -438,14 +591,20 @@ impl Filter {
                         );
                     }
                 };
-                if endpoint == "/sign_in" && !self.config.skip_provider_button {
+                let Some(i) = chosen else {
+                    return self.chooser(req.query(), &rd, providers, lang);
+                };
+                if endpoint == "/sign_in"
+                    && !self.config.skip_provider_button
+                    && self.config.providers.len() == 1
+                {
                     let start = format!("{}/start?{}", self.config.proxy_prefix, req.query());
                     let response = pages::sign_in(lang, &start, proconnect);
                     return Step::respond(response, Outcome::SignInPage);
                 }
-                self.start_login(&rd, &hints, provider, clock.now(), entropy, lang)
+                self.start_login(i, &rd, &hints, &providers[i], clock.now(), entropy, lang)
             }
-            "/sign_out" => self.sign_out(req, cookies, provider, clock.now(), entropy),
+            "/sign_out" => self.sign_out(req, cookies, providers, clock.now(), entropy),
             "/auth" => {
                 let (key, known) =
                     self.known_session(cookies, RouteSet::FILTER, clock.upper_bound());
@@ -456,7 +615,7 @@ impl Filter {
                 let now = clock.now();
                 let session = self.session_cookie().read(cookies, now);
                 match session {
-                    Some(s) => match self.config.policy.check(&s.claims) {
+                    Some(s) => match self.check_rules(RouteSet::FILTER, s.provider, &s.claims) {
                         Ok(()) => {
                             let identity = self.remember(key, &s, now);
                             let response =

@@ -100,6 +100,15 @@ pub enum Pending {
 }
 
 impl Pending {
+    /// The provider whose answer it waits for.
+    pub fn provider(&self) -> usize {
+        match self {
+            Pending::Login(p) => p.provider,
+            Pending::Refresh(p) => p.session.provider,
+            Pending::Bearer(p) => p.provider,
+        }
+    }
+
     /// The language of the pages this request may end on.
     pub fn lang(&self) -> Lang {
         match self {
@@ -113,6 +122,8 @@ impl Pending {
 /// A sign-in waiting for the provider.
 #[derive(Debug)]
 pub struct LoginPending {
+    /// The provider it signs in at.
+    pub provider: usize,
     pub login: LoginState,
     pub lang: Lang,
     /// The names of the session cookies (single or chunks) the browser sent
@@ -159,4 +170,6 @@ pub struct BearerPending {
     pub authorization: String,
     pub token: String,
     pub routes: RouteSet,
+    /// The provider introspecting the token.
+    pub provider: usize,
 }

@@ -88,7 +88,7 @@ fn param(url: &str, name: &str) -> String {
 fn start(filter: &Filter, path: &str) -> (Response, Vec<(String, String)>) {
     let r = response(filter.on_request(
         &get(path, &[HTML]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -174,7 +174,7 @@ fn run_login_in(
         .join("; ");
     let mut step = filter.on_request(
         &get(&cb, &[("cookie", &cookie)]),
-        state,
+        std::slice::from_mut(state),
         NOW,
         &mut CountingEntropy(2),
     );
@@ -203,7 +203,7 @@ fn run_login_in(
         step = filter.on_provider_response(
             *pending,
             &answer,
-            state,
+            std::slice::from_mut(state),
             NOW,
             &mut CountingEntropy(3),
             &MemoryStore::default(),
@@ -275,7 +275,7 @@ fn scripts_websockets_and_posts_get_401() {
             ..get("/form", &[HTML])
         },
     ] {
-        let step = f.on_request(&req, &provider(), NOW, &mut CountingEntropy(1));
+        let step = f.on_request(&req, &[provider()], NOW, &mut CountingEntropy(1));
         assert_eq!(step.outcome, Outcome::Unauthenticated, "{req:?}");
         assert_eq!(response(step).status, 401);
     }
@@ -284,7 +284,7 @@ fn scripts_websockets_and_posts_get_401() {
         &[("sec-fetch-mode", "navigate"), ("accept", "*/*")],
     );
     assert_eq!(
-        response(f.on_request(&nav, &provider(), NOW, &mut CountingEntropy(1))).status,
+        response(f.on_request(&nav, &[provider()], NOW, &mut CountingEntropy(1))).status,
         302
     );
 }
@@ -327,7 +327,7 @@ fn full_login_then_identity_headers_upstream() {
             ("x_forwarded_user", "boss"),
         ],
     );
-    let step = f.on_request(&req, &state, NOW + 10, &mut CountingEntropy(4));
+    let step = f.on_request(&req, std::slice::from_ref(&state), NOW + 10, &mut CountingEntropy(4));
     assert_eq!(step.outcome, Outcome::Passed);
     let headers = forwarded(&req, step);
     let get_h = |n: &str| {
@@ -347,7 +347,7 @@ fn full_login_then_identity_headers_upstream() {
     // The session expires after its lifetime.
     let later = f.on_request(
         &get("/chat", &[("cookie", &session_cookie), HTML]),
-        &state,
+        std::slice::from_ref(&state),
         NOW + 43200,
         &mut CountingEntropy(5),
     );
@@ -462,7 +462,7 @@ fn access_rules_apply_at_login_and_on_each_request() {
     let cookie = cookie_header(&set_cookies(&response(login.step)));
     let step = f.on_request(
         &get("/", &[("cookie", &cookie)]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     );
@@ -536,7 +536,7 @@ fn callback_refusals() {
     for (path, cookie, reason, status) in cases {
         let step = f.on_request(
             &get(&path, &[("cookie", &cookie)]),
-            &state,
+            std::slice::from_ref(&state),
             NOW,
             &mut CountingEntropy(1),
         );
@@ -556,7 +556,7 @@ fn callback_refusals() {
     let cb = format!("/oauth2/callback?code=c&state={st}");
     let step = f.on_request(
         &get(&cb, &[("cookie", &cookie)]),
-        &state,
+        std::slice::from_ref(&state),
         NOW + 601,
         &mut CountingEntropy(1),
     );
@@ -583,7 +583,7 @@ fn a_failed_token_call_gives_503_to_that_sign_in_only() {
     let cb = format!("/oauth2/callback?code=c&state={st}");
     let step = f.on_request(
         &get(&cb, &[("cookie", &cookie_header(&cookies))]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     );
@@ -593,7 +593,7 @@ fn a_failed_token_call_gives_503_to_that_sign_in_only() {
     let step = f.on_provider_response(
         *pending,
         &ProviderResponse::default(),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW,
         &mut CountingEntropy(1),
         &MemoryStore::default(),
@@ -605,11 +605,11 @@ fn a_failed_token_call_gives_503_to_that_sign_in_only() {
     assert!(state.ready());
 
     // New visitors still start a sign-in, signed-in people keep working.
-    let nav = f.on_request(&get("/", &[HTML]), &state, NOW, &mut CountingEntropy(1));
+    let nav = f.on_request(&get("/", &[HTML]), std::slice::from_ref(&state), NOW, &mut CountingEntropy(1));
     assert_eq!(nav.outcome, Outcome::LoginStarted);
     let signed_in = f.on_request(
         &get("/", &[("cookie", &cookie)]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     );
@@ -620,7 +620,7 @@ fn a_failed_token_call_gives_503_to_that_sign_in_only() {
 fn skip_routes_pass_but_are_stripped_and_not_fooled() {
     let f = filter(json!({"skip_auth_routes": ["GET=^/ping$", "^/public/"]}));
     let ping = get("/ping", &[("x-forwarded-email", "boss@x")]);
-    let step = f.on_request(&ping, &provider(), NOW, &mut CountingEntropy(1));
+    let step = f.on_request(&ping, &[provider()], NOW, &mut CountingEntropy(1));
     assert_eq!(step.outcome, Outcome::Public);
     assert!(matches!(step.action, Action::ContinueWith(_)));
     let h = forwarded(&ping, step);
@@ -628,7 +628,7 @@ fn skip_routes_pass_but_are_stripped_and_not_fooled() {
     assert!(matches!(
         f.on_request(
             &get("/ping", &[]),
-            &provider(),
+            &[provider()],
             NOW,
             &mut CountingEntropy(1)
         )
@@ -643,13 +643,13 @@ fn skip_routes_pass_but_are_stripped_and_not_fooled() {
         "/public/..;/admin",
         "/public;/../admin",
     ] {
-        let step = f.on_request(&get(path, &[]), &provider(), NOW, &mut CountingEntropy(1));
+        let step = f.on_request(&get(path, &[]), &[provider()], NOW, &mut CountingEntropy(1));
         assert_eq!(step.outcome, Outcome::Unauthenticated, "{path}");
     }
     // Encoded twice: a server that decodes twice reads `..`. Refused.
     let step = f.on_request(
         &get("/public/%252e%252e/admin", &[]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     );
@@ -660,7 +660,7 @@ fn skip_routes_pass_but_are_stripped_and_not_fooled() {
         ..get("/ping", &[])
     };
     assert_eq!(
-        f.on_request(&post, &provider(), NOW, &mut CountingEntropy(1))
+        f.on_request(&post, &[provider()], NOW, &mut CountingEntropy(1))
             .outcome,
         Outcome::Unauthenticated
     );
@@ -675,7 +675,7 @@ fn auth_userinfo_and_sign_out_endpoints() {
 
     let r = response(f.on_request(
         &get("/oauth2/auth", &[("cookie", &cookie)]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -687,7 +687,7 @@ fn auth_userinfo_and_sign_out_endpoints() {
     assert_eq!(r.header("x-auth-request-user"), Some("alice-7f3a"));
     let r = response(f.on_request(
         &get("/oauth2/auth", &[("cookie", "_sesame=forged")]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -695,7 +695,7 @@ fn auth_userinfo_and_sign_out_endpoints() {
 
     let r = response(f.on_request(
         &get("/oauth2/userinfo", &[("cookie", &cookie)]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -715,7 +715,7 @@ fn auth_userinfo_and_sign_out_endpoints() {
         );
         let r = response(f.on_request(
             &get(&path, &[("cookie", &cookie)]),
-            &state,
+            std::slice::from_ref(&state),
             NOW,
             &mut CountingEntropy(1),
         ));
@@ -726,7 +726,7 @@ fn auth_userinfo_and_sign_out_endpoints() {
     }
     let r = response(f.on_request(
         &get("/oauth2/nope", &[]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -737,11 +737,11 @@ fn auth_userinfo_and_sign_out_endpoints() {
 fn provider_not_ready_gives_503_to_navigations() {
     let f = filter(json!({}));
     let state = ProviderState::default();
-    let step = f.on_request(&get("/", &[HTML]), &state, NOW, &mut CountingEntropy(1));
+    let step = f.on_request(&get("/", &[HTML]), std::slice::from_ref(&state), NOW, &mut CountingEntropy(1));
     assert_eq!(step.outcome, Outcome::ProviderUnavailable);
     let step = f.on_request(
         &get("/oauth2/sign_in?rd=/x", &[]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     );
@@ -760,7 +760,7 @@ fn tampered_session_cookie_is_no_session_and_is_cleared() {
     let forged = format!("{name}={}", String::from_utf8(bytes).unwrap());
     let step = f.on_request(
         &get("/", &[("cookie", &forged), HTML]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     );
@@ -909,7 +909,7 @@ fn prompt_values_proconnect_refuses_are_not_forwarded() {
     let sign_in = |f: &Filter| {
         f.on_request(
             &get("/oauth2/sign_in?rd=%2F&prompt=select_account", &[HTML]),
-            &provider(),
+            &[provider()],
             NOW,
             &mut CountingEntropy(1),
         )
@@ -940,7 +940,7 @@ fn prompt_values_proconnect_refuses_are_not_forwarded() {
 fn sign_in_hints_are_forwarded_and_checked() {
     let f = filter(json!({}));
     let path = "/oauth2/sign_in?rd=%2Fchat&idp_hint=fia1v2&login_hint=alice%40numerique.gouv.fr&siret_hint=13002526500013&prompt=login&foo=bar&response_mode=form_post";
-    let r = response(f.on_request(&get(path, &[]), &provider(), NOW, &mut CountingEntropy(1)));
+    let r = response(f.on_request(&get(path, &[]), &[provider()], NOW, &mut CountingEntropy(1)));
     let loc = r.header("location").unwrap();
     assert_eq!(param(loc, "idp_hint"), "fia1v2");
     assert_eq!(param(loc, "login_hint"), "alice@numerique.gouv.fr");
@@ -966,7 +966,7 @@ fn sign_in_hints_are_forwarded_and_checked() {
     ] {
         let step = f.on_request(
             &get(&format!("/oauth2/sign_in?{bad}"), &[]),
-            &provider(),
+            &[provider()],
             NOW,
             &mut CountingEntropy(1),
         );
@@ -990,7 +990,7 @@ fn sign_in_page_when_the_provider_button_is_not_skipped() {
         filter(json!({"skip_provider_button": false, "provider": "proconnect", "issuer": ISSUER}));
     let r = response(f.on_request(
         &get("/chat?x=1", &[HTML]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1001,7 +1001,7 @@ fn sign_in_page_when_the_provider_button_is_not_skipped() {
     );
     let page = response(f.on_request(
         &get("/oauth2/sign_in?rd=%2Fchat%3Fx%3D1", &[HTML]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1012,7 +1012,7 @@ fn sign_in_page_when_the_provider_button_is_not_skipped() {
     );
     let english = response(f.on_request(
         &get("/oauth2/sign_in", &[("accept-language", "en-US,en;q=0.9")]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1021,7 +1021,7 @@ fn sign_in_page_when_the_provider_button_is_not_skipped() {
         .contains("Sign in with"));
     let go = response(f.on_request(
         &get("/oauth2/start?rd=%2Fchat", &[]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1044,7 +1044,7 @@ fn provider_logout_round_trip_checks_the_state() {
             "/oauth2/sign_out?rd=https%3A%2F%2Fapp.example.fr%2Fbye",
             &[("cookie", &cookie)],
         ),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(9),
     ));
@@ -1068,7 +1068,7 @@ fn provider_logout_round_trip_checks_the_state() {
     let back = format!("/oauth2/signed_out?state={logout_state}");
     let r = response(f.on_request(
         &get(&back, &[("cookie", &logout_cookie)]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1084,7 +1084,7 @@ fn provider_logout_round_trip_checks_the_state() {
     ] {
         let step = f.on_request(
             &get(&path, &[("cookie", &c)]),
-            &state,
+            std::slice::from_ref(&state),
             NOW,
             &mut CountingEntropy(1),
         );
@@ -1105,7 +1105,7 @@ fn provider_logout_round_trip_checks_the_state() {
             "/oauth2/sign_out?rd=https%3A%2F%2Fevil.example%2F",
             &[("cookie", &cookie)],
         ),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(9),
     ));
@@ -1115,7 +1115,7 @@ fn provider_logout_round_trip_checks_the_state() {
             &format!("/oauth2/signed_out?state={st}"),
             &[("cookie", &cookie_header(&set_cookies(&out)))],
         ),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1124,7 +1124,7 @@ fn provider_logout_round_trip_checks_the_state() {
     let local = filter(json!({"provider_logout": false}));
     let r = response(local.on_request(
         &get("/oauth2/sign_out?rd=%2Fx", &[("cookie", &cookie)]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1140,7 +1140,7 @@ fn proconnect_requires_signed_userinfo_and_builds_the_display_name() {
     let cb = format!("/oauth2/callback?code=c&state={}", param(&loc, "state"));
     let step = f.on_request(
         &get(&cb, &[("cookie", &cookie_header(&cookies))]),
-        &state,
+        std::slice::from_ref(&state),
         NOW,
         &mut CountingEntropy(1),
     );
@@ -1151,7 +1151,7 @@ fn proconnect_requires_signed_userinfo_and_builds_the_display_name() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", &tokens.to_string()),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW,
         &mut CountingEntropy(1),
         &MemoryStore::default(),
@@ -1163,7 +1163,7 @@ fn proconnect_requires_signed_userinfo_and_builds_the_display_name() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", &plain),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW,
         &mut CountingEntropy(1),
         &MemoryStore::default(),
@@ -1180,7 +1180,7 @@ fn proconnect_requires_signed_userinfo_and_builds_the_display_name() {
     let cookie = cookie_header(&set_cookies(&response(login.step)));
     let r = response(f.on_request(
         &get("/oauth2/userinfo", &[("cookie", &cookie)]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1196,14 +1196,14 @@ fn denied_page_follows_the_browser_language() {
     let cookie = cookie_header(&set_cookies(&response(login.step)));
     let fr = response(f.on_request(
         &get("/", &[("cookie", &cookie)]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
     assert!(String::from_utf8(fr.body).unwrap().contains("Accès refusé"));
     let en = response(f.on_request(
         &get("/", &[("cookie", &cookie), ("accept-language", "en")]),
-        &provider(),
+        &[provider()],
         NOW,
         &mut CountingEntropy(1),
     ));
@@ -1260,13 +1260,13 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     let mut state = provider();
 
     // Long before expiry: a plain cookie check.
-    let step = f.on_request_shared(&req(), &state, &(NOW + 10), &mut CountingEntropy(4), &store);
+    let step = f.on_request_shared(&req(), std::slice::from_ref(&state), &(NOW + 10), &mut CountingEntropy(4), &store);
     assert_eq!(step.outcome, Outcome::Passed);
 
     // Within the margin: this request refreshes.
     let step = f.on_request_shared(
         &req(),
-        &state,
+        std::slice::from_ref(&state),
         &(NOW + 250),
         &mut CountingEntropy(5),
         &store,
@@ -1286,7 +1286,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     // Meanwhile another request of the same session does not refresh again.
     let other = f.on_request_shared(
         &req(),
-        &state,
+        std::slice::from_ref(&state),
         &(NOW + 251),
         &mut CountingEntropy(6),
         &store,
@@ -1306,7 +1306,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", &tokens.to_string()),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW + 252,
         &mut CountingEntropy(7),
         &store,
@@ -1327,7 +1327,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
             "application/jwt",
             &userinfo_jwt("alice@numerique.gouv.fr"),
         ),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW + 252,
         &mut CountingEntropy(8),
         &store,
@@ -1360,7 +1360,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     // without a second refresh (which a rotating provider would refuse).
     let late = f.on_request_shared(
         &req(),
-        &state,
+        std::slice::from_ref(&state),
         &(NOW + 253),
         &mut CountingEntropy(9),
         &store,
@@ -1379,7 +1379,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     let fresh = get("/chat", &[HTML, ("cookie", &new_cookie)]);
     let step = f.on_request_shared(
         &fresh,
-        &state,
+        std::slice::from_ref(&state),
         &(NOW + 300),
         &mut CountingEntropy(10),
         &store,
@@ -1400,7 +1400,7 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     // first refresh), it is refreshed, not handed the result it came from.
     let step = f.on_request_shared(
         &fresh,
-        &state,
+        std::slice::from_ref(&state),
         &(NOW + 500),
         &mut CountingEntropy(11),
         &store,
@@ -1419,7 +1419,7 @@ fn refresh_call(
     state: &ProviderState,
     store: &MemoryStore,
 ) -> Box<crate::core::flow::Pending> {
-    pending_call(f.on_request_shared(req, state, &(NOW + 5), &mut CountingEntropy(4), store))
+    pending_call(f.on_request_shared(req, std::slice::from_ref(state), &(NOW + 5), &mut CountingEntropy(4), store))
 }
 
 #[test]
@@ -1431,7 +1431,7 @@ fn a_refused_refresh_ends_the_session_and_keeps_the_page() {
     for (accept, expected) in [(HTML, 302), (("accept", "application/json"), 401)] {
         let store_step = f.on_request_shared(
             &get("/chat?x=2", &[accept, ("cookie", &cookie)]),
-            &state,
+            std::slice::from_ref(&state),
             &(NOW + 5),
             &mut CountingEntropy(4),
             &store,
@@ -1440,7 +1440,7 @@ fn a_refused_refresh_ends_the_session_and_keeps_the_page() {
         let step = f.on_provider_response(
             *pending,
             &json_response(400, "application/json", r#"{"error":"invalid_grant"}"#),
-            &mut state,
+            std::slice::from_mut(&mut state),
             NOW + 6,
             &mut CountingEntropy(5),
             &store,
@@ -1479,7 +1479,7 @@ fn a_provider_outage_during_refresh_keeps_the_session() {
     let step = f.on_provider_response(
         *pending,
         &ProviderResponse::default(),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW + 10,
         &mut CountingEntropy(5),
         &store,
@@ -1494,7 +1494,7 @@ fn a_provider_outage_during_refresh_keeps_the_session() {
     assert!(matches!(step.action, Action::ContinueWith(_)));
     // No new attempt right away: the next request passes without calling.
     state = provider();
-    let next = f.on_request_shared(&req, &state, &(NOW + 11), &mut CountingEntropy(6), &store);
+    let next = f.on_request_shared(&req, std::slice::from_ref(&state), &(NOW + 11), &mut CountingEntropy(6), &store);
     assert_eq!(next.outcome, Outcome::Passed);
 }
 
@@ -1510,7 +1510,7 @@ fn access_rules_are_applied_again_to_the_refreshed_identity() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", &tokens.to_string()),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW + 6,
         &mut CountingEntropy(5),
         &store,
@@ -1520,7 +1520,7 @@ fn access_rules_are_applied_again_to_the_refreshed_identity() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/jwt", &userinfo_jwt("alice@example.com")),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW + 6,
         &mut CountingEntropy(6),
         &store,
@@ -1555,10 +1555,10 @@ fn without_a_refresh_token_the_session_just_lasts_its_lifetime() {
             .collect::<Vec<_>>(),
     );
     let req = get("/chat?p=1", &[HTML, ("cookie", &cookie)]);
-    let step = f.on_request(&req, &provider(), NOW + 100, &mut CountingEntropy(4));
+    let step = f.on_request(&req, &[provider()], NOW + 100, &mut CountingEntropy(4));
     assert_eq!(step.outcome, Outcome::Passed);
     // Past the lifetime: back to the provider, returning to the same page.
-    let r = response(f.on_request(&req, &provider(), NOW + 600, &mut CountingEntropy(5)));
+    let r = response(f.on_request(&req, &[provider()], NOW + 600, &mut CountingEntropy(5)));
     assert_eq!(r.status, 302);
     let loc = r.header("location").unwrap();
     assert!(loc.starts_with(&format!("{ISSUER}/auth?")));
@@ -1580,7 +1580,7 @@ fn a_refreshed_id_token_for_another_person_ends_the_session() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", &tokens.to_string()),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW + 6,
         &mut CountingEntropy(5),
         &store,
@@ -1639,7 +1639,7 @@ fn api_get<'a>(path: &'a str, authorization: Option<&'a str>) -> Request<'a> {
 }
 
 fn run(f: &Filter, req: &Request, state: &ProviderState) -> Step {
-    f.on_request(req, state, NOW, &mut CountingEntropy(1))
+    f.on_request(req, std::slice::from_ref(state), NOW, &mut CountingEntropy(1))
 }
 
 #[test]
@@ -1722,7 +1722,8 @@ fn bad_bearer_tokens_are_refused_as_rfc_6750_says() {
                     Some("https://evil.example".into()))
             ),
             401,
-            "invalid_token",
+            // The issuer picks the keys: no provider has this one.
+            "wrong_issuer",
         ),
         // An ID token is not an access token.
         (
@@ -1823,7 +1824,7 @@ fn opaque_tokens_are_introspected_once_then_cached() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", &answer.to_string()),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW,
         &mut CountingEntropy(2),
         &MemoryStore::default(),
@@ -1851,7 +1852,7 @@ fn opaque_tokens_are_introspected_once_then_cached() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", r#"{"active": false}"#),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW,
         &mut CountingEntropy(3),
         &MemoryStore::default(),
@@ -1866,7 +1867,7 @@ fn opaque_tokens_are_introspected_once_then_cached() {
     let step = f.on_provider_response(
         *pending,
         &json_response(200, "application/json", &wrong.to_string()),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW,
         &mut CountingEntropy(4),
         &MemoryStore::default(),
@@ -1877,7 +1878,7 @@ fn opaque_tokens_are_introspected_once_then_cached() {
     let step = f.on_provider_response(
         *pending,
         &ProviderResponse::default(),
-        &mut state,
+        std::slice::from_mut(&mut state),
         NOW,
         &mut CountingEntropy(5),
         &MemoryStore::default(),
@@ -1967,7 +1968,7 @@ fn signed_and_encrypted_introspection_answers_are_verified() {
         f.on_provider_response(
             *pending,
             &json_response(200, "application/token-introspection+jwt", &body),
-            &mut state,
+            std::slice::from_mut(&mut state),
             NOW,
             &mut CountingEntropy(2),
             &MemoryStore::default(),
@@ -2045,7 +2046,7 @@ fn known_sessions_are_served_from_the_cache_with_the_same_decisions() {
         Outcome::Unauthenticated
     );
     // Expiry is checked on every use.
-    let late = f.on_request(&req(&cookie), &p, NOW + 43200, &mut CountingEntropy(1));
+    let late = f.on_request(&req(&cookie), std::slice::from_ref(&p), NOW + 43200, &mut CountingEntropy(1));
     assert_eq!(late.outcome, Outcome::Unauthenticated);
     // Another person's cached session is not served for a different route's rules.
     let strict = filter(json!({"allowed_email_domains": ["*.gouv.fr"], "routes": [
@@ -2111,10 +2112,10 @@ fn a_session_due_for_refresh_is_not_served_from_the_cache() {
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
     let store = MemoryStore::default();
     let p = provider();
-    let early = f.on_request_shared(&req, &p, &(NOW + 1), &mut CountingEntropy(4), &store);
+    let early = f.on_request_shared(&req, std::slice::from_ref(&p), &(NOW + 1), &mut CountingEntropy(4), &store);
     assert_eq!(early.outcome, Outcome::Passed);
     assert_eq!(f.sessions.borrow().len(), 1);
-    let due = f.on_request_shared(&req, &p, &(NOW + 250), &mut CountingEntropy(5), &store);
+    let due = f.on_request_shared(&req, std::slice::from_ref(&p), &(NOW + 250), &mut CountingEntropy(5), &store);
     assert!(matches!(due.action, Action::Call(..)), "{:?}", due.outcome);
 }
 
@@ -2165,7 +2166,7 @@ fn outcome_with(
 ) -> (Outcome, bool) {
     let clock = ReadingsClock::new(now, margin);
     let store = MemoryStore::default();
-    let step = f.on_request_shared(req, p, &clock, &mut CountingEntropy(1), &store);
+    let step = f.on_request_shared(req, std::slice::from_ref(p), &clock, &mut CountingEntropy(1), &store);
     (step.outcome, clock.read.get())
 }
 

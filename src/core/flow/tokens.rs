@@ -15,6 +15,8 @@ pub(crate) const NEGATIVE_TTL: u64 = 10;
 /// A checked token: its claims, or `None` when it is not valid.
 #[derive(Debug, Clone)]
 pub(crate) struct Checked {
+    /// The provider that vouched for the token.
+    pub(crate) provider: usize,
     pub(crate) claims: Option<Map<String, Value>>,
     pub(crate) until: u64,
     pub(crate) memo: Memo,

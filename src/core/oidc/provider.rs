@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::core::config::Config;
+use crate::core::config::{Config, ProviderConfig};
 use crate::core::http::{ProviderCall, ProviderResponse};
 use crate::core::oidc::keys::KeySet;
 
@@ -15,7 +15,8 @@ pub struct ProviderMetadata {
     pub authorization_endpoint: Url,
     pub token_endpoint: Url,
     pub userinfo_endpoint: Option<Url>,
-    pub jwks_uri: Url,
+    /// `None` for a plain OAuth 2.0 provider (no ID token to verify).
+    pub jwks_uri: Option<Url>,
     pub end_session_endpoint: Option<Url>,
     /// RFC 7662 token introspection (RFC 8414 metadata).
     pub introspection_endpoint: Option<Url>,
@@ -86,7 +87,7 @@ impl ProviderMetadata {
                 .userinfo_endpoint
                 .map(|u| endpoint(Some(u), "userinfo_endpoint"))
                 .transpose()?,
-            jwks_uri: endpoint(raw.jwks_uri, "jwks_uri")?,
+            jwks_uri: Some(endpoint(raw.jwks_uri, "jwks_uri")?),
             end_session_endpoint: raw
                 .end_session_endpoint
                 .map(|u| endpoint(Some(u), "end_session_endpoint"))
@@ -142,6 +143,28 @@ struct Snapshot {
 }
 
 impl ProviderState {
+    /// The state of a provider configured rather than discovered (plain
+    /// OAuth 2.0): ready from the start, never fetched. `None` for an
+    /// OpenID provider.
+    pub fn configured(provider: &ProviderConfig) -> Option<ProviderState> {
+        let e = provider.oauth2.as_ref()?;
+        Some(ProviderState {
+            metadata: Some(ProviderMetadata {
+                issuer: provider.issuer.clone(),
+                authorization_endpoint: e.authorization_endpoint.clone(),
+                token_endpoint: e.token_endpoint.clone(),
+                userinfo_endpoint: Some(e.userinfo_endpoint.clone()),
+                jwks_uri: None,
+                end_session_endpoint: None,
+                introspection_endpoint: None,
+            }),
+            keys: Some(KeySet::default()),
+            reachable: true,
+            next_fetch_at: u64::MAX,
+            ..Default::default()
+        })
+    }
+
     /// Logins can start: metadata and keys known, and the provider answered last
     /// time we asked.
     pub fn ready(&self) -> bool {
@@ -211,11 +234,11 @@ impl ProviderState {
 
     /// Takes the state another worker shared. The documents are checked as if
     /// fetched here; on any problem our own copy stays.
-    pub fn adopt(&mut self, config: &Config, bytes: &[u8]) -> Result<(), String> {
+    pub fn adopt(&mut self, provider: &ProviderConfig, bytes: &[u8]) -> Result<(), String> {
         let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| crate::core::json_error(&e))?;
         // Check both documents before taking either.
         let metadata = (s.discovery.as_bytes() != self.discovery_raw.as_slice())
-            .then(|| ProviderMetadata::parse(&config.issuer, s.discovery.as_bytes()))
+            .then(|| ProviderMetadata::parse(&provider.issuer, s.discovery.as_bytes()))
             .transpose()
             .map_err(|e| e.to_string())?;
         let keys = (s.jwks.as_bytes() != self.jwks_raw.as_slice())
@@ -272,21 +295,24 @@ pub enum FetchResult {
 
 impl ProviderState {
     /// Starts a refresh when one is due: the discovery document first.
-    pub fn start_refresh(&mut self, config: &Config, now: u64) -> Option<(ProviderCall, Fetch)> {
+    pub fn start_refresh(
+        &mut self,
+        provider: &ProviderConfig,
+        now: u64,
+    ) -> Option<(ProviderCall, Fetch)> {
+        let url = provider.discovery_url.as_ref()?;
         if !self.fetch_due(now) {
             return None;
         }
         self.fetching = true;
-        Some((
-            ProviderCall::get(&config.discovery_url, "application/json"),
-            Fetch::Discovery,
-        ))
+        Some((ProviderCall::get(url, "application/json"), Fetch::Discovery))
     }
 
     /// Takes the answer to a refresh fetch; returns the next call to make, if any.
     pub fn on_fetch(
         &mut self,
         config: &Config,
+        provider: &ProviderConfig,
         fetch: Fetch,
         resp: &ProviderResponse,
         now: u64,
@@ -304,12 +330,13 @@ impl ProviderState {
             return fail(self, what, DiscoveryError::Status(resp.status).to_string());
         }
         match fetch {
-            Fetch::Discovery => match ProviderMetadata::parse(&config.issuer, &resp.body) {
+            Fetch::Discovery => match ProviderMetadata::parse(&provider.issuer, &resp.body) {
                 Ok(metadata) => {
-                    let call = ProviderCall::get(
-                        &metadata.jwks_uri,
-                        "application/json, application/jwk-set+json",
-                    );
+                    let Some(jwks_uri) = metadata.jwks_uri.as_ref() else {
+                        return fail(self, "discovery", "`jwks_uri` is missing".into());
+                    };
+                    let call =
+                        ProviderCall::get(jwks_uri, "application/json, application/jwk-set+json");
                     (
                         FetchResult::Next,
                         Some((call, Fetch::Keys(Box::new(metadata), resp.body.clone()))),
@@ -457,15 +484,17 @@ mod tests {
 
     fn fetched(config: &Config) -> ProviderState {
         let mut s = ProviderState::default();
-        let (_, fetch) = s.start_refresh(config, 100).unwrap();
+        let p = &config.providers[0];
+        let (_, fetch) = s.start_refresh(p, 100).unwrap();
         let ok = |body: String| ProviderResponse {
             status: 200,
             headers: vec![],
             body: body.into_bytes(),
         };
-        let (_, next) = s.on_fetch(config, fetch, &ok(discovery().to_string()), 100);
+        let (_, next) = s.on_fetch(config, p, fetch, &ok(discovery().to_string()), 100);
         let (result, _) = s.on_fetch(
             config,
+            p,
             next.unwrap().1,
             &ok(crate::core::oidc::token::tests::test_jwks().to_string()),
             100,
@@ -481,7 +510,7 @@ mod tests {
         assert!(fetcher.changed);
         let snapshot = fetcher.snapshot().unwrap();
         let mut other = ProviderState::default();
-        other.adopt(&config, &snapshot).unwrap();
+        other.adopt(&config.providers[0], &snapshot).unwrap();
         assert!(other.ready());
         assert_eq!(other.next_fetch_at, fetcher.next_fetch_at);
         assert_eq!(
@@ -495,20 +524,20 @@ mod tests {
         // A failure elsewhere is seen here too, with the last good copy kept.
         let mut down = fetcher.clone();
         down.failed("down".into(), 200, 30);
-        other.adopt(&config, &down.snapshot().unwrap()).unwrap();
+        other.adopt(&config.providers[0], &down.snapshot().unwrap()).unwrap();
         assert!(!other.ready() && other.keys.is_some());
         // A document that does not check out is refused; our copy stays.
         let bad = String::from_utf8(snapshot.clone())
             .unwrap()
             .replace(ISSUER, "https://evil.example");
-        assert!(other.adopt(&config, bad.as_bytes()).is_err());
+        assert!(other.adopt(&config.providers[0], bad.as_bytes()).is_err());
         assert_eq!(other.metadata.as_ref().unwrap().issuer, ISSUER);
         // New documents with keys that do not parse: neither is taken.
         let mut half: serde_json::Value = serde_json::from_slice(&snapshot).unwrap();
         let moved = discovery().to_string().replace("/token", "/token2");
         half["discovery"] = serde_json::json!(moved);
         half["jwks"] = serde_json::json!("{}");
-        assert!(other.adopt(&config, half.to_string().as_bytes()).is_err());
+        assert!(other.adopt(&config.providers[0], half.to_string().as_bytes()).is_err());
         assert_eq!(
             other.metadata.as_ref().unwrap().token_endpoint.path(),
             "/api/v2/token"

@@ -449,6 +449,15 @@ fn header_of(token: &str) -> Option<Map<String, Value>> {
     json_object(token.split('.').next()?)
 }
 
+/// The `iss` a JWT says it comes from, before any check: only to pick
+/// whose keys verify it (the verification then checks `iss` again).
+pub fn claimed_issuer(token: &str) -> Option<String> {
+    json_object(token.split('.').nth(1)?)?
+        .get("iss")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Whether a JWT's header names its key (`kid`).
 pub fn names_kid(token: &str) -> bool {
     header_of(token).is_some_and(|h| h.contains_key("kid"))

@@ -127,6 +127,8 @@ impl Checksum {
 /// What a request with a known session needs.
 #[derive(Debug)]
 pub struct CachedSession {
+    /// The provider that signed the person in.
+    pub provider: usize,
     pub expires_at: u64,
     /// From then on, the session is due for a refresh: not served from here.
     pub refresh_at: Option<u64>,
@@ -143,6 +145,7 @@ pub struct CachedSession {
 
 impl CachedSession {
     pub fn new(
+        provider: usize,
         expires_at: u64,
         refresh_at: Option<u64>,
         claims: Map<String, Value>,
@@ -150,6 +153,7 @@ impl CachedSession {
         key: &SessionKey,
     ) -> Self {
         CachedSession {
+            provider,
             expires_at,
             refresh_at,
             claims,
@@ -218,7 +222,7 @@ mod tests {
         let text = "A".repeat(100) + &"t".repeat(TAG_CHARS);
         let key = SessionKey::of(&jar, &[("_sesame", &text)]).unwrap();
         let mut cache = SessionCache::default();
-        let entry = CachedSession::new(2000, None, Map::new(), Identity::default(), &key);
+        let entry = CachedSession::new(0, 2000, None, Map::new(), Identity::default(), &key);
         cache.insert(&key, entry, 10, 1000);
         assert!(cache.get(&key, 1000).is_some());
         assert!(cache.get(&key, 2000).is_none(), "expired");

@@ -5,6 +5,12 @@
 //! cookie, or in numbered chunks (`_sesame_0`, `_sesame_1`, ...) when it would not
 //! fit in one. The cookie's name is authenticated data: a value moved to another
 //! cookie does not open. Anything that does not open is simply "no session".
+//!
+//! Each provider has its own keys (bound to its issuer and client). The first
+//! byte of a sealed value names the provider whose keys sealed it (`1` for the
+//! first): a value changed to name another provider does not open with that
+//! provider's keys, so what a value opens to always comes from the provider
+//! it names.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -21,6 +27,7 @@ pub const CHUNK_SIZE: usize = 3800;
 /// Most chunks written and read back: a session that would need more is
 /// never written (see [`SessionCookie::fits`]).
 pub const MAX_CHUNKS: usize = 8;
+/// The first byte of a value sealed with the first provider's keys.
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 
@@ -32,9 +39,16 @@ pub enum Purpose {
     Logout,
 }
 
-/// AES-256-GCM sealing with keys derived from the cookie secret.
+/// AES-256-GCM sealing with keys derived from the cookie secret: one set of
+/// keys per provider.
 #[derive(Clone)]
 pub struct Sealer {
+    keys: Vec<Keys>,
+}
+
+/// One provider's keys, one per purpose.
+#[derive(Clone)]
+struct Keys {
     session: Aes256Gcm,
     login: Aes256Gcm,
     logout: Aes256Gcm,
@@ -66,24 +80,48 @@ impl Sealer {
     /// Keys from the cookie secret, for the provider `issuer` and the client
     /// `client_id`.
     pub fn new(secret: &[u8], issuer: &str, client_id: &str) -> Self {
-        Sealer {
-            session: derive_key(secret, issuer, client_id, "session"),
-            login: derive_key(secret, issuer, client_id, "login"),
-            logout: derive_key(secret, issuer, client_id, "logout"),
-        }
+        Sealer::for_providers(secret, &[(issuer, client_id)])
     }
 
-    fn cipher(&self, purpose: Purpose) -> &Aes256Gcm {
-        match purpose {
-            Purpose::Session => &self.session,
-            Purpose::Login => &self.login,
-            Purpose::Logout => &self.logout,
-        }
+    /// Keys from the cookie secret for each provider, named by its issuer
+    /// and our client id there (at most 64).
+    pub fn for_providers(secret: &[u8], providers: &[(&str, &str)]) -> Self {
+        let keys = providers
+            .iter()
+            .map(|(issuer, client_id)| Keys {
+                session: derive_key(secret, issuer, client_id, "session"),
+                login: derive_key(secret, issuer, client_id, "login"),
+                logout: derive_key(secret, issuer, client_id, "logout"),
+            })
+            .collect();
+        Sealer { keys }
     }
 
-    /// Seals a value: `base64url(version || nonce || ciphertext+tag)`.
+    fn cipher(&self, provider: usize, purpose: Purpose) -> Option<&Aes256Gcm> {
+        let keys = self.keys.get(provider)?;
+        Some(match purpose {
+            Purpose::Session => &keys.session,
+            Purpose::Login => &keys.login,
+            Purpose::Logout => &keys.logout,
+        })
+    }
+
+    /// Seals a value with the first provider's keys.
     pub fn seal<T: Serialize>(
         &self,
+        purpose: Purpose,
+        name: &str,
+        value: &T,
+        entropy: &mut dyn Entropy,
+    ) -> String {
+        self.seal_for(0, purpose, name, value, entropy)
+    }
+
+    /// Seals a value with provider `provider`'s keys:
+    /// `base64url(1 + provider || nonce || ciphertext+tag)`.
+    pub fn seal_for<T: Serialize>(
+        &self,
+        provider: usize,
         purpose: Purpose,
         name: &str,
         value: &T,
@@ -92,8 +130,10 @@ impl Sealer {
         let plain = serde_json::to_vec(value).expect("session types serialise");
         let mut nonce = [0u8; NONCE_LEN];
         entropy.fill(&mut nonce);
-        let sealed = self
-            .cipher(purpose)
+        let cipher = self
+            .cipher(provider, purpose)
+            .expect("sealing for a configured provider");
+        let sealed = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -103,7 +143,7 @@ impl Sealer {
             )
             .expect("AES-GCM encryption of a small buffer cannot fail");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(VERSION);
+        out.push(VERSION + provider as u8);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         b64url(&out)
@@ -112,13 +152,24 @@ impl Sealer {
     /// Opens a sealed value; `None` for anything tampered, truncated, foreign or
     /// malformed.
     pub fn open<T: DeserializeOwned>(&self, purpose: Purpose, name: &str, text: &str) -> Option<T> {
+        self.open_from(purpose, name, text).map(|(_, value)| value)
+    }
+
+    /// Opens a sealed value, with the provider whose keys sealed it.
+    pub fn open_from<T: DeserializeOwned>(
+        &self,
+        purpose: Purpose,
+        name: &str,
+        text: &str,
+    ) -> Option<(usize, T)> {
         let raw = b64url_decode(text)?;
-        if raw.len() < 1 + NONCE_LEN + 16 || raw[0] != VERSION {
+        if raw.len() < 1 + NONCE_LEN + 16 || raw[0] < VERSION {
             return None;
         }
+        let provider = usize::from(raw[0] - VERSION);
         let (nonce, sealed) = raw[1..].split_at(NONCE_LEN);
         let plain = self
-            .cipher(purpose)
+            .cipher(provider, purpose)?
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
@@ -127,7 +178,7 @@ impl Sealer {
                 },
             )
             .ok()?;
-        serde_json::from_slice(&plain).ok()
+        serde_json::from_slice(&plain).ok().map(|v| (provider, v))
     }
 }
 
@@ -155,6 +206,10 @@ pub struct Session {
     /// When the access token expires (from `expires_in`), when known.
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub access_expires_at: Option<u64>,
+    /// The provider that signed the person in (its index): whose keys
+    /// sealed the session, never a field of the sealed text.
+    #[serde(skip)]
+    pub provider: usize,
 }
 
 impl Session {
@@ -213,9 +268,9 @@ impl SessionCookie<'_> {
         present: &[(&str, &str)],
         entropy: &mut dyn Entropy,
     ) -> Vec<String> {
-        let sealed = self
-            .sealer
-            .seal(Purpose::Session, self.name, session, entropy);
+        let sealed =
+            self.sealer
+                .seal_for(session.provider, Purpose::Session, self.name, session, entropy);
         self.write_sealed(
             &sealed,
             session.expires_at.saturating_sub(now),
@@ -352,7 +407,14 @@ impl SessionCookie<'_> {
     /// in": absent, tampered, truncated, foreign or expired.
     pub fn read(&self, present: &[(&str, &str)], now: u64) -> Option<Session> {
         let text = self.sealed_text(present)?;
-        let session: Session = self.sealer.open(Purpose::Session, self.name, &text)?;
+        self.open(&text, now)
+    }
+
+    /// Opens a sealed session (valid at `now`), with its provider.
+    pub fn open(&self, text: &str, now: u64) -> Option<Session> {
+        let (provider, mut session): (usize, Session) =
+            self.sealer.open_from(Purpose::Session, self.name, text)?;
+        session.provider = provider;
         (now < session.expires_at).then_some(session)
     }
 }
