@@ -794,7 +794,9 @@ class Envoy(_Component):
     string sent as is (to test refusals of malformed JSON).  The bootstrap is
     built in ``self.bootstrap`` (a dict) by the constructor; a test may change
     it before ``start()``.  It is written as YAML next to the logs.
-    ``extra_args`` are added to Envoy's command line.
+    ``extra_args`` are added to Envoy's command line; ``extra_clusters``
+    (name -> loopback port) adds clusters, one per provider of a
+    configuration with several.
     """
 
     name = "envoy"
@@ -813,10 +815,12 @@ class Envoy(_Component):
         log_level: str = "info",
         component_log_level: str = "wasm:debug",
         extra_args: Sequence[str] = (),
+        extra_clusters: dict[str, int] | None = None,
     ) -> None:
         self.port = listen_port
         self.upstream_port = upstream_port
         self.provider_port = provider_port
+        self.extra_clusters = dict(extra_clusters or {})
         self.plugin_config = plugin_config
         self.concurrency = concurrency
         self.wasm_path = Path(wasm_path or DEFAULT_WASM).resolve()
@@ -900,6 +904,8 @@ class Envoy(_Component):
         clusters = [_static_cluster("upstream", self.upstream_port)]
         if self.provider_port is not None:
             clusters.append(_static_cluster("idp", self.provider_port))
+        for name, port in self.extra_clusters.items():
+            clusters.append(_static_cluster(name, port))
         return {
             "admin": {"address": _socket_address(0)},
             "static_resources": {

@@ -162,9 +162,13 @@ impl HttpContext for SesameHttp {
         shared.adopt_providers_if_not_ready(&clock);
         let step = {
             let providers = shared.providers.borrow();
-            shared
-                .filter
-                .on_request_shared(&request, &providers, &clock, &mut OsEntropy, &HostStore)
+            shared.filter.on_request_shared(
+                &request,
+                &providers,
+                &clock,
+                &mut OsEntropy,
+                &HostStore,
+            )
         };
         self.perform(step)
     }

@@ -145,8 +145,13 @@ impl Context for SesameRoot {
         let response = call_response(body_size);
         let config = &shared.filter.config;
         let provider = shared.filter.provider(index);
-        let (result, next) =
-            shared.providers.borrow_mut()[index].on_fetch(config, provider, fetch, &response, now());
+        let (result, next) = shared.providers.borrow_mut()[index].on_fetch(
+            config,
+            provider,
+            fetch,
+            &response,
+            now(),
+        );
         match result {
             FetchResult::Next => {}
             FetchResult::Refreshed { keys, skipped } => {
@@ -218,10 +223,12 @@ impl RootContext for SesameRoot {
             );
             let mut seed = [0u8; 8];
             OsEntropy.fill(&mut seed);
-            states.push(ProviderState::configured(p).unwrap_or_else(|| ProviderState {
-                jitter: u64::from_le_bytes(seed),
-                ..Default::default()
-            }));
+            states.push(
+                ProviderState::configured(p).unwrap_or_else(|| ProviderState {
+                    jitter: u64::from_le_bytes(seed),
+                    ..Default::default()
+                }),
+            );
         }
         let seen = vec![None; states.len()];
         let shared = Rc::new(Shared {

@@ -661,7 +661,10 @@ fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
                 }
             }
             if names.is_empty() {
-                sub.err("providers", "names nobody: list provider ids, or leave it out for all");
+                sub.err(
+                    "providers",
+                    "names nobody: list provider ids, or leave it out for all",
+                );
             }
             set
         });
@@ -673,7 +676,10 @@ fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
         }
         match protection {
             Some(Protection::Public) if has_rules || !scopes.is_empty() || providers.is_some() => {
-                sub.err("mode", "a public route has no access rules, scopes or providers");
+                sub.err(
+                    "mode",
+                    "a public route has no access rules, scopes or providers",
+                );
             }
             Some(p) if !p.accepts_bearer() && !scopes.is_empty() => {
                 sub.err(
@@ -828,8 +834,7 @@ fn read_provider(
         {
             Some((_, issuer)) => Some(issuer.to_string()),
             None => {
-                let names: Vec<&str> =
-                    PROCONNECT_ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
+                let names: Vec<&str> = PROCONNECT_ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
                 r.err(
                     "proconnect_environment",
                     format!("must be one of {}", names.join(", ")),
@@ -949,7 +954,6 @@ fn read_provider(
         );
     }
 
-
     let fetch_userinfo = r.bool("fetch_userinfo", true);
 
     let id_token_signing_algs = match r.string_list("id_token_signing_algs") {
@@ -1010,13 +1014,19 @@ fn read_provider(
     if oauth2 {
         for key in OIDC_ONLY_KEYS {
             if !matches!(r.obj.get(*key), None | Some(Value::Null)) {
-                r.err(key, "is for OpenID Connect providers: a plain OAuth 2.0 provider has no ID token");
+                r.err(
+                    key,
+                    "is for OpenID Connect providers: a plain OAuth 2.0 provider has no ID token",
+                );
             }
         }
     } else {
         for key in OAUTH2_ONLY_KEYS {
             if !matches!(r.obj.get(*key), None | Some(Value::Null)) {
-                r.err(key, "is only for provider \"oauth2\" (OpenID providers are discovered)");
+                r.err(
+                    key,
+                    "is only for provider \"oauth2\" (OpenID providers are discovered)",
+                );
             }
         }
     }
@@ -1088,19 +1098,28 @@ fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
     };
     for key in PROVIDER_KEYS {
         if !matches!(r.obj.get(*key), None | Some(Value::Null)) {
-            r.err(key, "belongs in each entry of `providers` when that list is set");
+            r.err(
+                key,
+                "belongs in each entry of `providers` when that list is set",
+            );
         }
     }
     if items.len() > MAX_PROVIDERS {
         r.err(
             "providers",
-            format!("has {} entries; at most {MAX_PROVIDERS} are allowed", items.len()),
+            format!(
+                "has {} entries; at most {MAX_PROVIDERS} are allowed",
+                items.len()
+            ),
         );
     }
     let mut providers: Vec<ProviderConfig> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let Some(obj) = item.as_object() else {
-            r.err(&format!("providers[{i}]"), "must be an object with `id` and the provider's keys");
+            r.err(
+                &format!("providers[{i}]"),
+                "must be an object with `id` and the provider's keys",
+            );
             continue;
         };
         let mut sub = Reader {
@@ -1131,7 +1150,13 @@ fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
             .iter()
             .position(|p| p.callback_path() == provider.callback_path())
         {
-            sub.err("redirect_uri", format!("{}: each provider needs its own callback path (e.g. /oauth2/callback/<id>)", clash("callback path", j)));
+            sub.err(
+                "redirect_uri",
+                format!(
+                    "{}: each provider needs its own callback path (e.g. /oauth2/callback/<id>)",
+                    clash("callback path", j)
+                ),
+            );
         }
         if let Some(j) = providers.iter().position(|p| p.issuer == provider.issuer) {
             sub.err("issuer", clash("issuer", j));
@@ -1424,12 +1449,15 @@ impl Config {
                     None
                 }
             },
-            None => providers
-                .first()
-                .and_then(|p| p.redirect_uri.join(&format!("{proxy_prefix}/signed_out")).ok()),
+            None => providers.first().and_then(|p| {
+                p.redirect_uri
+                    .join(&format!("{proxy_prefix}/signed_out"))
+                    .ok()
+            }),
         };
         if let Some(logout) = &post_logout_redirect_uri {
-            if logout.path() == "/" || providers.iter().any(|p| p.callback_path() == logout.path()) {
+            if logout.path() == "/" || providers.iter().any(|p| p.callback_path() == logout.path())
+            {
                 r.err(
                     "post_logout_redirect_uri",
                     "needs a path of its own (e.g. /oauth2/signed_out): Sésame answers on it, so it can be neither / nor the callback's path",
@@ -1536,7 +1564,9 @@ impl Config {
 
     /// The provider whose callback path is `path`.
     pub fn provider_by_callback(&self, path: &str) -> Option<usize> {
-        self.providers.iter().position(|p| p.callback_path() == path)
+        self.providers
+            .iter()
+            .position(|p| p.callback_path() == path)
     }
 
     /// The provider named `id`.
@@ -1640,13 +1670,16 @@ pub(crate) mod tests {
         assert_eq!(c.proxy_prefix, "/oauth2");
         assert_eq!(c.session_lifetime, 43200);
         assert_eq!(c.providers[0].callback_path(), "/oauth2/callback");
-        assert_eq!(c.providers[0].token_endpoint_auth_method, ClientAuth::ClientSecretPost);
+        assert_eq!(
+            c.providers[0].token_endpoint_auth_method,
+            ClientAuth::ClientSecretPost
+        );
         assert_eq!(
             c.providers[0].discovery_url.as_ref().unwrap().as_str(),
             "http://127.0.0.1:9000/.well-known/openid-configuration"
         );
-        assert!(!c
-            .providers[0].id_token_signing_algs
+        assert!(!c.providers[0]
+            .id_token_signing_algs
             .iter()
             .any(|a| a.starts_with("HS") || a == "none"));
         let mut v = minimal();
@@ -1802,7 +1835,10 @@ pub(crate) mod tests {
         v["provider"] = json!("proconnect");
         v["proconnect_environment"] = json!("production");
         let c = Config::parse(v.to_string().as_bytes()).unwrap();
-        assert_eq!(c.providers[0].issuer, "https://auth.agentconnect.gouv.fr/api/v2");
+        assert_eq!(
+            c.providers[0].issuer,
+            "https://auth.agentconnect.gouv.fr/api/v2"
+        );
         assert_eq!(
             c.providers[0].discovery_url.as_ref().unwrap().as_str(),
             "https://auth.agentconnect.gouv.fr/api/v2/.well-known/openid-configuration"
@@ -1857,7 +1893,10 @@ pub(crate) mod tests {
         let c = config_with(
             json!({"claims": {"id_token": {"acr": {"essential": true, "value": "eidas2"}}}}),
         );
-        assert_eq!(c.providers[0].essential_acr, Some(vec!["eidas2".to_string()]));
+        assert_eq!(
+            c.providers[0].essential_acr,
+            Some(vec!["eidas2".to_string()])
+        );
         let c = config_with(
             json!({"claims": {"id_token": {"acr": {"essential": false, "values": ["eidas2"]}}}}),
         );

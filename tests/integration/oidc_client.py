@@ -468,7 +468,8 @@ class Counters:
         return {
             name: value - self.before.get(name, 0)
             for name, value in after.items()
-            if name not in self.GAUGES and value != self.before.get(name, 0)
+            if name not in self.GAUGES and not name.startswith("provider_ready.")
+            and value != self.before.get(name, 0)
             and (self.ticked or name not in self.FREQUENT)
         }
 

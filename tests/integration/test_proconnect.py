@@ -584,5 +584,5 @@ def test_issuer_overrides_the_proconnect_environment(make_proconnect_envoy, proc
     can be tested on loopback."""
     envoy = make_proconnect_envoy(proconnect_environment="integration")
 
-    assert "configured for issuer " + proconnect_provider.issuer in envoy.log_text()
+    assert f"configured for provider \"proconnect\": issuer {proconnect_provider.issuer} " in envoy.log_text()
     assert_signed_in_upstream(logged_in(envoy.url, "alice"), envoy, "alice")

@@ -13,12 +13,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::core::access::routes::RouteSet;
+use crate::core::config::ProviderKind;
 use crate::core::flow::headers::{identity_headers, Upstream};
 use crate::core::flow::state::{BearerPending, Pending};
 use crate::core::flow::tokens::{Checked, Memo, NEGATIVE_TTL};
 use crate::core::flow::{Action, Filter, Outcome, Step};
 use crate::core::http::{ProviderResponse, Response};
-use crate::core::config::ProviderKind;
 use crate::core::oidc::provider::ProviderState;
 use crate::core::oidc::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
 use crate::core::session::Session;
@@ -255,8 +255,15 @@ impl Filter {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
                 let until = exp.min(now.saturating_add(cache.cache_ttl));
                 let memo = Memo::default();
-                let step =
-                    self.admit(upstream, authorization, token, &claims, routes, index, &memo);
+                let step = self.admit(
+                    upstream,
+                    authorization,
+                    token,
+                    &claims,
+                    routes,
+                    index,
+                    &memo,
+                );
                 let checked = Checked {
                     provider: index,
                     claims: Some(claims),
@@ -429,6 +436,7 @@ impl Filter {
     }
 
     /// A valid token: the route's scopes and access rules, then upstream.
+    #[allow(clippy::too_many_arguments)]
     fn admit(
         &self,
         upstream: Upstream,

@@ -220,7 +220,8 @@ pub fn identity_headers(config: &Config, session: &Session) -> Vec<(String, Stri
 /// Whether a header is one of the user headers (`X-Forwarded-User`,
 /// `X-Auth-Request-User`) that `qualified_user` qualifies.
 fn is_user_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("x-forwarded-user") || name.eq_ignore_ascii_case("x-auth-request-user")
+    name.eq_ignore_ascii_case("x-forwarded-user")
+        || name.eq_ignore_ascii_case("x-auth-request-user")
 }
 
 /// Whether every byte is ASCII (the adapter's test of a request's headers,

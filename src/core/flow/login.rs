@@ -90,7 +90,14 @@ impl LoginProgress {
     /// The sign-in failed.
     fn fail(self, filter: &Filter, status: u16, reason: &'static str, detail: String) -> Step {
         let state = Some((self.index, self.login.state.as_str()));
-        filter.login_failed(status, reason, detail, state, &self.login.return_to, self.lang)
+        filter.login_failed(
+            status,
+            reason,
+            detail,
+            state,
+            &self.login.return_to,
+            self.lang,
+        )
     }
 }
 
@@ -103,8 +110,8 @@ pub(crate) fn mapped_claims(
     body: &[u8],
     expected_sub: &str,
 ) -> Result<Map<String, Value>, String> {
-    let answer: Value = serde_json::from_slice(body)
-        .map_err(|_| "the userinfo answer is not JSON".to_string())?;
+    let answer: Value =
+        serde_json::from_slice(body).map_err(|_| "the userinfo answer is not JSON".to_string())?;
     let mut claims = Map::new();
     for (claim, pointer) in map {
         let value = match answer.pointer(pointer) {
@@ -271,7 +278,9 @@ impl Filter {
             Some((&retry, pages::TRY_AGAIN)),
         );
         if let Some((provider, state)) = login_state {
-            response.headers.push(self.clear_login_cookie(provider, state));
+            response
+                .headers
+                .push(self.clear_login_cookie(provider, state));
         }
         Step::respond(response, Outcome::LoginFailed { reason, detail })
     }

@@ -17,6 +17,8 @@ pub mod step;
 pub mod tokens;
 
 #[cfg(test)]
+mod providers_tests;
+#[cfg(test)]
 mod tests;
 
 pub use filter::Filter;

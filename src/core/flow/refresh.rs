@@ -171,23 +171,21 @@ impl Filter {
         let result = match stage {
             RefreshStage::Token => match self.refreshed_session(&p.session, resp, provider, now) {
                 // Read userinfo again with the new access token.
-                Ok(new) => match self.userinfo_call(
-                    new.provider,
-                    provider,
-                    new.access_token.as_deref(),
-                ) {
-                    Some(call) => {
-                        let pending = RefreshPending {
-                            stage: RefreshStage::Userinfo(Box::new(new)),
-                            ..p
-                        };
-                        return Step {
-                            action: Action::Call(call, Box::new(Pending::Refresh(pending))),
-                            outcome: Outcome::Waiting,
-                        };
+                Ok(new) => {
+                    match self.userinfo_call(new.provider, provider, new.access_token.as_deref()) {
+                        Some(call) => {
+                            let pending = RefreshPending {
+                                stage: RefreshStage::Userinfo(Box::new(new)),
+                                ..p
+                            };
+                            return Step {
+                                action: Action::Call(call, Box::new(Pending::Refresh(pending))),
+                                outcome: Outcome::Waiting,
+                            };
+                        }
+                        None => Ok(new),
                     }
-                    None => Ok(new),
-                },
+                }
                 Err(failure) => Err(failure),
             },
             RefreshStage::Userinfo(new) => {
@@ -293,10 +291,11 @@ impl Filter {
                 reason: "id_token_invalid",
                 detail: e.to_string(),
             })?;
-            self.check_acr(old.provider, &fresh).map_err(|detail| Failure {
-                reason: "acr_not_satisfied",
-                detail,
-            })?;
+            self.check_acr(old.provider, &fresh)
+                .map_err(|detail| Failure {
+                    reason: "acr_not_satisfied",
+                    detail,
+                })?;
             claims.extend(fresh);
         }
         let new = Session {

@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 use super::{Action, Filter, Outcome, Step};
 use crate::core::access::paths;
 use crate::core::access::policy::{Denial, Policy};
-use crate::core::config::ProviderConfig;
 use crate::core::access::redirect::safe_return_target;
 use crate::core::access::routes::{Protection, Route, RouteSet};
+use crate::core::config::ProviderConfig;
 use crate::core::config::{ProviderKind, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
 use crate::core::flow::bearer::{has_joined_bearer, is_bearer_scheme};
 use crate::core::flow::headers::{identity_headers, Identity, Upstream};
@@ -135,10 +135,7 @@ impl Filter {
     pub(crate) fn admitted_providers(&self, routes: RouteSet) -> u64 {
         let all = (1u64 << self.config.providers.len()) - 1;
         routes.members().fold(all, |set, member| {
-            set & self
-                .route(member)
-                .and_then(|r| r.providers)
-                .unwrap_or(all)
+            set & self.route(member).and_then(|r| r.providers).unwrap_or(all)
         })
     }
 
@@ -222,7 +219,15 @@ impl Filter {
             }
         }
         if let Some(endpoint) = self.endpoint(path) {
-            return self.on_endpoint(endpoint, req, &cookies, providers, clock, entropy, lang(req));
+            return self.on_endpoint(
+                endpoint,
+                req,
+                &cookies,
+                providers,
+                clock,
+                entropy,
+                lang(req),
+            );
         }
 
         let (protection, routes) = match self.resolve(req) {
@@ -575,8 +580,8 @@ impl Filter {
                     None if self.config.providers.len() == 1 => Some(0),
                     None => None,
                 };
-                let proconnect = chosen
-                    .is_some_and(|i| self.provider(i).kind == ProviderKind::ProConnect);
+                let proconnect =
+                    chosen.is_some_and(|i| self.provider(i).kind == ProviderKind::ProConnect);
                 let hints = match SignInHints::from_query(req.query(), proconnect) {
                     Ok(h) => h,
                     Err(message) => {

@@ -327,7 +327,12 @@ fn full_login_then_identity_headers_upstream() {
             ("x_forwarded_user", "boss"),
         ],
     );
-    let step = f.on_request(&req, std::slice::from_ref(&state), NOW + 10, &mut CountingEntropy(4));
+    let step = f.on_request(
+        &req,
+        std::slice::from_ref(&state),
+        NOW + 10,
+        &mut CountingEntropy(4),
+    );
     assert_eq!(step.outcome, Outcome::Passed);
     let headers = forwarded(&req, step);
     let get_h = |n: &str| {
@@ -605,7 +610,12 @@ fn a_failed_token_call_gives_503_to_that_sign_in_only() {
     assert!(state.ready());
 
     // New visitors still start a sign-in, signed-in people keep working.
-    let nav = f.on_request(&get("/", &[HTML]), std::slice::from_ref(&state), NOW, &mut CountingEntropy(1));
+    let nav = f.on_request(
+        &get("/", &[HTML]),
+        std::slice::from_ref(&state),
+        NOW,
+        &mut CountingEntropy(1),
+    );
     assert_eq!(nav.outcome, Outcome::LoginStarted);
     let signed_in = f.on_request(
         &get("/", &[("cookie", &cookie)]),
@@ -737,7 +747,12 @@ fn auth_userinfo_and_sign_out_endpoints() {
 fn provider_not_ready_gives_503_to_navigations() {
     let f = filter(json!({}));
     let state = ProviderState::default();
-    let step = f.on_request(&get("/", &[HTML]), std::slice::from_ref(&state), NOW, &mut CountingEntropy(1));
+    let step = f.on_request(
+        &get("/", &[HTML]),
+        std::slice::from_ref(&state),
+        NOW,
+        &mut CountingEntropy(1),
+    );
     assert_eq!(step.outcome, Outcome::ProviderUnavailable);
     let step = f.on_request(
         &get("/oauth2/sign_in?rd=/x", &[]),
@@ -1260,7 +1275,13 @@ fn sessions_are_refreshed_once_before_the_access_token_expires() {
     let mut state = provider();
 
     // Long before expiry: a plain cookie check.
-    let step = f.on_request_shared(&req(), std::slice::from_ref(&state), &(NOW + 10), &mut CountingEntropy(4), &store);
+    let step = f.on_request_shared(
+        &req(),
+        std::slice::from_ref(&state),
+        &(NOW + 10),
+        &mut CountingEntropy(4),
+        &store,
+    );
     assert_eq!(step.outcome, Outcome::Passed);
 
     // Within the margin: this request refreshes.
@@ -1419,7 +1440,13 @@ fn refresh_call(
     state: &ProviderState,
     store: &MemoryStore,
 ) -> Box<crate::core::flow::Pending> {
-    pending_call(f.on_request_shared(req, std::slice::from_ref(state), &(NOW + 5), &mut CountingEntropy(4), store))
+    pending_call(f.on_request_shared(
+        req,
+        std::slice::from_ref(state),
+        &(NOW + 5),
+        &mut CountingEntropy(4),
+        store,
+    ))
 }
 
 #[test]
@@ -1494,7 +1521,13 @@ fn a_provider_outage_during_refresh_keeps_the_session() {
     assert!(matches!(step.action, Action::ContinueWith(_)));
     // No new attempt right away: the next request passes without calling.
     state = provider();
-    let next = f.on_request_shared(&req, std::slice::from_ref(&state), &(NOW + 11), &mut CountingEntropy(6), &store);
+    let next = f.on_request_shared(
+        &req,
+        std::slice::from_ref(&state),
+        &(NOW + 11),
+        &mut CountingEntropy(6),
+        &store,
+    );
     assert_eq!(next.outcome, Outcome::Passed);
 }
 
@@ -1639,7 +1672,12 @@ fn api_get<'a>(path: &'a str, authorization: Option<&'a str>) -> Request<'a> {
 }
 
 fn run(f: &Filter, req: &Request, state: &ProviderState) -> Step {
-    f.on_request(req, std::slice::from_ref(state), NOW, &mut CountingEntropy(1))
+    f.on_request(
+        req,
+        std::slice::from_ref(state),
+        NOW,
+        &mut CountingEntropy(1),
+    )
 }
 
 #[test]
@@ -2046,7 +2084,12 @@ fn known_sessions_are_served_from_the_cache_with_the_same_decisions() {
         Outcome::Unauthenticated
     );
     // Expiry is checked on every use.
-    let late = f.on_request(&req(&cookie), std::slice::from_ref(&p), NOW + 43200, &mut CountingEntropy(1));
+    let late = f.on_request(
+        &req(&cookie),
+        std::slice::from_ref(&p),
+        NOW + 43200,
+        &mut CountingEntropy(1),
+    );
     assert_eq!(late.outcome, Outcome::Unauthenticated);
     // Another person's cached session is not served for a different route's rules.
     let strict = filter(json!({"allowed_email_domains": ["*.gouv.fr"], "routes": [
@@ -2112,10 +2155,22 @@ fn a_session_due_for_refresh_is_not_served_from_the_cache() {
     let req = get("/chat", &[HTML, ("cookie", &cookie)]);
     let store = MemoryStore::default();
     let p = provider();
-    let early = f.on_request_shared(&req, std::slice::from_ref(&p), &(NOW + 1), &mut CountingEntropy(4), &store);
+    let early = f.on_request_shared(
+        &req,
+        std::slice::from_ref(&p),
+        &(NOW + 1),
+        &mut CountingEntropy(4),
+        &store,
+    );
     assert_eq!(early.outcome, Outcome::Passed);
     assert_eq!(f.sessions.borrow().len(), 1);
-    let due = f.on_request_shared(&req, std::slice::from_ref(&p), &(NOW + 250), &mut CountingEntropy(5), &store);
+    let due = f.on_request_shared(
+        &req,
+        std::slice::from_ref(&p),
+        &(NOW + 250),
+        &mut CountingEntropy(5),
+        &store,
+    );
     assert!(matches!(due.action, Action::Call(..)), "{:?}", due.outcome);
 }
 
@@ -2166,7 +2221,13 @@ fn outcome_with(
 ) -> (Outcome, bool) {
     let clock = ReadingsClock::new(now, margin);
     let store = MemoryStore::default();
-    let step = f.on_request_shared(req, std::slice::from_ref(p), &clock, &mut CountingEntropy(1), &store);
+    let step = f.on_request_shared(
+        req,
+        std::slice::from_ref(p),
+        &clock,
+        &mut CountingEntropy(1),
+        &store,
+    );
     (step.outcome, clock.read.get())
 }
 

@@ -524,7 +524,9 @@ mod tests {
         // A failure elsewhere is seen here too, with the last good copy kept.
         let mut down = fetcher.clone();
         down.failed("down".into(), 200, 30);
-        other.adopt(&config.providers[0], &down.snapshot().unwrap()).unwrap();
+        other
+            .adopt(&config.providers[0], &down.snapshot().unwrap())
+            .unwrap();
         assert!(!other.ready() && other.keys.is_some());
         // A document that does not check out is refused; our copy stays.
         let bad = String::from_utf8(snapshot.clone())
@@ -537,7 +539,9 @@ mod tests {
         let moved = discovery().to_string().replace("/token", "/token2");
         half["discovery"] = serde_json::json!(moved);
         half["jwks"] = serde_json::json!("{}");
-        assert!(other.adopt(&config.providers[0], half.to_string().as_bytes()).is_err());
+        assert!(other
+            .adopt(&config.providers[0], half.to_string().as_bytes())
+            .is_err());
         assert_eq!(
             other.metadata.as_ref().unwrap().token_endpoint.path(),
             "/api/v2/token"

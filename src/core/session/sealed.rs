@@ -268,9 +268,13 @@ impl SessionCookie<'_> {
         present: &[(&str, &str)],
         entropy: &mut dyn Entropy,
     ) -> Vec<String> {
-        let sealed =
-            self.sealer
-                .seal_for(session.provider, Purpose::Session, self.name, session, entropy);
+        let sealed = self.sealer.seal_for(
+            session.provider,
+            Purpose::Session,
+            self.name,
+            session,
+            entropy,
+        );
         self.write_sealed(
             &sealed,
             session.expires_at.saturating_sub(now),
