@@ -95,7 +95,7 @@ fn respond(filter: &Filter, method: &str, path: &str, headers: &[(&str, &str)]) 
         headers: headers.to_vec(),
     };
     match filter
-        .on_request(&req, &provider(), NOW, &mut CountingEntropy(0))
+        .on_request(&req, &[provider()], NOW, &mut CountingEntropy(0))
         .action
     {
         Action::Respond(r) => r,
@@ -338,10 +338,39 @@ fn config_seeds() {
     );
     write(
         "config",
+        "providers",
+        json!({
+            "providers": [
+                {"id": "kc", "label": "Staff", "issuer": "https://kc.example.fr/realms/staff",
+                 "idp_cluster": "kc", "client_id": "app", "client_secret": "kc-secret-value",
+                 "redirect_uri": "https://app.example.fr/oauth2/callback/kc",
+                 "allowed_email_domains": ["staff.example.fr"]},
+                {"id": "pc", "provider": "proconnect", "proconnect_environment": "integration",
+                 "idp_cluster": "pc", "client_id": "abc", "client_secret": "def-long-secret",
+                 "redirect_uri": "https://app.example.fr/oauth2/callback/pc"},
+                {"id": "osm", "provider": "oauth2", "idp_cluster": "osm",
+                 "client_id": "osm", "client_secret": "osm-secret-value",
+                 "redirect_uri": "https://app.example.fr/oauth2/callback/osm",
+                 "authorization_endpoint": "https://www.openstreetmap.org/oauth2/authorize",
+                 "token_endpoint": "https://www.openstreetmap.org/oauth2/token",
+                 "userinfo_endpoint": "https://api.openstreetmap.org/api/0.6/user/details.json",
+                 "claims_map": {"sub": "/user/id", "preferred_username": "/user/display_name"},
+                 "allow_all_users": true}
+            ],
+            "cookie_secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "allowed_email_domains": ["*.gouv.fr"],
+            "qualified_user": true,
+            "routes": [{"path": "^/staff/", "mode": "session", "providers": ["kc"]}],
+            "skip_provider_button": false,
+        })
+        .to_string(),
+    );
+    write(
+        "config",
         "errors",
         r#"{"provider": "x", "issuer": 3, "unknown": true}"#,
     );
-    for name in ["fixed", "demo", "proconnect", "options"] {
+    for name in ["fixed", "demo", "proconnect", "options", "providers"] {
         let text = fs::read(out_dir("config").join(name)).expect("read a seed");
         if let Err(errors) = sesame::core::config::Config::parse(&text) {
             panic!("the {name} seed is refused: {errors:?}");
@@ -356,7 +385,7 @@ fn check_callback_seed(filter: &Filter) {
     let req = owned.as_request();
     let mut provider = provider();
     let mut entropy = CountingEntropy(0);
-    let step = filter.on_request(&req, &provider, NOW, &mut entropy);
+    let step = filter.on_request(&req, std::slice::from_ref(&provider), NOW, &mut entropy);
     let Action::Call(_, pending) = step.action else {
         panic!("the callback seed makes no token call: {:?}", step.outcome);
     };
@@ -368,7 +397,7 @@ fn check_callback_seed(filter: &Filter) {
     let done = filter.on_provider_response(
         *pending,
         &answer,
-        &mut provider,
+        std::slice::from_mut(&mut provider),
         NOW,
         &mut entropy,
         &sesame::core::shared::MemoryStore::default(),

@@ -54,7 +54,7 @@ fn collect_strings(v: &Value, out: &mut Vec<String>) {
 /// Every request of a short visit, through a filter built from the configuration.
 fn visit(config: Config) {
     let filter = Filter::new(config);
-    let provider = ProviderState::default();
+    let providers = vec![ProviderState::default(); filter.config.providers.len()];
     for (method, path) in [
         ("GET", "/"),
         ("GET", "/ping"),
@@ -69,7 +69,7 @@ fn visit(config: Config) {
             path,
             headers: vec![("accept", "text/html"), ("x-forwarded-user", "mallory")],
         };
-        let step = filter.on_request(&req, &provider, NOW, &mut CountingEntropy(0));
+        let step = filter.on_request(&req, &providers, NOW, &mut CountingEntropy(0));
         check_step(&filter, &req, &step);
     }
 }

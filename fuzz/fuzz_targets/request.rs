@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let filter = &filter();
     let mut provider = provider();
     let mut entropy = CountingEntropy(0);
-    let step = filter.on_request(&req, &provider, NOW, &mut entropy);
+    let step = filter.on_request(&req, std::slice::from_ref(&provider), NOW, &mut entropy);
     check_step(filter, &req, &step);
     check_fixed_step(text.as_bytes(), &step);
     if let (Action::Call(_, pending), Some(body)) = (step.action, body) {
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         let next = filter.on_provider_response(
             *pending,
             &answer,
-            &mut provider,
+            std::slice::from_mut(&mut provider),
             NOW,
             &mut entropy,
             &MemoryStore::default(),

@@ -159,7 +159,9 @@ impl Filter {
             .providers
             .iter()
             .enumerate()
-            .filter(move |(i, p)| admitted & (1 << i) != 0 && p.kind != ProviderKind::OAuth2);
+            .filter(move |(i, p)| {
+                admitted & (1 << i) != 0 && *i < providers.len() && p.kind != ProviderKind::OAuth2
+            });
         if token.split('.').count() == 3 {
             // The token's `iss` picks the provider whose keys verify it:
             // never every provider's keys in turn.

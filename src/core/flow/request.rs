@@ -205,7 +205,10 @@ impl Filter {
         let path = req.path_only();
         let cookies = cookies::parse(req.header_values("cookie"));
         if let Some(i) = self.config.provider_by_callback(path) {
-            return self.callback(i, req, &cookies, &providers[i], clock.now(), lang(req));
+            return match providers.get(i) {
+                Some(state) => self.callback(i, req, &cookies, state, clock.now(), lang(req)),
+                None => self.unavailable(lang(req)),
+            };
         }
         if path == self.config.post_logout_redirect_uri.path() {
             return self.signed_out(req, &cookies, clock.now(), lang(req));
@@ -290,10 +293,12 @@ impl Filter {
         let lang = lang(req);
         match self.session_cookie().read(&cookies, now) {
             Some(session) => match self.check_rules(routes, session.provider, &session.claims) {
-                Ok(()) if self.refresh_due(&session, now) => {
-                    let provider = &providers[session.provider];
-                    self.begin_refresh(req, upstream, session, routes, provider, now, store, lang)
-                }
+                Ok(()) if self.refresh_due(&session, now) => match providers.get(session.provider) {
+                    Some(provider) => {
+                        self.begin_refresh(req, upstream, session, routes, provider, now, store, lang)
+                    }
+                    None => self.unavailable(lang),
+                },
                 Ok(()) => {
                     let identity = self.remember(key, &session, now);
                     Step {
@@ -607,7 +612,10 @@ impl Filter {
                     let response = pages::sign_in(lang, &start, proconnect);
                     return Step::respond(response, Outcome::SignInPage);
                 }
-                self.start_login(i, &rd, &hints, &providers[i], clock.now(), entropy, lang)
+                match providers.get(i) {
+                    Some(state) => self.start_login(i, &rd, &hints, state, clock.now(), entropy, lang),
+                    None => self.unavailable(lang),
+                }
             }
             "/sign_out" => self.sign_out(req, cookies, providers, clock.now(), entropy),
             "/auth" => {
