@@ -1,7 +1,8 @@
 # Sésame — an OpenID Connect login filter for Envoy (proxy-wasm).
 #
-#   make demo    Envoy + Sésame + a local OpenID provider + a demo upstream on
-#                http://127.0.0.1:10000/ (Ctrl-C stops everything)
+#   make demo    Envoy + Sésame + three local providers (two OpenID, one
+#                OAuth 2.0) + a demo upstream on http://127.0.0.1:10000/
+#                (Ctrl-C stops everything)
 #   make test    every test: lint, unit tests, wasm build, integration tests
 #                through a real Envoy and provider, and a headless browser login
 #   make soak    a million authenticated requests and 3000 sign-ins through

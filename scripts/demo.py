@@ -1,10 +1,24 @@
 #!/usr/bin/env python3
-"""Run the Sésame demo: the local OpenID provider, the demo upstream and
+"""Run the Sésame demo: three identity providers, the demo upstream and
 Envoy with Sésame, on fixed loopback ports, until Ctrl-C.
 
 Run by `make demo`, after the wasm build and the setup scripts.  The plugin
-configuration is examples/demo-config.json, with `issuer` and `redirect_uri`
-set to match the ports below.
+configuration is examples/demo-config.json: a `providers` list of three,
+whose issuers, endpoints and callbacks (/oauth2/callback/<id>) are set here
+to match the ports below, and whose client ids and secrets are given to the
+local providers:
+
+* `agents`: the local OpenID provider (tests/provider/server.mjs) in
+  ProConnect mode, issuer http://127.0.0.1:9000/api/v2, on ProConnect's
+  button;
+* `staff`: a second instance of it, issuer http://127.0.0.1:9001, its own
+  client and keys ("Personnel");
+* `osm`: the OpenStreetMap-like OAuth 2.0 server (tests/oauth2/server.mjs)
+  on 9002, which signs its current user in without a form
+  ("OpenStreetMap (test)").
+
+Sésame's sign-in page offers the three; each has its own Envoy cluster
+(`idp_cluster`).
 """
 
 from __future__ import annotations
@@ -14,21 +28,29 @@ import os
 import signal
 import sys
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVIDER_PORT = 9000
+AGENTS_PORT = 9000
+STAFF_PORT = 9001
+OSM_PORT = 9002
 UPSTREAM_PORT = 9100
 ENVOY_PORT = 10000
-ISSUER = f"http://127.0.0.1:{PROVIDER_PORT}"
+AGENTS_ISSUER_PATH = "/api/v2"  # as ProConnect's issuer https://<host>/api/v2
 APP_URL = f"http://127.0.0.1:{ENVOY_PORT}"
-REDIRECT_URI = f"{APP_URL}/oauth2/callback"
 CONFIG_FILE = ROOT / "examples" / "demo-config.json"
+# The providers the demo configuration must list: id -> kind.
+PROVIDER_KINDS = {"agents": "proconnect", "staff": "oidc", "osm": "oauth2"}
+# The users of tests/provider/server.mjs (both OpenID providers).
 USERS = (
     "alice.martin@numerique.gouv.fr",
     "bob.durand@interieur.gouv.fr",
     "eve@example.com",
 )
+# tests/oauth2/server.mjs signs its current user in at once, without a form.
+OSM_USER = 'mapper (id 4242, "Carto Mapper")'
 
 # Logs of this demo run, instead of the tests' target/test-logs/.
 os.environ.setdefault(
@@ -38,7 +60,7 @@ os.environ.setdefault(
 sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # noqa: E402
-from harness import Envoy, HarnessError, Provider, Upstream  # noqa: E402
+from harness import Envoy, HarnessError, OAuth2Server, Provider, Upstream  # noqa: E402
 
 
 def fail(message: str) -> None:
@@ -46,7 +68,28 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def check_prerequisites() -> dict:
+def callback(provider_id: str) -> str:
+    return f"{APP_URL}/oauth2/callback/{provider_id}"
+
+
+def demo_providers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The entries of the configuration's `providers`, by id."""
+    entries = config.get("providers")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        fail(f"{CONFIG_FILE} must have a `providers` list of objects")
+    by_id = {e.get("id"): e for e in entries}
+    if set(by_id) != set(PROVIDER_KINDS) or len(entries) != len(PROVIDER_KINDS):
+        fail(f"{CONFIG_FILE}: `providers` must list the ids {', '.join(PROVIDER_KINDS)} once each")
+    for provider_id, kind in PROVIDER_KINDS.items():
+        entry = by_id[provider_id]
+        if entry.get("provider", "oidc") != kind:
+            fail(f"{CONFIG_FILE}: provider {provider_id!r} must be of kind {kind!r}")
+        if not isinstance(entry.get("idp_cluster"), str):
+            fail(f"{CONFIG_FILE}: provider {provider_id!r} needs an `idp_cluster`")
+    return by_id
+
+
+def check_prerequisites() -> dict[str, Any]:
     if not harness.ENVOY_BIN.exists():
         fail(f"{harness.ENVOY_BIN} is missing: run scripts/setup-python.sh")
     if not harness.DEFAULT_WASM.exists():
@@ -59,10 +102,13 @@ def check_prerequisites() -> dict:
         fail(f"cannot read the demo configuration {CONFIG_FILE}: {e}")
     if not isinstance(config, dict):
         fail(f"{CONFIG_FILE} must hold a JSON object")
+    demo_providers(config)
     busy = [
         f"{port} ({what})"
         for port, what in (
-            (PROVIDER_PORT, "OpenID provider"),
+            (AGENTS_PORT, "OpenID provider, agents"),
+            (STAFF_PORT, "OpenID provider, staff"),
+            (OSM_PORT, "OAuth 2.0 server"),
             (UPSTREAM_PORT, "upstream"),
             (ENVOY_PORT, "Envoy"),
         )
@@ -86,40 +132,96 @@ def main() -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     config = check_prerequisites()
-    config["issuer"] = ISSUER
-    config["redirect_uri"] = REDIRECT_URI
+    entries = demo_providers(config)
+    agents_cfg, staff_cfg, osm_cfg = entries["agents"], entries["staff"], entries["osm"]
 
+    # Where the OpenID providers may send people back after signing out
+    # (Sésame's default post_logout_redirect_uri is APP_URL/oauth2/signed_out).
     post_logout = [APP_URL + "/", APP_URL + "/oauth2/signed_out"]
     extra = config.get("post_logout_redirect_uri")
     if isinstance(extra, str) and extra not in post_logout:
         post_logout.append(extra)
 
-    provider = Provider(
-        redirect_uris=[REDIRECT_URI],
+    agents = Provider(
+        redirect_uris=[callback("agents")],
         post_logout_redirect_uris=post_logout,
-        port=PROVIDER_PORT,
+        port=AGENTS_PORT,
         keys_file=ROOT / "target" / "demo-provider-keys.json",
-        client_id=config.get("client_id"),
-        client_secret=config.get("client_secret"),
+        client_id=agents_cfg.get("client_id"),
+        client_secret=agents_cfg.get("client_secret"),
+        proconnect=True,
+        issuer_path=AGENTS_ISSUER_PATH,
     )
+    staff = Provider(
+        redirect_uris=[callback("staff")],
+        post_logout_redirect_uris=post_logout,
+        port=STAFF_PORT,
+        keys_file=ROOT / "target" / "demo-staff-provider-keys.json",
+        client_id=staff_cfg.get("client_id"),
+        client_secret=staff_cfg.get("client_secret"),
+        auth_method=staff_cfg.get("token_endpoint_auth_method"),
+    )
+    osm = OAuth2Server(
+        [callback("osm")],
+        port=OSM_PORT,
+        client_id=osm_cfg.get("client_id"),
+        client_secret=osm_cfg.get("client_secret"),
+        enforce_pkce=True,
+    )
+    agents_cfg.update(issuer=agents.issuer, redirect_uri=callback("agents"))
+    staff_cfg.update(issuer=staff.issuer, redirect_uri=callback("staff"))
+    osm_cfg.update(
+        redirect_uri=callback("osm"),
+        authorization_endpoint=osm.authorization_endpoint,
+        token_endpoint=osm.token_endpoint,
+        userinfo_endpoint=osm.userinfo_endpoint,
+    )
+
     upstream = Upstream(port=UPSTREAM_PORT)
-    envoy = Envoy(config, ENVOY_PORT, UPSTREAM_PORT, PROVIDER_PORT)
-    components = [provider, upstream, envoy]
+    clusters = {
+        agents_cfg["idp_cluster"]: AGENTS_PORT,
+        staff_cfg["idp_cluster"]: STAFF_PORT,
+        osm_cfg["idp_cluster"]: OSM_PORT,
+    }
+    envoy = Envoy(config, ENVOY_PORT, UPSTREAM_PORT, extra_clusters=clusters)
+    components = [agents, staff, osm, upstream, envoy]
 
     try:
-        print("demo: starting the OpenID provider, the upstream and Envoy...")
+        print("demo: starting the identity providers, the upstream and Envoy...")
         for component in components:
             component.start()
 
-        users = "\n".join(f"  {user}" for user in USERS)
+        def label(entry: dict[str, Any], default: str) -> str:
+            return entry.get("label") or default
+
+        agents_label = label(agents_cfg, "ProConnect")
+        staff_label = label(staff_cfg, f"127.0.0.1:{STAFF_PORT}")
+        osm_label = label(osm_cfg, f"127.0.0.1:{OSM_PORT}")
+        domains = config.get("allowed_email_domains") or []
+        emails = config.get("allowed_emails") or []
+
+        def verdict(user: str) -> str:
+            domain = user.rpartition("@")[2]
+            if user in emails or any(fnmatchcase(domain, d) for d in domains):
+                return "admitted"
+            return f"refused (the demo admits {', '.join(domains + emails)} only)"
+
+        users = "\n".join(f"    {user:<32} {verdict(user)}" for user in USERS)
         print(f"""
 Sésame demo is running:
-  OpenID provider   {provider.issuer}   (tests/provider/server.mjs)
-  upstream          http://127.0.0.1:{UPSTREAM_PORT}   (tests/upstream/server.mjs)
   Envoy + Sésame    {envoy.url}   (admin {envoy.admin_url})
+  upstream          http://127.0.0.1:{UPSTREAM_PORT}   (tests/upstream/server.mjs)
+  providers on Sésame's sign-in page (id, label, issuer or server):
+    agents  {agents_label:<22} {agents.issuer}   (tests/provider/server.mjs, ProConnect mode)
+    staff   {staff_label:<22} {staff.issuer}   (tests/provider/server.mjs)
+    osm     {osm_label:<22} {osm.origin}   (tests/oauth2/server.mjs, OAuth 2.0)
 
-Open {APP_URL}/ in a browser and sign in as one of the test users:
+Open {APP_URL}/ in a browser, choose a provider on Sésame's sign-in page,
+and sign in:
+  {agents_label} (agents) and {staff_label} (staff): pick a test user, no password:
 {users}
+  {osm_label} (osm): no form, it signs in its current user
+    {OSM_USER}, admitted (allow_all_users)
 
 Logs: {harness.log_dir()}
 Press Ctrl-C to stop.

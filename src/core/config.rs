@@ -853,7 +853,11 @@ fn read_provider(
         (None, None) if oauth2 => endpoints
             .as_ref()
             .and_then(|e| e.as_ref())
-            .map(|(e, _)| e.authorization_endpoint.origin().ascii_serialization())
+            .map(|(e, _)| {
+                let u = &e.authorization_endpoint;
+                let host = &u[url::Position::BeforeHost..url::Position::AfterPort];
+                format!("{}://{host}", u.scheme())
+            })
             .unwrap_or_default(),
         (None, None) => {
             if environment.is_none() {

@@ -95,6 +95,25 @@ pub fn json_error(e: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", e.line(), e.column())
 }
 
+/// A JSON field that is there with another type than the one expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongType;
+
+/// The text of `name` in a JSON object: `Ok(None)` when absent or null,
+/// `Err(WrongType)` when it is there but not a string. Documents read this way
+/// (rather than with a derived `Deserialize` each) share one JSON parser in
+/// the module.
+pub fn text_field<'a>(
+    object: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<&'a str>, WrongType> {
+    match object.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(WrongType),
+    }
+}
+
 /// URL-safe base64 without padding, as used in JWTs, PKCE and our cookies.
 pub fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;

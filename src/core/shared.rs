@@ -14,7 +14,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::config::Config;
@@ -85,25 +84,70 @@ fn refresh_key(ns: &str, sid: &str) -> String {
     format!("{ns}.refresh.{slot}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
     Busy,
     Done,
     Retry,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl SlotState {
+    fn name(self) -> &'static str {
+        match self {
+            SlotState::Busy => "busy",
+            SlotState::Done => "done",
+            SlotState::Retry => "retry",
+        }
+    }
+}
+
+/// A refresh slot, stored as lines: state, until, session id, generation,
+/// and the sealed session (`Done` only). Every part is URL-safe text.
+#[derive(Debug, Clone)]
 struct Slot {
     sid: String,
     /// Which generation of the session (its access token) is refreshed.
-    #[serde(default)]
     from: String,
     state: SlotState,
     until: u64,
     /// The refreshed session, sealed (`Done` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     sealed: Option<String>,
+}
+
+impl Slot {
+    fn to_bytes(&self) -> Vec<u8> {
+        let sealed = self.sealed.as_deref().unwrap_or("");
+        format!(
+            "{}\n{}\n{}\n{}\n{sealed}",
+            self.state.name(),
+            self.until,
+            self.sid,
+            self.from
+        )
+        .into_bytes()
+    }
+
+    fn parse(bytes: &[u8]) -> Option<Slot> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.split('\n');
+        let state = match lines.next()? {
+            "busy" => SlotState::Busy,
+            "done" => SlotState::Done,
+            "retry" => SlotState::Retry,
+            _ => return None,
+        };
+        let until = lines.next()?.parse().ok()?;
+        let sid = lines.next()?.to_string();
+        let from = lines.next()?.to_string();
+        let sealed = lines.next().filter(|s| !s.is_empty()).map(str::to_string);
+        Some(Slot {
+            sid,
+            from,
+            state,
+            until,
+            sealed,
+        })
+    }
 }
 
 /// What a request whose session is due for a refresh may do.
@@ -152,7 +196,7 @@ pub fn claim_refresh(
         until: now + busy_for,
         sealed: None,
     };
-    let busy_bytes = serde_json::to_vec(&busy).unwrap_or_default();
+    let busy_bytes = busy.to_bytes();
     let Some((bytes, cas)) = store.get(&key) else {
         return if create(store, &key, &busy_bytes) {
             RefreshClaim::Mine
@@ -160,7 +204,7 @@ pub fn claim_refresh(
             RefreshClaim::InFlight
         };
     };
-    if let Ok(slot) = serde_json::from_slice::<Slot>(&bytes) {
+    if let Some(slot) = Slot::parse(&bytes) {
         if now < slot.until {
             if slot.sid != sid {
                 return RefreshClaim::Later;
@@ -203,8 +247,7 @@ pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: Refresh
     let Some((bytes, cas)) = store.get(&key) else {
         return;
     };
-    let Some(from) = serde_json::from_slice::<Slot>(&bytes)
-        .ok()
+    let Some(from) = Slot::parse(&bytes)
         .filter(|s| s.sid == sid && s.state == SlotState::Busy)
         .map(|s| s.from)
     else {
@@ -233,9 +276,7 @@ pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: Refresh
             sealed: None,
         },
     };
-    if let Ok(bytes) = serde_json::to_vec(&slot) {
-        store.set(&key, &bytes, Some(cas));
-    }
+    store.set(&key, &slot.to_bytes(), Some(cas));
 }
 
 /// The key of provider `index`'s state, which every worker reads.
@@ -249,10 +290,25 @@ pub fn provider_lease_key(ns: &str, index: usize) -> String {
     format!("{ns}.provider.{index}.lease")
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A lease, stored as `holder until` (the holder is URL-safe text).
+#[derive(Debug)]
 struct Lease {
     holder: String,
     until: u64,
+}
+
+impl Lease {
+    fn to_bytes(&self) -> Vec<u8> {
+        format!("{} {}", self.holder, self.until).into_bytes()
+    }
+
+    fn parse(bytes: &[u8]) -> Option<Lease> {
+        let (holder, until) = std::str::from_utf8(bytes).ok()?.split_once(' ')?;
+        Some(Lease {
+            holder: holder.to_string(),
+            until: until.parse().ok()?,
+        })
+    }
 }
 
 /// Takes the lease `key` for `holder` until `now + ttl`, unless another holder
@@ -262,14 +318,11 @@ pub fn take_lease(store: &dyn SharedStore, key: &str, holder: &str, now: u64, tt
         holder: holder.to_string(),
         until: now + ttl,
     };
-    let Ok(bytes) = serde_json::to_vec(&mine) else {
-        return false;
-    };
+    let bytes = mine.to_bytes();
     match store.get(key) {
         None => create(store, key, &bytes),
         Some((current, cas)) => {
-            let held = serde_json::from_slice::<Lease>(&current)
-                .is_ok_and(|l| l.holder != holder && now < l.until);
+            let held = Lease::parse(&current).is_some_and(|l| l.holder != holder && now < l.until);
             !held && store.set(key, &bytes, Some(cas))
         }
     }
@@ -278,14 +331,12 @@ pub fn take_lease(store: &dyn SharedStore, key: &str, holder: &str, now: u64, tt
 /// Gives the lease back, if `holder` still has it.
 pub fn release_lease(store: &dyn SharedStore, key: &str, holder: &str) {
     if let Some((current, cas)) = store.get(key) {
-        if serde_json::from_slice::<Lease>(&current).is_ok_and(|l| l.holder == holder) {
+        if Lease::parse(&current).is_some_and(|l| l.holder == holder) {
             let free = Lease {
                 holder: String::new(),
                 until: 0,
             };
-            if let Ok(bytes) = serde_json::to_vec(&free) {
-                store.set(key, &bytes, Some(cas));
-            }
+            store.set(key, &free.to_bytes(), Some(cas));
         }
     }
 }

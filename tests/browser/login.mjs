@@ -4,23 +4,36 @@
  *
  * Usage:
  *   node tests/browser/login.mjs URL EMAIL [--screenshot PATH]
+ *     [--provider LABEL [--sign-in-screenshot PATH]] [--viewport WIDTHxHEIGHT]
  *
  * Opens URL (a page behind Envoy + Sésame, e.g.
  * http://127.0.0.1:10000/dashboard?tab=1) in Debian's Chromium
  * (/usr/bin/chromium, driven by playwright-core from tests/node_modules; no
  * browser is ever downloaded), with a fresh temporary profile. Sésame sends
  * the browser to the local OpenID provider's "Choose a test user" page
- * (tests/provider/server.mjs); the script clicks the button of the user whose
- * email is EMAIL, waits to be back on URL (same origin, path and query), and
- * checks that the demo upstream's page (tests/upstream/server.mjs) shows EMAIL
- * in `#email`.
+ * (tests/provider/server.mjs, at any issuer path); the script clicks the
+ * button of the user whose email is EMAIL, waits to be back on URL (same
+ * origin, path and query), and checks that the demo upstream's page
+ * (tests/upstream/server.mjs) shows EMAIL in `#email`.
+ *
+ * With several providers, Sésame first shows its own sign-in page (URL's
+ * origin, a path ending in /sign_in) listing a button per provider: with
+ * --provider LABEL the script waits for that page and clicks the one button
+ * of its list whose text contains LABEL (case-insensitive; "ProConnect" for
+ * ProConnect's button), after saving a PNG of the page to
+ * --sign-in-screenshot PATH if given. --viewport sets the window's size
+ * (default 1100x800).
  *
  * Success: prints one JSON line
  *   {"finalUrl", "email", "title", "cookies": [names], "loginPageTitle",
- *    "cookiesDuringLogin": [names], "navigations": [...]}
- * and exits 0. `cookies` holds the names of every cookie the browser keeps
- * for URL's host at the end, whatever their path (cookies ignore ports, so
- * the provider's own cookies on 127.0.0.1 show up too);
+ *    "cookiesDuringLogin": [names], "headers": {name: value},
+ *    "navigations": [...]}
+ * (with --provider also "signInPage": {"url", "title", "providers": [button
+ * texts]}) and exits 0. `headers` are the request headers the upstream's
+ * page lists, with lower-case names (what reached the application).
+ * `cookies` holds the names of every cookie the browser keeps for URL's host
+ * at the end, whatever their path (cookies ignore ports, so the provider's
+ * own cookies on 127.0.0.1 show up too);
  * `cookiesDuringLogin` the same while the provider's login page was shown.
  * `navigations` lists the top-level responses, as "STATUS METHOD
  * origin+path" (no query strings, so no codes or states).
@@ -41,7 +54,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const USAGE = 'usage: node tests/browser/login.mjs URL EMAIL [--screenshot PATH]';
+const USAGE = 'usage: node tests/browser/login.mjs URL EMAIL [--screenshot PATH] '
+  + '[--provider LABEL [--sign-in-screenshot PATH]] [--viewport WIDTHxHEIGHT]';
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--headless',
@@ -73,6 +87,9 @@ function parseCommandLine(argv) {
       allowPositionals: true,
       options: {
         screenshot: { type: 'string' },
+        provider: { type: 'string' },
+        'sign-in-screenshot': { type: 'string' },
+        viewport: { type: 'string', default: '1100x800' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -93,7 +110,20 @@ function parseCommandLine(argv) {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') usage(`not an http(s) URL: ${rawUrl}`);
   if (!email.includes('@')) usage(`not an email: ${JSON.stringify(email)}`);
-  return { url, email, screenshot: values.screenshot };
+  if (values.provider !== undefined && !values.provider.trim()) usage('--provider needs a label');
+  if (values['sign-in-screenshot'] && values.provider === undefined) {
+    usage('--sign-in-screenshot goes with --provider');
+  }
+  const size = /^(\d{3,4})x(\d{3,4})$/.exec(values.viewport);
+  if (!size) usage(`--viewport must be WIDTHxHEIGHT, e.g. 800x600: ${JSON.stringify(values.viewport)}`);
+  return {
+    url,
+    email,
+    screenshot: values.screenshot,
+    provider: values.provider?.trim(),
+    signInScreenshot: values['sign-in-screenshot'],
+    viewport: { width: Number(size[1]), height: Number(size[2]) },
+  };
 }
 
 /** Same page as `target`: origin, path and query (the fragment never reaches a server). */
@@ -147,6 +177,39 @@ async function saveScreenshot(page, path) {
   await page.screenshot({ path, fullPage: true, timeout: 5_000 });
 }
 
+/** The button of Sésame's sign-in page whose text contains `label`, and every button's text. */
+async function providerButton(page, label) {
+  const buttons = page.locator('ul.providers a.button');
+  const texts = (await buttons.allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
+  const wanted = label.toLowerCase();
+  const matches = [];
+  texts.forEach((text, i) => {
+    if (text.toLowerCase().includes(wanted)) matches.push(i);
+  });
+  if (matches.length !== 1) {
+    const listed = texts.map((t) => JSON.stringify(t)).join(', ') || 'none';
+    throw new LoginError(
+      `expected one provider button for ${JSON.stringify(label)} on Sésame's sign-in page, found ${matches.length} (buttons: ${listed})`,
+    );
+  }
+  return { button: buttons.nth(matches[0]), texts };
+}
+
+/** The request headers listed by the demo upstream's page (its table's rows). */
+async function upstreamHeaders(page) {
+  return page.evaluate(() => {
+    const headers = {};
+    for (const row of document.querySelectorAll('tbody tr')) {
+      const name = row.querySelector('th[scope=row]');
+      const value = row.querySelector('td');
+      if (!name || !value) continue;
+      const summary = value.querySelector('summary');
+      headers[name.textContent.trim()] = (summary ? summary.title : value.textContent).trim();
+    }
+    return headers;
+  });
+}
+
 /** The login page's button for `email` (its text contains the email as a word). */
 async function userButton(page, email) {
   const buttons = page.locator('button');
@@ -165,7 +228,9 @@ async function userButton(page, email) {
   return buttons.nth(matches[0]);
 }
 
-async function login({ url: target, email, screenshot }, state) {
+async function login({
+  url: target, email, screenshot, provider, signInScreenshot, viewport,
+}, state) {
   if (!existsSync(CHROMIUM)) {
     throw new LoginError(`${CHROMIUM} not found; run 'bash scripts/setup-chromium.sh' (or make setup-chromium)`);
   }
@@ -179,7 +244,7 @@ async function login({ url: target, email, screenshot }, state) {
     headless: true,
     args: CHROMIUM_ARGS,
     timeout: left(),
-    viewport: { width: 1100, height: 800 },
+    viewport,
     locale: 'en-US',
   });
   const { context } = state;
@@ -219,18 +284,38 @@ async function login({ url: target, email, screenshot }, state) {
     }
   };
 
-  // 1. The protected page: Sésame redirects to the provider's login page.
+  // 1. The protected page: Sésame redirects to the provider's login page
+  // (with several providers, to its sign-in page first).
   state.step = `opening ${target.href}`;
   await unlessErrorPage(page.goto(target.href, { waitUntil: 'domcontentloaded', timeout: left() }));
+  let signInPage;
+  if (provider !== undefined) {
+    state.step = 'waiting for Sésame\'s sign-in page';
+    await unlessErrorPage(page.waitForURL(
+      (u) => u.origin === target.origin && u.pathname.endsWith('/sign_in'),
+      { waitUntil: 'load', timeout: left() },
+    ).catch((err) => {
+      throw new LoginError(`Sésame did not show its sign-in page (.../sign_in): ${firstLine(err)}`);
+    }));
+    state.step = `choosing ${JSON.stringify(provider)} on Sésame's sign-in page`;
+    const { button, texts } = await providerButton(page, provider);
+    signInPage = { url: withoutQuery(page.url()), title: await page.title(), providers: texts };
+    if (signInScreenshot) {
+      state.step = `saving the sign-in page's screenshot to ${signInScreenshot}`;
+      await saveScreenshot(page, signInScreenshot);
+      state.step = `choosing ${JSON.stringify(provider)} on Sésame's sign-in page`;
+    }
+    await unlessErrorPage(button.click({ timeout: left() }));
+  }
   state.step = 'waiting for the provider\'s login page';
   await unlessErrorPage(page.waitForURL(
-    (u) => u.origin !== target.origin && u.pathname.startsWith('/interaction/'),
+    (u) => u.origin !== target.origin && u.pathname.includes('/interaction/'),
     { waitUntil: 'domcontentloaded', timeout: left() },
   ).catch((err) => {
     throw new LoginError(`Sésame did not send the browser to the provider's login page (/interaction/...): ${firstLine(err)}`);
   }));
   const loginTitle = await page.title();
-  // Sésame's sign-in cookie (Path=/oauth2/callback) must exist at this point.
+  // Sésame's sign-in cookie (Path= the provider's callback path) must exist now.
   const cookiesDuringLogin = await cookieNames(context, target.hostname);
 
   // 2. Pick the test user.
@@ -257,6 +342,7 @@ async function login({ url: target, email, screenshot }, state) {
   }
 
   const cookies = await cookieNames(context, target.hostname);
+  const headers = await upstreamHeaders(page);
 
   if (screenshot) {
     state.step = `saving the screenshot to ${screenshot}`;
@@ -271,6 +357,8 @@ async function login({ url: target, email, screenshot }, state) {
     cookies,
     loginPageTitle: loginTitle,
     cookiesDuringLogin,
+    headers,
+    ...(signInPage ? { signInPage } : {}),
     navigations,
   };
 }

@@ -6,6 +6,13 @@ behind Envoy, is sent to the local provider's login page, picks a test user,
 and must land back on the page it asked for, with the identity that Sésame
 passed to the upstream.
 
+The first two tests sign in with one provider (the demo's filter settings,
+with one OpenID provider at the top level, as the demo had before it offered
+several). The last one runs the demo's configuration itself
+(``examples/demo-config.json``: three providers, each pointed at the test's
+own instance): Chromium gets Sésame's sign-in page, chooses a provider by its
+button, and signs in there.
+
 Chromium and playwright-core are installed by ``make test`` (``make
 setup-chromium setup-node``): when they are missing the test fails, it does
 not skip.
@@ -17,12 +24,15 @@ import json
 import os
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
-from harness import NODE, REPO_ROOT, log_dir
+from conftest import SIGNED_OUT_PATH
+from harness import NODE, REPO_ROOT, OAuth2Server, Provider, log_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = REPO_ROOT / "tests" / "node_modules" / "playwright-core" / "package.json"
@@ -30,6 +40,16 @@ LOGIN_SCRIPT = REPO_ROOT / "tests" / "browser" / "login.mjs"
 DEMO_CONFIG = REPO_ROOT / "examples" / "demo-config.json"
 
 ALICE = "alice.martin@numerique.gouv.fr"
+# The provider of the single-provider tests, at the top level: the demo's
+# before it offered several (the session provider's client).
+SINGLE_PROVIDER = {
+    "provider": "oidc",
+    "idp_cluster": "idp",
+    "client_id": "sesame",
+    "client_secret": "sesame-demo-secret-please-change",
+    "token_endpoint_auth_method": "client_secret_post",
+    "scopes": ["openid", "email", "given_name", "usual_name", "uid", "siret", "idp_id"],
+}
 READY_TIMEOUT = 15.0
 BROWSER_TIMEOUT = 45.0  # the script gives itself 20 s (+5 s watchdog)
 
@@ -64,22 +84,27 @@ def wait_provider_ready(envoy) -> None:
     )
 
 
-def browser_login(make_envoy, provider, envoy_port, screenshot_name: str, **changes):
-    """Chromium signs in through an Envoy with the demo's configuration and
-    ``changes``: (Envoy, the script's result, a description for failures,
-    the requested URL)."""
-    require_browser()
-    config = json.loads(DEMO_CONFIG.read_text())
-    config["issuer"] = provider.issuer
-    config["redirect_uri"] = f"http://127.0.0.1:{envoy_port}/oauth2/callback"
-    config.update(changes)
-    envoy = make_envoy(config)
-    wait_provider_ready(envoy)
+def demo_config() -> dict[str, Any]:
+    return json.loads(DEMO_CONFIG.read_text())
 
+
+def single_provider_config(issuer: str, redirect_uri: str) -> dict[str, Any]:
+    """The demo's filter settings (cookies, public paths, rules, claim
+    headers) with ``SINGLE_PROVIDER`` at the top level instead of its
+    ``providers`` list."""
+    config = {k: v for k, v in demo_config().items() if k not in ("providers", "qualified_user")}
+    config.update(SINGLE_PROVIDER, issuer=issuer, redirect_uri=redirect_uri)
+    return config
+
+
+def run_login(envoy, screenshot_name: str, *args: str):
+    """Chromium signs in as alice at ``envoy``/dashboard?tab=1 (login.mjs
+    with ``args``): (the script's result, a description for failures, the
+    requested URL)."""
     target = f"{envoy.url}/dashboard?tab=1"
     screenshot = log_dir() / screenshot_name
     proc = subprocess.run(
-        [NODE, str(LOGIN_SCRIPT), target, ALICE, "--screenshot", str(screenshot)],
+        [NODE, str(LOGIN_SCRIPT), target, ALICE, "--screenshot", str(screenshot), *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -94,7 +119,20 @@ def browser_login(make_envoy, provider, envoy_port, screenshot_name: str, **chan
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=1))  # shown with -s, or -rA
     assert screenshot.is_file(), details
-    return envoy, result, details, target
+    return result, details, target
+
+
+def browser_login(make_envoy, provider, envoy_port, screenshot_name: str, **changes):
+    """Chromium signs in through an Envoy with the demo's filter settings,
+    one provider (``single_provider_config``) and ``changes``: (Envoy, the
+    script's result, a description for failures, the requested URL)."""
+    require_browser()
+    config = single_provider_config(
+        provider.issuer, f"http://127.0.0.1:{envoy_port}/oauth2/callback")
+    config.update(changes)
+    envoy = make_envoy(config)
+    wait_provider_ready(envoy)
+    return (envoy, *run_login(envoy, screenshot_name))
 
 
 def test_browser_login_lands_on_the_requested_page(make_envoy, provider, envoy_port):
@@ -140,5 +178,101 @@ def test_browser_signs_in_with_a_host_prefixed_cookie(make_envoy, provider, envo
     assert any(n.startswith("__Host-sesame_csrf_") for n in during), during
     assert "__Host-sesame" in result["cookies"], result["cookies"]
     assert not [n for n in result["cookies"] if "_csrf_" in n], result["cookies"]
+    stats = envoy.stats("wasmcustom")
+    assert stats.get("wasmcustom.sesame.login_success") == 1, stats
+
+
+# --------------------------------------------------------------------------
+# The demo's configuration: several providers and Sésame's sign-in page
+
+
+@pytest.fixture(scope="module")
+def demo_providers(envoy_port: int) -> Iterator[dict[str, Provider | OAuth2Server]]:
+    """One server per entry of the demo configuration's ``providers``, by
+    id, accepting its callback on ``envoy_port`` with its client: the local
+    OpenID provider (in ProConnect mode, under the entry's issuer path, for
+    a ``proconnect`` entry) or the OAuth 2.0 server."""
+    base = f"http://127.0.0.1:{envoy_port}"
+    servers: dict[str, Provider | OAuth2Server] = {}
+    with ExitStack() as stack:
+        for entry in demo_config()["providers"]:
+            callback = f"{base}/oauth2/callback/{entry['id']}"
+            kind = entry.get("provider", "oidc")
+            if kind == "oauth2":
+                server: Provider | OAuth2Server = OAuth2Server(
+                    [callback], client_id=entry["client_id"],
+                    client_secret=entry["client_secret"], enforce_pkce=True)
+            else:
+                server = Provider(
+                    redirect_uris=[callback],
+                    post_logout_redirect_uris=[base + SIGNED_OUT_PATH],
+                    client_id=entry["client_id"],
+                    client_secret=entry["client_secret"],
+                    proconnect=kind == "proconnect",
+                    issuer_path=urlsplit(entry.get("issuer", "")).path.rstrip("/"),
+                )
+            servers[entry["id"]] = stack.enter_context(server)
+        yield servers
+
+
+def demo_config_for(envoy_port: int, servers: dict[str, Provider | OAuth2Server]):
+    """The demo configuration with each provider pointed at ``servers`` and
+    its callback on ``envoy_port``; the Envoy clusters it needs."""
+    config = demo_config()
+    clusters = {}
+    for entry in config["providers"]:
+        server = servers[entry["id"]]
+        entry["redirect_uri"] = f"http://127.0.0.1:{envoy_port}/oauth2/callback/{entry['id']}"
+        if isinstance(server, OAuth2Server):
+            entry.update(authorization_endpoint=server.authorization_endpoint,
+                         token_endpoint=server.token_endpoint,
+                         userinfo_endpoint=server.userinfo_endpoint)
+        else:
+            entry["issuer"] = server.issuer
+        clusters[entry["idp_cluster"]] = server.port
+    return config, clusters
+
+
+OPENID_PROVIDERS = [e for e in demo_config()["providers"] if e.get("provider", "oidc") != "oauth2"]
+
+
+@pytest.mark.parametrize("entry", OPENID_PROVIDERS, ids=lambda e: e["id"])
+def test_browser_chooses_a_provider_on_the_sign_in_page(
+        make_envoy, envoy_port, demo_providers, entry):
+    """The demo's configuration: Chromium asks for a page, gets Sésame's
+    sign-in page listing every provider, clicks one provider's button,
+    signs in there as alice, and lands on the page it asked for, signed in
+    by that provider (``X-Auth-Request-Provider`` at the upstream). The
+    sign-in page is saved as ``sign-in-page-<id>.png`` in the log dir (the
+    source of docs/images/sign-in-page.png)."""
+    require_browser()
+    config, clusters = demo_config_for(envoy_port, demo_providers)
+    # Ready: the gauge provider_ready is 1 once every provider is.
+    envoy = make_envoy(config, provider_port=None, extra_clusters=clusters, wait_ready=True)
+
+    # ProConnect's button says "ProConnect", whatever the entry's label.
+    label = "ProConnect" if entry.get("provider") == "proconnect" else entry["label"]
+    sign_in_shot = log_dir() / f"sign-in-page-{entry['id']}.png"
+    result, details, target = run_login(
+        envoy, f"browser-login-{entry['id']}.png",
+        "--provider", label, "--sign-in-screenshot", str(sign_in_shot), "--viewport", "800x600")
+
+    page = result["signInPage"]
+    assert urlsplit(page["url"]).path == "/oauth2/sign_in", details
+    assert len(page["providers"]) == len(config["providers"]), details
+    for other in config["providers"]:
+        if other.get("provider") != "proconnect":
+            assert any(other["label"] in text for text in page["providers"]), details
+    assert sign_in_shot.is_file(), details
+    assert any(n.endswith(" GET " + envoy.url + "/oauth2/sign_in") for n in result["navigations"]), details
+
+    final = urlsplit(result["finalUrl"])
+    assert (final.path, final.query) == ("/dashboard", "tab=1"), details
+    assert result["email"] == ALICE, details
+    headers = result["headers"]
+    assert headers.get("x-auth-request-provider") == entry["id"], details
+    assert headers.get("x-forwarded-email") == ALICE, details
+    assert headers.get("x-forwarded-user", "").startswith(entry["id"] + ":"), "qualified_user" + details
+    assert "_sesame" in result["cookies"], details
     stats = envoy.stats("wasmcustom")
     assert stats.get("wasmcustom.sesame.login_success") == 1, stats

@@ -642,8 +642,30 @@ JSON_DOCS = [
 
 
 def test_demo_config_json() -> None:
-    check_sesame_json((REPO_ROOT / "examples" / "demo-config.json").read_text(),
-                      "examples/demo-config.json")
+    config = check_sesame_json((REPO_ROOT / "examples" / "demo-config.json").read_text(),
+                               "examples/demo-config.json")
+    entry_keys = set(configuration_keys("PROVIDER_KEYS") + configuration_keys("ENTRY_KEYS"))
+    for i, entry in enumerate(config.get("providers", [])):
+        unknown = set(entry) - entry_keys
+        assert not unknown, f"examples/demo-config.json: providers[{i}]: unknown keys {sorted(unknown)}"
+
+
+def test_demo_config_is_accepted_by_sesame(tls_files: TlsFiles, tmp_path: Path) -> None:
+    """`make demo`'s configuration passes `envoy --mode validate` (Sésame
+    checks it), in envoy/demo.yaml's bootstrap with a cluster per provider."""
+    config = json.loads((REPO_ROOT / "examples" / "demo-config.json").read_text())
+    bootstrap = prepare_envoy_config((REPO_ROOT / "envoy" / "demo.yaml").read_text(),
+                                     "envoy/demo.yaml", tls_files)
+    (holder,) = wasm_configs(bootstrap)
+    holder["value"] = json.dumps(config)
+    clusters = bootstrap["static_resources"]["clusters"]
+    idp = next(c for c in clusters if c["name"] == "idp")
+    clusters.remove(idp)
+    for entry in config.get("providers", [config]):
+        cluster = json.loads(json.dumps(idp))
+        cluster["name"] = cluster["load_assignment"]["cluster_name"] = entry["idp_cluster"]
+        clusters.append(cluster)
+    envoy_validate(bootstrap, tmp_path, "demo-config")
 
 
 @pytest.mark.parametrize("path", JSON_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))

@@ -132,7 +132,19 @@ impl Filter {
         let remembered = tokens
             .get(&key, clock.upper_bound())
             .or_else(|| tokens.get(&key, clock.now()));
+        // A token is held to the providers the route admits whether it was
+        // checked just now or remembered from another route.
+        let admitted = self.admitted_providers(routes);
+        let wrong_issuer = || {
+            self.refuse(Refusal::invalid(
+                "wrong_issuer",
+                "the token is not from a provider this route accepts",
+            ))
+        };
         if let Some(checked) = remembered {
+            if admitted & (1 << checked.provider) == 0 {
+                return wrong_issuer();
+            }
             return match &checked.claims {
                 Some(claims) => self.admit(
                     upstream,
@@ -153,7 +165,6 @@ impl Filter {
         let now = clock.now();
         // The OpenID providers the routes admit: a plain OAuth 2.0 provider
         // issues no token Sésame can check.
-        let admitted = self.admitted_providers(routes);
         let candidates = self
             .config
             .providers
@@ -167,10 +178,7 @@ impl Filter {
             // never every provider's keys in turn.
             let iss = token::claimed_issuer(token).unwrap_or_default();
             let Some((i, _)) = candidates.clone().find(|(_, p)| p.issuer == iss) else {
-                return self.refuse(Refusal::invalid(
-                    "wrong_issuer",
-                    "the token is not from a provider this route accepts",
-                ));
+                return wrong_issuer();
             };
             return self.jwt_access_token(
                 upstream,

@@ -531,10 +531,15 @@ impl Filter {
         }
         let endpoint = provider.metadata.as_ref()?.userinfo_endpoint.as_ref()?;
         let access_token = access_token?;
-        Some(
-            ProviderCall::get(endpoint, "application/jwt, application/json")
-                .with_header("authorization", &format!("Bearer {access_token}")),
-        )
+        // A plain OAuth 2.0 API answers JSON (every call carries a
+        // User-Agent, which GitHub's API requires: see the adapter).
+        let accept = if p.is_oauth2() {
+            "application/json"
+        } else {
+            "application/jwt, application/json"
+        };
+        let call = ProviderCall::get(endpoint, accept);
+        Some(call.with_header("authorization", &format!("Bearer {access_token}")))
     }
 
     /// The identity claims of a userinfo answer for `sub`: a signed JWT, or

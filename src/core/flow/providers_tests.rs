@@ -518,6 +518,10 @@ fn a_plain_oauth2_provider_signs_people_in_from_its_userinfo_api() {
     assert!(call
         .headers
         .iter()
+        .any(|(k, v)| k == "accept" && v == "application/json"));
+    assert!(call
+        .headers
+        .iter()
         .any(|(k, v)| k == "authorization" && v == "Bearer osm-at"));
     let details = json!({"version": "0.6", "user": {"id": 4242, "display_name": "Carto Mapper"}});
     let step = f.on_provider_response(
@@ -600,6 +604,32 @@ fn bearer_tokens_are_checked_by_the_provider_their_issuer_names() {
             ..
         }
     ));
+    // A token checked on an open route, then sent to a route for another
+    // provider: refused there as if it came fresh.
+    let staff_only = Filter::new(config(json!({"routes": [
+        {"path": "^/api/", "mode": "bearer"},
+        {"path": "^/pc-api/", "mode": "bearer", "providers": ["pc"]}
+    ]})));
+    let kc_token = token(KC, "sesame-kc");
+    for path in ["/api/x", "/pc-api/x", "/pc-api/y"] {
+        let req = get(path, &[JSON, ("authorization", &kc_token)]);
+        let step = staff_only.on_request(&req, &s, NOW, &mut CountingEntropy(5));
+        if path == "/api/x" {
+            assert_eq!(step.outcome, Outcome::BearerPassed);
+        } else {
+            assert!(
+                matches!(
+                    step.outcome,
+                    Outcome::BearerRefused {
+                        reason: "wrong_issuer",
+                        ..
+                    }
+                ),
+                "{path}: {:?}",
+                step.outcome
+            );
+        }
+    }
     // The OAuth 2.0 provider's "issuer" issues nothing Sésame can check.
     assert!(matches!(
         call(&token(OSM, "sesame-osm")).outcome,

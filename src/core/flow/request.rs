@@ -293,12 +293,14 @@ impl Filter {
         let lang = lang(req);
         match self.session_cookie().read(&cookies, now) {
             Some(session) => match self.check_rules(routes, session.provider, &session.claims) {
-                Ok(()) if self.refresh_due(&session, now) => match providers.get(session.provider) {
-                    Some(provider) => {
-                        self.begin_refresh(req, upstream, session, routes, provider, now, store, lang)
+                Ok(()) if self.refresh_due(&session, now) => {
+                    match providers.get(session.provider) {
+                        Some(provider) => self.begin_refresh(
+                            req, upstream, session, routes, provider, now, store, lang,
+                        ),
+                        None => self.unavailable(lang),
                     }
-                    None => self.unavailable(lang),
-                },
+                }
                 Ok(()) => {
                     let identity = self.remember(key, &session, now);
                     Step {
@@ -613,7 +615,9 @@ impl Filter {
                     return Step::respond(response, Outcome::SignInPage);
                 }
                 match providers.get(i) {
-                    Some(state) => self.start_login(i, &rd, &hints, state, clock.now(), entropy, lang),
+                    Some(state) => {
+                        self.start_login(i, &rd, &hints, state, clock.now(), entropy, lang)
+                    }
                     None => self.unavailable(lang),
                 }
             }

@@ -11,6 +11,7 @@ use crate::core::http::OwnedRequest;
 use crate::core::pages::Lang;
 use crate::core::session::cookies;
 use crate::core::session::Session;
+use crate::core::text_field;
 
 /// What a started sign-in remembers, sealed in a short-lived cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,15 +40,13 @@ pub struct LogoutState {
 }
 
 /// The tokens from the token endpoint that the session keeps.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct TokenResponse {
     pub id_token: Option<String>,
     pub access_token: Option<String>,
     pub token_type: Option<String>,
-    #[serde(default)]
     pub refresh_token: Option<String>,
     /// Seconds; a number, or a string of digits from lenient providers.
-    #[serde(default)]
     pub expires_in: Option<Value>,
 }
 
@@ -64,8 +63,20 @@ impl TokenResponse {
 
     /// Reads a token endpoint answer: a JSON object, `token_type` Bearer when given.
     pub fn parse(body: &[u8]) -> Result<TokenResponse, &'static str> {
-        let tokens: TokenResponse =
-            serde_json::from_slice(body).map_err(|_| "not a token response")?;
+        const INVALID: &str = "not a token response";
+        let answer: Map<String, Value> = serde_json::from_slice(body).map_err(|_| INVALID)?;
+        let text = |name: &str| -> Result<Option<String>, &'static str> {
+            Ok(text_field(&answer, name)
+                .map_err(|_| INVALID)?
+                .map(str::to_string))
+        };
+        let tokens = TokenResponse {
+            id_token: text("id_token")?,
+            access_token: text("access_token")?,
+            token_type: text("token_type")?,
+            refresh_token: text("refresh_token")?,
+            expires_in: answer.get("expires_in").filter(|v| !v.is_null()).cloned(),
+        };
         if tokens
             .token_type
             .as_deref()

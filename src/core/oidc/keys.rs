@@ -6,7 +6,7 @@
 //! Ed25519 from `ed25519-compact`. A key only ever checks an algorithm of its
 //! own type.
 
-use serde::Deserialize;
+use crate::core::text_field;
 
 use crate::core::{b64url_decode, json_error};
 
@@ -59,52 +59,38 @@ pub struct KeySet {
     pub skipped: usize,
 }
 
-#[derive(Deserialize)]
-struct RawJwks {
-    keys: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct RawJwk {
-    kty: Option<String>,
-    kid: Option<String>,
-    alg: Option<String>,
-    #[serde(rename = "use")]
-    use_: Option<String>,
-    key_ops: Option<Vec<String>>,
-    crv: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
-}
-
-pub(crate) fn coordinate(v: &Option<String>, len: usize) -> Option<Vec<u8>> {
-    let bytes = b64url_decode(v.as_deref()?)?;
+pub(crate) fn coordinate(v: Option<&str>, len: usize) -> Option<Vec<u8>> {
+    let bytes = b64url_decode(v?)?;
     (bytes.len() == len).then_some(bytes)
 }
 
-pub(crate) fn parse_jwk(value: serde_json::Value) -> Option<SigningKey> {
-    let jwk: RawJwk = serde_json::from_value(value).ok()?;
-    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+/// A signing key from one JWK; `None` for anything that is not a usable
+/// public signing key (a member of another type than the JWK's counts as
+/// unusable).
+pub(crate) fn parse_jwk(value: &serde_json::Value) -> Option<SigningKey> {
+    let raw = value.as_object()?;
+    let field = |name: &str| text_field(raw, name).ok();
+    let (kty, kid, alg) = (field("kty")?, field("kid")?, field("alg")?);
+    let (crv, x, y) = (field("crv")?, field("x")?, field("y")?);
+    if field("use")?.is_some_and(|u| u != "sig") {
         return None;
     }
-    if let Some(ops) = &jwk.key_ops {
-        if !ops.iter().any(|o| o == "verify") {
-            return None;
+    match raw.get("key_ops") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Array(ops)) => {
+            if ops.iter().any(|o| !o.is_string()) || !ops.iter().any(|o| o == "verify") {
+                return None;
+            }
         }
+        Some(_) => return None,
     }
-    if jwk
-        .alg
-        .as_deref()
-        .is_some_and(|a| a.starts_with("HS") || a == "none")
-    {
+    if alg.is_some_and(|a| a.starts_with("HS") || a == "none") {
         return None;
     }
-    let material = match (jwk.kty.as_deref()?, jwk.crv.as_deref()) {
+    let material = match (kty?, crv) {
         ("RSA", _) => {
-            let n = b64url_decode(jwk.n.as_deref()?)?;
-            let e = b64url_decode(jwk.e.as_deref()?)?;
+            let n = b64url_decode(field("n")??)?;
+            let e = b64url_decode(field("e")??)?;
             if n.len() < 256 || e.is_empty() {
                 // RSA keys under 2048 bits are refused.
                 return None;
@@ -113,27 +99,27 @@ pub(crate) fn parse_jwk(value: serde_json::Value) -> Option<SigningKey> {
         }
         ("EC", Some("P-256")) => {
             let mut point = vec![4u8];
-            point.extend(coordinate(&jwk.x, 32)?);
-            point.extend(coordinate(&jwk.y, 32)?);
+            point.extend(coordinate(x, 32)?);
+            point.extend(coordinate(y, 32)?);
             KeyMaterial::P256(point)
         }
         ("EC", Some("P-384")) => {
             let mut point = vec![4u8];
-            point.extend(coordinate(&jwk.x, 48)?);
-            point.extend(coordinate(&jwk.y, 48)?);
+            point.extend(coordinate(x, 48)?);
+            point.extend(coordinate(y, 48)?);
             KeyMaterial::P384(point)
         }
-        ("OKP", Some("Ed25519")) => KeyMaterial::Ed25519(coordinate(&jwk.x, 32)?),
+        ("OKP", Some("Ed25519")) => KeyMaterial::Ed25519(coordinate(x, 32)?),
         _ => return None,
     };
-    if let Some(alg) = &jwk.alg {
+    if let Some(alg) = alg {
         if !material.fits(alg) {
             return None;
         }
     }
     let key = SigningKey {
-        kid: jwk.kid,
-        alg: jwk.alg,
+        kid: kid.map(str::to_string),
+        alg: alg.map(str::to_string),
         material,
     };
     // Reject material the verifier cannot load, now rather than at login.
@@ -142,10 +128,13 @@ pub(crate) fn parse_jwk(value: serde_json::Value) -> Option<SigningKey> {
 
 impl KeySet {
     pub fn parse(body: &[u8]) -> Result<KeySet, String> {
-        let raw: RawJwks = serde_json::from_slice(body)
+        let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
             .map_err(|e| format!("not a JWK set: {}", json_error(&e)))?;
-        let total = raw.keys.len();
-        let keys: Vec<SigningKey> = raw.keys.into_iter().filter_map(parse_jwk).collect();
+        let Some(serde_json::Value::Array(entries)) = raw.get("keys") else {
+            return Err("not a JWK set: `keys` is not a list".into());
+        };
+        let total = entries.len();
+        let keys: Vec<SigningKey> = entries.iter().filter_map(parse_jwk).collect();
         let skipped = total - keys.len();
         if keys.is_empty() {
             return Err(format!("no usable signing key among {total}"));

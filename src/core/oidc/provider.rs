@@ -1,12 +1,13 @@
 //! The identity provider: discovery document, signing keys, and the state of
 //! our copy of them (fresh, being refreshed, unreachable).
 
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use url::Url;
 
 use crate::core::config::{Config, ProviderConfig};
 use crate::core::http::{ProviderCall, ProviderResponse};
 use crate::core::oidc::keys::KeySet;
+use crate::core::text_field;
 
 /// What Sésame needs from `/.well-known/openid-configuration`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,55 +48,47 @@ impl std::fmt::Display for DiscoveryError {
     }
 }
 
-#[derive(Deserialize)]
-struct RawDiscovery {
-    issuer: Option<String>,
-    authorization_endpoint: Option<String>,
-    token_endpoint: Option<String>,
-    userinfo_endpoint: Option<String>,
-    jwks_uri: Option<String>,
-    end_session_endpoint: Option<String>,
-    introspection_endpoint: Option<String>,
-}
-
-fn endpoint(value: Option<String>, name: &'static str) -> Result<Url, DiscoveryError> {
-    let text = value.ok_or(DiscoveryError::MissingField(name))?;
-    match crate::core::parse_url(&text) {
-        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Ok(u),
+/// The document's endpoint `name`: `None` when absent, an error when it is
+/// not an absolute http(s) URL.
+fn endpoint(raw: &Map<String, Value>, name: &'static str) -> Result<Option<Url>, DiscoveryError> {
+    let Some(text) = text_field(raw, name).map_err(|_| DiscoveryError::BadUrl(name))? else {
+        return Ok(None);
+    };
+    match crate::core::parse_url(text) {
+        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Ok(Some(u)),
         _ => Err(DiscoveryError::BadUrl(name)),
     }
+}
+
+/// The required endpoint `name`.
+fn required(raw: &Map<String, Value>, name: &'static str) -> Result<Url, DiscoveryError> {
+    endpoint(raw, name)?.ok_or(DiscoveryError::MissingField(name))
 }
 
 impl ProviderMetadata {
     /// Parses a discovery document and checks that it is about the configured
     /// issuer (OpenID Connect Discovery §4.3).
     pub fn parse(expected_issuer: &str, body: &[u8]) -> Result<Self, DiscoveryError> {
-        let raw: RawDiscovery = serde_json::from_slice(body)
+        let raw: Map<String, Value> = serde_json::from_slice(body)
             .map_err(|e| DiscoveryError::NotJson(crate::core::json_error(&e)))?;
-        let issuer = raw.issuer.ok_or(DiscoveryError::MissingField("issuer"))?;
+        let issuer = text_field(&raw, "issuer")
+            .ok()
+            .flatten()
+            .ok_or(DiscoveryError::MissingField("issuer"))?;
         if issuer != expected_issuer {
             return Err(DiscoveryError::IssuerMismatch {
                 expected: expected_issuer.to_string(),
-                found: issuer,
+                found: issuer.to_string(),
             });
         }
         Ok(ProviderMetadata {
-            issuer,
-            authorization_endpoint: endpoint(raw.authorization_endpoint, "authorization_endpoint")?,
-            token_endpoint: endpoint(raw.token_endpoint, "token_endpoint")?,
-            userinfo_endpoint: raw
-                .userinfo_endpoint
-                .map(|u| endpoint(Some(u), "userinfo_endpoint"))
-                .transpose()?,
-            jwks_uri: Some(endpoint(raw.jwks_uri, "jwks_uri")?),
-            end_session_endpoint: raw
-                .end_session_endpoint
-                .map(|u| endpoint(Some(u), "end_session_endpoint"))
-                .transpose()?,
-            introspection_endpoint: raw
-                .introspection_endpoint
-                .map(|u| endpoint(Some(u), "introspection_endpoint"))
-                .transpose()?,
+            issuer: issuer.to_string(),
+            authorization_endpoint: required(&raw, "authorization_endpoint")?,
+            token_endpoint: required(&raw, "token_endpoint")?,
+            userinfo_endpoint: endpoint(&raw, "userinfo_endpoint")?,
+            jwks_uri: Some(required(&raw, "jwks_uri")?),
+            end_session_endpoint: endpoint(&raw, "end_session_endpoint")?,
+            introspection_endpoint: endpoint(&raw, "introspection_endpoint")?,
         })
     }
 }
@@ -129,8 +122,8 @@ pub struct ProviderState {
 }
 
 /// What one worker shares with the others: the documents as fetched, and
-/// where the refresh stands.
-#[derive(Debug, Serialize, Deserialize)]
+/// where the refresh stands (a JSON object).
+#[derive(Debug)]
 struct Snapshot {
     discovery: String,
     jwks: String,
@@ -138,8 +131,51 @@ struct Snapshot {
     failures: u32,
     next_fetch_at: u64,
     keys_fetched_at: u64,
-    #[serde(default)]
     last_error: Option<String>,
+}
+
+impl Snapshot {
+    fn to_bytes(&self) -> Option<Vec<u8>> {
+        let value = serde_json::json!({
+            "discovery": self.discovery,
+            "jwks": self.jwks,
+            "reachable": self.reachable,
+            "failures": self.failures,
+            "next_fetch_at": self.next_fetch_at,
+            "keys_fetched_at": self.keys_fetched_at,
+            "last_error": self.last_error,
+        });
+        serde_json::to_vec(&value).ok()
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
+        let raw: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|e| crate::core::json_error(&e))?;
+        let text = |name: &str| match text_field(&raw, name) {
+            Ok(Some(t)) => Ok(t.to_string()),
+            _ => Err(format!("`{name}` is not a string")),
+        };
+        let number = |name: &str| {
+            raw.get(name)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("`{name}` is not a number"))
+        };
+        Ok(Snapshot {
+            discovery: text("discovery")?,
+            jwks: text("jwks")?,
+            reachable: raw
+                .get("reachable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            failures: u32::try_from(number("failures")?).unwrap_or(u32::MAX),
+            next_fetch_at: number("next_fetch_at")?,
+            keys_fetched_at: number("keys_fetched_at")?,
+            last_error: text_field(&raw, "last_error")
+                .ok()
+                .flatten()
+                .map(str::to_string),
+        })
+    }
 }
 
 impl ProviderState {
@@ -229,13 +265,13 @@ impl ProviderState {
             keys_fetched_at: self.keys_fetched_at,
             last_error: self.last_error.clone(),
         };
-        serde_json::to_vec(&snapshot).ok()
+        snapshot.to_bytes()
     }
 
     /// Takes the state another worker shared. The documents are checked as if
     /// fetched here; on any problem our own copy stays.
     pub fn adopt(&mut self, provider: &ProviderConfig, bytes: &[u8]) -> Result<(), String> {
-        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| crate::core::json_error(&e))?;
+        let s = Snapshot::parse(bytes)?;
         // Check both documents before taking either.
         let metadata = (s.discovery.as_bytes() != self.discovery_raw.as_slice())
             .then(|| ProviderMetadata::parse(&provider.issuer, s.discovery.as_bytes()))
