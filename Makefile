@@ -14,6 +14,14 @@
 #                oauth2 filter and Apache + mod_auth_openidc; writes
 #                docs/BENCHMARKS.md and docs/benchmarks.svg (about 14 minutes;
 #                not part of make test; BENCH_ARGS=--quick for a smoke run)
+#   make release the release artefacts in dist/: sesame-<version>.wasm, its
+#                OCI image for Istio's WasmPlugin (the layout
+#                sesame-<version>-oci/ and its archive sesame-<version>-oci.tar),
+#                SHA256SUMS and a README on pushing and pinning the image
+#                (scripts/release.py, Python's standard library only); prints
+#                the module's sha256 and the image's manifest digest. The same
+#                commit gives the same bytes (SOURCE_DATE_EPOCH, or the commit's
+#                time, is the image's creation time)
 #
 # Everything needed is installed by the scripts in scripts/, into .tools/ and
 # tests/node_modules/ where possible; second runs are quick.
@@ -23,7 +31,7 @@ PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm demo test soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
+.PHONY: all wasm release demo test soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
 
 all: wasm
 
@@ -31,6 +39,12 @@ wasm: $(WASM)
 
 $(WASM): $(CARGO_SRC) scripts/build-wasm.sh scripts/binaryen/package-lock.json
 	@bash scripts/build-wasm.sh
+
+# Python 3.11 or later (tomllib); no virtualenv needed.
+RELEASE_PYTHON ?= python3
+
+release: wasm
+	@$(RELEASE_PYTHON) scripts/release.py
 
 setup-python:
 	@bash scripts/setup-python.sh

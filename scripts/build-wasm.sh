@@ -26,6 +26,11 @@
 # rustup (fallback, e.g. no apt-get): the rustup target wasm32-wasip1 and its
 #   prebuilt std, panic = "abort" (a panic's message is logged at critical).
 #
+# SESAME_TARGET_DIR (default: target/) is where cargo builds: the Debian route
+# in its debian/ subdirectory, rustup's in it directly. Only the test that
+# rebuilds the module in a copy of the build directory sets it
+# (tests/integration/test_release.py).
+#
 # Both routes build the library as a cdylib only (`cargo rustc --crate-type
 # cdylib`). Cargo.toml also declares it an rlib, for the native tests, the
 # fuzz targets and the bench tools; with both crate types, cargo leaves out the
@@ -42,6 +47,7 @@ if [ $# -ge 3 ]; then exports="${4:-all}"; else exports=sesame; fi
 case "$exports" in sesame|all) ;; *) echo "build-wasm: EXPORTS is sesame or all, not $exports" >&2; exit 2 ;; esac
 manifest="$crate_dir/Cargo.toml"
 [ -f "$manifest" ] || { echo "build-wasm: no $manifest" >&2; exit 2; }
+target_root="${SESAME_TARGET_DIR:-$root/target}"
 mkdir -p .tools dist "$(dirname "$out_path")"
 route_file=.tools/wasm-route
 debian_pkgs=(rustc-web cargo-web rust-web-src lld-22 wasi-libc)
@@ -100,13 +106,13 @@ fi
 
 if [ "$route" = rustup ]; then
   cargo rustc --release --target wasm32-wasip1 --lib --crate-type cdylib \
-    --manifest-path "$manifest" --target-dir "$root/target"
-  out="target/wasm32-wasip1/release/$lib_name.wasm"
+    --manifest-path "$manifest" --target-dir "$target_root"
+  out="$target_root/wasm32-wasip1/release/$lib_name.wasm"
 else
   debian_ready || install_debian_route || { echo "build-wasm: Debian's wasm toolchain could not be installed" >&2; exit 1; }
   export PATH="/usr/bin:$PATH"
   export RUSTC_BOOTSTRAP=1
-  export CARGO_TARGET_DIR="$root/target/debian"
+  export CARGO_TARGET_DIR="$target_root/debian"
   if [ ! -d "$CARGO_TARGET_DIR/wasm32-wasip1/release" ]; then
     echo "build-wasm: first build: compiling Rust's standard library for wasm32-wasip1" \
          "with the module's settings (a few minutes; later builds take seconds)" >&2
@@ -124,7 +130,7 @@ else
   done
   /usr/bin/cargo rustc --release --target wasm32-wasip1 --lib --crate-type cdylib \
     --manifest-path "$manifest" -Zbuild-std=std,panic_abort "${std_opt[@]}"
-  out="target/debian/wasm32-wasip1/release/$lib_name.wasm"
+  out="$CARGO_TARGET_DIR/wasm32-wasip1/release/$lib_name.wasm"
 fi
 
 # Binaryen's wasm-opt -Oz on the linked module: about 17% fewer bytes than

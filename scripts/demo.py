@@ -160,6 +160,9 @@ def main() -> int:
         client_id=staff_cfg.get("client_id"),
         client_secret=staff_cfg.get("client_secret"),
         auth_method=staff_cfg.get("token_endpoint_auth_method"),
+        # As ProConnect does (and the agents' provider, in ProConnect mode):
+        # signing out ends the provider's session at once, without asking.
+        logout_confirmation=False,
     )
     osm = OAuth2Server(
         [callback("osm")],

@@ -337,6 +337,9 @@ class Provider(_Component):
     ``start()`` may be called again after ``stop()``: same port, same keys
     file, so that tests can simulate an outage of the provider.
 
+    ``logout_confirmation=False`` (``--logout-without-confirmation``) ends
+    the provider's session at once on RP-initiated logout, as ProConnect
+    does, instead of showing oidc-provider's confirmation page.
     ``proconnect=True`` runs it in ProConnect mode (``--proconnect``) and
     ``issuer_path="/api/v2"`` serves everything under that path
     (``--issuer-path``): ``issuer`` and ``discovery_url`` then include it,
@@ -375,6 +378,7 @@ class Provider(_Component):
         alg: str | None = None,
         auth_method: str | None = None,
         proconnect: bool = False,
+        logout_confirmation: bool = True,
         issuer_path: str = "",
         api_resources: bool = False,
         introspection_signed_alg: str | None = None,
@@ -417,6 +421,8 @@ class Provider(_Component):
             argv += ["--auth-method", auth_method]
         if proconnect:
             argv += ["--proconnect"]
+        if not logout_confirmation:
+            argv += ["--logout-without-confirmation"]
         if issuer_path:
             argv += ["--issuer-path", issuer_path]
         if api_resources:

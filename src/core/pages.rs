@@ -273,6 +273,11 @@ pub const DENIED: PageText = PageText {
     },
 };
 
+pub const SIGN_IN_AGAIN: Text = Text {
+    fr: "Se reconnecter",
+    en: "Sign in again",
+};
+
 pub const SIGN_OUT_AND_SWITCH: Text = Text {
     fr: "Se déconnecter et changer de compte",
     en: "Sign out and use another account",

@@ -280,9 +280,24 @@ def provider_logout(end_session_url: str,
 
 
 def deliver_callback(b: requests.Session, callback_url: str,
-                     headers: Mapping[str, str] = HTML) -> requests.Response:
-    """The browser follows the provider's redirect back to Envoy."""
-    return b.get(callback_url, headers=dict(headers), allow_redirects=False, timeout=TIMEOUT)
+                     headers: Mapping[str, str] = HTML, *,
+                     follow_refusal: bool = True) -> requests.Response:
+    """The browser follows the provider's redirect back to Envoy.
+
+    A refused sign-in is answered with a redirect to its page's clean
+    address (``<proxy_prefix>/failed?...``); the browser follows it, and the
+    page is returned, with the callback's answer as its ``history[0]``
+    (``set_cookies`` reads both). ``follow_refusal=False`` returns the
+    callback's answer itself."""
+    r = b.get(callback_url, headers=dict(headers), allow_redirects=False, timeout=TIMEOUT)
+    location = r.headers.get("Location", "")
+    if follow_refusal and r.status_code == 302 and urlsplit(location).path.endswith("/failed"):
+        assert "code=" not in location and "state=" not in location, location
+        page = b.get(urljoin(callback_url, location), headers=dict(headers),
+                     allow_redirects=False, timeout=TIMEOUT)
+        page.history = [r]
+        return page
+    return r
 
 
 def login(b: requests.Session, envoy_url: str, user: str = "alice",
@@ -336,8 +351,12 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 
 def set_cookies(response: requests.Response) -> list[str]:
-    """Every ``Set-Cookie`` header of a response, one string each."""
-    return list(response.raw.headers.getlist("Set-Cookie"))
+    """Every ``Set-Cookie`` header of a response (and of the answers it
+    followed, ``history``), one string each."""
+    out: list[str] = []
+    for r in [*response.history, response]:
+        out.extend(r.raw.headers.getlist("Set-Cookie"))
+    return out
 
 
 def set_cookie(response: requests.Response, name: str) -> str | None:

@@ -23,6 +23,7 @@ from oidc_client import (
     assert_not_upstream,
     authorize,
     browser,
+    cookie_attributes,
     deliver_callback,
     describe,
     is_clearing,
@@ -80,6 +81,35 @@ def test_user_outside_allowed_domains_gets_a_403_page(sesame_envoy, upstream):
     assert_not_upstream(upstream, path)
     # Still not signed in afterwards.
     assert b.get(sesame_envoy.url + path, headers=JSON, timeout=10).status_code == 401
+
+
+def test_a_refusal_ends_on_a_clean_address_that_a_reload_does_not_replay(sesame_envoy):
+    """The refused callback answers with a redirect to
+    ``/oauth2/failed?reason=…``: the address bar never keeps the code and
+    state, a reload shows the same page without replaying the callback, and
+    the address shared with someone else tells the reason, never who."""
+    b = browser()
+    callback = authorize(login_location(b, sesame_envoy.url, "/"), "eve")
+    counters = Counters(sesame_envoy)
+
+    r = deliver_callback(b, callback, follow_refusal=False)
+
+    assert r.status_code == 302, describe(r)
+    location = r.headers["Location"]
+    assert location == "/oauth2/failed?reason=denied&status=403&rd=%2F", location
+    refusal = set_cookie(r, f"{COOKIE}_refusal")
+    assert refusal and "eve" not in refusal, refusal
+    attrs = cookie_attributes(refusal)[2]
+    assert attrs["path"] == "/oauth2/failed" and "httponly" in attrs, refusal
+    for _ in range(2):  # the page, then a reload
+        page = b.get(sesame_envoy.url + location, headers=HTML, allow_redirects=False, timeout=10)
+        assert page.status_code == 403, describe(page)
+        assert "eve@example.com" in page.text
+    assert counters.delta() == {"access_denied": 1}, "counted once, at the callback"
+    shared = browser().get(sesame_envoy.url + location, headers=HTML, allow_redirects=False,
+                           timeout=10)
+    assert shared.status_code == 403, describe(shared)
+    assert "denied" in shared.text and "eve@" not in shared.text
 
 
 @pytest.mark.parametrize("user", ["alice", "bob"])

@@ -572,12 +572,17 @@ def test_malformed_callback_is_a_400_page(hostile_envoy, hostile, upstream,
     status, headers, body = http_request(
         hostile_envoy.port, "GET", "/oauth2/callback?" + query_string, HTML)
 
+    # Refused at a clean address, which keeps nothing of the callback's query.
+    assert status == 302, (status, body[:300])
+    location = headers["location"]
+    assert location.startswith(f"/oauth2/failed?reason={reason}&status=400&"), location
+    cookie = headers.get("set-cookie", "")
+    assert not cookie or (cookie.startswith(f"{COOKIE}_csrf_") and "Max-Age=0" in cookie), cookie
+    status, headers, body = http_request(hostile_envoy.port, "GET", location, HTML)
     assert status == 400, (status, body[:300])
     assert headers["content-type"].startswith("text/html")
     assert reason.encode() in body
     assert b"/oauth2/sign_in?rd=" in body
-    cookie = headers.get("set-cookie", "")
-    assert not cookie or (cookie.startswith(f"{COOKIE}_csrf_") and "Max-Age=0" in cookie), cookie
     assert counters.delta() == {f"login_failure.{reason}": 1}
     assert hostile.requests()["token"] == 0
     assert_not_upstream(upstream, "/oauth2/callback", since=mark)

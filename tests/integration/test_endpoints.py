@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from conftest import CALLBACK_PATH, SIGNED_OUT_PATH
+from harness import Provider
 from oidc_client import (
     COOKIE,
     HTML,
@@ -35,6 +37,10 @@ from oidc_client import (
     unique_path,
     upstream_mark,
     upstream_paths,
+    authorize,
+    deliver_callback,
+    login_location,
+    sesame_config,
     websocket,
 )
 
@@ -201,6 +207,60 @@ def test_sign_out_without_rd_goes_home(sesame_envoy):
     r = browser().get(sesame_envoy.url + "/oauth2/sign_out", allow_redirects=False,
                       timeout=10)
     assert r.status_code == 302 and r.headers["Location"] == "/", describe(r)
+
+
+def provider_page(pb, url: str) -> tuple[str, str]:
+    """Follow the provider's redirects from ``url`` with its own jar ``pb``:
+    (the last URL, what happened there: "form" for its login form, or
+    "back" for a redirect out of the provider, to Sésame's callback)."""
+    origin = url.split("/", 3)[:3]
+    for _ in range(10):
+        r = pb.get(url, allow_redirects=False, timeout=10)
+        if r.status_code in (302, 303):
+            url = r.headers["Location"] if "://" in r.headers["Location"] else "/".join(origin) + r.headers["Location"]
+            if url.split("/", 3)[:3] != origin:
+                return url, "back"
+            continue
+        assert r.status_code == 200, describe(r)
+        return url, "form" if 'name="user"' in r.text else "page"
+    raise AssertionError("too many redirects at the provider")
+
+
+def test_signing_out_as_the_demo_does_ends_the_provider_session_on_the_signed_out_page(
+    make_envoy, envoy_port
+):
+    """The demo's provider logs out without a confirmation page (as
+    ProConnect does) and the demo application's link ends on Sésame's
+    "signed out" page; the next sign-in asks who is signing in."""
+    base = f"http://127.0.0.1:{envoy_port}"
+    with Provider(
+        redirect_uris=[base + CALLBACK_PATH],
+        post_logout_redirect_uris=[base + SIGNED_OUT_PATH],
+        logout_confirmation=False,
+    ) as idp:
+        envoy = make_envoy(sesame_config(idp.issuer, base + CALLBACK_PATH), provider_port=idp.port)
+        pb, b = browser(), browser()
+        r = deliver_callback(b, authorize(login_location(b, envoy.url), "alice", provider_browser=pb))
+        assert r.status_code == 302, describe(r)
+        # Control: while the provider's session lasts, a sign-in comes
+        # straight back without asking.
+        _, seen = provider_page(pb, login_location(browser(), envoy.url))
+        assert seen == "back"
+
+        r = b.get(envoy.url + "/oauth2/sign_out?rd=/oauth2/signed_out", allow_redirects=False,
+                  timeout=10)
+        assert r.status_code == 302, describe(r)
+        back, seen = provider_page(pb, r.headers["Location"])
+        assert seen == "back" and back.startswith(envoy.url + SIGNED_OUT_PATH + "?"), back
+        r = b.get(back, allow_redirects=False, timeout=10)
+        assert r.status_code == 302 and r.headers["Location"] == SIGNED_OUT_PATH, describe(r)
+        page = b.get(envoy.url + SIGNED_OUT_PATH, headers=HTML, allow_redirects=False, timeout=10)
+        assert page.status_code == 200, describe(page)
+        assert "déconnecté" in page.text or "signed out" in page.text
+        assert "/oauth2/sign_in" in page.text, "a button to sign in again"
+        # The provider's session is over: the next sign-in asks who.
+        _, seen = provider_page(pb, login_location(browser(), envoy.url))
+        assert seen == "form"
 
 
 # --------------------------------------------------------------------------

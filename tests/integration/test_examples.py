@@ -15,10 +15,13 @@ a file is broken:
   ``sesame-config`` script is run as Compose would run it (``$$`` -> ``$``,
   variables from ``.env.example``) to render ``envoy.yaml.template``, and the
   result passes ``envoy --mode validate``;
-* ``examples/istio``: the manifests parse, the WasmPlugin's ``pluginConfig``
-  uses only known Sésame keys, names the cluster Istio makes for the
-  ServiceEntry that the DestinationRule sends over TLS, and Sésame accepts it
-  (validated in an Envoy bootstrap that has that cluster);
+* ``examples/istio``: each overlay (integration, production), rendered as
+  an operator renders it (``render.sh``, ``kubectl kustomize``), has a
+  WasmPlugin whose ``pluginConfig`` uses only known Sésame keys, names the
+  cluster Istio makes for the ServiceEntry that the DestinationRule sends
+  over TLS, and is accepted by Sésame (validated in an Envoy bootstrap that
+  has that cluster, with the EnvoyFilter's settings on the connection
+  manager); test_istio.py checks the manifests against their schemas;
 * every JSON plugin configuration embedded in the examples and the
   migration guide parses, and uses only keys from ``KNOWN_KEYS`` in
   ``src/core/config.rs``.
@@ -41,6 +44,8 @@ from typing import Any, Iterator
 
 import pytest
 from ruamel.yaml import YAML
+
+import istio_example
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVOY_BIN = REPO_ROOT / ".tools" / "venv" / "bin" / "envoy"
@@ -519,18 +524,12 @@ def test_compose_playground_is_reached_through_sesame_only(compose: dict[str, An
 # examples/istio
 
 
-@pytest.fixture(scope="module")
-def istio() -> dict[str, Any]:
-    wasm_text = (ISTIO_DIR / "wasmplugin.yaml").read_text()
-    used = set(PLACEHOLDER.findall(code_lines(wasm_text)))
-    assert used <= envsubst_list(wasm_text), "placeholders missing from the envsubst command"
-    docs = load_yaml_all(render(wasm_text, SAMPLE_ENV))
-    docs += load_yaml_all((ISTIO_DIR / "serviceentry.yaml").read_text())
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for doc in docs:
-        assert isinstance(doc, dict) and "kind" in doc and "apiVersion" in doc, doc
-        by_kind.setdefault(doc["kind"], []).append(doc)
-    return by_kind
+@pytest.fixture(scope="module", params=istio_example.OVERLAYS)
+def istio(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The documents of one overlay, rendered by examples/istio/render.sh."""
+    docs = istio_example.render_overlay(request.param, tmp_path_factory.mktemp("istio"))
+    return istio_example.by_kind(docs)
 
 
 def test_istio_wasmplugin(istio: dict[str, Any]) -> None:
@@ -574,7 +573,13 @@ def test_istio_idp_cluster_is_the_tls_serviceentry_port(istio: dict[str, Any]) -
 
 
 def test_istio_plugin_config_is_accepted_by_sesame(istio: dict[str, Any], tmp_path: Path) -> None:
+    """Sésame accepts the WasmPlugin's configuration, in a connection manager
+    shaped like the sidecar's inbound one: with what the EnvoyFilter merges
+    into it (so Envoy checks those settings' names and values too)."""
     config = istio["WasmPlugin"][0]["spec"]["pluginConfig"]
+    (envoyfilter,) = istio["EnvoyFilter"]
+    (patch,) = envoyfilter["spec"]["configPatches"]
+    hcm_options = {k: v for k, v in patch["patch"]["value"]["typed_config"].items() if k != "@type"}
     address = {"socket_address": {"address": "127.0.0.1", "port_value": 8501}}
     bootstrap = {
         "static_resources": {
@@ -587,6 +592,8 @@ def test_istio_plugin_config_is_accepted_by_sesame(istio: dict[str, Any], tmp_pa
                         "@type": "type.googleapis.com/envoy.extensions.filters.network."
                                  "http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "inbound",
+                        **hcm_options,
+                        "upgrade_configs": [{"upgrade_type": "websocket"}],
                         "route_config": {"virtual_hosts": [{
                             "name": "all", "domains": ["*"],
                             "routes": [{"match": {"prefix": "/"},

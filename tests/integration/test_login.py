@@ -497,8 +497,8 @@ def test_malformed_callbacks_are_400_pages(sesame_envoy, query_string, reason):
     repeated parameter: 400 pages, counted by reason."""
     counters = Counters(sesame_envoy)
 
-    r = browser().get(sesame_envoy.url + "/oauth2/callback?" + query_string,
-                      headers=HTML, allow_redirects=False, timeout=10)
+    r = deliver_callback(browser(), sesame_envoy.url + "/oauth2/callback?" + query_string)
 
     assert_failure_page(r, 400)
+    assert r.history and r.history[0].status_code == 302, "refused at a clean address"
     assert counters.delta() == {f"login_failure.{reason}": 1}

@@ -293,9 +293,10 @@ def test_a_code_and_state_from_one_provider_are_refused_at_another_callback(envo
     # still names the provider the sign-in started at.
     login_cookie = "; ".join(f"{c.name}={c.value}" for c in b.cookies if "_csrf_" in c.name)
     assert login_cookie
-    for cookie in ("", login_cookie):
+    for cookie, reason in (("", "missing_login_cookie"), (login_cookie, "provider_mismatch")):
         r = requests.get(stolen, headers={**HTML, "Cookie": cookie}, allow_redirects=False, timeout=TIMEOUT)
-        assert r.status_code == 400, describe(r)
+        assert r.status_code == 302, describe(r)
+        assert r.headers["Location"].startswith(f"/oauth2/failed?reason={reason}&status=400&")
         assert not any(c.startswith(COOKIE + "=") for c in r.headers.get("set-cookie", "").split(", "))
     delta = counters.delta()
     assert delta.get("login_failure.provider_mismatch") == 1, delta

@@ -47,12 +47,15 @@
  *     [--post-logout-redirect-uri URL]...  (repeatable)
  *     [--alg ES256|RS256|ES384] [--auth-method client_secret_post|client_secret_basic]
  *     [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
+ *     [--logout-without-confirmation]
  *     [--access-token-ttl SECONDS] [--refresh-tokens]
  *     [--api-resources [--introspection-signed-alg ES256|RS256]
  *       [--introspection-encryption RSA-OAEP-256|ECDH-ES --client-jwks PATH]]
  *
  * The issuer is `http://HOST:PORT` followed by --issuer-path (no trailing
- * slash) unless --issuer is given. `--port 0` picks a free port; the line `listening on http://HOST:PORT`
+ * slash) unless --issuer is given. `--logout-without-confirmation` logs out
+ * at once, as ProConnect does (which --proconnect implies), instead of
+ * showing oidc-provider's confirmation page. `--port 0` picks a free port; the line `listening on http://HOST:PORT`
  * is printed to stdout once the provider is ready. One line is logged per
  * request (method, path without query, status, duration); secrets and tokens
  * are never printed. SIGTERM and SIGINT stop the server cleanly (exit code 0).
@@ -134,6 +137,7 @@ const USAGE = `usage: node tests/provider/server.mjs --port PORT [--host 127.0.0
   [--redirect-uri URL]... [--post-logout-redirect-uri URL]...
   [--alg ES256|RS256|ES384] [--auth-method client_secret_post|client_secret_basic]
   [--keys-file PATH] [--issuer URL] [--issuer-path /PATH] [--proconnect]
+  [--logout-without-confirmation]
   [--access-token-ttl SECONDS] [--refresh-tokens]
   [--api-resources [--introspection-signed-alg ES256|RS256]
     [--introspection-encryption RSA-OAEP-256|ECDH-ES --client-jwks PATH]]`;
@@ -166,6 +170,7 @@ function parseCommandLine(argv) {
         'keys-file': { type: 'string' },
         'issuer-path': { type: 'string', default: '' },
         proconnect: { type: 'boolean', default: false },
+        'logout-without-confirmation': { type: 'boolean', default: false },
         'access-token-ttl': { type: 'string', default: String(TTL.AccessToken) },
         'refresh-tokens': { type: 'boolean', default: false },
         'api-resources': { type: 'boolean', default: false },
@@ -248,6 +253,7 @@ function parseCommandLine(argv) {
     keysFile: values['keys-file'] ? resolve(values['keys-file']) : undefined,
     issuerPath,
     proconnect,
+    logoutAtOnce: proconnect || values['logout-without-confirmation'],
     acrValues: proconnect ? [...PROCONNECT_ACR_VALUES] : [ACR],
     accessTokenTtl,
     refreshTokens: values['refresh-tokens'],
@@ -858,8 +864,10 @@ ${form.replace('</form>', confirm)}`);
     // /session/end
     testState.lastEndSession = paramsObject(params);
     testState.stats.end_session_requests += 1;
-    if (!proconnect) return next();
-    const missing = PROCONNECT_END_SESSION_PARAMS.filter((name) => !params.get(name));
+    if (!options.logoutAtOnce) return next();
+    const missing = proconnect
+      ? PROCONNECT_END_SESSION_PARAMS.filter((name) => !params.get(name))
+      : [];
     if (missing.length) {
       testState.stats.end_session_refused += 1;
       const problem = `missing required parameter${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}`;
@@ -874,7 +882,8 @@ ${form.replace('</form>', confirm)}`);
     // oidc-provider accepted the request (id_token_hint valid,
     // post_logout_redirect_uri registered) and answered its confirmation page
     // (or, without a provider session, its auto-submitting form): confirm at
-    // once, as ProConnect logs out without asking.
+    // once, as ProConnect logs out without asking (--proconnect, or
+    // --logout-without-confirmation).
     if (ctx.status === 200 && ctx.oidc?.route === 'end_session') {
       await proconnectAutoLogout(ctx, provider);
     } else if (ctx.status >= 400) {

@@ -17,7 +17,7 @@
  *   - Any other request gets 200 text/html: a page titled "Sésame demo
  *     upstream" greeting the person named by `x-forwarded-email` (in
  *     `<p id="email">`), a table of all request headers, and a sign-out link
- *     to /oauth2/sign_out?rd=/.
+ *     to /oauth2/sign_out?rd=/oauth2/signed_out (Sésame's "signed out" page).
  *   - A WebSocket upgrade (`Upgrade: websocket` + `Sec-WebSocket-Key`) is
  *     accepted per RFC 6455 (the first offered subprotocol, if any, is
  *     selected); the server sends one text frame holding the same JSON as
@@ -152,7 +152,7 @@ ${greeting}
 ${rows}
   </tbody>
 </table>
-<p class="actions"><a href="/oauth2/sign_out?rd=/" id="sign-out">Sign out</a></p>
+<p class="actions"><a href="/oauth2/sign_out?rd=/oauth2/signed_out" id="sign-out">Sign out</a></p>
 </main>
 </body>
 </html>

@@ -3,7 +3,9 @@
 use serde_json::Value;
 
 use crate::core::config::{Config, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER, PROVIDER_HEADER};
-use crate::core::session::cookies::{LOGIN_COOKIE_INFIX, LOGOUT_COOKIE_SUFFIX};
+use crate::core::session::cookies::{
+    LOGIN_COOKIE_INFIX, LOGOUT_COOKIE_SUFFIX, REFUSAL_COOKIE_SUFFIX,
+};
 use crate::core::session::sealed::is_session_cookie;
 pub use crate::core::session::Identity;
 use crate::core::session::Session;
@@ -103,7 +105,9 @@ pub fn is_sesame_cookie(config: &Config, name: &str) -> bool {
     let base = config.cookie_name.as_str();
     is_session_cookie(base, name)
         || name.strip_prefix(base).is_some_and(|rest| {
-            rest == LOGOUT_COOKIE_SUFFIX || rest.starts_with(LOGIN_COOKIE_INFIX)
+            rest == LOGOUT_COOKIE_SUFFIX
+                || rest == REFUSAL_COOKIE_SUFFIX
+                || rest.starts_with(LOGIN_COOKIE_INFIX)
         })
 }
 

@@ -18,7 +18,7 @@ use crate::core::oidc::provider::ProviderState;
 use crate::core::oidc::token::{self, Expectations, TokenError};
 use crate::core::pages::{self, Lang, PageText};
 use crate::core::session::cookies::{
-    clear_cookie, set_cookie, LOGIN_COOKIE_INFIX, LOGOUT_COOKIE_SUFFIX,
+    clear_cookie, set_cookie, LOGIN_COOKIE_INFIX, LOGOUT_COOKIE_SUFFIX, REFUSAL_COOKIE_SUFFIX,
 };
 use crate::core::session::{Purpose, Session, SessionCookie};
 use crate::core::shared::SharedStore;
@@ -26,6 +26,8 @@ use crate::core::{b64url, constant_time_eq, random_token, Entropy};
 
 /// How long a started sign-in (or sign-out) may take before its cookie expires.
 pub const LOGIN_TTL: u64 = 600;
+/// How long a refused sign-in's page keeps saying who was refused.
+const REFUSAL_TTL: u64 = 300;
 /// Longest callback query accepted.
 const MAX_CALLBACK_QUERY: usize = 8192;
 /// Claims that describe the token rather than the person: never taken from userinfo.
@@ -253,7 +255,11 @@ impl Filter {
         Ok(())
     }
 
-    /// A failed sign-in: a page that says so and offers to start again.
+    /// A failed sign-in. The callback answers with a redirect to a clean
+    /// address, `<proxy_prefix>/failed?reason=…&status=…&rd=…`, which shows
+    /// the page ([`Filter::refusal_page`]): the address bar never keeps the
+    /// callback's code and state, and a reload or a shared link does not
+    /// replay the callback.
     fn login_failed(
         &self,
         status: u16,
@@ -261,28 +267,108 @@ impl Filter {
         detail: String,
         login_state: Option<(usize, &str)>,
         return_to: &str,
-        lang: Lang,
+        _lang: Lang,
     ) -> Step {
-        let retry = self.sign_in_url(return_to);
-        let text: &PageText = match reason {
-            "provider_error" => &pages::PROVIDER_ERROR,
-            "cancelled" => &pages::CANCELLED,
-            "acr_not_satisfied" => &pages::ACR_REFUSED,
-            _ => &pages::LOGIN_FAILED,
-        };
-        let mut response = pages::page(
-            status,
-            lang,
-            text,
-            Some(reason),
-            Some((&retry, pages::TRY_AGAIN)),
-        );
+        let mut response = Response::redirect(&self.refusal_url(reason, status, return_to));
         if let Some((provider, state)) = login_state {
             response
                 .headers
                 .push(self.clear_login_cookie(provider, state));
         }
         Step::respond(response, Outcome::LoginFailed { reason, detail })
+    }
+
+    /// The clean address of a refused sign-in's page.
+    fn refusal_url(&self, reason: &str, status: u16, return_to: &str) -> String {
+        format!(
+            "{}/failed?{}",
+            self.config.proxy_prefix,
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("reason", reason)
+                .append_pair("status", &status.to_string())
+                .append_pair("rd", safe_return_target(return_to))
+                .finish()
+        )
+    }
+
+    fn refusal_cookie_name(&self) -> String {
+        format!("{}{REFUSAL_COOKIE_SUFFIX}", self.config.cookie_name)
+    }
+
+    /// A signed-in person the access rules refuse at the callback: the
+    /// 403 page at its clean address, with who was refused in a sealed
+    /// five-minute cookie for that address (never in the address).
+    fn refused_at_callback(
+        &self,
+        session: &Session,
+        reason: String,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let who = session.email().unwrap_or_else(|| session.sub()).to_string();
+        let name = self.refusal_cookie_name();
+        let sealed = self.sealer.seal(Purpose::Refusal, &name, &who, entropy);
+        let path = format!("{}/failed", self.config.proxy_prefix);
+        let cookie = set_cookie(&name, &sealed, REFUSAL_TTL, &self.cookie_attrs(&path));
+        let response = Response::redirect(&self.refusal_url("denied", 403, "/"))
+            .with_header("set-cookie", &cookie);
+        Step::respond(
+            response,
+            Outcome::Denied {
+                email: session.email().map(str::to_string),
+                reason,
+            },
+        )
+    }
+
+    /// `<proxy_prefix>/failed`: the page of a refused sign-in, at a clean
+    /// address. Its reason, status and return path come from the address
+    /// (nothing there is secret: a crafted link shows an error page); who
+    /// was refused comes from the sealed cookie the callback set.
+    pub fn refusal_page(&self, req: &Request, cookies: &[(&str, &str)], lang: Lang) -> Step {
+        let query = req.query();
+        let reason = query_param(query, "reason").unwrap_or_default();
+        let reason = if !reason.is_empty()
+            && reason.len() <= 40
+            && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            reason
+        } else {
+            "login_failed".to_string()
+        };
+        let status = query_param(query, "status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .filter(|s| (400..=599).contains(s))
+            .unwrap_or(400);
+        let rd = query_param(query, "rd").unwrap_or_else(|| "/".into());
+        let name = self.refusal_cookie_name();
+        let who: Option<String> = (reason == "denied")
+            .then(|| {
+                cookies
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, v)| self.sealer.open(Purpose::Refusal, &name, v))
+            })
+            .flatten();
+        let response = match who {
+            Some(who) => self.denied_page(&who, lang),
+            None => {
+                let text: &PageText = match reason.as_str() {
+                    "provider_error" => &pages::PROVIDER_ERROR,
+                    "cancelled" => &pages::CANCELLED,
+                    "acr_not_satisfied" => &pages::ACR_REFUSED,
+                    _ => &pages::LOGIN_FAILED,
+                };
+                let retry = self.sign_in_url(&rd);
+                pages::page(
+                    status,
+                    lang,
+                    text,
+                    Some(&reason),
+                    Some((&retry, pages::TRY_AGAIN)),
+                )
+            }
+        };
+        Step::respond(response, Outcome::PageShown)
     }
 
     /// The callback of provider `index` (`/oauth2/callback`): checks the
@@ -836,7 +922,7 @@ impl Filter {
                 .collect()
         };
         if let Err(denial) = self.policy_for(None, index).check(&session.claims) {
-            let mut step = self.denied(&session, &denial.describe(), lang);
+            let mut step = self.refused_at_callback(&session, denial.describe(), entropy);
             if let Action::Respond(r) = &mut step.action {
                 r.headers.push(self.clear_login_cookie(index, &login.state));
                 r.headers.extend(clear_previous());
@@ -988,7 +1074,10 @@ impl Filter {
 
     /// The return from the provider's logout: check the `state`, then go on
     /// to the `rd` given at sign-out. A wrong or missing state ends on a
-    /// "signed out" page instead, never on an address from the query.
+    /// "signed out" page instead (400), never on an address from the query.
+    /// A plain visit (no state, no sign-out under way: a sign-out sent here
+    /// with `rd=<proxy_prefix>/signed_out`) gets the "signed out" page (200),
+    /// with a button to sign in again.
     pub fn signed_out(
         &self,
         req: &Request,
@@ -1003,7 +1092,20 @@ impl Filter {
             .iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| self.sealer.open(Purpose::Logout, &name, v));
-        let state = query_param(req.query(), "state").unwrap_or_default();
+        let state = query_param(req.query(), "state");
+        if state.is_none() && logout.is_none() {
+            // A visit, not a return from the provider (a sign-out sent here
+            // with `rd`): the page that says so.
+            let response = pages::page(
+                200,
+                lang,
+                &pages::SIGNED_OUT,
+                None,
+                Some((&self.sign_in_url("/"), pages::SIGN_IN_AGAIN)),
+            );
+            return Step::respond(response, Outcome::PageShown);
+        }
+        let state = state.unwrap_or_default();
         match logout {
             Some(l)
                 if now < l.expires_at && constant_time_eq(l.state.as_bytes(), state.as_bytes()) =>

@@ -337,7 +337,12 @@ fn a_code_and_state_from_one_provider_are_refused_at_another_providers_callback(
         "{:?}",
         step.outcome
     );
-    assert_eq!(response(step).status, 400, "no token request is made");
+    let r = response(step);
+    assert_eq!(r.status, 302, "no token request is made");
+    assert!(r
+        .header("location")
+        .unwrap()
+        .starts_with("/oauth2/failed?reason=provider_mismatch&status=400"));
     // The same answer at its own callback goes on to pc's token endpoint.
     let cb = format!("/oauth2/callback/pc?code=c&state={}", param(&loc, "state"));
     let step = f.on_request(

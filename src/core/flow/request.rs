@@ -542,26 +542,32 @@ impl Filter {
 
     /// The 403 page for a signed-in person the access rules do not admit.
     pub fn denied(&self, session: &Session, reason: &str, lang: Lang) -> Step {
-        let who = session.email().unwrap_or_else(|| session.sub()).to_string();
-        // Sign out, then sign in again with `prompt=login`: the provider asks
-        // who is signing in rather than signing the same account straight
-        // back in (a person refused at the callback has no session here,
-        // so no logout at the provider happens on the way).
-        let prefix = &self.config.proxy_prefix;
-        let sign_out = format!("{prefix}/sign_out?rd={prefix}/sign_in%3Fprompt%3Dlogin");
-        let response = pages::page(
-            403,
-            lang,
-            &pages::DENIED,
-            Some(&who),
-            Some((&sign_out, pages::SIGN_OUT_AND_SWITCH)),
-        );
+        let who = session.email().unwrap_or_else(|| session.sub());
+        let response = self.denied_page(who, lang);
         Step::respond(
             response,
             Outcome::Denied {
                 email: session.email().map(str::to_string),
                 reason: reason.to_string(),
             },
+        )
+    }
+
+    /// The 403 page that says who was refused, with a button to sign out
+    /// and sign in with another account.
+    pub(crate) fn denied_page(&self, who: &str, lang: Lang) -> Response {
+        // Sign out, then sign in again with `prompt=login`: the provider asks
+        // who is signing in rather than signing the same account straight
+        // back in (a person refused at the callback has no session here,
+        // so no logout at the provider happens on the way).
+        let prefix = &self.config.proxy_prefix;
+        let sign_out = format!("{prefix}/sign_out?rd={prefix}/sign_in%3Fprompt%3Dlogin");
+        pages::page(
+            403,
+            lang,
+            &pages::DENIED,
+            Some(who),
+            Some((&sign_out, pages::SIGN_OUT_AND_SWITCH)),
         )
     }
 
@@ -622,6 +628,7 @@ impl Filter {
                 }
             }
             "/sign_out" => self.sign_out(req, cookies, providers, clock.now(), entropy),
+            "/failed" => self.refusal_page(req, cookies, lang),
             "/auth" => {
                 let (key, known) =
                     self.known_session(cookies, RouteSet::FILTER, clock.upper_bound());

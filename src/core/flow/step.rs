@@ -86,6 +86,9 @@ pub enum Outcome {
         ok: bool,
     },
     NotFound,
+    /// A page at a clean address: a refused sign-in's (the refusal itself
+    /// was counted at the callback), or the "signed out" page.
+    PageShown,
     /// A path that cannot be read safely, or whose readings fall on routes
     /// no request can satisfy at once: 400.
     PathRefused {
@@ -120,6 +123,7 @@ impl Outcome {
             Outcome::Endpoint { ok: true } => Cow::Borrowed("endpoint_authorized"),
             Outcome::Endpoint { ok: false } => Cow::Borrowed("endpoint_unauthorized"),
             Outcome::NotFound => Cow::Borrowed("not_found"),
+            Outcome::PageShown => Cow::Borrowed(""),
             Outcome::PathRefused { .. } => Cow::Borrowed("path_refused"),
         }
     }

@@ -222,6 +222,37 @@ fn pending_call(step: Step) -> Box<crate::core::flow::Pending> {
     }
 }
 
+/// A refused sign-in as the browser sees it: the callback's redirect to the
+/// clean address (never with the code or the state), then the page there.
+/// The redirect's headers (its cookies) are kept, the page's status and body
+/// are the page's.
+fn refusal_page(f: &Filter, step: Step) -> Response {
+    let redirect = response(step);
+    assert_eq!(
+        redirect.status,
+        302,
+        "{}",
+        String::from_utf8_lossy(&redirect.body)
+    );
+    let location = redirect.header("location").unwrap().to_string();
+    assert!(location.starts_with("/oauth2/failed?"), "{location}");
+    assert!(
+        !location.contains("code=") && !location.contains("state="),
+        "{location}"
+    );
+    let cookie = cookie_header(&set_cookies(&redirect));
+    let page = response(f.on_request(
+        &get(&location, &[HTML, ("cookie", &cookie)]),
+        &[provider()],
+        NOW,
+        &mut CountingEntropy(9),
+    ));
+    Response {
+        headers: redirect.headers,
+        ..page
+    }
+}
+
 fn filter(patch: Value) -> Filter {
     Filter::new(config_with(patch))
 }
@@ -387,7 +418,7 @@ fn wrong_nonce_is_refused() {
             ..
         }
     ));
-    let r = response(login.step);
+    let r = refusal_page(&f, login.step);
     assert_eq!(r.status, 401);
     assert!(!set_cookies(&r)
         .iter()
@@ -453,7 +484,7 @@ fn access_rules_apply_at_login_and_on_each_request() {
     assert!(
         matches!(&login.step.outcome, Outcome::Denied { email: Some(e), .. } if e == "eve@example.com")
     );
-    let r = response(login.step);
+    let r = refusal_page(&f, login.step);
     assert_eq!(r.status, 403);
     let body = String::from_utf8(r.body.clone()).unwrap();
     assert!(body.contains("eve@example.com") && body.contains("/oauth2/sign_out"));
@@ -550,7 +581,7 @@ fn callback_refusals() {
             "{path}: {:?}",
             step.outcome
         );
-        let r = response(step);
+        let r = refusal_page(&f, step);
         assert_eq!(r.status, status, "{path}");
         assert!(
             !String::from_utf8(r.body).unwrap().contains("<b>"),
@@ -829,7 +860,7 @@ fn acr_is_requested_and_enforced() {
             ..
         }
     ));
-    let r = response(low.step);
+    let r = refusal_page(&f, low.step);
     assert_eq!(r.status, 403);
     assert!(String::from_utf8(r.body.clone())
         .unwrap()
@@ -881,7 +912,7 @@ fn essential_acr_of_the_claims_request_is_enforced() {
         "{:?}",
         low.outcome
     );
-    assert_eq!(response(low).status, 403);
+    assert_eq!(refusal_page(&f, low).status, 403);
     assert!(matches!(
         login(&f, "eidas3").outcome,
         Outcome::LoginSucceeded { .. }
@@ -2641,7 +2672,7 @@ fn a_session_that_cannot_be_read_back_is_never_written() {
             },
         }
     );
-    let r = response(login.step);
+    let r = refusal_page(&f, login.step);
     assert_eq!(r.status, 502);
     assert!(String::from_utf8_lossy(&r.body).contains("session_too_large"));
     assert!(!set_cookies(&r)
@@ -2794,4 +2825,94 @@ fn a_provider_that_rotates_its_one_unnamed_key_is_followed() {
     let named = ES256KeyPair::generate().with_key_id("ec-1");
     let login = run_login(&f, &mut state, "alice@numerique.gouv.fr", signed_by(&named));
     assert_eq!(login.calls.iter().filter(|c| c.path == "/jwks").count(), 0);
+}
+
+#[test]
+fn a_refused_sign_in_ends_on_a_clean_address_that_a_reload_does_not_replay() {
+    let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let login = run_login(&f, &mut provider(), "eve@example.com", id_token_for);
+    let redirect = response(login.step);
+    assert_eq!(redirect.status, 302);
+    let location = redirect.header("location").unwrap().to_string();
+    assert_eq!(location, "/oauth2/failed?reason=denied&status=403&rd=%2F");
+    let refusal = r#"_sesame_refusal"#;
+    let set = redirect
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with(refusal))
+        .map(|(_, v)| v.clone())
+        .expect("the refusal's cookie");
+    assert!(
+        set.contains("Path=/oauth2/failed") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    assert!(!set.contains("eve@"), "who is sealed: {set}");
+    let cookie = cookie_header(&set_cookies(&redirect));
+    let page = |cookie: &str, location: &str| {
+        let step = f.on_request(
+            &get(location, &[HTML, ("cookie", cookie)]),
+            &[provider()],
+            NOW + 30,
+            &mut CountingEntropy(1),
+        );
+        assert_eq!(step.outcome, Outcome::PageShown, "not counted twice");
+        let r = response(step);
+        (r.status, String::from_utf8(r.body).unwrap())
+    };
+    // The page, then a reload: the same page, nothing replayed.
+    for _ in 0..2 {
+        let (status, body) = page(&cookie, &location);
+        assert_eq!(status, 403);
+        assert!(body.contains("eve@example.com") && body.contains("prompt%3Dlogin"));
+    }
+    // The link shared (no cookie), or the cookie moved to another name:
+    // the reason, never who.
+    let moved = cookie.replace("_sesame_refusal=", "_sesame_logout=");
+    for cookie in ["", moved.as_str()] {
+        let (status, body) = page(cookie, &location);
+        assert_eq!(status, 403);
+        assert!(body.contains("denied") && !body.contains("eve@"), "{body}");
+    }
+    // A crafted address shows an error page, with what it can trust.
+    let (status, body) = page(
+        "",
+        "/oauth2/failed?reason=%3Cscript%3E&status=200&rd=https://evil.example",
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("login_failed") && !body.contains("<script>"));
+    assert!(!body.contains("evil.example"), "rd is a local path only");
+}
+
+#[test]
+fn the_signed_out_page_ends_a_sign_out_sent_there() {
+    let f = filter(json!({"provider_logout": false}));
+    let step = f.on_request(
+        &get("/oauth2/sign_out?rd=/oauth2/signed_out", &[HTML]),
+        &[provider()],
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(
+        response(step).header("location"),
+        Some("/oauth2/signed_out")
+    );
+    let step = f.on_request(
+        &get("/oauth2/signed_out", &[HTML]),
+        &[provider()],
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(step.outcome, Outcome::PageShown);
+    let r = response(step);
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(body.contains("Vous êtes déconnecté") && body.contains("/oauth2/sign_in?rd=%2F"));
+    // A return that names a state with no sign-out under way is still refused.
+    let step = f.on_request(
+        &get("/oauth2/signed_out?state=forged", &[HTML]),
+        &[provider()],
+        NOW,
+        &mut CountingEntropy(1),
+    );
+    assert_eq!(response(step).status, 400);
 }

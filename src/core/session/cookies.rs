@@ -5,6 +5,9 @@
 pub const LOGIN_COOKIE_INFIX: &str = "_csrf_";
 /// What follows the session cookie's name in the name of a sign-out's cookie.
 pub const LOGOUT_COOKIE_SUFFIX: &str = "_logout";
+/// What follows the session cookie's name in the name of the cookie that
+/// carries a refused sign-in's page to its clean address.
+pub const REFUSAL_COOKIE_SUFFIX: &str = "_refusal";
 
 /// Upper bound on the cookies read from one request: more are ignored.
 const MAX_COOKIES: usize = 200;

@@ -37,6 +37,8 @@ pub enum Purpose {
     Session,
     Login,
     Logout,
+    /// The page a refused sign-in ends on (see `Filter::refusal`).
+    Refusal,
 }
 
 /// AES-256-GCM sealing with keys derived from the cookie secret: one set of
@@ -52,6 +54,7 @@ struct Keys {
     session: Aes256Gcm,
     login: Aes256Gcm,
     logout: Aes256Gcm,
+    refusal: Aes256Gcm,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -92,6 +95,7 @@ impl Sealer {
                 session: derive_key(secret, issuer, client_id, "session"),
                 login: derive_key(secret, issuer, client_id, "login"),
                 logout: derive_key(secret, issuer, client_id, "logout"),
+                refusal: derive_key(secret, issuer, client_id, "refusal"),
             })
             .collect();
         Sealer { keys }
@@ -103,6 +107,7 @@ impl Sealer {
             Purpose::Session => &keys.session,
             Purpose::Login => &keys.login,
             Purpose::Logout => &keys.logout,
+            Purpose::Refusal => &keys.refusal,
         })
     }
 
