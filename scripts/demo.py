@@ -2,11 +2,12 @@
 """Run the Sésame demo: three identity providers, the demo upstream and
 Envoy with Sésame, on fixed loopback ports, until Ctrl-C.
 
-Run by `make demo`, after the wasm build and the setup scripts.  The plugin
-configuration is examples/demo-config.json: a `providers` list of three,
-whose issuers, endpoints and callbacks (/oauth2/callback/<id>) are set here
-to match the ports below, and whose client ids and secrets are given to the
-local providers:
+Run by `make demo`, after the wasm build and the setup scripts.  Envoy runs
+envoy/demo.yaml as it is (admin on 127.0.0.1:9901); its plugin configuration
+is examples/demo-config.json, a `providers` list of three, whose issuers,
+endpoints and callbacks (/oauth2/callback/<id>) match the ports below (this
+script checks both files first), and whose client ids and secrets are given
+to the local providers:
 
 * `agents`: the local OpenID provider (tests/provider/server.mjs) in
   ProConnect mode, issuer http://127.0.0.1:9000/api/v2, on ProConnect's
@@ -52,11 +53,8 @@ USERS = (
 # tests/oauth2/server.mjs signs its current user in at once, without a form.
 OSM_USER = 'mapper (id 4242, "Carto Mapper")'
 
-# Logs of this demo run, instead of the tests' target/test-logs/.
-os.environ.setdefault(
-    "SESAME_LOG_DIR",
-    str(ROOT / "target" / "demo-logs" / time.strftime("%Y%m%d-%H%M%S")),
-)
+ENVOY_FILE = ROOT / "envoy" / "demo.yaml"
+ADMIN_PORT = 9901
 sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # noqa: E402
@@ -111,6 +109,7 @@ def check_prerequisites() -> dict[str, Any]:
             (OSM_PORT, "OAuth 2.0 server"),
             (UPSTREAM_PORT, "upstream"),
             (ENVOY_PORT, "Envoy"),
+            (ADMIN_PORT, "Envoy's admin"),
         )
         if not harness.port_is_free(port)
     ]
@@ -122,6 +121,45 @@ def check_prerequisites() -> dict[str, Any]:
     return config
 
 
+def envoy_file_problems(bootstrap: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """How envoy/demo.yaml (parsed) differs from what the demo runs: its
+    plugin configuration must be examples/demo-config.json, its ports the
+    demo's, and each provider's cluster must lead to that provider."""
+    problems = []
+
+    def port_of(address: dict[str, Any]) -> Any:
+        return address.get("socket_address", {}).get("port_value")
+
+    if port_of(bootstrap.get("admin", {}).get("address", {})) != ADMIN_PORT:
+        problems.append(f"the admin port is not {ADMIN_PORT}")
+    resources = bootstrap.get("static_resources", {})
+    listeners = resources.get("listeners", [])
+    if [port_of(l.get("address", {})) for l in listeners] != [ENVOY_PORT]:
+        problems.append(f"the listener is not on port {ENVOY_PORT}")
+    values = [
+        f["typed_config"]["config"]["configuration"]["value"]
+        for l in listeners
+        for chain in l.get("filter_chains", [])
+        for hcm in chain.get("filters", [])
+        for f in hcm.get("typed_config", {}).get("http_filters", [])
+        if f.get("name") == "envoy.filters.http.wasm"
+    ]
+    if len(values) != 1 or json.loads(values[0]) != config:
+        problems.append(f"its plugin configuration is not {CONFIG_FILE.relative_to(ROOT)}")
+    clusters = {
+        c.get("name"): port_of(
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"])
+        for c in resources.get("clusters", [])
+    }
+    wanted = {"upstream": UPSTREAM_PORT}
+    ports = {"agents": AGENTS_PORT, "staff": STAFF_PORT, "osm": OSM_PORT}
+    for entry in config.get("providers", []):
+        wanted[entry.get("idp_cluster")] = ports.get(entry.get("id"))
+    if clusters != wanted:
+        problems.append(f"its clusters are {clusters}, the demo's {wanted}")
+    return problems
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -131,7 +169,21 @@ def main() -> int:
     # inherited as ignored, as for a background job).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    # Logs of this demo run, instead of the tests' target/test-logs/.
+    os.environ.setdefault(
+        "SESAME_LOG_DIR",
+        str(ROOT / "target" / "demo-logs" / time.strftime("%Y%m%d-%H%M%S")),
+    )
     config = check_prerequisites()
+    try:
+        from ruamel.yaml import YAML
+
+        bootstrap = YAML(typ="safe").load(ENVOY_FILE.read_text())
+    except Exception as e:  # noqa: BLE001 - any reason the file cannot be read
+        fail(f"cannot read {ENVOY_FILE}: {e}")
+    problems = envoy_file_problems(bootstrap, config)
+    if problems:
+        fail(f"{ENVOY_FILE.relative_to(ROOT)} is not the demo's: " + "; ".join(problems))
     entries = demo_providers(config)
     agents_cfg, staff_cfg, osm_cfg = entries["agents"], entries["staff"], entries["osm"]
 
@@ -171,22 +223,26 @@ def main() -> int:
         client_secret=osm_cfg.get("client_secret"),
         enforce_pkce=True,
     )
-    agents_cfg.update(issuer=agents.issuer, redirect_uri=callback("agents"))
-    staff_cfg.update(issuer=staff.issuer, redirect_uri=callback("staff"))
-    osm_cfg.update(
-        redirect_uri=callback("osm"),
-        authorization_endpoint=osm.authorization_endpoint,
-        token_endpoint=osm.token_endpoint,
-        userinfo_endpoint=osm.userinfo_endpoint,
-    )
+    expected = {
+        "agents": {"issuer": agents.issuer, "redirect_uri": callback("agents")},
+        "staff": {"issuer": staff.issuer, "redirect_uri": callback("staff")},
+        "osm": {
+            "redirect_uri": callback("osm"),
+            "authorization_endpoint": osm.authorization_endpoint,
+            "token_endpoint": osm.token_endpoint,
+            "userinfo_endpoint": osm.userinfo_endpoint,
+        },
+    }
+    for provider_id, keys in expected.items():
+        for key, value in keys.items():
+            if entries[provider_id].get(key) != value:
+                fail(f"{CONFIG_FILE.relative_to(ROOT)}: providers {provider_id!r} needs "
+                     f"{key} {value!r} (the demo's server)")
 
     upstream = Upstream(port=UPSTREAM_PORT)
-    clusters = {
-        agents_cfg["idp_cluster"]: AGENTS_PORT,
-        staff_cfg["idp_cluster"]: STAFF_PORT,
-        osm_cfg["idp_cluster"]: OSM_PORT,
-    }
-    envoy = Envoy(config, ENVOY_PORT, UPSTREAM_PORT, extra_clusters=clusters)
+    # Envoy runs envoy/demo.yaml as it is (checked above against the ports
+    # and the configuration used here).
+    envoy = Envoy(None, ENVOY_PORT, UPSTREAM_PORT, bootstrap_file=ENVOY_FILE)
     components = [agents, staff, osm, upstream, envoy]
 
     try:

@@ -802,7 +802,8 @@ class Envoy(_Component):
     it before ``start()``.  It is written as YAML next to the logs.
     ``extra_args`` are added to Envoy's command line; ``extra_clusters``
     (name -> loopback port) adds clusters, one per provider of a
-    configuration with several.
+    configuration with several. ``bootstrap_file`` runs that file as it is
+    instead (relative paths in it are read from the repository's root).
     """
 
     name = "envoy"
@@ -822,6 +823,7 @@ class Envoy(_Component):
         component_log_level: str = "wasm:debug",
         extra_args: Sequence[str] = (),
         extra_clusters: dict[str, int] | None = None,
+        bootstrap_file: str | Path | None = None,
     ) -> None:
         self.port = listen_port
         self.upstream_port = upstream_port
@@ -834,7 +836,10 @@ class Envoy(_Component):
         self.timeout = timeout
         self.admin_port: int | None = None
         self.bootstrap = self._bootstrap()
-        self.config_path = log_dir() / f"envoy-{listen_port}.yaml"
+        # A bootstrap file given is run as it is (the demo's envoy/demo.yaml);
+        # otherwise ``self.bootstrap`` is written next to the logs.
+        self.bootstrap_file = Path(bootstrap_file).resolve() if bootstrap_file else None
+        self.config_path = self.bootstrap_file or log_dir() / f"envoy-{listen_port}.yaml"
         self._address_path = log_dir() / f"envoy-{listen_port}.admin-address"
         self._proc = _Process(
             f"envoy on port {listen_port}",
@@ -953,7 +958,8 @@ class Envoy(_Component):
         """
         if self.wasm and not self.wasm_path.is_file():
             raise HarnessError(f"{self.wasm_path} does not exist: build it first")
-        self.config_path.write_text(to_yaml(self.bootstrap))
+        if self.bootstrap_file is None:
+            self.config_path.write_text(to_yaml(self.bootstrap))
         self._address_path.unlink(missing_ok=True)
         self.admin_port = None
         self._proc.start()
