@@ -5,6 +5,7 @@
  * Usage:
  *   node tests/browser/login.mjs URL EMAIL [--screenshot PATH]
  *     [--provider LABEL [--sign-in-screenshot PATH]] [--viewport WIDTHxHEIGHT]
+ *     [--switch-to EMAIL2 [--refusal-screenshot PATH]]
  *
  * Opens URL (a page behind Envoy + Sésame, e.g.
  * http://127.0.0.1:10000/dashboard?tab=1) in Debian's Chromium
@@ -46,6 +47,29 @@
  *
  * With --screenshot PATH, a full-page PNG of the last page is written to PATH
  * (on failure too, when a page was open).
+ *
+ * Switching accounts (--switch-to EMAIL2): EMAIL is someone Sésame refuses.
+ * After choosing EMAIL at the provider, the browser must land on Sésame's
+ * refusal page, a 403 at a path ending in /failed (the clean address Sésame
+ * redirects the callback to; its 403 is expected, any other error status
+ * still fails at once); a PNG of it goes to --refusal-screenshot PATH if
+ * given. Then, as a control, a second tab of the same browser (same cookies,
+ * so the provider's session too) opens URL again and the script records
+ * where it ends: a provider whose session is open sends it straight back to
+ * Sésame (refused again) without showing its login form. Then the refusal
+ * page's one link to .../sign_out is clicked: the browser must reach the
+ * provider's login page again (an authorization request with
+ * prompt=login), where the script picks EMAIL2, and must come back to URL's
+ * origin, on a page whose `#email` shows EMAIL2 (the page Sésame returns
+ * to, not necessarily URL's path). The JSON line then also has
+ *   "refusal": {"url", "status", "title", "text", "link": {"href", "text"}},
+ *   "revisit": {"finalUrl", "status", "loginForm", "navigations"},
+ *   "switch": {"authorizeRequests": [{"url", "prompt"}], "loginPageUrl",
+ *              "loginPageButtons": [texts]}
+ * (`refusal.url` in full, query included: it must carry no code or state;
+ * `revisit.loginForm` tells whether the second tab ended on the provider's
+ * login form; `switch.authorizeRequests` are the navigations to the
+ * provider that carried a client_id, without query but with their prompt).
  */
 
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
@@ -55,7 +79,8 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 const USAGE = 'usage: node tests/browser/login.mjs URL EMAIL [--screenshot PATH] '
-  + '[--provider LABEL [--sign-in-screenshot PATH]] [--viewport WIDTHxHEIGHT]';
+  + '[--provider LABEL [--sign-in-screenshot PATH]] [--viewport WIDTHxHEIGHT] '
+  + '[--switch-to EMAIL2 [--refusal-screenshot PATH]]';
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--headless',
@@ -90,6 +115,8 @@ function parseCommandLine(argv) {
         provider: { type: 'string' },
         'sign-in-screenshot': { type: 'string' },
         viewport: { type: 'string', default: '1100x800' },
+        'switch-to': { type: 'string' },
+        'refusal-screenshot': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -114,6 +141,11 @@ function parseCommandLine(argv) {
   if (values['sign-in-screenshot'] && values.provider === undefined) {
     usage('--sign-in-screenshot goes with --provider');
   }
+  const switchTo = values['switch-to'];
+  if (switchTo !== undefined && !switchTo.includes('@')) usage(`--switch-to needs an email: ${JSON.stringify(switchTo)}`);
+  if (values['refusal-screenshot'] && switchTo === undefined) {
+    usage('--refusal-screenshot goes with --switch-to');
+  }
   const size = /^(\d{3,4})x(\d{3,4})$/.exec(values.viewport);
   if (!size) usage(`--viewport must be WIDTHxHEIGHT, e.g. 800x600: ${JSON.stringify(values.viewport)}`);
   return {
@@ -123,6 +155,8 @@ function parseCommandLine(argv) {
     provider: values.provider?.trim(),
     signInScreenshot: values['sign-in-screenshot'],
     viewport: { width: Number(size[1]), height: Number(size[2]) },
+    switchTo,
+    refusalScreenshot: values['refusal-screenshot'],
   };
 }
 
@@ -228,8 +262,39 @@ async function userButton(page, email) {
   return buttons.nth(matches[0]);
 }
 
+/** Sésame's refusal page: a path ending in /failed on `target`'s origin. */
+const isRefusalPage = (url, target) => url.origin === target.origin && url.pathname.endsWith('/failed');
+
+/**
+ * A second tab of the same browser opens `target` again: where does it end
+ * (the provider's login form, or back at Sésame without one)?
+ */
+async function revisit(context, target, timeout) {
+  const tab = await context.newPage();
+  try {
+    const navigations = [];
+    tab.on('response', (response) => {
+      const request = response.request();
+      if (!request.isNavigationRequest() || request.frame() !== tab.mainFrame()) return;
+      navigations.push(`${response.status()} ${request.method()} ${withoutQuery(response.url())}`);
+    });
+    const response = await tab.goto(target.href, { waitUntil: 'load', timeout });
+    const final = new URL(tab.url());
+    const loginForm = final.origin !== target.origin && final.pathname.includes('/interaction/')
+      && await tab.locator('ul.users button').count() > 0;
+    return {
+      finalUrl: withoutQuery(tab.url()),
+      status: response?.status() ?? null,
+      loginForm,
+      navigations,
+    };
+  } finally {
+    await tab.close().catch(() => {});
+  }
+}
+
 async function login({
-  url: target, email, screenshot, provider, signInScreenshot, viewport,
+  url: target, email, screenshot, provider, signInScreenshot, viewport, switchTo, refusalScreenshot,
 }, state) {
   if (!existsSync(CHROMIUM)) {
     throw new LoginError(`${CHROMIUM} not found; run 'bash scripts/setup-chromium.sh' (or make setup-chromium)`);
@@ -253,8 +318,19 @@ async function login({
   page.setDefaultTimeout(left());
 
   // Top-level responses; the first error status (4xx/5xx: a page from
-  // Sésame or the provider saying what went wrong) ends the wait at once.
+  // Sésame or the provider saying what went wrong) ends the wait at once,
+  // except Sésame's 403 refusal page while it is expected (--switch-to).
   const navigations = [];
+  let expectRefusal = switchTo !== undefined;
+  let refusalStatus = null;
+  const authorizeRequests = [];
+  page.on('request', (request) => {
+    if (!request.isNavigationRequest() || request.frame() !== page.mainFrame()) return;
+    const u = new URL(request.url());
+    if (u.origin !== target.origin && u.searchParams.has('client_id')) {
+      authorizeRequests.push({ url: u.origin + u.pathname, prompt: u.searchParams.get('prompt') });
+    }
+  });
   let reportError;
   const errorPage = new Promise((resolve, reject) => { reportError = reject; });
   errorPage.catch(() => {});
@@ -263,6 +339,10 @@ async function login({
     if (!request.isNavigationRequest() || request.frame() !== page.mainFrame()) return;
     const where = `${request.method()} ${withoutQuery(response.url())}`;
     navigations.push(`${response.status()} ${where}`);
+    if (expectRefusal && response.status() === 403 && isRefusalPage(new URL(response.url()), target)) {
+      refusalStatus = response.status();
+      return;
+    }
     if (response.status() >= 400) {
       const err = new LoginError(`${where} answered ${response.status()} ${response.statusText()}`.trim());
       err.url = response.url();
@@ -323,11 +403,74 @@ async function login({
   const button = await userButton(page, email);
   await unlessErrorPage(button.click({ timeout: left() }));
 
+  let refusal;
+  let revisited;
+  let switched;
+  let expected = email;
+  let backTo = (u) => samePage(u, target);
+  let backToText = target.href;
+  if (switchTo !== undefined) {
+    // 2a. Refused: Sésame's 403 page, at its clean address.
+    state.step = 'waiting for Sésame\'s refusal page (.../failed)';
+    await unlessErrorPage(page.waitForURL((u) => isRefusalPage(u, target), { waitUntil: 'load', timeout: left() })
+      .catch((err) => {
+        throw new LoginError(`${email} was not sent to Sésame's refusal page (.../failed): ${firstLine(err)}`);
+      }));
+    state.step = 'reading Sésame\'s refusal page';
+    const links = page.locator('a[href*="/sign_out"]');
+    const count = await links.count();
+    if (count !== 1) throw new LoginError(`expected one link to .../sign_out on the refusal page, found ${count}`);
+    refusal = {
+      url: page.url(),
+      status: refusalStatus,
+      title: await page.title(),
+      text: await pageText(page),
+      link: {
+        href: await links.getAttribute('href', { timeout: left() }),
+        text: (await links.innerText({ timeout: left() })).replace(/\s+/g, ' ').trim(),
+      },
+    };
+    if (refusalScreenshot) {
+      state.step = `saving the refusal page's screenshot to ${refusalScreenshot}`;
+      await saveScreenshot(page, refusalScreenshot);
+    }
+
+    // 2b. Control: with the provider's session still open, a plain sign-in
+    // (no prompt=login) does not show the login form.
+    state.step = `opening ${target.href} again in a second tab (control)`;
+    revisited = await revisit(context, target, left());
+
+    // 2c. Sign out and change account: the provider's login page again.
+    expectRefusal = false;
+    authorizeRequests.length = 0;
+    state.step = 'clicking the refusal page\'s link to .../sign_out';
+    await unlessErrorPage(links.click({ timeout: left() }));
+    state.step = 'waiting for the provider\'s login page after signing out';
+    await unlessErrorPage(page.waitForURL(
+      (u) => u.origin !== target.origin && u.pathname.includes('/interaction/'),
+      { waitUntil: 'domcontentloaded', timeout: left() },
+    ).catch((err) => {
+      throw new LoginError(`signing out did not lead to the provider's login page (/interaction/...): ${firstLine(err)}`);
+    }));
+    state.step = `choosing ${switchTo} on the login page after signing out`;
+    const buttons = (await page.locator('button').allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
+    switched = {
+      authorizeRequests: [...authorizeRequests],
+      loginPageUrl: withoutQuery(page.url()),
+      loginPageButtons: buttons,
+    };
+    const other = await userButton(page, switchTo);
+    await unlessErrorPage(other.click({ timeout: left() }));
+    expected = switchTo;
+    backTo = (u) => u.origin === target.origin;
+    backToText = target.origin;
+  }
+
   // 3. Back through /oauth2/callback to the original page.
-  state.step = `waiting to come back to ${target.href}`;
-  await unlessErrorPage(page.waitForURL((u) => samePage(u, target), { waitUntil: 'load', timeout: left() })
+  state.step = `waiting to come back to ${backToText}`;
+  await unlessErrorPage(page.waitForURL(backTo, { waitUntil: 'load', timeout: left() })
     .catch((err) => {
-      throw new LoginError(`the browser did not come back to ${target.href} after signing in: ${firstLine(err)}`);
+      throw new LoginError(`the browser did not come back to ${backToText} after signing in: ${firstLine(err)}`);
     }));
 
   // 4. The upstream's page greets the user.
@@ -337,8 +480,8 @@ async function login({
     throw new LoginError(`the page has no #email element (is this the demo upstream's page?): ${firstLine(err)}`);
   });
   const shown = (await emailElement.innerText({ timeout: left() })).trim();
-  if (shown !== email) {
-    throw new LoginError(`#email shows ${JSON.stringify(shown)}, expected ${JSON.stringify(email)}`);
+  if (shown !== expected) {
+    throw new LoginError(`#email shows ${JSON.stringify(shown)}, expected ${JSON.stringify(expected)}`);
   }
 
   const cookies = await cookieNames(context, target.hostname);
@@ -359,6 +502,7 @@ async function login({
     cookiesDuringLogin,
     headers,
     ...(signInPage ? { signInPage } : {}),
+    ...(refusal ? { refusal, revisit: revisited, switch: switched } : {}),
     navigations,
   };
 }

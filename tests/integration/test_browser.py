@@ -13,6 +13,11 @@ several). The last one runs the demo's configuration itself
 own instance): Chromium gets Sésame's sign-in page, chooses a provider by its
 button, and signs in there.
 
+``test_browser_switches_account_from_the_403_page`` runs the standard test
+configuration (``oidc_client.sesame_config``: ``*.gouv.fr`` only): eve is
+refused, and the 403 page's button signs her out and has the provider ask
+again who is signing in (``prompt=login``), where alice signs in.
+
 Chromium and playwright-core are installed by ``make test`` (``make
 setup-chromium setup-node``): when they are missing the test fails, it does
 not skip.
@@ -27,12 +32,13 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import SIGNED_OUT_PATH
+from conftest import CALLBACK_PATH, SIGNED_OUT_PATH
 from harness import NODE, REPO_ROOT, OAuth2Server, Provider, log_dir
+from oidc_client import USERS, sesame_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = REPO_ROOT / "tests" / "node_modules" / "playwright-core" / "package.json"
@@ -97,14 +103,14 @@ def single_provider_config(issuer: str, redirect_uri: str) -> dict[str, Any]:
     return config
 
 
-def run_login(envoy, screenshot_name: str, *args: str):
-    """Chromium signs in as alice at ``envoy``/dashboard?tab=1 (login.mjs
-    with ``args``): (the script's result, a description for failures, the
-    requested URL)."""
+def run_login(envoy, screenshot_name: str, *args: str, email: str = ALICE):
+    """Chromium signs in as ``email`` (alice) at ``envoy``/dashboard?tab=1
+    (login.mjs with ``args``): (the script's result, a description for
+    failures, the requested URL)."""
     target = f"{envoy.url}/dashboard?tab=1"
     screenshot = log_dir() / screenshot_name
     proc = subprocess.run(
-        [NODE, str(LOGIN_SCRIPT), target, ALICE, "--screenshot", str(screenshot), *args],
+        [NODE, str(LOGIN_SCRIPT), target, email, "--screenshot", str(screenshot), *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -180,6 +186,86 @@ def test_browser_signs_in_with_a_host_prefixed_cookie(make_envoy, provider, envo
     assert not [n for n in result["cookies"] if "_csrf_" in n], result["cookies"]
     stats = envoy.stats("wasmcustom")
     assert stats.get("wasmcustom.sesame.login_success") == 1, stats
+
+
+# --------------------------------------------------------------------------
+# Changing account from the 403 page
+
+EVE = USERS["eve"]["email"]
+SWITCH_BUTTON_TEXTS = ("Se déconnecter et changer de compte", "Sign out and use another account")
+
+
+def test_browser_switches_account_from_the_403_page(make_envoy, provider, envoy_port):
+    """Chromium signs in as eve, whom ``*.gouv.fr`` refuses: it lands on
+    Sésame's 403 page at its clean address (``/oauth2/failed?...``, no code
+    or state), which names her and has a button to sign out and change
+    account (saved as ``browser-refusal-403.png`` in the log dir).
+
+    Control: a second tab of the same browser (the provider's session
+    cookie included) that opens the protected page again is sent by the
+    provider straight back to Sésame, refused again, without its login
+    form: a plain sign-in cannot change account.
+
+    The button signs eve out (``/oauth2/sign_out``) and starts a sign-in
+    with ``prompt=login``: the provider shows its login form again although
+    eve's session there is still open; Chromium picks alice and lands on a
+    page of the application signed in as alice."""
+    require_browser()
+    envoy = make_envoy(sesame_config(
+        provider.issuer, f"http://127.0.0.1:{envoy_port}{CALLBACK_PATH}"))
+    wait_provider_ready(envoy)
+    refusal_shot = log_dir() / "browser-refusal-403.png"
+
+    result, details, target = run_login(
+        envoy, "browser-switch-account.png",
+        "--switch-to", ALICE, "--refusal-screenshot", str(refusal_shot), email=EVE)
+
+    # Refused, on the clean address: no code or state in the address bar.
+    refusal = result["refusal"]
+    url = urlsplit(refusal["url"])
+    assert (url.scheme + "://" + url.netloc, url.path) == (envoy.url, "/oauth2/failed"), details
+    params = parse_qs(url.query)
+    assert "code" not in params and "state" not in params, details
+    # (rd is "/" for a refusal at the callback, whatever page was asked for.)
+    assert params == {"reason": ["denied"], "status": ["403"], "rd": ["/"]}, details
+    assert refusal["status"] == 403, details
+    assert EVE in refusal["text"], details
+    assert refusal["link"]["href"] == "/oauth2/sign_out?rd=/oauth2/sign_in%3Fprompt%3Dlogin", details
+    assert refusal["link"]["text"] in SWITCH_BUTTON_TEXTS, details
+    assert refusal_shot.is_file(), details
+    assert not any("/oauth2/callback" in n and n.startswith("403 ") for n in result["navigations"]), details
+
+    # Control: without prompt=login, the provider's session signs eve
+    # straight back in (no login form), and she is refused again.
+    revisit = result["revisit"]
+    assert not revisit["loginForm"], details
+    assert revisit["finalUrl"] == envoy.url + "/oauth2/failed", details
+    assert revisit["status"] == 403, details
+    provider_origin = provider.issuer.rstrip("/")
+    at_provider = [n for n in revisit["navigations"] if f" {provider_origin}/" in n]
+    assert at_provider and not [n for n in at_provider if n.startswith("200 ")], details
+
+    # The button: signed out, then the provider asks who signs in.
+    navigations = result["navigations"]
+    assert f"302 GET {envoy.url}/oauth2/sign_out" in navigations, details
+    assert f"302 GET {envoy.url}/oauth2/sign_in" in navigations, details
+    switch = result["switch"]
+    prompts = [r["prompt"] for r in switch["authorizeRequests"]]
+    assert prompts == ["login"], details
+    assert switch["loginPageUrl"].startswith(provider_origin + "/interaction/"), details
+    for user in ("alice", "eve"):
+        assert f"Sign in as {USERS[user]['email']}" in switch["loginPageButtons"], details
+
+    # Signed in as alice, on a page of the application.
+    final = urlsplit(result["finalUrl"])
+    assert f"{final.scheme}://{final.netloc}" == envoy.url, details
+    assert not final.path.startswith("/oauth2/"), details
+    assert result["email"] == ALICE, details
+    assert result["headers"].get("x-forwarded-email") == ALICE, details
+    assert "_sesame" in result["cookies"], details
+    stats = envoy.stats("wasmcustom")
+    assert stats.get("wasmcustom.sesame.login_success") == 1, stats
+    assert stats.get("wasmcustom.sesame.access_denied") == 2, stats
 
 
 # --------------------------------------------------------------------------

@@ -426,6 +426,17 @@ async function loadOrGenerateKeys(keysFile, alg) {
 // ---------------------------------------------------------------------------
 // Storage: a plain in-memory adapter (no size limit, entries expire).
 
+// The models that revoking a grant removes (revokeByGrantId), as in
+// oidc-provider's own memory adapter: its tokens and codes. Not an
+// Interaction, which also records the grantId of the session it started in:
+// when someone else signs in over an open session (prompt=login),
+// oidc-provider ends that session first (revoking its grants) and then
+// resumes the interaction, which must still exist.
+const GRANTABLE = new Set([
+  'AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+  'BackchannelAuthenticationRequest', 'PreAuthorizedCode',
+]);
+
 function createMemoryAdapter() {
   const store = new Map(); // "Model:id" -> { payload, expiresAt }
   const byGrant = new Map(); // grantId -> Set of "Model:id"
@@ -472,7 +483,7 @@ function createMemoryAdapter() {
         payload: structuredClone(payload),
         expiresAt: typeof expiresIn === 'number' ? now() + expiresIn * 1000 : undefined,
       });
-      if (payload.grantId) {
+      if (payload.grantId && GRANTABLE.has(this.model)) {
         if (!byGrant.has(payload.grantId)) byGrant.set(payload.grantId, new Set());
         byGrant.get(payload.grantId).add(key);
       }
@@ -1040,6 +1051,9 @@ async function grantFor(provider, options, interaction, accountId) {
   const { params, prompt } = interaction;
   let grant;
   if (interaction.grantId) grant = await provider.Grant.find(interaction.grantId);
+  // The session's grant belongs to whoever was signed in: someone else
+  // signing in (prompt=login) gets a grant of their own.
+  if (grant && grant.accountId !== accountId) grant = undefined;
   grant ??= new provider.Grant({ accountId, clientId: params.client_id });
   if (params.scope) grant.addOIDCScope(String(params.scope));
   if (options.apiResources && params.resource && params.scope) {
