@@ -160,7 +160,7 @@ impl HttpContext for SesameHttp {
         let shared = self.shared.clone();
         let clock = RequestClock::new(&shared.clock);
         shared.adopt_providers_if_not_ready(&clock);
-        let step = {
+        let decide = || {
             let providers = shared.providers.borrow();
             shared.filter.on_request_shared(
                 &request,
@@ -170,6 +170,12 @@ impl HttpContext for SesameHttp {
                 &HostStore,
             )
         };
+        let mut step = decide();
+        // Never refused while a fresh copy is in shared data: look at once,
+        // and decide again if a provider became ready.
+        if step.outcome == Outcome::ProviderUnavailable && shared.adopt_providers_now() {
+            step = decide();
+        }
         self.perform(step)
     }
 

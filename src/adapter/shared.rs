@@ -93,6 +93,18 @@ impl Shared {
         self.adopt_providers();
     }
 
+    /// A request is about to be answered 503 because a provider is not
+    /// ready here: another worker may have shared its documents a moment
+    /// ago, since this VM last looked (at most once a second otherwise).
+    /// Looks now; true when a provider became ready, so that the request
+    /// is decided again rather than refused while a fresh copy is there.
+    pub fn adopt_providers_now(&self) -> bool {
+        let ready = || self.providers.borrow().iter().filter(|p| p.ready()).count();
+        let before = ready();
+        self.adopt_providers();
+        ready() > before
+    }
+
     /// Shares our copy of each provider's state with the other workers,
     /// when something changed.
     pub fn publish_providers(&self) {

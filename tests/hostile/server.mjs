@@ -17,8 +17,8 @@
  *     [--client-id sesame] [--client-secret SECRET]
  *
  * The issuer is `http://HOST:PORT`. Endpoints: /.well-known/openid-configuration,
- * /jwks, /authorize, /token, /userinfo, and /introspect, which always answers
- * 503 (an introspection endpoint that is down).
+ * /jwks, /authorize, /token, /userinfo, and /introspect, which answers 503
+ * (an introspection endpoint that is down) unless told an answer.
  *
  * Normal behaviour, until told otherwise:
  *   - /authorize checks client_id, response_type=code, a loopback http
@@ -52,6 +52,10 @@
  *                "foreign" (a key not published, with the header's kid) |
  *                "corrupt" (a valid signature, then one byte changed);
  *        "raw": "..."      send this exact token instead };
+ *     "discovery_delay_ms": N  answer the discovery document N ms late
+ *                          (0 to 10000; a provider slow to answer at start);
+ *     "introspection": {..} | null  what /introspect answers for any token
+ *                          (200, that JSON object), or 503 again (null);
  *     "userinfo": {        how /userinfo answers:
  *        "format": "jwt" (default) | "json",
  *        "content_type": "...", "claims": {..}, "sign": as above };
@@ -187,7 +191,14 @@ let counters;
 let lastIdToken = null;
 
 function resetBehaviour() {
-  behaviour = { user: { ...DEFAULT_USER }, id_token: {}, userinfo: {}, access_token_bytes: 24 };
+  behaviour = {
+    user: { ...DEFAULT_USER },
+    id_token: {},
+    userinfo: {},
+    access_token_bytes: 24,
+    discovery_delay_ms: 0,
+    introspection: null,
+  };
   counters = { discovery: 0, jwks: 0, authorize: 0, token: 0, userinfo: 0, introspect: 0 };
 }
 resetBehaviour();
@@ -213,6 +224,17 @@ function control(body) {
     const n = Number(body.access_token_bytes);
     if (!Number.isInteger(n) || n < 16 || n > 65536) throw new Error('access_token_bytes: 16 to 65536');
     behaviour.access_token_bytes = n;
+  }
+  if (body.discovery_delay_ms !== undefined) {
+    const n = Number(body.discovery_delay_ms);
+    if (!Number.isInteger(n) || n < 0 || n > 10000) throw new Error('discovery_delay_ms: 0 to 10000');
+    behaviour.discovery_delay_ms = n;
+  }
+  if (body.introspection !== undefined) {
+    if (body.introspection !== null && typeof body.introspection !== 'object') {
+      throw new Error('introspection: an object, or null');
+    }
+    behaviour.introspection = body.introspection;
   }
   if (body.id_token !== undefined) behaviour.id_token = { ...body.id_token };
   if (body.userinfo !== undefined) behaviour.userinfo = { ...body.userinfo };
@@ -432,6 +454,9 @@ async function handle(req, res) {
   const route = `${req.method} ${url.pathname}`;
   switch (route) {
     case 'GET /.well-known/openid-configuration':
+      if (behaviour.discovery_delay_ms > 0) {
+        await new Promise((resolve) => { setTimeout(resolve, behaviour.discovery_delay_ms); });
+      }
       return discovery(res);
     case 'GET /jwks':
       return jwks(res);
@@ -445,6 +470,7 @@ async function handle(req, res) {
       // An introspection endpoint that is down (not in the discovery
       // document: a configuration names it).
       counters.introspect += 1;
+      if (behaviour.introspection) return sendJson(res, 200, behaviour.introspection);
       return sendJson(res, 503, { error: 'temporarily_unavailable' });
     default:
       if (url.pathname === '/__control') return controlEndpoint(req, res);

@@ -22,8 +22,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
+import requests
 
 from oidc_client import (
+    CLIENT_ID,
     COOKIE,
     HTML,
     JSON,
@@ -450,6 +452,43 @@ def test_junk_tokens_whose_introspection_fails_never_block_sign_ins(
     time.sleep(Counters.TICK_S)
     assert envoy.stats("wasmcustom.sesame.provider_ready")[
         "wasmcustom.sesame.provider_ready"] == 1
+
+
+def test_introspection_answers_without_aud_are_checked_on_client_id(
+        make_hostile_envoy, hostile, upstream):
+    """An introspection answer without `aud` (LemonLDAP::NG sends
+    `client_id` instead): the audience is checked on `client_id`. Another
+    client's token is refused, and so is an answer with neither claim, with
+    a log line that names the claim it lacked."""
+    envoy = make_hostile_envoy(
+        routes=[{"path": "^/api/", "mode": "bearer"}],
+        introspection_endpoint=hostile.issuer + "/introspect")
+    answer = {"active": True, "sub": USERS["alice"]["sub"], "scope": "openid",
+              "exp": int(time.time()) + 3600, "email": USERS["alice"]["email"]}
+
+    def call(i: int, **claims: Any) -> requests.Response:
+        hostile.control(introspection={**answer, **claims})
+        return raw_get(envoy.url, f"/api/items/{i}", headers={
+            **JSON, "Authorization": f"Bearer opaque-token-{i}"})
+
+    r = call(1, client_id=CLIENT_ID)
+    assert r.status_code == 200, describe(r)
+    assert r.json()["headers"]["x-forwarded-email"] == USERS["alice"]["email"]
+    r = call(2, client_id="another-client")
+    assert r.status_code == 401, describe(r)
+    assert "client_id" in r.headers["WWW-Authenticate"]
+    r = call(3)
+    assert r.status_code == 401, describe(r)
+    assert "has no `client_id`" in r.json()["error_description"]
+    deadline = time.monotonic() + 5
+    while "has no `client_id`" not in envoy.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "bearer token refused (wrong_audience): the introspection answer has no `client_id`" \
+        in envoy.log_text()
+    # An `aud` that names another service is not overridden by `client_id`.
+    r = call(4, aud="https://other.example", client_id=CLIENT_ID)
+    assert r.status_code == 401, describe(r)
+    assert hostile.requests()["introspect"] == 4
 
 
 # --------------------------------------------------------------------------

@@ -322,3 +322,28 @@ def test_workers_share_one_copy_of_the_provider(make_envoy, envoy_port, own_prov
         b.headers["Connection"] = "close"  # a new connection: any worker
         r = login(b, envoy.url, "alice", f"/shared/{i}")
         assert r.status_code == 302, describe(r)
+
+
+def test_no_503_once_another_worker_has_shared_the_provider(make_envoy, envoy_port, hostile):
+    """Right after start-up, with four workers: until the provider's
+    documents are fetched, navigations get 503; from the first one signed
+    in on (the documents are then in shared data), none does, on any
+    worker, even one that looked at shared data a moment before the copy
+    was there (it looks again at once rather than at its next tick).
+
+    The provider answers its discovery document 400 ms late, so that the
+    requests sent meanwhile reach every worker before the copy exists."""
+    hostile.control(discovery_delay_ms=400)
+    config = sesame_config(hostile.issuer, f"http://127.0.0.1:{envoy_port}/oauth2/callback")
+    envoy = make_envoy(config, provider_port=hostile.port, concurrency=4, wait_ready=False)
+    statuses: list[int] = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        # A new connection for each request: any worker.
+        r = raw_get(envoy.url, "/start-up", headers=HTML)
+        statuses.append(r.status_code)
+    assert set(statuses) <= {302, 503}, statuses
+    assert 302 in statuses, f"never ready: {statuses}"
+    first = statuses.index(302)
+    late = statuses[first:].count(503)
+    assert late == 0, f"{late} of the {len(statuses) - first} requests after the first sign-in got 503"

@@ -435,11 +435,24 @@ impl Filter {
         if exp.is_some_and(|e| e <= now) {
             return Err(Refusal::invalid("expired_token", "the token has expired"));
         }
+        // RFC 7662 makes `aud` optional, and some providers (LemonLDAP::NG)
+        // leave it out: the audience is then checked on `client_id`, the
+        // client the token was issued to.
         let bearer = &self.provider(index).bearer;
-        if !claim_contains(answer, &bearer.audience_claim, &bearer.audience) {
+        let claim = match bearer.audience_claim.as_str() {
+            "aud" if !answer.contains_key("aud") => "client_id",
+            claim => claim,
+        };
+        if !answer.contains_key(claim) {
             return Err(Refusal::invalid(
                 "wrong_audience",
-                "the token is not meant for this service",
+                format!("the introspection answer has no `{claim}` to check the audience on"),
+            ));
+        }
+        if !claim_contains(answer, claim, &bearer.audience) {
+            return Err(Refusal::invalid(
+                "wrong_audience",
+                format!("the token is not meant for this service (`{claim}`)"),
             ));
         }
         Ok(exp.unwrap_or(u64::MAX))
