@@ -166,6 +166,8 @@ pub struct Config {
     pub set_authorization_header: bool,
     /// `X-Forwarded-User` and `X-Auth-Request-User` say `<provider id>:<sub>`.
     pub qualified_user: bool,
+    /// A navigation without a session first tries `prompt=none`.
+    pub silent_sign_in: bool,
     pub clock_skew: u64,
     pub provider_timeout_ms: u64,
     pub provider_refresh_interval: u64,
@@ -257,6 +259,7 @@ const KNOWN_KEYS: &[&str] = &[
     "providers",
     "qualified_user",
     "allow_all_users",
+    "silent_sign_in",
     "authorization_endpoint",
     "token_endpoint",
     "userinfo_endpoint",
@@ -1422,6 +1425,7 @@ impl Config {
         let auth_endpoint_tokens = r.bool("auth_endpoint_tokens", false);
         let set_authorization_header = r.bool("set_authorization_header", false);
         let qualified_user = r.bool("qualified_user", false);
+        let silent_sign_in = r.bool("silent_sign_in", false);
 
         let clock_skew = r.seconds("clock_skew", 60, 0, 600);
         let provider_timeout_ms = r.seconds("provider_timeout_ms", 5000, 100, 60_000);
@@ -1550,6 +1554,7 @@ impl Config {
             auth_endpoint_tokens,
             set_authorization_header,
             qualified_user,
+            silent_sign_in,
             clock_skew,
             provider_timeout_ms,
             provider_refresh_interval,

@@ -263,6 +263,39 @@ def test_signing_out_as_the_demo_does_ends_the_provider_session_on_the_signed_ou
         assert seen == "form"
 
 
+def test_silent_sign_in_both_ways(make_envoy, make_config):
+    """``silent_sign_in``: a navigation first asks the provider with
+    ``prompt=none``. Someone the provider does not know yet comes back with
+    ``login_required`` and goes on to an interactive sign-in at once (no
+    error page, no loop); someone signed in at the provider comes back
+    signed in without seeing a page."""
+    envoy = make_envoy(make_config(silent_sign_in=True))
+    pb = browser()  # the provider's own jar: its session
+
+    b = browser()
+    r = b.get(envoy.url + "/silent/1", headers=HTML, allow_redirects=False, timeout=10)
+    assert r.status_code == 302, describe(r)
+    assert query(r.headers["Location"])["prompt"] == "none"
+    back, seen = provider_page(pb, r.headers["Location"])
+    assert seen == "back" and query(back)["error"] == "login_required", back
+    r = b.get(back, headers=HTML, allow_redirects=False, timeout=10)
+    assert r.status_code == 302, describe(r)
+    interactive = r.headers["Location"]
+    assert "prompt" not in query(interactive), interactive
+    r = deliver_callback(b, authorize(interactive, "alice", provider_browser=pb))
+    assert r.status_code == 302 and r.headers["Location"] == "/silent/1", describe(r)
+
+    b2 = browser()
+    r = b2.get(envoy.url + "/silent/2", headers=HTML, allow_redirects=False, timeout=10)
+    back, seen = provider_page(pb, r.headers["Location"])
+    assert seen == "back" and "code" in query(back), back
+    r = b2.get(back, headers=HTML, allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"] == "/silent/2", describe(r)
+    r = b2.get(envoy.url + "/silent/2", headers=JSON, allow_redirects=False, timeout=10)
+    assert r.status_code == 200, describe(r)
+    assert r.json()["headers"]["x-forwarded-email"] == USERS["alice"]["email"]
+
+
 # --------------------------------------------------------------------------
 # WebSocket
 

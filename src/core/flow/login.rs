@@ -26,6 +26,14 @@ use crate::core::{b64url, constant_time_eq, random_token, Entropy};
 
 /// How long a started sign-in (or sign-out) may take before its cookie expires.
 pub const LOGIN_TTL: u64 = 600;
+/// The errors of a `prompt=none` attempt that mean "the person is needed"
+/// (OpenID Connect Core §3.1.2.6): a silent sign-in goes on interactively.
+const SILENT_FALLBACK_ERRORS: &[&str] = &[
+    "login_required",
+    "interaction_required",
+    "consent_required",
+    "account_selection_required",
+];
 /// How long a refused sign-in's page keeps saying who was refused.
 const REFUSAL_TTL: u64 = 300;
 /// Longest callback query accepted.
@@ -178,6 +186,7 @@ impl Filter {
             code_verifier: random_token(entropy, 32),
             return_to: safe_return_target(return_to).to_string(),
             expires_at: now + LOGIN_TTL,
+            silent: hints.silent,
         };
         let challenge = b64url(&Sha256::digest(login.code_verifier.as_bytes()));
         let p = self.provider(index);
@@ -373,6 +382,7 @@ impl Filter {
 
     /// The callback of provider `index` (`/oauth2/callback`): checks the
     /// answer from the provider and exchanges the code.
+    #[allow(clippy::too_many_arguments)]
     pub fn callback(
         &self,
         index: usize,
@@ -380,6 +390,7 @@ impl Filter {
         cookies: &[(&str, &str)],
         provider: &ProviderState,
         now: u64,
+        entropy: &mut dyn Entropy,
         lang: Lang,
     ) -> Step {
         let fail = |status, reason, detail: &str, state: Option<&str>, rd: &str| {
@@ -507,6 +518,24 @@ impl Filter {
                 .filter(|c| !c.is_control())
                 .take(200)
                 .collect();
+            // A silent attempt the provider cannot answer without the
+            // person: an interactive sign-in at once (never a page, and
+            // never another silent attempt: no loop).
+            if login.silent && SILENT_FALLBACK_ERRORS.contains(&code.as_str()) {
+                let mut step = self.start_login(
+                    index,
+                    rd,
+                    &SignInHints::default(),
+                    provider,
+                    now,
+                    entropy,
+                    lang,
+                );
+                if let Action::Respond(r) = &mut step.action {
+                    r.headers.push(self.clear_login_cookie(index, state));
+                }
+                return step;
+            }
             // `access_denied`: the person cancelled at the provider (or it
             // declined): say so, and offer to start again.
             let (status, reason) = if code == "access_denied" {

@@ -206,7 +206,9 @@ impl Filter {
         let cookies = cookies::parse(req.header_values("cookie"));
         if let Some(i) = self.config.provider_by_callback(path) {
             return match providers.get(i) {
-                Some(state) => self.callback(i, req, &cookies, state, clock.now(), lang(req)),
+                Some(state) => {
+                    self.callback(i, req, &cookies, state, clock.now(), entropy, lang(req))
+                }
                 None => self.unavailable(lang(req)),
             };
         }
@@ -437,7 +439,12 @@ impl Filter {
         };
         let mut step = match at.filter(|_| self.config.skip_provider_button) {
             Some((i, provider)) => {
-                self.start_login(i, rd, &SignInHints::default(), provider, now, entropy, lang)
+                let hints = SignInHints {
+                    prompt: self.config.silent_sign_in.then(|| "none".to_string()),
+                    silent: self.config.silent_sign_in,
+                    ..SignInHints::default()
+                };
+                self.start_login(i, rd, &hints, provider, now, entropy, lang)
             }
             None => {
                 let target = self.sign_in_url(rd);
@@ -704,6 +711,9 @@ pub struct SignInHints {
     pub login_hint: Option<String>,
     pub siret_hint: Option<String>,
     pub prompt: Option<String>,
+    /// A silent attempt (`silent_sign_in`): `prompt=none`, and an
+    /// interactive sign-in at once when the provider needs the person.
+    pub silent: bool,
 }
 
 impl SignInHints {

@@ -26,6 +26,10 @@ pub struct LoginState {
     pub return_to: String,
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// A silent attempt (`prompt=none`): the provider's "I need the
+    /// person" errors start an interactive sign-in instead of a page.
+    #[serde(rename = "q", default, skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
 }
 
 /// What a started sign-out remembers while the browser visits the provider.

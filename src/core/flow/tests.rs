@@ -2916,3 +2916,51 @@ fn the_signed_out_page_ends_a_sign_out_sent_there() {
     );
     assert_eq!(response(step).status, 400);
 }
+
+#[test]
+fn silent_sign_in_tries_prompt_none_then_goes_on_interactively_once() {
+    let f = filter(json!({"silent_sign_in": true}));
+    let (r, cookies) = start(&f, "/chat");
+    let location = r.header("location").unwrap().to_string();
+    assert_eq!(param(&location, "prompt"), "none");
+    // The provider needs the person: an interactive sign-in at once, back
+    // to the same page, the silent attempt's cookie cleared.
+    let callback = |state: &str, cookies: &[(String, String)]| {
+        f.on_request(
+            &get(
+                &format!("/oauth2/callback?error=login_required&state={state}"),
+                &[HTML, ("cookie", &cookie_header(cookies))],
+            ),
+            &[provider()],
+            NOW,
+            &mut CountingEntropy(7),
+        )
+    };
+    let step = callback(&param(&location, "state"), &cookies);
+    assert_eq!(step.outcome, Outcome::LoginStarted);
+    let again = response(step);
+    let next = again.header("location").unwrap().to_string();
+    assert!(next.starts_with(&format!("{ISSUER}/auth?")), "{next}");
+    assert_eq!(param(&next, "prompt"), "", "interactive: no prompt=none");
+    assert_ne!(param(&next, "state"), param(&location, "state"));
+    let set = set_cookies(&again);
+    assert!(set
+        .iter()
+        .any(|(n, v)| n.ends_with(&param(&location, "state")[..16]) && v.is_empty()));
+    // The same error for the interactive sign-in: a page, not a loop.
+    let step = callback(&param(&next, "state"), &set);
+    assert!(
+        matches!(
+            step.outcome,
+            Outcome::LoginFailed {
+                reason: "provider_error",
+                ..
+            }
+        ),
+        "{:?}",
+        step.outcome
+    );
+    // Without silent_sign_in, no prompt=none.
+    let (r, _) = start(&filter(json!({})), "/chat");
+    assert_eq!(param(r.header("location").unwrap(), "prompt"), "");
+}
