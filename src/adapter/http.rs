@@ -51,6 +51,9 @@ impl SesameHttp {
         } else {
             metrics.increment(&step.outcome.counter());
         }
+        if let Some(counter) = step.outcome.second_counter() {
+            metrics.increment(counter);
+        }
         if step.outcome == Outcome::ProviderUnavailable {
             // What this VM knows of the provider (a failed call for one
             // request does not change it).
@@ -88,8 +91,9 @@ impl SesameHttp {
                             &format!("cannot call cluster {cluster:?}: {status:?}"),
                         );
                         // This request's call only: the provider's state is
-                        // left to the discovery and key fetches.
-                        let step = self.shared.filter.unavailable(pending.lang());
+                        // left to the discovery and key fetches. A sign-out
+                        // goes on; anything else gets the 503 page.
+                        let step = self.shared.filter.call_failed(*pending);
                         self.perform(step)
                     }
                 }

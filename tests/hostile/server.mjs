@@ -17,8 +17,9 @@
  *     [--client-id sesame] [--client-secret SECRET]
  *
  * The issuer is `http://HOST:PORT`. Endpoints: /.well-known/openid-configuration,
- * /jwks, /authorize, /token, /userinfo, and /introspect, which answers 503
- * (an introspection endpoint that is down) unless told an answer.
+ * /jwks, /authorize, /token, /userinfo, /revoke, which always answers 503 (a
+ * revocation endpoint that is down), and /introspect, which answers 503 (an
+ * introspection endpoint that is down) unless told an answer.
  *
  * Normal behaviour, until told otherwise:
  *   - /authorize checks client_id, response_type=code, a loopback http
@@ -34,7 +35,7 @@
  *
  * Test-only control endpoint, /__control:
  *   GET  -> {"requests": {"discovery", "jwks", "authorize", "token",
- *           "userinfo", "introspect": count}, "last_id_token": string|null, "keys": [kid]}
+ *           "userinfo", "introspect", "revoke": count}, "last_id_token": string|null, "keys": [kid]}
  *   POST with a JSON object, applied in this order:
  *     "reset": true        forget every misbehaviour, the old and extra keys,
  *                          and zero the counters (the current key stays);
@@ -199,7 +200,9 @@ function resetBehaviour() {
     discovery_delay_ms: 0,
     introspection: null,
   };
-  counters = { discovery: 0, jwks: 0, authorize: 0, token: 0, userinfo: 0, introspect: 0 };
+  counters = {
+    discovery: 0, jwks: 0, authorize: 0, token: 0, userinfo: 0, introspect: 0, revoke: 0,
+  };
 }
 resetBehaviour();
 
@@ -314,6 +317,7 @@ function discovery(res) {
     token_endpoint: `${issuer}/token`,
     userinfo_endpoint: `${issuer}/userinfo`,
     jwks_uri: `${issuer}/jwks`,
+    revocation_endpoint: `${issuer}/revoke`,
     response_types_supported: ['code'],
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: ['ES256'],
@@ -466,6 +470,11 @@ async function handle(req, res) {
       return token(req, res);
     case 'GET /userinfo':
       return userinfo(req, res);
+    case 'POST /revoke':
+      // A revocation endpoint that is down (RFC 7009 §2.2.1: the client
+      // may retry later; Sésame's sign-out must not wait for it).
+      counters.revoke += 1;
+      return sendJson(res, 503, { error: 'temporarily_unavailable' });
     case 'POST /introspect':
       // An introspection endpoint that is down (not in the discovery
       // document: a configuration names it).

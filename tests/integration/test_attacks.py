@@ -123,7 +123,7 @@ def test_hostile_provider_signs_in_when_it_behaves(hostile_envoy, hostile, upstr
     assert_signed_in(hostile_envoy, b, r, path)
     assert counters.delta()["login_success"] == 1
     assert hostile.requests() == {"discovery": 0, "jwks": 0, "authorize": 1,
-                                  "token": 1, "userinfo": 1, "introspect": 0}
+                                  "token": 1, "userinfo": 1, "introspect": 0, "revoke": 0}
 
 
 # --------------------------------------------------------------------------
@@ -489,6 +489,29 @@ def test_introspection_answers_without_aud_are_checked_on_client_id(
     r = call(4, aud="https://other.example", client_id=CLIENT_ID)
     assert r.status_code == 401, describe(r)
     assert hostile.requests()["introspect"] == 4
+
+
+def test_sign_out_goes_on_when_the_revocation_endpoint_is_down(hostile_envoy, hostile):
+    """The provider's revocation endpoint answers 503: the session's token
+    is offered for revocation once, the sign-out goes on to `rd` at once,
+    and the counter and the log line say the revocation failed."""
+    path = unique_path("/revoke")
+    b, r = sign_in(hostile_envoy, path)
+    assert_signed_in(hostile_envoy, b, r, path)
+    counters = Counters(hostile_envoy)
+    r = b.get(hostile_envoy.url + "/oauth2/sign_out?rd=/bye", headers=HTML,
+              allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"] == "/bye", describe(r)
+    assert is_clearing(set_cookie(r, COOKIE))
+    assert hostile.requests()["revoke"] == 1, "the access token (no refresh token here)"
+    assert counters.delta() == {"sign_out": 1, "revocation_failure": 1}
+    line = "the provider's revocation failed"
+    deadline = time.monotonic() + 5
+    while line not in hostile_envoy.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in hostile_envoy.log_text()
+    r = b.get(hostile_envoy.url + path, headers=JSON, allow_redirects=False, timeout=10)
+    assert r.status_code == 401, describe(r)
 
 
 # --------------------------------------------------------------------------

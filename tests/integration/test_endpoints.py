@@ -139,6 +139,7 @@ def test_sign_out_clears_the_session_and_returns_to_rd(sesame_envoy, provider, u
     assert b.get(sesame_envoy.url + "/in", headers=JSON, timeout=10).status_code == 200
     path = unique_path("/after-sign-out")
     counters = Counters(sesame_envoy)
+    revocations = provider.test_stats()["revocation_requests"]
 
     r = b.get(sesame_envoy.url + "/oauth2/sign_out?rd=/bye%3Fsee=you",
               headers=HTML, allow_redirects=False, timeout=10)
@@ -154,9 +155,12 @@ def test_sign_out_clears_the_session_and_returns_to_rd(sesame_envoy, provider, u
     assert is_clearing(cleared), set_cookies(r)
     assert cookie_attributes(cleared)[2]["path"] == "/"
     assert not b.cookies.get(COOKIE)
-    assert counters.delta() == {"sign_out": 1}
+    # The session's access token was revoked at the provider first (RFC 7009).
+    assert counters.delta() == {"sign_out": 1, "revocation_success": 1}
+    assert provider.test_stats()["revocation_requests"] == revocations + 1
     # One log line says who signed out, and where the browser goes.
-    line = 'signed out: sub="alice-7f3a", on to the provider\'s logout'
+    line = ('signed out: sub="alice-7f3a", tokens revoked at the provider, '
+            "on to the provider's logout")
     deadline = time.monotonic() + 5
     while line not in sesame_envoy.log_text() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -478,7 +478,10 @@ def test_sign_out_round_trip_through_proconnect(
 
     assert back == f"{proconnect_envoy.url}/oauth2/signed_out?state={params['state']}", back
     assert proconnect_provider.last_end_session() == params
-    assert stats_delta(proconnect_provider, stats) == {"end_session_requests": 1}
+    # The session's access token revoked (ProConnect's discovery names a
+    # revocation endpoint), then the logout.
+    assert stats_delta(proconnect_provider, stats) == {"end_session_requests": 1,
+                                                       "revocation_requests": 1}
     assert proconnect_provider.log_text().count(
         "end_session: logged out without confirmation") == logouts + 1
     final = b.get(back, headers=HTML, allow_redirects=False, timeout=10)

@@ -9,7 +9,7 @@ use crate::core::access::redirect::{safe_redirect, safe_return_target};
 use crate::core::config::{ClientAuth, ProviderKind};
 use crate::core::flow::request::{query_param, SignInHints};
 use crate::core::flow::state::{
-    LoginPending, LoginState, LogoutState, Pending, Stage, TokenResponse,
+    LoginPending, LoginState, LogoutState, Pending, SignOutPending, Stage, TokenResponse,
 };
 use crate::core::flow::{Action, Filter, Outcome, Step};
 use crate::core::http::{ProviderCall, ProviderResponse, Request, Response};
@@ -70,6 +70,21 @@ pub(crate) fn display_name(claims: &mut Map<String, Value>) {
     if !parts.is_empty() {
         let name = parts.join(" ");
         claims.insert("name".into(), Value::String(name));
+    }
+}
+
+impl SignOutPending {
+    /// The sign-out's answer, now that its revocation is over (or was
+    /// never needed: `None`).
+    fn finish(self, revoked: Option<bool>) -> Step {
+        Step::respond(
+            self.response,
+            Outcome::SignedOut {
+                sub: self.sub,
+                at_provider: self.at_provider,
+                revoked,
+            },
+        )
     }
 }
 
@@ -726,6 +741,7 @@ impl Filter {
             Pending::Login(p) => self.on_login_response(p, resp, provider, now, entropy),
             Pending::Refresh(p) => self.on_refresh_response(p, resp, provider, now, entropy, store),
             Pending::Bearer(p) => self.on_introspection_response(p, resp, provider, now),
+            Pending::SignOut(p) => self.on_revocation_response(p, resp, provider),
         }
     }
 
@@ -1092,13 +1108,85 @@ impl Filter {
             }
             None => rd,
         };
-        Step::respond(
-            Response::redirect(&location).with_headers(headers),
-            Outcome::SignedOut {
-                sub: session.as_ref().map(|s| s.sub().to_string()),
-                at_provider,
-            },
-        )
+        let response = Response::redirect(&location).with_headers(headers);
+        let sub = session.as_ref().map(|s| s.sub().to_string());
+        // The session's tokens are revoked first (RFC 7009), when the
+        // provider has a revocation endpoint: the refresh token, then the
+        // access token. Whatever that answers, the sign-out goes on.
+        let tokens: Vec<(String, &'static str)> = session
+            .map(|s| {
+                [
+                    (s.refresh_token, "refresh_token"),
+                    (s.access_token, "access_token"),
+                ]
+                .into_iter()
+                .filter_map(|(t, hint)| t.map(|t| (t, hint)))
+                .collect()
+            })
+            .unwrap_or_default();
+        let revocation = providers
+            .get(index)
+            .and_then(|p| p.metadata.as_ref())
+            .and_then(|m| m.revocation_endpoint.as_ref());
+        let pending = SignOutPending {
+            provider: index,
+            response,
+            sub,
+            at_provider,
+            tokens,
+            revoked: true,
+        };
+        match revocation {
+            Some(endpoint) if !pending.tokens.is_empty() => self.revoke_next(pending, endpoint),
+            _ => pending.finish(None),
+        }
+    }
+
+    /// Revokes the next token of a sign-out, or sends its answer.
+    fn revoke_next(&self, mut pending: SignOutPending, endpoint: &url::Url) -> Step {
+        if pending.tokens.is_empty() {
+            let revoked = pending.revoked;
+            return pending.finish(Some(revoked));
+        }
+        let (token, hint) = pending.tokens.remove(0);
+        let call = self.token_call(
+            pending.provider,
+            endpoint,
+            vec![("token", &token), ("token_type_hint", hint)],
+        );
+        Step {
+            action: Action::Call(call, Box::new(Pending::SignOut(pending))),
+            outcome: Outcome::Waiting,
+        }
+    }
+
+    /// The provider's answer to a revocation: the next one, or the
+    /// sign-out's answer. A failure (any status but 200, no answer) is
+    /// counted and logged, and never stops the sign-out.
+    pub(crate) fn on_revocation_response(
+        &self,
+        mut pending: SignOutPending,
+        resp: &ProviderResponse,
+        provider: &ProviderState,
+    ) -> Step {
+        pending.revoked &= resp.status == 200;
+        match provider
+            .metadata
+            .as_ref()
+            .and_then(|m| m.revocation_endpoint.as_ref())
+        {
+            Some(endpoint) => self.revoke_next(pending, endpoint),
+            None => pending.finish(Some(false)),
+        }
+    }
+
+    /// What a request waiting for the provider ends on when the call
+    /// cannot be made: a sign-out goes on; anything else gets the 503 page.
+    pub fn call_failed(&self, pending: Pending) -> Step {
+        match pending {
+            Pending::SignOut(p) => p.finish(Some(false)),
+            other => self.unavailable(other.lang()),
+        }
     }
 
     /// The return from the provider's logout: check the `state`, then go on

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::core::access::routes::RouteSet;
 use crate::core::flow::headers::Upstream;
-use crate::core::http::OwnedRequest;
+use crate::core::http::{OwnedRequest, Response};
 use crate::core::pages::Lang;
 use crate::core::session::cookies;
 use crate::core::session::Session;
@@ -112,6 +112,7 @@ pub enum Pending {
     Login(LoginPending),
     Refresh(RefreshPending),
     Bearer(BearerPending),
+    SignOut(SignOutPending),
 }
 
 impl Pending {
@@ -121,6 +122,7 @@ impl Pending {
             Pending::Login(p) => p.provider,
             Pending::Refresh(p) => p.session.provider,
             Pending::Bearer(p) => p.provider,
+            Pending::SignOut(p) => p.provider,
         }
     }
 
@@ -129,7 +131,7 @@ impl Pending {
         match self {
             Pending::Login(p) => p.lang,
             Pending::Refresh(p) => p.lang,
-            Pending::Bearer(_) => Lang::default(),
+            Pending::Bearer(_) | Pending::SignOut(_) => Lang::default(),
         }
     }
 }
@@ -176,6 +178,22 @@ pub enum RefreshStage {
     Token,
     /// Waiting for userinfo; the refreshed session so far.
     Userinfo(Box<Session>),
+}
+
+/// A sign-out waiting while the session's tokens are revoked at the
+/// provider (RFC 7009), one after the other; its answer is ready.
+#[derive(Debug)]
+pub struct SignOutPending {
+    pub provider: usize,
+    /// The sign-out's answer (cookies cleared, on to `rd` or the
+    /// provider's logout), sent whatever the revocation answers.
+    pub response: Response,
+    pub sub: Option<String>,
+    pub at_provider: bool,
+    /// Tokens still to revoke, with their `token_type_hint`.
+    pub tokens: Vec<(String, &'static str)>,
+    /// Every revocation so far was accepted.
+    pub revoked: bool,
 }
 
 /// A bearer request waiting for the introspection answer.

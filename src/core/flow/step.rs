@@ -55,6 +55,9 @@ pub enum Outcome {
     SignedOut {
         sub: Option<String>,
         at_provider: bool,
+        /// Whether the session's tokens were revoked at the provider
+        /// (`None`: nothing to revoke, or no revocation endpoint).
+        revoked: Option<bool>,
     },
     /// The session was refreshed; the request went upstream.
     Refreshed {
@@ -128,6 +131,22 @@ impl Outcome {
         }
     }
 
+    /// A second counter some outcomes also increment: how a sign-out's
+    /// revocation at the provider went.
+    pub fn second_counter(&self) -> Option<&'static str> {
+        match self {
+            Outcome::SignedOut {
+                revoked: Some(true),
+                ..
+            } => Some("revocation_success"),
+            Outcome::SignedOut {
+                revoked: Some(false),
+                ..
+            } => Some("revocation_failure"),
+            _ => None,
+        }
+    }
+
     /// The outcomes of nearly every request: sent upstream, or admitted by
     /// `/oauth2/auth` or `/oauth2/userinfo` (which a proxy in front may ask
     /// for each of its requests). The adapter adds their counts to Envoy's
@@ -167,9 +186,18 @@ impl Outcome {
                 Some(format!("bearer token refused ({reason}): {detail}"))
             }
             Outcome::PathRefused { detail } => Some(format!("request refused (400): {detail}")),
-            Outcome::SignedOut { sub, at_provider } => Some(format!(
-                "signed out: sub={:?}{}",
+            Outcome::SignedOut {
+                sub,
+                at_provider,
+                revoked,
+            } => Some(format!(
+                "signed out: sub={:?}{}{}",
                 sub.as_deref().unwrap_or(""),
+                match revoked {
+                    Some(true) => ", tokens revoked at the provider",
+                    Some(false) => ", the provider's revocation failed",
+                    None => "",
+                },
                 if *at_provider {
                     ", on to the provider's logout"
                 } else {

@@ -2964,3 +2964,73 @@ fn silent_sign_in_tries_prompt_none_then_goes_on_interactively_once() {
     let (r, _) = start(&filter(json!({})), "/chat");
     assert_eq!(param(r.header("location").unwrap(), "prompt"), "");
 }
+
+#[test]
+fn sign_out_revokes_the_sessions_tokens_and_never_waits_on_a_failure() {
+    let f = filter(json!({"provider_logout": false}));
+    let mut state = provider();
+    if let Some(m) = state.metadata.as_mut() {
+        m.revocation_endpoint = Some(url::Url::parse(&format!("{ISSUER}/revoke")).unwrap());
+    }
+    let login = run_login_with(
+        &f,
+        &mut state,
+        "alice@numerique.gouv.fr",
+        id_token_for,
+        json!({"refresh_token": "rt-1"}),
+    );
+    let cookie = cookie_header(&set_cookies(&response(login.step)));
+    let sign_out = get("/oauth2/sign_out?rd=/bye", &[HTML, ("cookie", &cookie)]);
+    let step = f.on_request(
+        &sign_out,
+        std::slice::from_ref(&state),
+        NOW,
+        &mut CountingEntropy(5),
+    );
+    // The refresh token first, then the access token, each authenticated
+    // as the client.
+    let mut revoked = Vec::new();
+    let mut step = step;
+    for status in [200, 503] {
+        let Action::Call(call, pending) = step.action else {
+            panic!("{:?}", step.outcome)
+        };
+        assert_eq!(call.path, "/revoke");
+        let form = String::from_utf8(call.body.clone().unwrap()).unwrap();
+        assert!(form.contains("client_secret="), "{form}");
+        revoked.push(form);
+        step = f.on_provider_response(
+            *pending,
+            &json_response(status, "application/json", "{}"),
+            std::slice::from_mut(&mut state),
+            NOW,
+            &mut CountingEntropy(6),
+            &MemoryStore::default(),
+        );
+    }
+    assert!(revoked[0].contains("token=rt-1&token_type_hint=refresh_token"));
+    assert!(revoked[1].contains("token=at-1&token_type_hint=access_token"));
+    // One failed: the sign-out goes on, and says so.
+    assert_eq!(
+        step.outcome,
+        Outcome::SignedOut {
+            sub: Some("alice-7f3a".into()),
+            at_provider: false,
+            revoked: Some(false),
+        }
+    );
+    assert_eq!(step.outcome.second_counter(), Some("revocation_failure"));
+    assert_eq!(response(step).header("location"), Some("/bye"));
+    // The call cannot even be made: the sign-out goes on too.
+    let step = f.on_request(
+        &sign_out,
+        std::slice::from_ref(&state),
+        NOW,
+        &mut CountingEntropy(5),
+    );
+    let Action::Call(_, pending) = step.action else {
+        panic!()
+    };
+    let step = f.call_failed(*pending);
+    assert_eq!(response(step).header("location"), Some("/bye"));
+}

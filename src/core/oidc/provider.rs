@@ -21,6 +21,8 @@ pub struct ProviderMetadata {
     pub end_session_endpoint: Option<Url>,
     /// RFC 7662 token introspection (RFC 8414 metadata).
     pub introspection_endpoint: Option<Url>,
+    /// RFC 7009 token revocation (RFC 8414 metadata).
+    pub revocation_endpoint: Option<Url>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,7 @@ impl ProviderMetadata {
             jwks_uri: Some(required(&raw, "jwks_uri")?),
             end_session_endpoint: endpoint(&raw, "end_session_endpoint")?,
             introspection_endpoint: endpoint(&raw, "introspection_endpoint")?,
+            revocation_endpoint: endpoint(&raw, "revocation_endpoint")?,
         })
     }
 }
@@ -193,6 +196,7 @@ impl ProviderState {
                 jwks_uri: None,
                 end_session_endpoint: None,
                 introspection_endpoint: None,
+                revocation_endpoint: None,
             }),
             keys: Some(KeySet::default()),
             reachable: true,
