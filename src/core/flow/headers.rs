@@ -184,8 +184,9 @@ fn claim_value(value: &Value) -> Option<String> {
     (!text.is_empty() && !text.chars().any(|c| c.is_control())).then_some(text)
 }
 
-/// The identity headers for a session, in configuration order, then the
-/// provider's id (`X-Auth-Request-Provider`).
+/// The identity headers for a session, in configuration order, then, with
+/// several providers, the provider's id (`X-Auth-Request-Provider`; with
+/// one, it would say the same on every request: a hostcall for nothing).
 pub fn identity_headers(config: &Config, session: &Session) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(config.claim_headers.len() + 4);
     let provider = config
@@ -202,7 +203,9 @@ pub fn identity_headers(config: &Config, session: &Session) -> Vec<(String, Stri
             out.push((header.to_ascii_lowercase(), v));
         }
     }
-    out.push((PROVIDER_HEADER.to_ascii_lowercase(), provider.to_string()));
+    if config.providers.len() > 1 {
+        out.push((PROVIDER_HEADER.to_ascii_lowercase(), provider.to_string()));
+    }
     if config.pass_id_token {
         if let Some(t) = &session.id_token {
             out.push((ID_TOKEN_HEADER.to_ascii_lowercase(), t.clone()));

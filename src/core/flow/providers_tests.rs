@@ -692,6 +692,19 @@ fn one_provider_at_the_top_level_keeps_working_as_a_list_of_one() {
     assert_eq!(c.providers.len(), 1);
     assert_eq!(c.providers[0].id, "oidc");
     assert_eq!(c.providers[0].callback_path(), "/oauth2/callback");
+    // One provider: no X-Auth-Request-Provider (the same on every request,
+    // a hostcall for nothing); with several, every identity names its own.
+    let session = crate::core::session::Session {
+        claims: json!({"sub": "alice"}).as_object().unwrap().clone(),
+        ..Default::default()
+    };
+    let named = |c: &Config| {
+        crate::core::flow::headers::identity_headers(c, &session)
+            .iter()
+            .any(|(k, _)| k == "x-auth-request-provider")
+    };
+    assert!(!named(&c));
+    assert!(named(&config(json!({}))));
     let c = crate::core::config::tests::config_with(json!({"provider": "proconnect"}));
     assert_eq!(c.providers[0].id, "proconnect");
     assert_eq!(c.providers[0].label, "ProConnect");
