@@ -42,6 +42,9 @@ enum Step {
     SetMap(usize),
     /// This many headers added, one call each (`proxy_add_header_map_value`).
     AddHeaders(usize),
+    /// The `Cookie` header removed (`proxy_remove_header_map_value`), as
+    /// Sésame does when the request carries its own cookies only.
+    RemoveCookie,
 }
 
 /// Headers the probes add, like Sésame's identity headers.
@@ -101,6 +104,7 @@ impl RootContext for NoopRoot {
                     "set_map8" => Step::SetMap(8),
                     "add_header" => Step::AddHeaders(1),
                     "add_header8" => Step::AddHeaders(8),
+                    "remove_cookie" => Step::RemoveCookie,
                     _ => return false,
                 });
                 if let Some(Step::SetMap(n) | Step::AddHeaders(n)) = steps.last() {
@@ -163,6 +167,9 @@ impl HttpContext for Noop {
                             .map(|(k, v)| (k.as_str(), v.as_str())),
                     );
                     let _ = hostcalls::set_map(MapType::HttpRequestHeaders, pairs);
+                }
+                Step::RemoveCookie => {
+                    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "cookie");
                 }
                 Step::AddHeaders(n) => {
                     for (name, value) in self.headers.iter().take(n) {
