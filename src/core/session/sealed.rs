@@ -37,7 +37,7 @@ pub enum Purpose {
     Session,
     Login,
     Logout,
-    /// The page a refused sign-in ends on (see `Filter::refusal`).
+    /// Who a refused sign-in's page names (see `Filter::refusal_page`).
     Refusal,
 }
 
@@ -87,7 +87,7 @@ impl Sealer {
     }
 
     /// Keys from the cookie secret for each provider, named by its issuer
-    /// and our client id there (at most 64).
+    /// and our client id there (at most `MAX_PROVIDERS`).
     pub fn for_providers(secret: &[u8], providers: &[(&str, &str)]) -> Self {
         let keys = providers
             .iter()
