@@ -1056,7 +1056,9 @@ fn read_provider(
     let id = id.unwrap_or_else(|| provider.name().to_string());
     let label = label.unwrap_or_else(|| match provider {
         ProviderKind::ProConnect => "ProConnect".to_string(),
-        _ => url::Url::parse(&issuer)
+        // Through parse_url, as every URL of the configuration: it refuses
+        // what the URL parser's host handling must never see.
+        _ => parse_url(&issuer)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_else(|| id.clone()),
@@ -1671,6 +1673,18 @@ pub(crate) mod tests {
 
     fn errors_for(v: Value) -> Vec<ConfigError> {
         Config::parse(v.to_string().as_bytes()).expect_err("should be refused")
+    }
+
+    #[test]
+    fn an_issuer_with_an_escaped_host_is_refused_without_reaching_the_host_parser() {
+        // Found by the config fuzz target: the provider's default label read
+        // the issuer's host with the URL parser itself, whose IDNA step
+        // asserts on such a host.
+        let errors = errors_for(json!({
+            "issuer": "https:/apP%C3%A9X.fr",
+            "post_logout_redirect_uri": "https://apP%C3%A9X.fr/out",
+        }));
+        assert!(errors.iter().any(|e| e.key == "issuer"), "{errors:?}");
     }
 
     #[test]
