@@ -564,168 +564,155 @@ fn read_policy(r: &mut Reader) -> Policy {
 
 /// `routes`: each entry checked on its own, errors named `routes[i].key`.
 fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
-    let mut routes: Vec<Route> = Vec::new();
     let items = match r.obj.get("routes") {
-        None | Some(Value::Null) => return routes,
+        None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
         Some(_) => {
             r.err(
                 "routes",
                 "must be a list of routes ({\"path\": \"^/api/\", \"mode\": \"bearer\"}, ...)",
             );
-            return routes;
+            return Vec::new();
         }
     };
-    if items.len() > MAX_ROUTES {
-        r.err(
-            "routes",
-            format!(
-                "has {} routes; at most {MAX_ROUTES} are allowed",
-                items.len()
-            ),
-        );
-    }
-    for (i, item) in items.iter().enumerate() {
-        let Some(obj) = item.as_object() else {
-            r.err(
-                &format!("routes[{i}]"),
-                "must be an object with `path` and `mode`",
-            );
-            continue;
-        };
-        let mut sub = Reader {
-            obj,
-            errors: Vec::new(),
-        };
-        for key in obj.keys() {
-            if !ROUTE_KEYS.contains(&key.as_str()) {
-                sub.err(key, "is not a known route key (methods, path, mode, scopes, allowed_emails, allowed_email_domains, allowed_claims, providers)");
-            }
-        }
-        let methods = sub.string_list("methods").unwrap_or_default();
-        for m in &methods {
-            if !m.chars().all(|c| c.is_ascii_uppercase()) {
-                sub.err(
-                    "methods",
-                    format!("{m:?} is not an HTTP method in capitals (GET, POST...)"),
-                );
-            }
-        }
-        let pattern = sub.required_string("path");
-        let path = pattern.as_deref().and_then(|p| {
-            if never_matches_a_path(p) {
-                sub.err(
-                    "path",
-                    format!("{p:?} can never match: request paths start with `/`"),
-                );
-                return None;
-            }
-            match PathPattern::new(p) {
-                Ok(re) => Some(re),
-                Err(e) => {
-                    sub.err("path", format!("is not a valid regex: {e}"));
-                    None
+    read_entries(
+        r,
+        "routes",
+        items,
+        (MAX_ROUTES, "routes"),
+        "must be an object with `path` and `mode`",
+        |sub, routes: &[Route]| {
+            let obj = sub.obj;
+            for key in obj.keys() {
+                if !ROUTE_KEYS.contains(&key.as_str()) {
+                    sub.err(key, "is not a known route key (methods, path, mode, scopes, allowed_emails, allowed_email_domains, allowed_claims, providers)");
                 }
             }
-        });
-        let protection = match sub.required_string("mode").as_deref() {
-            None => None,
-            Some(text) => {
-                let p = Protection::parse(text);
-                if p.is_none() {
+            let methods = sub.string_list("methods").unwrap_or_default();
+            for m in &methods {
+                if !m.chars().all(|c| c.is_ascii_uppercase()) {
                     sub.err(
-                        "mode",
-                        format!(
-                            "must be session, bearer, session_or_bearer or public, not {text:?}"
-                        ),
+                        "methods",
+                        format!("{m:?} is not an HTTP method in capitals (GET, POST...)"),
                     );
                 }
-                p
             }
-        };
-        let scopes = sub.string_list("scopes").unwrap_or_default();
-        if scopes.iter().any(|s| s.contains(' ')) {
-            sub.err("scopes", "a scope must not contain spaces");
-        }
-        let has_rules = ["allowed_emails", "allowed_email_domains", "allowed_claims"]
-            .iter()
-            .any(|k| !matches!(obj.get(*k), None | Some(Value::Null)));
-        let policy = has_rules.then(|| read_policy(&mut sub));
-        // The providers whose sessions and tokens the route admits.
-        let providers = sub.string_list("providers").map(|names| {
-            let mut set = 0u64;
-            for name in &names {
-                match provider_ids.iter().position(|id| id == name) {
-                    Some(i) => set |= 1 << i,
-                    None => sub.err(
-                        "providers",
-                        format!("{name:?} is not the id of a configured provider"),
-                    ),
+            let pattern = sub.required_string("path");
+            let path = pattern.as_deref().and_then(|p| {
+                if never_matches_a_path(p) {
+                    sub.err(
+                        "path",
+                        format!("{p:?} can never match: request paths start with `/`"),
+                    );
+                    return None;
                 }
-            }
-            if names.is_empty() {
-                sub.err(
-                    "providers",
-                    "names nobody: list provider ids, or leave it out for all",
-                );
-            }
-            set
-        });
-        if policy.as_ref().is_some_and(Policy::is_empty) {
-            sub.err(
-                "allowed_email_domains",
-                "the route's access rules admit nobody: name emails, domains or claims",
-            );
-        }
-        match protection {
-            Some(Protection::Public) if has_rules || !scopes.is_empty() || providers.is_some() => {
-                sub.err(
-                    "mode",
-                    "a public route has no access rules, scopes or providers",
-                );
-            }
-            Some(p) if !p.accepts_bearer() && !scopes.is_empty() => {
-                sub.err(
-                    "scopes",
-                    "scopes are carried by bearer tokens: use mode bearer or session_or_bearer",
-                );
-            }
-            _ => {}
-        }
-        if let Some(re) = &path {
-            let mut sorted = methods.clone();
-            sorted.sort();
-            let shadow = routes.iter().position(|earlier| {
-                let mut m = earlier.methods.clone();
-                m.sort();
-                earlier.path.as_str() == re.as_str() && (earlier.methods.is_empty() || m == sorted)
+                match PathPattern::new(p) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        sub.err("path", format!("is not a valid regex: {e}"));
+                        None
+                    }
+                }
             });
-            if let Some(j) = shadow {
+            let protection = match sub.required_string("mode").as_deref() {
+                None => None,
+                Some(text) => {
+                    let p = Protection::parse(text);
+                    if p.is_none() {
+                        sub.err(
+                            "mode",
+                            format!(
+                            "must be session, bearer, session_or_bearer or public, not {text:?}"
+                        ),
+                        );
+                    }
+                    p
+                }
+            };
+            let scopes = sub.string_list("scopes").unwrap_or_default();
+            if scopes.iter().any(|s| s.contains(' ')) {
+                sub.err("scopes", "a scope must not contain spaces");
+            }
+            let has_rules = ["allowed_emails", "allowed_email_domains", "allowed_claims"]
+                .iter()
+                .any(|k| !matches!(obj.get(*k), None | Some(Value::Null)));
+            let policy = has_rules.then(|| read_policy(sub));
+            // The providers whose sessions and tokens the route admits.
+            let providers = sub.string_list("providers").map(|names| {
+                let mut set = 0u64;
+                for name in &names {
+                    match provider_ids.iter().position(|id| id == name) {
+                        Some(i) => set |= 1 << i,
+                        None => sub.err(
+                            "providers",
+                            format!("{name:?} is not the id of a configured provider"),
+                        ),
+                    }
+                }
+                if names.is_empty() {
+                    sub.err(
+                        "providers",
+                        "names nobody: list provider ids, or leave it out for all",
+                    );
+                }
+                set
+            });
+            if policy.as_ref().is_some_and(Policy::is_empty) {
                 sub.err(
-                    "path",
-                    format!(
+                    "allowed_email_domains",
+                    "the route's access rules admit nobody: name emails, domains or claims",
+                );
+            }
+            match protection {
+                Some(Protection::Public)
+                    if has_rules || !scopes.is_empty() || providers.is_some() =>
+                {
+                    sub.err(
+                        "mode",
+                        "a public route has no access rules, scopes or providers",
+                    );
+                }
+                Some(p) if !p.accepts_bearer() && !scopes.is_empty() => {
+                    sub.err(
+                        "scopes",
+                        "scopes are carried by bearer tokens: use mode bearer or session_or_bearer",
+                    );
+                }
+                _ => {}
+            }
+            if let Some(re) = &path {
+                let mut sorted = methods.clone();
+                sorted.sort();
+                let shadow = routes.iter().position(|earlier| {
+                    let mut m = earlier.methods.clone();
+                    m.sort();
+                    earlier.path.as_str() == re.as_str()
+                        && (earlier.methods.is_empty() || m == sorted)
+                });
+                if let Some(j) = shadow {
+                    sub.err(
+                        "path",
+                        format!(
                         "can never match: routes[{j}] comes first with the same path and methods"
                     ),
-                );
+                    );
+                }
             }
-        }
-        let errors = std::mem::take(&mut sub.errors);
-        let ok = errors.is_empty();
-        for e in errors {
-            r.err(&format!("routes[{i}].{}", e.key), e.message);
-        }
-        if let (true, Some(path), Some(protection)) = (ok, path, protection) {
-            routes.push(Route {
-                methods,
-                path,
-                protection,
-                scopes,
-                policy,
-                providers,
-            });
-        }
-    }
-    routes
+            // A route with a problem is left out (the configuration is refused).
+            let ok = sub.errors.is_empty();
+            match (ok, path, protection) {
+                (true, Some(path), Some(protection)) => Some(Route {
+                    methods,
+                    path,
+                    protection,
+                    scopes,
+                    policy,
+                    providers,
+                }),
+                _ => None,
+            }
+        },
+    )
 }
 
 /// The keys that say how bearer tokens are checked.
@@ -1113,69 +1100,94 @@ fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
             );
         }
     }
-    if items.len() > MAX_PROVIDERS {
+    read_entries(
+        r,
+        "providers",
+        items,
+        (MAX_PROVIDERS, "entries"),
+        "must be an object with `id` and the provider's keys",
+        |sub, providers: &[ProviderConfig]| {
+            let obj = sub.obj;
+            for key in obj.keys() {
+                if !PROVIDER_KEYS.contains(&key.as_str()) && !ENTRY_KEYS.contains(&key.as_str()) {
+                    sub.err(key, "is not a key of a provider (check its spelling)");
+                }
+            }
+            let id = sub.required_string("id").unwrap_or_default();
+            if !id.is_empty()
+                && (id.len() > 32
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            {
+                sub.err("id", "must be at most 32 letters, digits, `-` or `_`");
+            }
+            let label = sub.string("label");
+            let provider = read_provider(sub, Some(id), label, true);
+            let clash = |what: &str, j: usize| format!("is the {what} of providers[{j}] too");
+            if let Some(j) = providers.iter().position(|p| p.id == provider.id) {
+                sub.err("id", clash("id", j));
+            }
+            if let Some(j) = providers
+                .iter()
+                .position(|p| p.callback_path() == provider.callback_path())
+            {
+                sub.err(
+                    "redirect_uri",
+                    format!(
+                    "{}: each provider needs its own callback path (e.g. /oauth2/callback/<id>)",
+                    clash("callback path", j)
+                ),
+                );
+            }
+            if let Some(j) = providers.iter().position(|p| p.issuer == provider.issuer) {
+                sub.err("issuer", clash("issuer", j));
+            }
+            Some(provider)
+        },
+    )
+}
+
+/// The objects of the list `key` (at most `max.0`, counted as `max.1`), each
+/// read by `read` from a `Reader` of its own, which also sees the entries
+/// read before it; its problems are named `key[i].…`. An entry that is not
+/// an object is named with `shape`.
+fn read_entries<'a, T>(
+    r: &mut Reader<'a>,
+    key: &str,
+    items: &'a [Value],
+    max: (usize, &str),
+    shape: &str,
+    mut read: impl FnMut(&mut Reader<'a>, &[T]) -> Option<T>,
+) -> Vec<T> {
+    if items.len() > max.0 {
         r.err(
-            "providers",
+            key,
             format!(
-                "has {} entries; at most {MAX_PROVIDERS} are allowed",
-                items.len()
+                "has {} {}; at most {} are allowed",
+                items.len(),
+                max.1,
+                max.0
             ),
         );
     }
-    let mut providers: Vec<ProviderConfig> = Vec::new();
+    let mut entries = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let Some(obj) = item.as_object() else {
-            r.err(
-                &format!("providers[{i}]"),
-                "must be an object with `id` and the provider's keys",
-            );
+            r.err(&format!("{key}[{i}]"), shape);
             continue;
         };
         let mut sub = Reader {
             obj,
             errors: Vec::new(),
         };
-        for key in obj.keys() {
-            if !PROVIDER_KEYS.contains(&key.as_str()) && !ENTRY_KEYS.contains(&key.as_str()) {
-                sub.err(key, "is not a key of a provider (check its spelling)");
-            }
+        let entry = read(&mut sub, &entries);
+        for e in sub.errors {
+            r.err(&format!("{key}[{i}].{}", e.key), e.message);
         }
-        let id = sub.required_string("id").unwrap_or_default();
-        if !id.is_empty()
-            && (id.len() > 32
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        {
-            sub.err("id", "must be at most 32 letters, digits, `-` or `_`");
-        }
-        let label = sub.string("label");
-        let provider = read_provider(&mut sub, Some(id), label, true);
-        let clash = |what: &str, j: usize| format!("is the {what} of providers[{j}] too");
-        if let Some(j) = providers.iter().position(|p| p.id == provider.id) {
-            sub.err("id", clash("id", j));
-        }
-        if let Some(j) = providers
-            .iter()
-            .position(|p| p.callback_path() == provider.callback_path())
-        {
-            sub.err(
-                "redirect_uri",
-                format!(
-                    "{}: each provider needs its own callback path (e.g. /oauth2/callback/<id>)",
-                    clash("callback path", j)
-                ),
-            );
-        }
-        if let Some(j) = providers.iter().position(|p| p.issuer == provider.issuer) {
-            sub.err("issuer", clash("issuer", j));
-        }
-        for e in std::mem::take(&mut sub.errors) {
-            r.err(&format!("providers[{i}].{}", e.key), e.message);
-        }
-        providers.push(provider);
+        entries.extend(entry);
     }
-    providers
+    entries
 }
 
 /// What a plain OAuth 2.0 provider is configured with, in place of a

@@ -148,10 +148,20 @@ pub struct Route {
     pub providers: Option<u64>,
 }
 
+/// Whether a set of providers (bit `i`: provider `i`, as a route's
+/// `providers` and `Filter::admitted_providers` write it) holds provider
+/// `index`.
+pub fn holds_provider(set: u64, index: usize) -> bool {
+    u32::try_from(index)
+        .ok()
+        .and_then(|i| 1u64.checked_shl(i))
+        .is_some_and(|bit| set & bit != 0)
+}
+
 impl Route {
     /// Whether people signed in with provider `index` may use the route.
     pub fn admits_provider(&self, index: usize) -> bool {
-        self.providers.is_none_or(|set| set & (1 << index) != 0)
+        self.providers.is_none_or(|set| holds_provider(set, index))
     }
 }
 

@@ -12,7 +12,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::core::access::routes::RouteSet;
+use crate::core::access::routes::{holds_provider, RouteSet};
 use crate::core::config::ProviderKind;
 use crate::core::flow::headers::{identity_headers, Upstream};
 use crate::core::flow::state::{BearerPending, Pending};
@@ -142,7 +142,7 @@ impl Filter {
             ))
         };
         if let Some(checked) = remembered {
-            if admitted & (1 << checked.provider) == 0 {
+            if !holds_provider(admitted, checked.provider) {
                 return wrong_issuer();
             }
             return match &checked.claims {
@@ -171,7 +171,9 @@ impl Filter {
             .iter()
             .enumerate()
             .filter(move |(i, p)| {
-                admitted & (1 << i) != 0 && *i < providers.len() && p.kind != ProviderKind::OAuth2
+                holds_provider(admitted, *i)
+                    && *i < providers.len()
+                    && p.kind != ProviderKind::OAuth2
             });
         if token.split('.').count() == 3 {
             // The token's `iss` picks the provider whose keys verify it:

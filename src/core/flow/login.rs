@@ -115,14 +115,7 @@ impl LoginProgress {
     /// The sign-in failed.
     fn fail(self, filter: &Filter, status: u16, reason: &'static str, detail: String) -> Step {
         let state = Some((self.index, self.login.state.as_str()));
-        filter.login_failed(
-            status,
-            reason,
-            detail,
-            state,
-            &self.login.return_to,
-            self.lang,
-        )
+        filter.login_failed(status, reason, detail, state, &self.login.return_to)
     }
 }
 
@@ -291,7 +284,6 @@ impl Filter {
         detail: String,
         login_state: Option<(usize, &str)>,
         return_to: &str,
-        _lang: Lang,
     ) -> Step {
         let mut response = Response::redirect(&self.refusal_url(reason, status, return_to));
         if let Some((provider, state)) = login_state {
@@ -328,9 +320,10 @@ impl Filter {
         reason: String,
         entropy: &mut dyn Entropy,
     ) -> Step {
-        let who = session.email().unwrap_or_else(|| session.sub()).to_string();
         let name = self.refusal_cookie_name();
-        let sealed = self.sealer.seal(Purpose::Refusal, &name, &who, entropy);
+        let sealed = self
+            .sealer
+            .seal(Purpose::Refusal, &name, &session.who(), entropy);
         let path = format!("{}/failed", self.config.proxy_prefix);
         let cookie = set_cookie(&name, &sealed, REFUSAL_TTL, &self.cookie_attrs(&path));
         let response = Response::redirect(&self.refusal_url("denied", 403, "/"))
@@ -410,7 +403,7 @@ impl Filter {
     ) -> Step {
         let fail = |status, reason, detail: &str, state: Option<&str>, rd: &str| {
             let state = state.map(|s| (index, s));
-            self.login_failed(status, reason, detail.to_string(), state, rd, lang)
+            self.login_failed(status, reason, detail.to_string(), state, rd)
         };
         let query = req.query();
         if query.len() > MAX_CALLBACK_QUERY {
@@ -760,17 +753,12 @@ impl Filter {
             previous,
             stage,
         } = pending;
-        let state = login.state.clone();
-        let rd = login.return_to.clone();
-        let fail = |status, reason, detail: String| {
-            self.login_failed(status, reason, detail, Some((index, &state)), &rd, lang)
-        };
         // This sign-in's call only: whether the provider is up is decided by
         // the discovery and key fetches, never by one request's call.
         if resp.status == 0 || resp.status == 503 || resp.status == 504 {
             let mut step = self.unavailable(lang);
             if let Action::Respond(r) = &mut step.action {
-                r.headers.push(self.clear_login_cookie(index, &state));
+                r.headers.push(self.clear_login_cookie(index, &login.state));
             }
             return step;
         }
@@ -784,7 +772,8 @@ impl Filter {
             Stage::Token => {
                 if resp.status != 200 {
                     let error = resp.oauth_error();
-                    return fail(
+                    return p.fail(
+                        self,
                         502,
                         "token_endpoint_error",
                         format!("HTTP {} {error}", resp.status),
@@ -792,7 +781,7 @@ impl Filter {
                 }
                 let tokens = match TokenResponse::parse(&resp.body) {
                     Ok(t) => t,
-                    Err(e) => return fail(502, "token_response_invalid", e.into()),
+                    Err(e) => return p.fail(self, 502, "token_response_invalid", e.into()),
                 };
                 if self.provider(index).is_oauth2() {
                     return self.read_oauth2_identity(p, tokens, provider);
@@ -801,7 +790,8 @@ impl Filter {
             }
             Stage::Keys { tokens } => {
                 if resp.status != 200 {
-                    return fail(
+                    return p.fail(
+                        self,
                         502,
                         "jwks_unavailable",
                         format!("JWKS answered HTTP {}", resp.status),
@@ -809,7 +799,7 @@ impl Filter {
                 }
                 match KeySet::parse(&resp.body) {
                     Ok(keys) => provider.keys_refetched(keys, &resp.body, now),
-                    Err(e) => return fail(502, "jwks_invalid", e),
+                    Err(e) => return p.fail(self, 502, "jwks_invalid", e),
                 }
                 self.check_id_token(p, tokens, provider, now, entropy, false)
             }
@@ -829,7 +819,7 @@ impl Filter {
                         merge_userinfo(&mut claims, info);
                         self.finish_login(p, tokens, claims, now, entropy)
                     }
-                    Err((status, reason, detail)) => fail(status, reason, detail),
+                    Err((status, reason, detail)) => p.fail(self, status, reason, detail),
                 }
             }
         }
@@ -930,10 +920,12 @@ impl Filter {
         now: u64,
         entropy: &mut dyn Entropy,
     ) -> Step {
+        // The pages it may end on are at the refusal's clean address, in
+        // the language of the request that shows them.
         let LoginProgress {
             index,
             login,
-            lang,
+            lang: _,
             previous,
         } = p;
         display_name(&mut claims);
@@ -984,7 +976,6 @@ impl Filter {
                     .into(),
                 Some((index, &login.state)),
                 &login.return_to,
-                lang,
             );
             if let Action::Respond(r) = &mut step.action {
                 r.headers.extend(clear_previous());

@@ -7,7 +7,7 @@ use super::{Action, Filter, Outcome, Step};
 use crate::core::access::paths;
 use crate::core::access::policy::{Denial, Policy};
 use crate::core::access::redirect::safe_return_target;
-use crate::core::access::routes::{Protection, Route, RouteSet};
+use crate::core::access::routes::{holds_provider, Protection, Route, RouteSet};
 use crate::core::config::ProviderConfig;
 use crate::core::config::{ProviderKind, ACCESS_TOKEN_HEADER, ID_TOKEN_HEADER};
 use crate::core::flow::bearer::{has_joined_bearer, is_bearer_scheme};
@@ -23,6 +23,16 @@ use crate::core::{Clock, Entropy};
 /// The language of the pages shown to this request's person.
 fn lang(req: &Request) -> Lang {
     Lang::from_accept_language(req.header("accept-language"))
+}
+
+/// Where a navigation sent to sign in comes back: the page it asked for
+/// (a `GET`; `HEAD` and the rest come back to `/`).
+fn return_path<'r>(req: &Request<'r>) -> &'r str {
+    if req.method.eq_ignore_ascii_case("GET") {
+        req.path
+    } else {
+        "/"
+    }
 }
 
 /// Whether a request is a page navigation (which may be redirected to the
@@ -313,12 +323,7 @@ impl Filter {
                 // Signed in with a provider the route does not admit: a
                 // page navigation is offered the providers it admits.
                 Err(Denial::ProviderNotAllowed) if is_navigation(req) => {
-                    let rd = if req.method.eq_ignore_ascii_case("GET") {
-                        req.path
-                    } else {
-                        "/"
-                    };
-                    let response = Response::redirect(&self.sign_in_url(rd));
+                    let response = Response::redirect(&self.sign_in_url(return_path(req)));
                     Step::respond(
                         response,
                         Outcome::Denied {
@@ -432,11 +437,7 @@ impl Filter {
             );
             return Step::respond(response, Outcome::Unauthenticated);
         }
-        let rd = if req.method.eq_ignore_ascii_case("GET") {
-            req.path
-        } else {
-            "/"
-        };
+        let rd = return_path(req);
         let mut step = match at.filter(|_| self.config.skip_provider_button) {
             Some((i, provider)) => {
                 let hints = SignInHints {
@@ -501,7 +502,7 @@ impl Filter {
             .providers
             .iter()
             .enumerate()
-            .filter(|(i, _)| admitted & (1 << i) != 0)
+            .filter(|(i, _)| holds_provider(admitted, *i))
             .map(|(i, p): (usize, &ProviderConfig)| pages::Choice {
                 label: &p.label,
                 href: format!(
@@ -549,8 +550,7 @@ impl Filter {
 
     /// The 403 page for a signed-in person the access rules do not admit.
     pub fn denied(&self, session: &Session, reason: &str, lang: Lang) -> Step {
-        let who = session.email().unwrap_or_else(|| session.sub());
-        let response = self.denied_page(who, lang);
+        let response = self.denied_page(session.who(), lang);
         Step::respond(
             response,
             Outcome::Denied {

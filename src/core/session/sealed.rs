@@ -229,6 +229,11 @@ impl Session {
     pub fn email(&self) -> Option<&str> {
         self.claim_str("email")
     }
+
+    /// How a page names the person: the email, or else `sub`.
+    pub fn who(&self) -> &str {
+        self.email().unwrap_or_else(|| self.sub())
+    }
 }
 
 /// The session cookie (single or chunked) of one configuration.
