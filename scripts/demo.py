@@ -87,7 +87,9 @@ def demo_providers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return by_id
 
 
-def check_prerequisites() -> dict[str, Any]:
+def check_prerequisites() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The demo configuration and its providers by id, once the tools are
+    there, the configuration is the demo's and its ports are free."""
     if not harness.ENVOY_BIN.exists():
         fail(f"{harness.ENVOY_BIN} is missing: run scripts/setup-python.sh")
     if not harness.DEFAULT_WASM.exists():
@@ -100,7 +102,7 @@ def check_prerequisites() -> dict[str, Any]:
         fail(f"cannot read the demo configuration {CONFIG_FILE}: {e}")
     if not isinstance(config, dict):
         fail(f"{CONFIG_FILE} must hold a JSON object")
-    demo_providers(config)
+    entries = demo_providers(config)
     busy = [
         f"{port} ({what})"
         for port, what in (
@@ -118,7 +120,7 @@ def check_prerequisites() -> dict[str, Any]:
             "port(s) already in use on 127.0.0.1: " + ", ".join(busy)
             + ". Stop what listens there (see `ss -ltnp`) and try again."
         )
-    return config
+    return config, entries
 
 
 def envoy_file_problems(bootstrap: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -174,7 +176,7 @@ def main() -> int:
         "SESAME_LOG_DIR",
         str(ROOT / "target" / "demo-logs" / time.strftime("%Y%m%d-%H%M%S")),
     )
-    config = check_prerequisites()
+    config, entries = check_prerequisites()
     try:
         from ruamel.yaml import YAML
 
@@ -184,7 +186,6 @@ def main() -> int:
     problems = envoy_file_problems(bootstrap, config)
     if problems:
         fail(f"{ENVOY_FILE.relative_to(ROOT)} is not the demo's: " + "; ".join(problems))
-    entries = demo_providers(config)
     agents_cfg, staff_cfg, osm_cfg = entries["agents"], entries["staff"], entries["osm"]
 
     # Where the OpenID providers may send people back after signing out

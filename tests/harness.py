@@ -263,6 +263,22 @@ class _Process:
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def _json_request(url: str, body: Any = None) -> Any:
+    """GET ``url``, or POST ``body`` to it as JSON when given: its JSON answer
+    (a test server's control endpoint)."""
+    if body is None:
+        req = urllib.request.Request(url)
+    else:
+        req = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+    with _opener.open(req, timeout=5) as resp:
+        return json.load(resp)
+
+
 def _http_status(url: str, timeout: float = 1.0) -> int | None:
     """HTTP status of GET url (any status), None when nothing answers."""
     try:
@@ -322,6 +338,19 @@ class _Component:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<{type(self).__name__} port={self.port} {state}>"
+
+    def _start_until_listening(self, answers: Any = None) -> None:
+        """Start the process and wait until it prints
+        ``listening on http://127.0.0.1:PORT`` (or ``answers()`` is true)."""
+        self._proc.start()
+        banner = f"listening on http://127.0.0.1:{self.port}"
+        _wait(
+            self._proc,
+            lambda: banner in self._proc.log_text(whole=False)
+            or (answers is not None and answers()),
+            self.timeout,
+            "ready",
+        )
 
 
 # --------------------------------------------------------------------------
@@ -509,15 +538,7 @@ class Provider(_Component):
         self._test_endpoint("reset", method="POST")
 
     def start(self) -> "Provider":
-        self._proc.start()
-        banner = f"listening on http://127.0.0.1:{self.port}"
-        _wait(
-            self._proc,
-            lambda: banner in self._proc.log_text(whole=False)
-            or _http_status(self.discovery_url) == 200,
-            self.timeout,
-            "ready",
-        )
+        self._start_until_listening(lambda: _http_status(self.discovery_url) == 200)
         return self
 
 
@@ -573,36 +594,21 @@ class HostileProvider(_Component):
 
     def control(self, **changes: Any) -> dict[str, Any]:
         """Tell the provider how to misbehave from now on (POST /__control)."""
-        req = urllib.request.Request(
-            f"{self.issuer}/__control",
-            data=json.dumps(changes).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with _opener.open(req, timeout=5) as resp:
-            return json.load(resp)
+        return _json_request(f"{self.issuer}/__control", changes)
 
     def reset(self) -> None:
         """Back to normal behaviour, counters at zero (the keys stay)."""
         self.control(reset=True)
 
     def state(self) -> dict[str, Any]:
-        with _opener.open(f"{self.issuer}/__control", timeout=5) as resp:
-            return json.load(resp)
+        return _json_request(f"{self.issuer}/__control")
 
     def requests(self) -> dict[str, int]:
         """Requests served since the last reset, per endpoint."""
         return self.state()["requests"]
 
     def start(self) -> "HostileProvider":
-        self._proc.start()
-        banner = f"listening on http://127.0.0.1:{self.port}"
-        _wait(
-            self._proc,
-            lambda: banner in self._proc.log_text(whole=False),
-            self.timeout,
-            "ready",
-        )
+        self._start_until_listening()
         return self
 
 
@@ -706,17 +712,7 @@ class OAuth2Server(_Component):
 
     def _test_endpoint(self, name: str, body: dict[str, Any] | None = None) -> Any:
         """GET /__test/<name>, or POST it with a JSON body when given one."""
-        if body is None:
-            req = urllib.request.Request(f"{self.origin}/__test/{name}")
-        else:
-            req = urllib.request.Request(
-                f"{self.origin}/__test/{name}",
-                data=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-        with _opener.open(req, timeout=5) as resp:
-            return json.load(resp)
+        return _json_request(f"{self.origin}/__test/{name}", body)
 
     def set_user(self, login: str) -> None:
         """Sign ``login`` in from now on: ``"mapper"``, ``"other"``, or
@@ -736,14 +732,7 @@ class OAuth2Server(_Component):
         self._test_endpoint("reset", {})
 
     def start(self) -> "OAuth2Server":
-        self._proc.start()
-        banner = f"listening on http://127.0.0.1:{self.port}"
-        _wait(
-            self._proc,
-            lambda: banner in self._proc.log_text(whole=False),
-            self.timeout,
-            "ready",
-        )
+        self._start_until_listening()
         return self
 
 

@@ -7,10 +7,13 @@ use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
 use crate::core::config::Config;
-use crate::core::flow::{Action, Filter, Outcome, Step};
-use crate::core::http::{ProviderResponse, Request, Response};
-use crate::core::oidc::provider::{ProviderMetadata, ProviderState};
-use crate::core::oidc::token::tests::{claims, es256, es256_at, key_set, NOW};
+use crate::core::flow::tests::{
+    cookie_header, discovered, forwarded, get, json_response, param, response, set_cookies,
+};
+use crate::core::flow::{Action, Filter, Outcome};
+use crate::core::http::Response;
+use crate::core::oidc::provider::ProviderState;
+use crate::core::oidc::token::tests::{claims, es256, es256_at, NOW};
 use crate::core::shared::MemoryStore;
 use crate::core::testing::CountingEntropy;
 
@@ -53,69 +56,12 @@ fn config(patch: Value) -> Config {
     Config::parse(v.to_string().as_bytes()).expect("valid configuration")
 }
 
-fn discovered(issuer: &str) -> ProviderState {
-    let discovery = json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/auth"),
-        "token_endpoint": format!("{issuer}/token"),
-        "userinfo_endpoint": format!("{issuer}/me"),
-        "jwks_uri": format!("{issuer}/jwks"),
-    });
-    let mut state = ProviderState::default();
-    let metadata = ProviderMetadata::parse(issuer, discovery.to_string().as_bytes()).unwrap();
-    state.refreshed(metadata, key_set(), NOW - 100, 3600);
-    state
-}
-
 fn states(f: &Filter) -> Vec<ProviderState> {
     f.config
         .providers
         .iter()
         .map(|p| ProviderState::configured(p).unwrap_or_else(|| discovered(&p.issuer)))
         .collect()
-}
-
-fn get<'a>(path: &'a str, headers: &[(&'a str, &'a str)]) -> Request<'a> {
-    Request {
-        method: "GET",
-        path,
-        headers: headers.to_vec(),
-    }
-}
-
-fn response(step: Step) -> Response {
-    match step.action {
-        Action::Respond(r) => r,
-        other => panic!("expected a response, got {other:?} ({:?})", step.outcome),
-    }
-}
-
-fn param(url: &str, name: &str) -> String {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// The `name=value` pairs a browser sends back for these `Set-Cookie`s.
-fn cookie_header(r: &Response) -> String {
-    r.headers
-        .iter()
-        .filter(|(k, _)| k == "set-cookie")
-        .map(|(_, v)| v.split(';').next().unwrap().to_string())
-        .filter(|c| !c.ends_with('='))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn answer(status: u16, content_type: &str, body: &str) -> ProviderResponse {
-    ProviderResponse {
-        status,
-        headers: vec![("content-type".into(), content_type.into())],
-        body: body.as_bytes().to_vec(),
-    }
 }
 
 fn body(r: &Response) -> String {
@@ -127,7 +73,10 @@ fn start_at(f: &Filter, s: &[ProviderState], id: &str) -> (String, String) {
     let path = format!("/oauth2/sign_in?provider={id}&rd=%2Fstaff%2Fx");
     let r = response(f.on_request(&get(&path, &[HTML]), s, NOW, &mut CountingEntropy(1)));
     assert_eq!(r.status, 302, "{}", body(&r));
-    (r.header("location").unwrap().to_string(), cookie_header(&r))
+    (
+        r.header("location").unwrap().to_string(),
+        cookie_header(&set_cookies(&r)),
+    )
 }
 
 /// A whole OpenID sign-in at provider `id` (issuer `issuer`, client
@@ -167,7 +116,7 @@ fn sign_in_oidc(
         c.audiences = Some(Audiences::AsString(client.into()));
         c.nonce = Some(param(&location, "nonce"));
         let tokens = json!({"id_token": es256(c), "access_token": "at", "token_type": "Bearer"});
-        let reply = answer(200, "application/json", &tokens.to_string());
+        let reply = json_response(200, "application/json", &tokens.to_string());
         step = f.on_provider_response(
             *pending,
             &reply,
@@ -183,7 +132,7 @@ fn sign_in_oidc(
             c.issuer = Some(issuer.into());
             c.audiences = Some(Audiences::AsString(client.into()));
             c.nonce = None;
-            let reply = answer(200, "application/jwt", &es256(c));
+            let reply = json_response(200, "application/jwt", &es256(c));
             step = f.on_provider_response(
                 *pending,
                 &reply,
@@ -197,17 +146,7 @@ fn sign_in_oidc(
     let r = response(step);
     assert_eq!(r.status, 302, "{}", body(&r));
     assert_eq!(r.header("location"), Some("/staff/x"));
-    cookie_header(&r)
-}
-
-fn upstream_headers(req: &Request, step: Step) -> Vec<(String, String)> {
-    match step.action {
-        Action::ContinueWith(u) | Action::ContinueWithCookies(u, _) => u.apply(&req.headers),
-        a => panic!(
-            "expected the request to go upstream, got {a:?} ({:?})",
-            step.outcome
-        ),
-    }
+    cookie_header(&set_cookies(&r))
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -383,7 +322,7 @@ fn sessions_know_their_provider_and_routes_admit_only_theirs() {
     let agent = sign_in_oidc(&f, &mut s, "pc", PC, "sesame-pc", "alice@numerique.gouv.fr");
 
     let req = get("/staff/x", &[HTML, ("cookie", &staff)]);
-    let h = upstream_headers(&req, f.on_request(&req, &s, NOW, &mut CountingEntropy(5)));
+    let h = forwarded(&req, f.on_request(&req, &s, NOW, &mut CountingEntropy(5)));
     assert_eq!(header(&h, "x-auth-request-provider"), Some("kc"));
     assert_eq!(header(&h, "x-forwarded-user"), Some("kc:alice-7f3a"));
     assert_eq!(header(&h, "x-forwarded-email"), Some("bob@staff.example"));
@@ -410,7 +349,7 @@ fn sessions_know_their_provider_and_routes_admit_only_theirs() {
 
     // Elsewhere, each provider's own rules: pc has none, so the filter's.
     let req = get("/chat", &[JSON, ("cookie", &agent)]);
-    let h = upstream_headers(&req, f.on_request(&req, &s, NOW, &mut CountingEntropy(5)));
+    let h = forwarded(&req, f.on_request(&req, &s, NOW, &mut CountingEntropy(5)));
     assert_eq!(header(&h, "x-auth-request-provider"), Some("pc"));
     assert_eq!(header(&h, "x-forwarded-user"), Some("pc:alice-7f3a"));
     // kc's rules replace the filter's for kc people: a numerique.gouv.fr
@@ -434,14 +373,14 @@ fn sessions_know_their_provider_and_routes_admit_only_theirs() {
     let tokens = json!({"id_token": es256(c), "access_token": "at", "token_type": "Bearer"});
     let mut step = f.on_provider_response(
         *pending,
-        &answer(200, "application/json", &tokens.to_string()),
+        &json_response(200, "application/json", &tokens.to_string()),
         &mut s2,
         NOW,
         &mut CountingEntropy(3),
         &MemoryStore::default(),
     );
     if let Action::Call(_, pending) = step.action {
-        let reply = answer(
+        let reply = json_response(
             200,
             "application/json",
             &json!({"sub": "alice-7f3a"}).to_string(),
@@ -510,7 +449,7 @@ fn a_plain_oauth2_provider_signs_people_in_from_its_userinfo_api() {
     let tokens = json!({"access_token": "osm-at", "token_type": "Bearer", "refresh_token": "osm-rt", "expires_in": 3600});
     let step = f.on_provider_response(
         *pending,
-        &answer(200, "application/json", &tokens.to_string()),
+        &json_response(200, "application/json", &tokens.to_string()),
         &mut s,
         NOW,
         &mut CountingEntropy(3),
@@ -531,7 +470,7 @@ fn a_plain_oauth2_provider_signs_people_in_from_its_userinfo_api() {
     let details = json!({"version": "0.6", "user": {"id": 4242, "display_name": "Carto Mapper"}});
     let step = f.on_provider_response(
         *pending,
-        &answer(200, "application/json; charset=utf-8", &details.to_string()),
+        &json_response(200, "application/json; charset=utf-8", &details.to_string()),
         &mut s,
         NOW,
         &mut CountingEntropy(4),
@@ -542,9 +481,9 @@ fn a_plain_oauth2_provider_signs_people_in_from_its_userinfo_api() {
         "{:?}",
         step.outcome
     );
-    let session = cookie_header(&response(step));
+    let session = cookie_header(&set_cookies(&response(step)));
     let req = get("/chat", &[JSON, ("cookie", &session)]);
-    let h = upstream_headers(&req, f.on_request(&req, &s, NOW, &mut CountingEntropy(5)));
+    let h = forwarded(&req, f.on_request(&req, &s, NOW, &mut CountingEntropy(5)));
     assert_eq!(header(&h, "x-forwarded-user"), Some("4242"));
     assert_eq!(
         header(&h, "x-forwarded-preferred-username"),
@@ -591,7 +530,7 @@ fn bearer_tokens_are_checked_by_the_provider_their_issuer_names() {
     let step = call(&token(KC, "sesame-kc"));
     assert_eq!(step.outcome, Outcome::BearerPassed);
     let req = get("/api/x", &[JSON, ("authorization", "x")]);
-    let h = upstream_headers(&req, step);
+    let h = forwarded(&req, step);
     assert_eq!(header(&h, "x-auth-request-provider"), Some("kc"));
     // Each provider's own audience: kc's token for pc's client is refused.
     assert!(matches!(

@@ -17,20 +17,25 @@ use crate::core::testing::CountingEntropy;
 use crate::core::Clock;
 
 fn provider() -> ProviderState {
+    discovered(ISSUER)
+}
+
+/// A provider at `issuer`, discovered and with the test keys.
+pub(super) fn discovered(issuer: &str) -> ProviderState {
     let discovery = json!({
-        "issuer": ISSUER,
-        "authorization_endpoint": format!("{ISSUER}/auth"),
-        "token_endpoint": format!("{ISSUER}/token"),
-        "userinfo_endpoint": format!("{ISSUER}/me"),
-        "jwks_uri": format!("{ISSUER}/jwks"),
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/me"),
+        "jwks_uri": format!("{issuer}/jwks"),
     });
     let mut state = ProviderState::default();
-    let metadata = ProviderMetadata::parse(ISSUER, discovery.to_string().as_bytes()).unwrap();
+    let metadata = ProviderMetadata::parse(issuer, discovery.to_string().as_bytes()).unwrap();
     state.refreshed(metadata, key_set(), NOW - 100, 3600);
     state
 }
 
-fn get<'a>(path: &'a str, headers: &[(&'a str, &'a str)]) -> Request<'a> {
+pub(super) fn get<'a>(path: &'a str, headers: &[(&'a str, &'a str)]) -> Request<'a> {
     Request {
         method: "GET",
         path,
@@ -39,7 +44,7 @@ fn get<'a>(path: &'a str, headers: &[(&'a str, &'a str)]) -> Request<'a> {
 }
 
 /// The headers the upstream gets: the request's, changed as the step says.
-fn forwarded(req: &Request, step: Step) -> Vec<(String, String)> {
+pub(super) fn forwarded(req: &Request, step: Step) -> Vec<(String, String)> {
     match step.action {
         Action::ContinueWith(u) | Action::ContinueWithCookies(u, _) => u.apply(&req.headers),
         Action::Continue => Upstream::default().apply(&req.headers),
@@ -49,14 +54,14 @@ fn forwarded(req: &Request, step: Step) -> Vec<(String, String)> {
 
 const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
 
-fn response(step: Step) -> Response {
+pub(super) fn response(step: Step) -> Response {
     match step.action {
         Action::Respond(r) => r,
         other => panic!("expected a response, got {other:?} ({:?})", step.outcome),
     }
 }
 
-fn set_cookies(r: &Response) -> Vec<(String, String)> {
+pub(super) fn set_cookies(r: &Response) -> Vec<(String, String)> {
     r.headers
         .iter()
         .filter(|(k, _)| k == "set-cookie")
@@ -67,7 +72,7 @@ fn set_cookies(r: &Response) -> Vec<(String, String)> {
         .collect()
 }
 
-fn cookie_header(cookies: &[(String, String)]) -> String {
+pub(super) fn cookie_header(cookies: &[(String, String)]) -> String {
     cookies
         .iter()
         .filter(|(_, v)| !v.is_empty())
@@ -76,7 +81,7 @@ fn cookie_header(cookies: &[(String, String)]) -> String {
         .join("; ")
 }
 
-fn param(url: &str, name: &str) -> String {
+pub(super) fn param(url: &str, name: &str) -> String {
     let u = url::Url::parse(url).unwrap();
     u.query_pairs()
         .find(|(k, _)| k == name)
@@ -96,7 +101,7 @@ fn start(filter: &Filter, path: &str) -> (Response, Vec<(String, String)>) {
     (r, cookies)
 }
 
-fn json_response(status: u16, content_type: &str, body: &str) -> ProviderResponse {
+pub(super) fn json_response(status: u16, content_type: &str, body: &str) -> ProviderResponse {
     ProviderResponse {
         status,
         headers: vec![
