@@ -13,6 +13,7 @@ kind, and one provider down while the others go on.
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -37,9 +38,11 @@ from oidc_client import (
     deliver_callback,
     describe,
     gauge,
+    http_request,
     query,
     unique_path,
     upstream_mark,
+    upstream_paths,
     upstream_view,
 )
 
@@ -282,6 +285,36 @@ def test_a_route_for_one_provider_refuses_the_others_sessions(envoy: Envoy, upst
     assert upstream_view(staff, envoy.url, path)["headers"]["x-auth-request-provider"] == "kc"
 
 
+@pytest.mark.parametrize("spelling", [
+    "/staff/x", "//staff/x", "/x/../staff/x", "/%73taff/x", "/staff;p=1/x", "/public/..%2Fstaff/x",
+])
+def test_another_providers_session_stays_out_of_a_route_in_any_spelling(
+        envoy: Envoy, upstream: Upstream, spelling: str) -> None:
+    """The staff-only route, asked for in spellings that servers read as
+    `/staff/...`: ProConnect's session never reaches the upstream."""
+    agent = signed_in(envoy, "pc", "bob")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in agent.cookies)
+    mark = upstream_mark(upstream)
+    status, _, body = http_request(envoy.port, "GET", spelling, {**JSON, "Cookie": cookie})
+    assert status in (400, 403), (status, body[:300])
+    assert not (upstream_paths(upstream, since=mark) & {spelling, "/staff/x"}), spelling
+
+
+def test_a_session_cannot_be_relabelled_as_another_providers(envoy: Envoy) -> None:
+    """The first byte of the sealed session names the provider whose keys
+    sealed it: changed to name another provider, it opens nothing."""
+    agent = signed_in(envoy, "pc", "bob")
+    value = agent.cookies.get(COOKIE)
+    raw = bytearray(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    assert raw[0] == 2, "pc is the second provider"
+    for other in (1, 3):
+        raw[0] = other
+        forged = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+        r = requests.get(envoy.url + unique_path("/relabelled"),
+                         headers={**JSON, "Cookie": f"{COOKIE}={forged}"}, timeout=TIMEOUT)
+        assert r.status_code == 401, describe(r)
+
+
 def test_a_code_and_state_from_one_provider_are_refused_at_another_callback(envoy: Envoy) -> None:
     counters = Counters(envoy)
     b = browser()
@@ -317,13 +350,20 @@ def test_bearer_tokens_from_both_issuers(envoy: Envoy, kc: Provider, pc: Provide
         assert r.json()["headers"]["x-auth-request-provider"] == pid
         assert r.json()["headers"]["x-forwarded-email"] == USERS[user]["email"]
     # A route for the staff provider: pc's token is refused there (its
-    # issuer picks pc's keys, and the route does not admit pc).
+    # issuer picks pc's keys, and the route does not admit pc), fresh, or
+    # remembered from a route that admitted it.
     token = api_tokens(pc, "alice", scope="openid api:read")["access_token"]
+    bearer = {**JSON, "Authorization": f"Bearer {token}"}
     counters = Counters(envoy)
-    r = requests.get(envoy.url + unique_path("/staff-api/x"),
-                     headers={**JSON, "Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+    r = requests.get(envoy.url + unique_path("/staff-api/x"), headers=bearer, timeout=TIMEOUT)
     assert r.status_code == 401, describe(r)
     assert r.json()["error"] == "invalid_token", r.text
+    assert counters.delta() == {"bearer_refused.wrong_issuer": 1}
+    r = requests.get(envoy.url + unique_path("/api/x"), headers=bearer, timeout=TIMEOUT)
+    assert r.status_code == 200, describe(r)
+    counters = Counters(envoy)
+    r = requests.get(envoy.url + unique_path("/staff-api/x"), headers=bearer, timeout=TIMEOUT)
+    assert r.status_code == 401, describe(r)
     assert counters.delta() == {"bearer_refused.wrong_issuer": 1}
 
 
