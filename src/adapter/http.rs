@@ -12,13 +12,16 @@ use crate::core::flow::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
 use crate::core::flow::Pending;
 use crate::core::flow::{Action, Outcome, Step};
 use crate::core::http::{str_pairs, Request, Response};
-use crate::core::OsEntropy;
+use crate::core::{audit, OsEntropy};
 
 pub struct SesameHttp {
     shared: Rc<Shared>,
     pending: Option<(u32, Box<Pending>)>,
     /// `Set-Cookie` values to add to the upstream's answer.
     set_cookies: Vec<String>,
+    /// The request's path and `x-request-id`, kept for its audit line
+    /// (only when its outcome has one, or it waits for the provider).
+    audit_at: Option<(String, Option<String>)>,
 }
 
 impl SesameHttp {
@@ -27,6 +30,7 @@ impl SesameHttp {
             shared,
             pending: None,
             set_cookies: Vec::new(),
+            audit_at: None,
         }
     }
 
@@ -61,6 +65,21 @@ impl SesameHttp {
         }
         if let Some(line) = step.outcome.log_line() {
             log(LogLevel::Info, &line);
+        }
+        if audit::audited(&step.outcome) {
+            let (path, request_id) = self
+                .audit_at
+                .as_ref()
+                .map_or(("", None), |(p, id)| (p.as_str(), id.as_deref()));
+            let at = audit::Context {
+                time: now(),
+                path,
+                request_id,
+            };
+            if let Some(line) = audit::request_line(&self.shared.filter.config, &step.outcome, &at)
+            {
+                log(LogLevel::Info, &line);
+            }
         }
         match step.action {
             Action::Continue => HostAction::Continue,
@@ -176,9 +195,18 @@ impl HttpContext for SesameHttp {
         };
         let mut step = decide();
         // Never refused while a fresh copy is in shared data: look at once,
-        // and decide again if a provider became ready.
-        if step.outcome == Outcome::ProviderUnavailable && shared.adopt_providers_now() {
+        // and decide again if a provider became ready (or a first access
+        // document is there).
+        if (step.outcome == Outcome::ProviderUnavailable && shared.adopt_providers_now())
+            || (step.outcome == Outcome::AccessUnavailable && shared.adopt_access())
+        {
             step = decide();
+        }
+        if audit::audited(&step.outcome) || matches!(step.action, Action::Call(..)) {
+            self.audit_at = Some((
+                request.path_only().to_string(),
+                request.header("x-request-id").map(str::to_string),
+            ));
         }
         self.perform(step)
     }

@@ -20,10 +20,12 @@ use super::http::SesameHttp;
 use super::metrics::Metrics;
 use super::shared::Shared;
 use super::{call_response, dispatch, log, now, HostStore, VmClock};
+use crate::core::access::source::AccessFetch;
+use crate::core::audit;
 use crate::core::config::Config;
 use crate::core::flow::Filter;
 use crate::core::oidc::provider::{Fetch, FetchResult, ProviderState};
-use crate::core::shared::{provider_lease_key, release_lease, take_lease};
+use crate::core::shared::{access_lease_key, provider_lease_key, release_lease, take_lease};
 use crate::core::{random_token, Entropy, OsEntropy};
 
 #[derive(Default)]
@@ -35,6 +37,8 @@ pub struct SesameRoot {
     holder: String,
     /// The timer has not fired yet since the configuration.
     first_tick: bool,
+    /// The access document's fetch under way.
+    access_fetch: Option<u32>,
 }
 
 /// Delay of the first timer tick after the configuration.
@@ -53,6 +57,81 @@ impl SesameRoot {
         for index in 0..shared.filter.config.providers.len() {
             self.refresh_provider(&shared, index);
         }
+        self.refresh_access(&shared);
+    }
+
+    /// Adopts the access document another worker shared; fetches it when
+    /// due and this VM gets the lease.
+    fn refresh_access(&mut self, shared: &Shared) {
+        let Some(source) = &shared.filter.config.access_source else {
+            return;
+        };
+        shared.adopt_access();
+        let now = shared.clock.read();
+        shared.record_access_gauges(now);
+        if self.access_fetch.is_some() || !shared.filter.access.borrow().fetch_due(now) {
+            return;
+        }
+        let lease_for = shared.filter.config.provider_timeout_ms.div_ceil(1000) + 2;
+        let lease = access_lease_key(&shared.filter.shared_ns);
+        if !take_lease(&HostStore, &lease, &self.holder, now, lease_for) {
+            return;
+        }
+        let Some(call) = shared.filter.access.borrow_mut().start_fetch(source, now) else {
+            return;
+        };
+        let config = &shared.filter.config;
+        match dispatch(&source.cluster, &call, config.provider_timeout_ms) {
+            Ok(token) => self.access_fetch = Some(token),
+            Err(status) => {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cannot call cluster {:?} for the access document: {status:?}",
+                        source.cluster
+                    ),
+                );
+                shared.filter.access.borrow_mut().call_failed(config, now);
+                self.access_ended(shared, AccessFetch::Failed(String::new()), now);
+            }
+        }
+    }
+
+    /// The access document's fetch ended: count it, say what changed,
+    /// share the state, free the lease.
+    fn access_ended(&mut self, shared: &Shared, result: AccessFetch, now: u64) {
+        self.access_fetch = None;
+        match &result {
+            AccessFetch::Changed => {
+                shared.filter.access_changed();
+                if let Some(document) = shared.filter.access.borrow().document.as_ref() {
+                    log(LogLevel::Info, &audit::document_line(document, now));
+                }
+            }
+            AccessFetch::Unchanged => {}
+            AccessFetch::Failed(message) => {
+                if !message.is_empty() {
+                    let kept = if shared.filter.access.borrow().document.is_some() {
+                        "the last good document stays in force"
+                    } else {
+                        "no document is in force yet: nobody is admitted"
+                    };
+                    log(LogLevel::Warn, &format!("{message}; {kept}"));
+                }
+            }
+        }
+        let counter = match result {
+            AccessFetch::Failed(_) => "access_fetch_failure",
+            _ => "access_fetch_success",
+        };
+        shared.metrics.increment(counter);
+        shared.publish_access();
+        release_lease(
+            &HostStore,
+            &access_lease_key(&shared.filter.shared_ns),
+            &self.holder,
+        );
+        shared.record_access_gauges(now);
     }
 
     fn refresh_provider(&mut self, shared: &Shared, index: usize) {
@@ -136,10 +215,22 @@ impl Context for SesameRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some((index, fetch)) = self.fetches.remove(&token_id) else {
+        let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some(shared) = self.shared.clone() else {
+        if self.access_fetch == Some(token_id) {
+            let response = call_response(body_size);
+            let now = now();
+            let result =
+                shared
+                    .filter
+                    .access
+                    .borrow_mut()
+                    .on_fetch(&shared.filter.config, &response, now);
+            self.access_ended(&shared, result, now);
+            return;
+        }
+        let Some((index, fetch)) = self.fetches.remove(&token_id) else {
             return;
         };
         let response = call_response(body_size);
@@ -238,10 +329,21 @@ impl RootContext for SesameRoot {
             seen: RefCell::new(seen),
             looked_at: Cell::new(0),
             clock: VmClock::default(),
+            access_seen: Cell::new(None),
         });
+        if let Some(source) = &shared.filter.config.access_source {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "access rules from {} (cluster {}, every {}s): nobody is admitted until a first document is loaded",
+                    source.url, source.cluster, source.refresh_interval
+                ),
+            );
+        }
         self.holder = random_token(&mut OsEntropy, 12);
         self.shared = Some(shared);
         self.fetches.clear();
+        self.access_fetch = None;
         // No fetch from here: Envoy also configures a short-lived copy of the
         // plugin on its main thread, which would take the fetch lease and
         // never finish. Only VMs whose timer runs fetch; the first tick comes

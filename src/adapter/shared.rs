@@ -10,7 +10,7 @@ use super::metrics::Metrics;
 use super::{log, HostStore, VmClock};
 use crate::core::flow::Filter;
 use crate::core::oidc::provider::ProviderState;
-use crate::core::shared::{provider_key, SharedStore};
+use crate::core::shared::{access_key, provider_key, SharedStore};
 use crate::core::Clock;
 
 /// What every context of this VM shares.
@@ -26,6 +26,8 @@ pub struct Shared {
     pub looked_at: Cell<u64>,
     /// The clock requests take their bounds from (read by the timer).
     pub clock: VmClock,
+    /// Version of the shared access state last adopted.
+    pub access_seen: Cell<Option<u32>>,
 }
 
 impl Shared {
@@ -103,6 +105,73 @@ impl Shared {
         let before = ready();
         self.adopt_providers();
         ready() > before
+    }
+
+    /// Takes the access document another worker shared, when it changed;
+    /// what this VM decided with the old one is decided again. True when a
+    /// new document came into force.
+    pub fn adopt_access(&self) -> bool {
+        if self.filter.config.access_source.is_none() {
+            return false;
+        }
+        let Some((bytes, version)) = HostStore.get(&access_key(&self.filter.shared_ns)) else {
+            return false;
+        };
+        if self.access_seen.replace(Some(version)) == Some(version) {
+            return false;
+        }
+        let adopted = self
+            .filter
+            .access
+            .borrow_mut()
+            .adopt(&self.filter.config, &bytes);
+        match adopted {
+            Ok(true) => {
+                self.filter.access_changed();
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("ignoring the access document shared by another worker: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    /// Shares this VM's access state with the other workers, when it changed.
+    pub fn publish_access(&self) {
+        let mut access = self.filter.access.borrow_mut();
+        if !std::mem::take(&mut access.changed) {
+            return;
+        }
+        let key = access_key(&self.filter.shared_ns);
+        if !HostStore.set(&key, &access.snapshot(), None) {
+            log(
+                LogLevel::Warn,
+                "cannot share the access document with the other workers",
+            );
+        }
+    }
+
+    /// The access source's gauges: whether a document is in force, and
+    /// how long ago the source last gave or confirmed it.
+    pub fn record_access_gauges(&self, now: u64) {
+        if self.filter.config.access_source.is_none() {
+            return;
+        }
+        let access = self.filter.access.borrow();
+        let ready = access.document.is_some();
+        self.metrics
+            .set_gauge("access_source_ready", u64::from(ready));
+        let age = if ready {
+            now.saturating_sub(access.confirmed_at)
+        } else {
+            0
+        };
+        self.metrics.set_gauge("access_document_age", age);
     }
 
     /// Shares our copy of each provider's state with the other workers,

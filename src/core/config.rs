@@ -7,6 +7,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::access::document::{read_api_keys, ApiKeys};
 use super::access::policy::{DomainRule, Policy};
 use super::access::routes::{
     method_matches, never_matches_a_path, PathPattern, Protection, Route, MAX_ROUTES,
@@ -184,9 +185,40 @@ pub struct Config {
     /// Claims kept in the session: those the headers, the policy and the
     /// userinfo endpoint need.
     pub kept_claims: BTreeSet<String>,
+    /// Where the filter-level rules, revocations and API keys come from,
+    /// when not from this configuration.
+    pub access_source: Option<AccessSource>,
+    /// API keys of the configuration (none with `access_source`: the
+    /// document's apply).
+    pub api_keys: ApiKeys,
+    /// Tokens signed-in people get for their scripts.
+    pub personal_tokens: Option<PersonalTokens>,
     /// Headers Sésame owns (lower case): incoming copies are removed.
     owned_headers: Vec<String>,
 }
+
+/// `access_source`: the access document's URL, the Envoy cluster that
+/// reaches it, and how often it is fetched.
+#[derive(Debug, Clone)]
+pub struct AccessSource {
+    pub url: Url,
+    pub cluster: String,
+    pub refresh_interval: u64,
+}
+
+/// `personal_tokens`: how long a token lives, the scopes it grants, and the
+/// secret its keys come from (`None`: the cookie secret).
+#[derive(Debug, Clone)]
+pub struct PersonalTokens {
+    pub lifetime: u64,
+    pub scopes: Vec<String>,
+    pub secret: Option<Vec<u8>>,
+}
+
+/// The header that names the API key a request came with.
+pub const API_KEY_HEADER: &str = "X-Auth-Request-Api-Key";
+/// The header that lists an API key's scopes.
+pub const SCOPES_HEADER: &str = "X-Auth-Request-Scopes";
 
 /// Default claim → header mapping, with oauth2-proxy's header names.
 pub const DEFAULT_CLAIM_HEADERS: &[(&str, &str)] = &[
@@ -264,6 +296,9 @@ const KNOWN_KEYS: &[&str] = &[
     "token_endpoint",
     "userinfo_endpoint",
     "claims_map",
+    "access_source",
+    "api_keys",
+    "personal_tokens",
 ];
 
 /// The keys that describe one provider: at the top level of a
@@ -397,20 +432,20 @@ pub const PROCONNECT_ACR_VALUES: &[&str] = &[
 ];
 
 /// Collects errors while reading typed values out of the JSON object.
-struct Reader<'a> {
-    obj: &'a Map<String, Value>,
-    errors: Vec<ConfigError>,
+pub(crate) struct Reader<'a> {
+    pub(crate) obj: &'a Map<String, Value>,
+    pub(crate) errors: Vec<ConfigError>,
 }
 
 impl<'a> Reader<'a> {
-    fn err(&mut self, key: &str, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, key: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             key: key.to_string(),
             message: message.into(),
         });
     }
 
-    fn string(&mut self, key: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, key: &str) -> Option<String> {
         match self.obj.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => {
@@ -425,7 +460,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn required_string(&mut self, key: &str) -> Option<String> {
+    pub(crate) fn required_string(&mut self, key: &str) -> Option<String> {
         let present = !matches!(self.obj.get(key), None | Some(Value::Null));
         let value = self.string(key);
         if !present {
@@ -434,7 +469,7 @@ impl<'a> Reader<'a> {
         value
     }
 
-    fn bool(&mut self, key: &str, default: bool) -> bool {
+    pub(crate) fn bool(&mut self, key: &str, default: bool) -> bool {
         match self.obj.get(key) {
             None | Some(Value::Null) => default,
             Some(Value::Bool(b)) => *b,
@@ -445,7 +480,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn seconds(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
+    pub(crate) fn seconds(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
         match self.obj.get(key) {
             None | Some(Value::Null) => default,
             Some(Value::Number(n)) => match n.as_u64() {
@@ -462,7 +497,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
+    pub(crate) fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
         match self.obj.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Array(items)) => {
@@ -489,7 +524,7 @@ fn is_token_char(c: char) -> bool {
 
 /// The access rules (`allowed_emails`, `allowed_email_domains`,
 /// `allowed_claims`) of an object: the configuration, or one of its routes.
-fn read_policy(r: &mut Reader) -> Policy {
+pub(crate) fn read_policy(r: &mut Reader) -> Policy {
     let obj = r.obj;
     let allowed_emails: BTreeSet<String> = r
         .string_list("allowed_emails")
@@ -756,6 +791,101 @@ fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
         introspection_jwt,
         require_typ,
     }
+}
+
+/// `access_source`, and the claims its documents' rules may name (kept in
+/// sessions).
+fn read_access_source(r: &mut Reader) -> (Option<AccessSource>, Vec<String>) {
+    let obj = match r.obj.get("access_source") {
+        None | Some(Value::Null) => return (None, Vec::new()),
+        Some(Value::Object(obj)) => obj,
+        Some(_) => {
+            r.err(
+                "access_source",
+                "must be an object: {\"url\": ..., \"cluster\": ..., \"refresh_interval\": ...}",
+            );
+            return (None, Vec::new());
+        }
+    };
+    let mut sub = Reader {
+        obj,
+        errors: Vec::new(),
+    };
+    for key in obj.keys() {
+        if !["url", "cluster", "refresh_interval", "claims"].contains(&key.as_str()) {
+            sub.err(
+                key,
+                "is not a known key (url, cluster, refresh_interval, claims)",
+            );
+        }
+    }
+    let url = sub
+        .required_string("url")
+        .and_then(|text| match parse_url(&text) {
+            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.has_host() => Some(u),
+            _ => {
+                sub.err("url", "must be an absolute http(s) URL");
+                None
+            }
+        });
+    let cluster = sub.required_string("cluster");
+    let refresh_interval = sub.seconds("refresh_interval", 60, 1, 86_400);
+    let claims = sub.string_list("claims").unwrap_or_default();
+    for e in sub.errors {
+        r.err(&format!("access_source.{}", e.key), e.message);
+    }
+    let source = url.zip(cluster).map(|(url, cluster)| AccessSource {
+        url,
+        cluster,
+        refresh_interval,
+    });
+    (source, claims)
+}
+
+/// `personal_tokens`.
+fn read_personal_tokens(r: &mut Reader) -> Option<PersonalTokens> {
+    let obj = match r.obj.get("personal_tokens") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(obj)) => obj,
+        Some(_) => {
+            r.err(
+                "personal_tokens",
+                "must be an object: {\"lifetime\": ..., \"scopes\": [...]}",
+            );
+            return None;
+        }
+    };
+    let mut sub = Reader {
+        obj,
+        errors: Vec::new(),
+    };
+    for key in obj.keys() {
+        if !["lifetime", "scopes", "secret"].contains(&key.as_str()) {
+            sub.err(key, "is not a known key (lifetime, scopes, secret)");
+        }
+    }
+    let lifetime = sub.seconds("lifetime", 7 * 24 * 3600, 60, 365 * 24 * 3600);
+    let scopes = sub.string_list("scopes").unwrap_or_default();
+    let secret = sub
+        .string("secret")
+        .and_then(|text| match decode_secret(&text) {
+            Some(bytes) if bytes.len() >= 32 => Some(bytes),
+            _ => {
+                sub.err(
+                    "secret",
+                    "must be base64 of at least 32 random bytes (`openssl rand -base64 32`)",
+                );
+                None
+            }
+        });
+    for e in sub.errors {
+        r.err(&format!("personal_tokens.{}", e.key), e.message);
+    }
+    Some(PersonalTokens {
+        lifetime,
+        scopes,
+        secret,
+    })
 }
 
 /// The filter's keys about checked bearer tokens and its own key.
@@ -1122,6 +1252,12 @@ fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
             {
                 sub.err("id", "must be at most 32 letters, digits, `-` or `_`");
             }
+            if id == "apikey" {
+                sub.err(
+                    "id",
+                    "\"apikey\" is reserved: the upstream knows API keys as apikey:<id>",
+                );
+            }
             let label = sub.string("label");
             let provider = read_provider(sub, Some(id), label, true);
             let clash = |what: &str, j: usize| format!("is the {what} of providers[{j}] too");
@@ -1152,7 +1288,7 @@ fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
 /// read by `read` from a `Reader` of its own, which also sees the entries
 /// read before it; its problems are named `key[i].…`. An entry that is not
 /// an object is named with `shape`.
-fn read_entries<'a, T>(
+pub(crate) fn read_entries<'a, T>(
     r: &mut Reader<'a>,
     key: &str,
     items: &'a [Value],
@@ -1372,7 +1508,27 @@ impl Config {
         }
 
         let policy = read_policy(&mut r);
-        if policy.is_empty() && providers.iter().any(|p| p.policy.is_none()) {
+        let (access_source, access_claims) = read_access_source(&mut r);
+        if access_source.is_some() {
+            if !policy.is_empty() {
+                r.err(
+                    "access_source",
+                    "the filter-level rules come from the access document: leave out allowed_emails, allowed_email_domains, allowed_claims and allow_all_users",
+                );
+            }
+            if providers.iter().any(|p| p.policy.is_some()) {
+                r.err(
+                    "access_source",
+                    "the access document's rules apply to every provider: leave out the providers' own rules",
+                );
+            }
+            if obj.contains_key("api_keys") {
+                r.err(
+                    "api_keys",
+                    "with access_source, API keys are listed in the access document",
+                );
+            }
+        } else if policy.is_empty() && providers.iter().any(|p| p.policy.is_none()) {
             r.err(
                 "allowed_email_domains",
                 "no access rule is set: set allowed_email_domains, allowed_emails or allowed_claims (use allowed_email_domains: [\"*\"] to admit every authenticated user with a verified email, allow_all_users: true for a provider that knows no email)",
@@ -1448,6 +1604,9 @@ impl Config {
         let provider_retry_max = r.seconds("provider_retry_max", 30, 1, 3600);
         let jwks_refetch_min_interval = r.seconds("jwks_refetch_min_interval", 30, 0, 3600);
 
+        let api_keys = ApiKeys::new(read_api_keys(&mut r));
+        let personal_tokens = read_personal_tokens(&mut r);
+
         let provider_logout = r.bool("provider_logout", true);
         let skip_provider_button = r.bool("skip_provider_button", true);
         let ids: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
@@ -1515,12 +1674,15 @@ impl Config {
             "family_name",
             "acr",
             "amr",
+            "idp_id",
+            "siret",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         kept_claims.extend(claim_headers.iter().map(|(_, c)| c.clone()));
         kept_claims.extend(policy.claims.iter().map(|(c, _)| c.clone()));
+        kept_claims.extend(access_claims);
         for p in &providers {
             kept_claims.extend(p.claims_map.iter().map(|(c, _)| c.clone()));
             if let Some(policy) = &p.policy {
@@ -1581,6 +1743,9 @@ impl Config {
             routes,
             tokens,
             kept_claims,
+            access_source,
+            api_keys,
+            personal_tokens,
             owned_headers,
         })
     }
@@ -1604,7 +1769,7 @@ impl Config {
     }
 }
 
-fn decode_secret(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_secret(text: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     let t = text.trim();
     base64::engine::general_purpose::STANDARD

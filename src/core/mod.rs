@@ -5,6 +5,7 @@
 //! proxy-wasm adapter carries out. Everything here compiles and is tested natively.
 
 pub mod access;
+pub mod audit;
 pub mod config;
 pub mod flow;
 pub mod http;

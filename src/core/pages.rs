@@ -153,6 +153,66 @@ pub fn page(
     document(status, lang, title, &main)
 }
 
+/// `<proxy_prefix>/token`: the form that asks for a personal token
+/// (`action`: the address it posts to).
+pub fn token_form(lang: Lang, action: &str) -> Response {
+    let title = PERSONAL_TOKEN.title.get(lang);
+    let main = format!(
+        "<h1>{title}</h1><p>{}</p><form method=\"post\" action=\"{}\"><button type=\"submit\">{}</button></form>",
+        PERSONAL_TOKEN.body.get(lang),
+        escape(action),
+        NEW_TOKEN.get(lang)
+    );
+    document(200, lang, title, &main)
+}
+
+/// A personal token just issued, shown once.
+pub fn token_shown(lang: Lang, token: &str, expires: &str) -> Response {
+    let title = PERSONAL_TOKEN.title.get(lang);
+    let main = format!(
+        "<h1>{title}</h1><p>{}</p><p><code>{}</code></p><p>{} {}</p>",
+        TOKEN_ONCE.get(lang),
+        escape(token),
+        TOKEN_EXPIRES.get(lang),
+        escape(expires)
+    );
+    document(200, lang, title, &main).with_header("cache-control", "no-store")
+}
+
+pub const PERSONAL_TOKEN: PageText = PageText {
+    title: Text { fr: "Jeton personnel", en: "Personal token" },
+    body: Text {
+        fr: "Un jeton personnel ouvre ce service à vos scripts, en votre nom (en-tête Authorization: Bearer), tant que vous y avez accès et jusqu’à son expiration. Gardez-le secret.",
+        en: "A personal token lets your scripts use this service as you (Authorization: Bearer header), as long as you are allowed in and until it expires. Keep it secret.",
+    },
+};
+
+pub const NEW_TOKEN: Text = Text {
+    fr: "Créer un jeton",
+    en: "Create a token",
+};
+
+pub const TOKEN_ONCE: Text = Text {
+    fr: "Votre jeton, affiché une seule fois :",
+    en: "Your token, shown only once:",
+};
+
+pub const TOKEN_EXPIRES: Text = Text {
+    fr: "Il expire le",
+    en: "It expires at",
+};
+
+pub const CROSS_SITE: PageText = PageText {
+    title: Text {
+        fr: "Demande refusée",
+        en: "Request refused",
+    },
+    body: Text {
+        fr: "Cette demande ne vient pas de ce site : aucun jeton n’a été créé.",
+        en: "This request does not come from this site: no token was created.",
+    },
+};
+
 /// The sign-in page: one button that starts the sign-in (`start` is the URL of
 /// the start endpoint with the return target). With `proconnect`, the button
 /// follows ProConnect's design and wording.

@@ -290,6 +290,16 @@ pub fn provider_lease_key(ns: &str, index: usize) -> String {
     format!("{ns}.provider.{index}.lease")
 }
 
+/// The key of the access document's state, which every worker reads.
+pub fn access_key(ns: &str) -> String {
+    format!("{ns}.access")
+}
+
+/// The key of the lease that lets one worker fetch the access document.
+pub fn access_lease_key(ns: &str) -> String {
+    format!("{ns}.access.lease")
+}
+
 /// A lease, stored as `holder until` (the holder is URL-safe text).
 #[derive(Debug)]
 struct Lease {

@@ -104,6 +104,11 @@ pub enum Denial {
     ClaimNotAllowed(String),
     /// The route admits people signed in with other providers only.
     ProviderNotAllowed,
+    /// The access document revokes the person.
+    Revoked,
+    /// No rule admits anyone: the access document has none (or none is in
+    /// force yet).
+    NoRule,
 }
 
 impl Denial {
@@ -118,6 +123,8 @@ impl Denial {
             Denial::ProviderNotAllowed => {
                 "the route does not admit people signed in with this provider".into()
             }
+            Denial::Revoked => "the access document revokes this person".into(),
+            Denial::NoRule => "the access document has no rule that admits anyone".into(),
         }
     }
 }

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::core::access::routes::{holds_provider, RouteSet};
 use crate::core::config::ProviderKind;
 use crate::core::flow::headers::{identity_headers, Upstream};
+use crate::core::flow::personal::{is_own_token, strip_authorization, PERSONAL_TOKEN_PREFIX};
 use crate::core::flow::state::{BearerPending, Pending};
+use crate::core::flow::step::Who;
 use crate::core::flow::tokens::{Checked, Memo, NEGATIVE_TTL};
 use crate::core::flow::{Action, Filter, Outcome, Step};
 use crate::core::http::{ProviderResponse, Response};
@@ -126,6 +128,23 @@ impl Filter {
             ));
         };
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let own = is_own_token(token);
+        if own || self.has_api_keys() {
+            if let Some(api_key) = self.api_key(&key) {
+                return self.api_key_request(upstream, api_key, routes, clock.now());
+            }
+        }
+        if own && !token.starts_with(PERSONAL_TOKEN_PREFIX) {
+            // Never sent to a provider: Sésame's own kind of token.
+            let step = self.refuse_token(401, "invalid_token", "unknown API key", "unknown_key");
+            return Step {
+                outcome: Outcome::KeyRefused {
+                    key: None,
+                    reason: "unknown_key",
+                },
+                ..step
+            };
+        }
         // Remembered and still valid: at the clock's upper bound (no reading
         // of the clock), or else, near the entry's end, at the exact time.
         let tokens = self.tokens.borrow();
@@ -163,6 +182,9 @@ impl Filter {
         }
         drop(tokens);
         let now = clock.now();
+        if own {
+            return self.personal_token_request(upstream, authorization, token, key, routes, now);
+        }
         // The OpenID providers the routes admit: a plain OAuth 2.0 provider
         // issues no token Sésame can check.
         let candidates = self
@@ -299,6 +321,67 @@ impl Filter {
                 ))
             }
         }
+    }
+
+    /// A request with a personal token: opened, then held to the route's
+    /// scopes and rules as the person, and remembered like a JWT.
+    fn personal_token_request(
+        &self,
+        upstream: Upstream,
+        authorization: &str,
+        token: &str,
+        key: [u8; 32],
+        routes: RouteSet,
+        now: u64,
+    ) -> Step {
+        let (provider, claims, exp) = match self.open_personal_token(token, now) {
+            Ok(opened) => opened,
+            Err(reason) => {
+                let description = if reason == "expired_token" {
+                    "the token has expired"
+                } else {
+                    "the token is not valid"
+                };
+                let step = self.refuse_token(401, "invalid_token", description, reason);
+                return Step {
+                    outcome: Outcome::TokenRefused { who: None, reason },
+                    ..step
+                };
+            }
+        };
+        let cache = &self.config.tokens;
+        let memo = Memo::default();
+        let step = self.admit(
+            upstream,
+            authorization,
+            token,
+            &claims,
+            routes,
+            provider,
+            &memo,
+        );
+        let checked = Checked {
+            provider,
+            claims: Some(claims),
+            until: exp.min(now.saturating_add(cache.cache_ttl)),
+            memo,
+        };
+        self.tokens
+            .borrow_mut()
+            .put(key, checked, cache.cache_size, now);
+        step
+    }
+
+    /// Whether any API key is listed (in the access document in force, or
+    /// the configuration).
+    fn has_api_keys(&self) -> bool {
+        !self.config.api_keys.is_empty()
+            || self
+                .access
+                .borrow()
+                .document
+                .as_ref()
+                .is_some_and(|d| !d.api_keys.is_empty())
     }
 
     /// The introspection answer for a waiting bearer request.
@@ -480,11 +563,24 @@ impl Filter {
             refusal = answer.err();
             ok
         });
+        // Sésame's own tokens (personal tokens) go no further than here.
+        let own = is_own_token(token);
         if !admitted {
             // A refusal remembered from an earlier request is made again, for
             // its reason.
             if let Some(step) = refusal.or_else(|| self.admission(claims, routes, provider).err()) {
-                return *step;
+                if !own {
+                    return *step;
+                }
+                let reason = match step.outcome {
+                    Outcome::BearerRefused { reason, .. } => reason,
+                    _ => "access_denied",
+                };
+                let who = Some(Who::of(provider, claims));
+                return Step {
+                    outcome: Outcome::TokenRefused { who, reason },
+                    ..*step
+                };
             }
         }
         let identity = memo
@@ -500,12 +596,17 @@ impl Filter {
             })
             .clone();
         // The token goes on to the upstream, unless Sésame sets the header
-        // itself (then the client's copy is among the removed ones).
+        // itself (then the client's copy is among the removed ones), or it
+        // is one of Sésame's own.
+        let mut upstream = upstream;
+        if own {
+            strip_authorization(&mut upstream);
+        }
         let removed = upstream
             .remove
             .iter()
             .any(|n| n.eq_ignore_ascii_case("authorization"));
-        let add = if removed && !identity.iter().any(|(k, _)| k == "authorization") {
+        let add = if removed && !own && !identity.iter().any(|(k, _)| k == "authorization") {
             let mut add = identity.to_vec();
             add.push(("authorization".into(), authorization.to_string()));
             add.into()
@@ -559,15 +660,30 @@ impl Filter {
             return Err(Box::new(Step::respond(
                 response,
                 Outcome::Denied {
-                    email: claims
-                        .get("email")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                    who: Who::of(provider, claims),
                     reason: denial.describe(),
+                    sign_in: false,
                 },
             )));
         }
         Ok(())
+    }
+
+    /// A bearer refusal (RFC 6750 §3.1): `status`, its `error` code, a
+    /// description, and the counter's reason.
+    pub(crate) fn refuse_token(
+        &self,
+        status: u16,
+        error: &'static str,
+        description: &str,
+        reason: &'static str,
+    ) -> Step {
+        self.refuse(Refusal {
+            status,
+            error: Some(error),
+            description: description.to_string(),
+            reason,
+        })
     }
 
     fn refuse(&self, refusal: Refusal) -> Step {
@@ -617,7 +733,7 @@ impl Filter {
 
 impl Step {
     /// Adds `scope="..."` to the `WWW-Authenticate` challenge of a refusal.
-    fn with_scope(mut self, scope: &str) -> Step {
+    pub(crate) fn with_scope(mut self, scope: &str) -> Step {
         if let Action::Respond(r) = &mut self.action {
             for (k, v) in r.headers.iter_mut() {
                 if k == "www-authenticate" {

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use crate::core::access::source::AccessState;
 use crate::core::config::{Config, ProviderConfig};
 use crate::core::flow::tokens::TokenCache;
 use crate::core::session::{Sealer, SessionCache};
@@ -19,6 +20,11 @@ pub struct Filter {
     pub sessions: RefCell<SessionCache>,
     /// Prefix of this configuration's keys in Envoy's shared data.
     pub shared_ns: String,
+    /// The access document in force, and its source's state (this VM's
+    /// copy).
+    pub access: RefCell<AccessState>,
+    /// The keys of personal tokens, when they have a secret of their own.
+    pub token_sealer: Option<Sealer>,
 }
 
 impl Filter {
@@ -30,13 +36,33 @@ impl Filter {
             .collect();
         let sealer = Sealer::for_providers(&config.cookie_secret, &bindings);
         let shared_ns = shared::namespace(&config);
+        let token_sealer = config
+            .personal_tokens
+            .as_ref()
+            .and_then(|t| t.secret.as_ref())
+            .map(|secret| Sealer::for_providers(secret, &bindings));
         Filter {
             config,
             sealer,
             tokens: RefCell::new(TokenCache::default()),
             sessions: RefCell::new(SessionCache::default()),
             shared_ns,
+            access: RefCell::new(AccessState::default()),
+            token_sealer,
         }
+    }
+
+    /// A new access document came into force: what this VM decided with
+    /// the old one about sessions and tokens is decided again.
+    pub fn access_changed(&self) {
+        self.sessions.borrow_mut().clear();
+        self.tokens.borrow_mut().clear();
+    }
+
+    /// Whether the rules come from an access document and none is in force
+    /// yet: nobody can be admitted.
+    pub fn access_missing(&self) -> bool {
+        self.config.access_source.is_some() && self.access.borrow().document.is_none()
     }
 }
 

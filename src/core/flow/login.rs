@@ -6,11 +6,13 @@ use sha2::{Digest, Sha256};
 
 use crate::core::access::policy::merge_userinfo;
 use crate::core::access::redirect::{safe_redirect, safe_return_target};
+use crate::core::access::routes::RouteSet;
 use crate::core::config::{ClientAuth, ProviderKind};
 use crate::core::flow::request::{query_param, SignInHints};
 use crate::core::flow::state::{
     LoginPending, LoginState, LogoutState, Pending, SignOutPending, Stage, TokenResponse,
 };
+use crate::core::flow::step::Who;
 use crate::core::flow::{Action, Filter, Outcome, Step};
 use crate::core::http::{ProviderCall, ProviderResponse, Request, Response};
 use crate::core::oidc::keys::KeySet;
@@ -80,7 +82,7 @@ impl SignOutPending {
         Step::respond(
             self.response,
             Outcome::SignedOut {
-                sub: self.sub,
+                who: self.who,
                 at_provider: self.at_provider,
                 revoked,
             },
@@ -331,8 +333,9 @@ impl Filter {
         Step::respond(
             response,
             Outcome::Denied {
-                email: session.email().map(str::to_string),
+                who: Who::of(session.provider, &session.claims),
                 reason,
+                sign_in: true,
             },
         )
     }
@@ -958,7 +961,7 @@ impl Filter {
                 .map(|c| ("set-cookie".to_string(), c))
                 .collect()
         };
-        if let Err(denial) = self.policy_for(None, index).check(&session.claims) {
+        if let Err(denial) = self.check_rules(RouteSet::FILTER, index, &session.claims) {
             let mut step = self.refused_at_callback(&session, denial.describe(), entropy);
             if let Action::Respond(r) = &mut step.action {
                 r.headers.push(self.clear_login_cookie(index, &login.state));
@@ -997,8 +1000,7 @@ impl Filter {
         Step::respond(
             response,
             Outcome::LoginSucceeded {
-                sub: session.sub().to_string(),
-                email: session.email().map(str::to_string),
+                who: Who::of(index, &session.claims),
             },
         )
     }
@@ -1100,7 +1102,7 @@ impl Filter {
             None => rd,
         };
         let response = Response::redirect(&location).with_headers(headers);
-        let sub = session.as_ref().map(|s| s.sub().to_string());
+        let who = session.as_ref().map(|s| Who::of(s.provider, &s.claims));
         // The session's tokens are revoked first (RFC 7009), when the
         // provider has a revocation endpoint: the refresh token, then the
         // access token. Whatever that answers, the sign-out goes on.
@@ -1122,7 +1124,7 @@ impl Filter {
         let pending = SignOutPending {
             provider: index,
             response,
-            sub,
+            who,
             at_provider,
             tokens,
             revoked: true,

@@ -10,6 +10,7 @@ pub mod bearer;
 pub mod filter;
 pub mod headers;
 pub mod login;
+pub mod personal;
 pub mod refresh;
 pub mod request;
 pub mod state;

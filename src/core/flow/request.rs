@@ -3,9 +3,10 @@
 
 use serde_json::{json, Value};
 
+use super::step::Who;
 use super::{Action, Filter, Outcome, Step};
 use crate::core::access::paths;
-use crate::core::access::policy::{Denial, Policy};
+use crate::core::access::policy::Denial;
 use crate::core::access::redirect::safe_return_target;
 use crate::core::access::routes::{holds_provider, Protection, Route, RouteSet};
 use crate::core::config::ProviderConfig;
@@ -121,14 +122,20 @@ impl Filter {
     }
 
     /// Checks an identity from provider `provider` against every route in
-    /// `routes`: the providers it admits, then its access rules (its own,
-    /// or the provider's, or the filter's).
+    /// `routes`: a revocation in the access document, then the providers
+    /// each route admits and its access rules (its own, or the provider's,
+    /// or the filter's: the access document's when there is one).
     pub(crate) fn check_rules(
         &self,
         routes: RouteSet,
         provider: usize,
         claims: &serde_json::Map<String, Value>,
     ) -> Result<(), Denial> {
+        let access = self.access.borrow();
+        let document = access.document.as_deref();
+        if document.is_some_and(|d| d.revokes(provider, claims)) {
+            return Err(Denial::Revoked);
+        }
         for member in routes.members() {
             if self
                 .route(member)
@@ -136,7 +143,19 @@ impl Filter {
             {
                 return Err(Denial::ProviderNotAllowed);
             }
-            self.policy_for(member, provider).check(claims)?;
+            let policy = self
+                .route(member)
+                .and_then(|r| r.policy.as_ref())
+                .or(self.provider(provider).policy.as_ref());
+            let policy = match (policy, &self.config.access_source) {
+                (Some(p), _) => p,
+                (None, None) => &self.config.policy,
+                (None, Some(_)) => match document {
+                    Some(d) if !d.policy.is_empty() => &d.policy,
+                    _ => return Err(Denial::NoRule),
+                },
+            };
+            policy.check(claims)?;
         }
         Ok(())
     }
@@ -152,15 +171,6 @@ impl Filter {
     /// The route at `index` of `routes`.
     pub(crate) fn route(&self, index: Option<usize>) -> Option<&Route> {
         index.and_then(|i| self.config.routes.get(i))
-    }
-
-    /// The access rules of a route for people from `provider`: the
-    /// route's own, or else the provider's, or else the filter's.
-    pub(crate) fn policy_for(&self, route: Option<usize>, provider: usize) -> &Policy {
-        self.route(route)
-            .and_then(|r| r.policy.as_ref())
-            .or(self.provider(provider).policy.as_ref())
-            .unwrap_or(&self.config.policy)
     }
 
     pub fn session_cookie(&self) -> SessionCookie<'_> {
@@ -215,6 +225,9 @@ impl Filter {
         let path = req.path_only();
         let cookies = cookies::parse(req.header_values("cookie"));
         if let Some(i) = self.config.provider_by_callback(path) {
+            if self.access_missing() {
+                return self.access_unavailable(req);
+            }
             return match providers.get(i) {
                 Some(state) => {
                     self.callback(i, req, &cookies, state, clock.now(), entropy, lang(req))
@@ -249,6 +262,9 @@ impl Filter {
             Ok(resolved) => resolved,
             Err(detail) => return self.path_refused(detail, lang(req)),
         };
+        if protection != Protection::Public && self.access_missing() {
+            return self.access_unavailable(req);
+        }
         let authorization = req.header("authorization");
         let mut upstream = Upstream::stripping(&self.config, &req.headers);
         // Several Authorization headers, as sent or as Envoy joined them:
@@ -327,8 +343,9 @@ impl Filter {
                     Step::respond(
                         response,
                         Outcome::Denied {
-                            email: session.email().map(str::to_string),
+                            who: Who::of(session.provider, &session.claims),
                             reason: Denial::ProviderNotAllowed.describe(),
+                            sign_in: false,
                         },
                     )
                 }
@@ -548,14 +565,32 @@ impl Filter {
         Step::respond(response, Outcome::ProviderUnavailable)
     }
 
+    /// 503 while no access document is in force: nobody can be admitted
+    /// yet (a page for a navigation, JSON otherwise).
+    fn access_unavailable(&self, req: &Request) -> Step {
+        let response = if is_navigation(req) {
+            pages::page(503, lang(req), &pages::UNAVAILABLE, None, None)
+        } else {
+            Response::new(503).with_body(
+                "application/json",
+                r#"{"error":"temporarily_unavailable","error_description":"the access rules are not loaded yet"}"#,
+            )
+        };
+        Step::respond(
+            response.with_header("retry-after", "5"),
+            Outcome::AccessUnavailable,
+        )
+    }
+
     /// The 403 page for a signed-in person the access rules do not admit.
     pub fn denied(&self, session: &Session, reason: &str, lang: Lang) -> Step {
         let response = self.denied_page(session.who(), lang);
         Step::respond(
             response,
             Outcome::Denied {
-                email: session.email().map(str::to_string),
+                who: Who::of(session.provider, &session.claims),
                 reason: reason.to_string(),
+                sign_in: false,
             },
         )
     }
@@ -589,7 +624,13 @@ impl Filter {
         entropy: &mut dyn Entropy,
         lang: Lang,
     ) -> Step {
+        if matches!(endpoint, "/auth" | "/userinfo" | "/token") && self.access_missing() {
+            return self.access_unavailable(req);
+        }
         match endpoint {
+            "/token" if self.config.personal_tokens.is_some() => {
+                self.personal_token_endpoint(req, cookies, providers, clock.now(), entropy, lang)
+            }
             "/sign_in" | "/start" => {
                 let rd = query_param(req.query(), "rd").unwrap_or_else(|| "/".into());
                 let chosen = match query_param(req.query(), "provider") {
@@ -656,8 +697,9 @@ impl Filter {
                         Err(d) => Step::respond(
                             Response::new(403),
                             Outcome::Denied {
-                                email: s.email().map(str::to_string),
+                                who: Who::of(s.provider, &s.claims),
                                 reason: d.describe(),
+                                sign_in: false,
                             },
                         ),
                     },

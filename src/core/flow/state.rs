@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::core::access::routes::RouteSet;
 use crate::core::flow::headers::Upstream;
+use crate::core::flow::step::Who;
 use crate::core::http::{OwnedRequest, Response};
 use crate::core::pages::Lang;
 use crate::core::session::cookies;
@@ -188,7 +189,7 @@ pub struct SignOutPending {
     /// The sign-out's answer (cookies cleared, on to `rd` or the
     /// provider's logout), sent whatever the revocation answers.
     pub response: Response,
-    pub sub: Option<String>,
+    pub who: Option<Box<Who>>,
     pub at_provider: bool,
     /// Tokens still to revoke, with their `token_type_hint`.
     pub tokens: Vec<(String, &'static str)>,

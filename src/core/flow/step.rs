@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use serde_json::{Map, Value};
+
 use crate::core::flow::headers::Upstream;
 use crate::core::flow::state::Pending;
 use crate::core::http::{ProviderCall, Response};
@@ -24,6 +26,38 @@ pub enum Action {
     Call(ProviderCall, Box<Pending>),
 }
 
+/// Who a request was about, for log and audit lines: identity claims, never
+/// a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Who {
+    /// The provider's index.
+    pub provider: usize,
+    pub sub: String,
+    pub email: Option<String>,
+    pub idp_id: Option<String>,
+    pub siret: Option<String>,
+    pub acr: Option<String>,
+}
+
+impl Who {
+    /// The person of `claims`, signed in with provider `provider`.
+    pub fn of(provider: usize, claims: &Map<String, Value>) -> Box<Who> {
+        let text = |name: &str| match claims.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        Box::new(Who {
+            provider,
+            sub: text("sub").unwrap_or_default(),
+            email: text("email"),
+            idp_id: text("idp_id"),
+            siret: text("siret"),
+            acr: text("acr"),
+        })
+    }
+}
+
 /// What happened, for counters and logs. Never carries a secret or a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -38,22 +72,24 @@ pub enum Outcome {
     /// Waiting for the provider.
     Waiting,
     LoginSucceeded {
-        sub: String,
-        email: Option<String>,
+        who: Box<Who>,
     },
     LoginFailed {
         reason: &'static str,
         detail: String,
     },
+    /// The access rules (or a revocation) refused a person: at the
+    /// callback (`sign_in`), or on a request.
     Denied {
-        email: Option<String>,
+        who: Box<Who>,
         reason: String,
+        sign_in: bool,
     },
     ProviderUnavailable,
     /// `/oauth2/sign_out`: who (when a session came with it), and whether
     /// the browser goes on to the provider's logout.
     SignedOut {
-        sub: Option<String>,
+        who: Option<Box<Who>>,
         at_provider: bool,
         /// Whether the session's tokens were revoked at the provider
         /// (`None`: nothing to revoke, or no revocation endpoint).
@@ -89,6 +125,22 @@ pub enum Outcome {
         ok: bool,
     },
     NotFound,
+    /// An API key was refused (`key`: its id, when it is a listed one).
+    KeyRefused {
+        key: Option<String>,
+        reason: &'static str,
+    },
+    /// A personal token was issued at `<proxy_prefix>/token`.
+    TokenIssued {
+        who: Box<Who>,
+    },
+    /// A personal token was refused, or not issued.
+    TokenRefused {
+        who: Option<Box<Who>>,
+        reason: &'static str,
+    },
+    /// No access document is in force yet: 503.
+    AccessUnavailable,
     /// A page at a clean address: a refused sign-in's (the refusal itself
     /// was counted at the callback), or the "signed out" page.
     PageShown,
@@ -128,6 +180,12 @@ impl Outcome {
             Outcome::NotFound => Cow::Borrowed("not_found"),
             Outcome::PageShown => Cow::Borrowed(""),
             Outcome::PathRefused { .. } => Cow::Borrowed("path_refused"),
+            Outcome::KeyRefused { reason, .. } => Cow::Owned(format!("api_key_refused.{reason}")),
+            Outcome::TokenIssued { .. } => Cow::Borrowed("personal_token_issued"),
+            Outcome::TokenRefused { reason, .. } => {
+                Cow::Owned(format!("personal_token_refused.{reason}"))
+            }
+            Outcome::AccessUnavailable => Cow::Borrowed("access_source_unavailable"),
         }
     }
 
@@ -164,17 +222,21 @@ impl Outcome {
     /// A log line for outcomes worth one (never with tokens or secrets).
     pub fn log_line(&self) -> Option<String> {
         match self {
-            Outcome::LoginSucceeded { sub, email } => Some(format!(
-                "login succeeded: sub={sub:?} email={:?}",
-                email.as_deref().unwrap_or("")
+            Outcome::LoginSucceeded { who } => Some(format!(
+                "login succeeded: sub={:?} email={:?}",
+                who.sub,
+                who.email.as_deref().unwrap_or("")
             )),
             Outcome::LoginFailed { reason, detail } => {
                 Some(format!("login failed ({reason}): {detail}"))
             }
-            Outcome::Denied { email, reason } => Some(format!(
+            Outcome::Denied { who, reason, .. } => Some(format!(
                 "access denied: email={:?}: {reason}",
-                email.as_deref().unwrap_or("")
+                who.email.as_deref().unwrap_or("")
             )),
+            Outcome::AccessUnavailable => {
+                Some("no access document in force yet: answered 503".into())
+            }
             Outcome::ProviderUnavailable => {
                 Some("identity provider unavailable: answered 503".into())
             }
@@ -187,12 +249,12 @@ impl Outcome {
             }
             Outcome::PathRefused { detail } => Some(format!("request refused (400): {detail}")),
             Outcome::SignedOut {
-                sub,
+                who,
                 at_provider,
                 revoked,
             } => Some(format!(
                 "signed out: sub={:?}{}{}",
-                sub.as_deref().unwrap_or(""),
+                who.as_ref().map_or("", |w| w.sub.as_str()),
                 match revoked {
                     Some(true) => ", tokens revoked at the provider",
                     Some(false) => ", the provider's revocation failed",

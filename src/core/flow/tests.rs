@@ -487,7 +487,7 @@ fn access_rules_apply_at_login_and_on_each_request() {
     let f = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
     let login = run_login(&f, &mut provider(), "eve@example.com", id_token_for);
     assert!(
-        matches!(&login.step.outcome, Outcome::Denied { email: Some(e), .. } if e == "eve@example.com")
+        matches!(&login.step.outcome, Outcome::Denied { who, sign_in: true, .. } if who.email.as_deref() == Some("eve@example.com"))
     );
     let r = refusal_page(&f, login.step);
     assert_eq!(r.status, 403);
@@ -3019,7 +3019,12 @@ fn sign_out_revokes_the_sessions_tokens_and_never_waits_on_a_failure() {
     assert_eq!(
         step.outcome,
         Outcome::SignedOut {
-            sub: Some("alice-7f3a".into()),
+            who: Some(Box::new(crate::core::flow::step::Who {
+                sub: "alice-7f3a".into(),
+                email: Some("alice@numerique.gouv.fr".into()),
+                siret: Some("13002526500013".into()),
+                ..Default::default()
+            })),
             at_provider: false,
             revoked: Some(false),
         }

@@ -64,6 +64,11 @@ impl TokenCache {
         self.entries.insert(key, checked);
     }
 
+    /// Forgets every token (the access rules changed).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -197,6 +197,11 @@ impl SessionCache {
         self.entries.len()
     }
 
+    /// Forgets every session (the access rules changed).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

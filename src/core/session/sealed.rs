@@ -39,6 +39,8 @@ pub enum Purpose {
     Logout,
     /// Who a refused sign-in's page names (see `Filter::refusal_page`).
     Refusal,
+    /// A personal token (see `Filter::personal_token_endpoint`).
+    Token,
 }
 
 /// AES-256-GCM sealing with keys derived from the cookie secret: one set of
@@ -55,6 +57,7 @@ struct Keys {
     login: Aes256Gcm,
     logout: Aes256Gcm,
     refusal: Aes256Gcm,
+    token: Aes256Gcm,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -96,6 +99,7 @@ impl Sealer {
                 login: derive_key(secret, issuer, client_id, "login"),
                 logout: derive_key(secret, issuer, client_id, "logout"),
                 refusal: derive_key(secret, issuer, client_id, "refusal"),
+                token: derive_key(secret, issuer, client_id, "token"),
             })
             .collect();
         Sealer { keys }
@@ -108,6 +112,7 @@ impl Sealer {
             Purpose::Login => &keys.login,
             Purpose::Logout => &keys.logout,
             Purpose::Refusal => &keys.refusal,
+            Purpose::Token => &keys.token,
         })
     }
 
