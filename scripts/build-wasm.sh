@@ -119,7 +119,7 @@ else
   fi
   export CARGO_TARGET_WASM32_WASIP1_LINKER=/usr/lib/llvm-22/bin/wasm-ld
   export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi \
--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none"
+-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none --cfg sesame_size"
   # std's own crates at "s" like Sésame's code (the profile's "*" would put
   # them at "z"): its string and memory routines run on every request, and
   # "z" made a request with a session about 10% slower in V8. With link-time

@@ -3,6 +3,10 @@
 //! [`core`] holds every decision and is tested natively; `adapter` (built for
 //! `wasm32` only) carries those decisions out with proxy-wasm hostcalls.
 
+// The wasm build (scripts/build-wasm.sh) marks code that runs at start-up
+// or once per sign-in, never per request, to be compiled for size.
+#![cfg_attr(sesame_size, feature(optimize_attribute))]
+
 pub mod core;
 
 #[cfg(target_arch = "wasm32")]

@@ -8,7 +8,7 @@ use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::shared::Shared;
 use super::{call_response, dispatch, log, now, HeaderMap, HostStore, RequestClock};
-use crate::core::flow::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
+use crate::core::flow::headers::{identity_removals, Upstream, SET_COOKIE_CACHE_CONTROL};
 use crate::core::flow::Pending;
 use crate::core::flow::{Action, Outcome, Step};
 use crate::core::http::{str_pairs, Request, Response};
@@ -58,7 +58,7 @@ impl SesameHttp {
         if let Some(counter) = step.outcome.second_counter() {
             metrics.increment(counter);
         }
-        if step.outcome == Outcome::ProviderUnavailable {
+        if matches!(step.outcome, Outcome::ProviderUnavailable) {
             // What this VM knows of the provider (a failed call for one
             // request does not change it).
             self.shared.record_provider_gauges();
@@ -197,10 +197,20 @@ impl HttpContext for SesameHttp {
         // Never refused while a fresh copy is in shared data: look at once,
         // and decide again if a provider became ready (or a first access
         // document is there).
-        if (step.outcome == Outcome::ProviderUnavailable && shared.adopt_providers_now())
-            || (step.outcome == Outcome::AccessUnavailable && shared.adopt_access())
+        if (matches!(step.outcome, Outcome::ProviderUnavailable) && shared.adopt_providers_now())
+            || (matches!(step.outcome, Outcome::AccessUnavailable) && shared.adopt_access())
         {
             step = decide();
+        }
+        if matches!(step.action, Action::Respond(_) | Action::Call(..)) {
+            // Answered here (or later): the client's copies of identity
+            // headers go all the same, so that Envoy's access log, which
+            // reads the request's headers, never shows them as the
+            // request's identity.
+            let config = &shared.filter.config;
+            for name in identity_removals(config, &request.headers) {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, &name);
+            }
         }
         if audit::audited(&step.outcome) || matches!(step.action, Action::Call(..)) {
             self.audit_at = Some((

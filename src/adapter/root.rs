@@ -48,6 +48,7 @@ impl SesameRoot {
     /// Adopts the shared provider states that another worker changed, then
     /// starts a refresh of each provider's discovery and keys when one is
     /// due and this VM gets that provider's lease.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refresh(&mut self) {
         let Some(shared) = self.shared.clone() else {
             return;
@@ -62,6 +63,7 @@ impl SesameRoot {
 
     /// Adopts the access document another worker shared; fetches it when
     /// due and this VM gets the lease.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refresh_access(&mut self, shared: &Shared) {
         let Some(source) = &shared.filter.config.access_source else {
             return;
@@ -99,6 +101,7 @@ impl SesameRoot {
 
     /// The access document's fetch ended: count it, say what changed,
     /// share the state, free the lease.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn access_ended(&mut self, shared: &Shared, result: AccessFetch, now: u64) {
         self.access_fetch = None;
         match &result {
@@ -134,6 +137,7 @@ impl SesameRoot {
         shared.record_access_gauges(now);
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refresh_provider(&mut self, shared: &Shared, index: usize) {
         let config = &shared.filter.config;
         let provider = shared.filter.provider(index);
@@ -160,6 +164,7 @@ impl SesameRoot {
 
     /// A provider's refresh ended (either way): share the result, free the
     /// lease.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refresh_ended(&mut self, shared: &Shared, index: usize) {
         shared.publish_providers();
         release_lease(
@@ -170,6 +175,7 @@ impl SesameRoot {
         shared.record_provider_gauges();
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn send(
         &mut self,
         shared: &Shared,
@@ -201,6 +207,7 @@ impl SesameRoot {
 impl Context for SesameRoot {
     /// The plugin is going away (a new configuration, or Envoy stopping):
     /// the counts not yet added go to Envoy's stats now.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn on_done(&mut self) -> bool {
         if let Some(shared) = &self.shared {
             shared.metrics.flush();
@@ -208,6 +215,7 @@ impl Context for SesameRoot {
         true
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -278,6 +286,7 @@ impl Context for SesameRoot {
 }
 
 impl RootContext for SesameRoot {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = proxy_wasm::hostcalls::get_buffer(
             proxy_wasm::types::BufferType::PluginConfiguration,
@@ -353,6 +362,7 @@ impl RootContext for SesameRoot {
         true
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn on_tick(&mut self) {
         if std::mem::take(&mut self.first_tick) {
             self.set_tick_period(Duration::from_secs(1));
@@ -364,11 +374,13 @@ impl RootContext for SesameRoot {
         }
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
         Some(Box::new(SesameHttp::new(shared)))
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }

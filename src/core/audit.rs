@@ -23,6 +23,7 @@ pub struct Context<'a> {
 
 /// Whether an outcome has an audit line (the adapter keeps the request's
 /// path and id only for these, and for steps that wait for the provider).
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn audited(outcome: &Outcome) -> bool {
     matches!(
         outcome,
@@ -37,6 +38,7 @@ pub fn audited(outcome: &Outcome) -> bool {
 }
 
 /// An audit line's fields: the event and its time, then the rest.
+#[cfg_attr(sesame_size, optimize(size))]
 fn line(event: &str, time: u64) -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert("audit".into(), "sesame".into());
@@ -45,12 +47,14 @@ fn line(event: &str, time: u64) -> Map<String, Value> {
     fields
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn put(fields: &mut Map<String, Value>, name: &str, value: Option<&str>) {
     if let Some(v) = value.filter(|v| !v.is_empty()) {
         fields.insert(name.into(), v.into());
     }
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn put_who(fields: &mut Map<String, Value>, config: &Config, who: &Who) {
     let provider = config.providers.get(who.provider);
     put(fields, "provider", provider.map(|p| p.id.as_str()));
@@ -67,6 +71,7 @@ fn put_who(fields: &mut Map<String, Value>, config: &Config, who: &Who) {
 }
 
 /// The audit line of a request's outcome, if it has one.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn request_line(config: &Config, outcome: &Outcome, at: &Context) -> Option<String> {
     let (event, who, reason) = match outcome {
         Outcome::LoginSucceeded { who } => ("sign_in", Some(who), None),
@@ -101,10 +106,11 @@ pub fn request_line(config: &Config, outcome: &Outcome, at: &Context) -> Option<
     put(&mut fields, "path", Some(at.path));
     put(&mut fields, "reason", reason);
     put(&mut fields, "request_id", at.request_id);
-    Some(Value::Object(fields).to_string())
+    Some(crate::core::json_text(&Value::Object(fields)))
 }
 
 /// The audit line of a new access document in force.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn document_line(document: &AccessDocument, time: u64) -> String {
     let mut fields = line("access_document_changed", time);
     fields.insert("sha256".into(), document.digest.clone().into());
@@ -118,7 +124,7 @@ pub fn document_line(document: &AccessDocument, time: u64) -> String {
     ] {
         fields.insert(name.into(), count.into());
     }
-    Value::Object(fields).to_string()
+    crate::core::json_text(&Value::Object(fields))
 }
 
 #[cfg(test)]

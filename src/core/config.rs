@@ -23,6 +23,7 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "configuration key `{}`: {}", self.key, self.message)
     }
@@ -33,6 +34,7 @@ impl fmt::Display for ConfigError {
 pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
     }
@@ -47,6 +49,7 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::Oidc => "oidc",
@@ -101,10 +104,12 @@ pub struct ProviderConfig {
 
 impl ProviderConfig {
     /// The path of this provider's callback, taken from `redirect_uri`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn callback_path(&self) -> &str {
         self.redirect_uri.path()
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn is_oauth2(&self) -> bool {
         self.kind == ProviderKind::OAuth2
     }
@@ -124,6 +129,7 @@ pub struct SkipRoute {
 }
 
 impl SkipRoute {
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.method
             .as_deref()
@@ -438,6 +444,7 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn err(&mut self, key: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             key: key.to_string(),
@@ -445,6 +452,7 @@ impl<'a> Reader<'a> {
         });
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn string(&mut self, key: &str) -> Option<String> {
         match self.obj.get(key) {
             None | Some(Value::Null) => None,
@@ -460,6 +468,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn required_string(&mut self, key: &str) -> Option<String> {
         let present = !matches!(self.obj.get(key), None | Some(Value::Null));
         let value = self.string(key);
@@ -469,6 +478,7 @@ impl<'a> Reader<'a> {
         value
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn bool(&mut self, key: &str, default: bool) -> bool {
         match self.obj.get(key) {
             None | Some(Value::Null) => default,
@@ -480,6 +490,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn seconds(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
         match self.obj.get(key) {
             None | Some(Value::Null) => default,
@@ -497,6 +508,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
         match self.obj.get(key) {
             None | Some(Value::Null) => None,
@@ -518,12 +530,14 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
 /// The access rules (`allowed_emails`, `allowed_email_domains`,
 /// `allowed_claims`) of an object: the configuration, or one of its routes.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn read_policy(r: &mut Reader) -> Policy {
     let obj = r.obj;
     let allowed_emails: BTreeSet<String> = r
@@ -598,6 +612,7 @@ pub(crate) fn read_policy(r: &mut Reader) -> Policy {
 }
 
 /// `routes`: each entry checked on its own, errors named `routes[i].key`.
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
     let items = match r.obj.get("routes") {
         None | Some(Value::Null) => return Vec::new(),
@@ -751,6 +766,7 @@ fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
 }
 
 /// The keys that say how bearer tokens are checked.
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
     let audience = r
         .string("bearer_audience")
@@ -795,6 +811,7 @@ fn read_bearer(r: &mut Reader, client_id: &str) -> BearerConfig {
 
 /// `access_source`, and the claims its documents' rules may name (kept in
 /// sessions).
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_access_source(r: &mut Reader) -> (Option<AccessSource>, Vec<String>) {
     let obj = match r.obj.get("access_source") {
         None | Some(Value::Null) => return (None, Vec::new()),
@@ -843,6 +860,7 @@ fn read_access_source(r: &mut Reader) -> (Option<AccessSource>, Vec<String>) {
 }
 
 /// `personal_tokens`.
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_personal_tokens(r: &mut Reader) -> Option<PersonalTokens> {
     let obj = match r.obj.get("personal_tokens") {
         None | Some(Value::Null) => return None,
@@ -889,6 +907,7 @@ fn read_personal_tokens(r: &mut Reader) -> Option<PersonalTokens> {
 }
 
 /// The filter's keys about checked bearer tokens and its own key.
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_token_settings(r: &mut Reader, proxy_prefix: &str) -> TokenSettings {
     let cache_ttl = r.seconds("introspection_cache_ttl", 60, 0, 3600);
     let cache_size = r.seconds("introspection_cache_size", 10_000, 0, 1_000_000) as usize;
@@ -919,6 +938,7 @@ fn read_token_settings(r: &mut Reader, proxy_prefix: &str) -> TokenSettings {
 
 /// The keys that describe one provider, read from `r`: the configuration
 /// itself (one provider), or one entry of `providers`.
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_provider(
     r: &mut Reader,
     id: Option<String>,
@@ -1210,6 +1230,7 @@ fn read_provider(
 
 /// The providers: the entries of `providers`, or the one the top level
 /// describes. Ids, callback paths and issuers must differ.
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
     let items = match r.obj.get("providers") {
         None | Some(Value::Null) => return vec![read_provider(r, None, None, false)],
@@ -1288,6 +1309,7 @@ fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
 /// read by `read` from a `Reader` of its own, which also sees the entries
 /// read before it; its problems are named `key[i].…`. An entry that is not
 /// an object is named with `shape`.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn read_entries<'a, T>(
     r: &mut Reader<'a>,
     key: &str,
@@ -1338,6 +1360,7 @@ pub struct OAuth2Endpoints {
 /// `authorization_endpoint`, `token_endpoint`, `userinfo_endpoint` and
 /// `claims_map` of a plain OAuth 2.0 provider; `None` when one is missing
 /// or wrong (each problem is reported).
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_oauth2_endpoints(r: &mut Reader) -> Option<(OAuth2Endpoints, Vec<(String, String)>)> {
     let url = |r: &mut Reader, key: &str| {
         let text = r.required_string(key)?;
@@ -1387,6 +1410,7 @@ fn read_oauth2_endpoints(r: &mut Reader) -> Option<(OAuth2Endpoints, Vec<(String
 impl Config {
     /// Parses and validates the plugin configuration. On failure, every problem
     /// found is returned, not only the first one.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn parse(bytes: &[u8]) -> Result<Config, Vec<ConfigError>> {
         let value: Value = match serde_json::from_slice(bytes) {
             Ok(v) => v,
@@ -1751,6 +1775,7 @@ impl Config {
     }
 
     /// The provider whose callback path is `path`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn provider_by_callback(&self, path: &str) -> Option<usize> {
         self.providers
             .iter()
@@ -1758,17 +1783,20 @@ impl Config {
     }
 
     /// The provider named `id`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn provider_by_id(&self, id: &str) -> Option<usize> {
         self.providers.iter().position(|p| p.id == id)
     }
 
     /// Every header name Sésame may set upstream, lower-cased, with `-`: incoming
     /// copies of these are always removed.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn identity_header_names(&self) -> &[String] {
         &self.owned_headers
     }
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn decode_secret(text: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     let t = text.trim();
@@ -1786,6 +1814,7 @@ pub(crate) fn decode_secret(text: &str) -> Option<Vec<u8>> {
 /// The `acr` a claims request (OpenID Connect Core 5.5) asks for as essential
 /// in the ID token: `None` when it asks for none (or only voluntarily), the
 /// accepted values otherwise (empty: any `acr`, but one must be there).
+#[cfg_attr(sesame_size, optimize(size))]
 fn essential_acr(claims: &Value) -> Result<Option<Vec<String>>, String> {
     let Some(acr) = claims.get("id_token").and_then(|t| t.get("acr")) else {
         return Ok(None);

@@ -137,6 +137,12 @@ pub fn random_token(entropy: &mut dyn Entropy, n: usize) -> String {
 }
 
 /// Compares two byte strings in time independent of where they differ.
+/// A JSON value as text, on one line (through `to_vec`, as every JSON
+/// Sésame writes: one serialiser in the module).
+pub fn json_text(value: &serde_json::Value) -> String {
+    String::from_utf8(serde_json::to_vec(value).unwrap_or_default()).unwrap_or_default()
+}
+
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

@@ -13,6 +13,7 @@ pub enum Lang {
 
 impl Lang {
     /// French unless the browser ranks English above French.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn from_accept_language(header: Option<&str>) -> Lang {
         let Some(header) = header else {
             return Lang::Fr;
@@ -41,6 +42,7 @@ impl Lang {
         best.map(|(_, l)| l).unwrap_or(Lang::Fr)
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn code(self) -> &'static str {
         match self {
             Lang::Fr => "fr",
@@ -51,6 +53,7 @@ impl Lang {
 
 /// An RFC 9110 weight (`0`, `0.5`, `1.000`...) in thousandths, or `None`
 /// when it is not one: integer arithmetic, no float parser in the module.
+#[cfg_attr(sesame_size, optimize(size))]
 fn qvalue(text: &str) -> Option<u16> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
@@ -76,6 +79,7 @@ pub struct Text {
 }
 
 impl Text {
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn get(&self, lang: Lang) -> &'static str {
         match lang {
             Lang::Fr => self.fr,
@@ -85,6 +89,7 @@ impl Text {
 }
 
 /// Escapes text for HTML content and attribute values.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -108,6 +113,7 @@ pub struct PageText {
     pub body: Text,
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn document(status: u16, lang: Lang, title: &str, main: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head>\n<body><main>{main}</main></body></html>\n",
@@ -126,6 +132,7 @@ fn document(status: u16, lang: Lang, title: &str, main: &str) -> Response {
 
 /// An HTML page. `detail` is escaped here; `text` and labels are trusted
 /// constants. `action` is an optional link (href, label).
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn page(
     status: u16,
     lang: Lang,
@@ -155,6 +162,7 @@ pub fn page(
 
 /// `<proxy_prefix>/token`: the form that asks for a personal token
 /// (`action`: the address it posts to).
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn token_form(lang: Lang, action: &str) -> Response {
     let title = PERSONAL_TOKEN.title.get(lang);
     let main = format!(
@@ -167,6 +175,7 @@ pub fn token_form(lang: Lang, action: &str) -> Response {
 }
 
 /// A personal token just issued, shown once.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn token_shown(lang: Lang, token: &str, expires: &str) -> Response {
     let title = PERSONAL_TOKEN.title.get(lang);
     let main = format!(
@@ -216,6 +225,7 @@ pub const CROSS_SITE: PageText = PageText {
 /// The sign-in page: one button that starts the sign-in (`start` is the URL of
 /// the start endpoint with the return target). With `proconnect`, the button
 /// follows ProConnect's design and wording.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn sign_in(lang: Lang, start: &str, proconnect: bool) -> Response {
     let title = SIGN_IN.title.get(lang);
     let button = sign_in_button(lang, start, proconnect);
@@ -235,6 +245,7 @@ pub struct Choice<'a> {
 /// The sign-in page of a filter with several providers: a button for each
 /// (ProConnect's own for a ProConnect provider); one that cannot be
 /// reached is shown without a link, marked unavailable.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn chooser(lang: Lang, choices: &[Choice]) -> Response {
     let title = SIGN_IN.title.get(lang);
     let mut main = format!(
@@ -282,6 +293,7 @@ pub const PROVIDER_UNAVAILABLE: Text = Text {
 
 /// The button that starts a sign-in at `start`: ProConnect's, following its
 /// design and wording, or a plain one.
+#[cfg_attr(sesame_size, optimize(size))]
 fn sign_in_button(lang: Lang, start: &str, proconnect: bool) -> String {
     if proconnect {
         let (login, help) = match lang {

@@ -35,10 +35,12 @@ pub struct MemoryStore {
 }
 
 impl SharedStore for MemoryStore {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.data.borrow().get(key).cloned()
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
         let mut data = self.data.borrow_mut();
         if let (Some(cas), Some((_, current))) = (cas, data.get(key)) {
@@ -63,6 +65,7 @@ pub const REFRESH_RETRY: u64 = 30;
 
 /// The prefix of this configuration's keys: plugins that share a VM id but
 /// not a provider, client or cookie never see each other's state.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn namespace(config: &Config) -> String {
     let mut h = Sha256::new();
     for p in &config.providers {
@@ -78,6 +81,7 @@ pub fn namespace(config: &Config) -> String {
     format!("sesame.{hex}")
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn refresh_key(ns: &str, sid: &str) -> String {
     let digest = Sha256::digest(sid.as_bytes());
     let slot = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % REFRESH_SLOTS;
@@ -92,6 +96,7 @@ enum SlotState {
 }
 
 impl SlotState {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn name(self) -> &'static str {
         match self {
             SlotState::Busy => "busy",
@@ -115,6 +120,7 @@ struct Slot {
 }
 
 impl Slot {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn to_bytes(&self) -> Vec<u8> {
         let sealed = self.sealed.as_deref().unwrap_or("");
         format!(
@@ -127,6 +133,7 @@ impl Slot {
         .into_bytes()
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn parse(bytes: &[u8]) -> Option<Slot> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.split('\n');
@@ -167,6 +174,7 @@ pub enum RefreshClaim {
 /// A short fingerprint of one generation of a session (its access token):
 /// a refresh result is only handed to requests carrying the generation it
 /// replaced.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn generation(access_token: Option<&str>) -> String {
     let digest = Sha256::digest(access_token.unwrap_or("").as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -174,12 +182,14 @@ pub fn generation(access_token: Option<&str>) -> String {
 
 /// Sets a key that did not exist yet. There is no compare-and-swap on a
 /// missing key, so write, then read back to see whose write stayed.
+#[cfg_attr(sesame_size, optimize(size))]
 fn create(store: &dyn SharedStore, key: &str, value: &[u8]) -> bool {
     store.set(key, value, None) && store.get(key).is_some_and(|(b, _)| b == value)
 }
 
 /// Tries to become the one request that refreshes generation `from` of
 /// session `sid`.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn claim_refresh(
     store: &dyn SharedStore,
     ns: &str,
@@ -241,6 +251,7 @@ pub enum RefreshEnd {
 }
 
 /// Records how the refresh of `sid` ended.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: RefreshEnd, now: u64) {
     let key = refresh_key(ns, sid);
     // Only touch the slot while it is still ours.
@@ -280,22 +291,26 @@ pub fn finish_refresh(store: &dyn SharedStore, ns: &str, sid: &str, end: Refresh
 }
 
 /// The key of provider `index`'s state, which every worker reads.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn provider_key(ns: &str, index: usize) -> String {
     format!("{ns}.provider.{index}")
 }
 
 /// The key of the lease that lets one worker fetch provider `index`'s
 /// documents.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn provider_lease_key(ns: &str, index: usize) -> String {
     format!("{ns}.provider.{index}.lease")
 }
 
 /// The key of the access document's state, which every worker reads.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn access_key(ns: &str) -> String {
     format!("{ns}.access")
 }
 
 /// The key of the lease that lets one worker fetch the access document.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn access_lease_key(ns: &str) -> String {
     format!("{ns}.access.lease")
 }
@@ -308,10 +323,12 @@ struct Lease {
 }
 
 impl Lease {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn to_bytes(&self) -> Vec<u8> {
         format!("{} {}", self.holder, self.until).into_bytes()
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn parse(bytes: &[u8]) -> Option<Lease> {
         let (holder, until) = std::str::from_utf8(bytes).ok()?.split_once(' ')?;
         Some(Lease {
@@ -323,6 +340,7 @@ impl Lease {
 
 /// Takes the lease `key` for `holder` until `now + ttl`, unless another holder
 /// has it. A lease that is not released (its holder's VM went away) lapses.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn take_lease(store: &dyn SharedStore, key: &str, holder: &str, now: u64, ttl: u64) -> bool {
     let mine = Lease {
         holder: holder.to_string(),
@@ -339,6 +357,7 @@ pub fn take_lease(store: &dyn SharedStore, key: &str, holder: &str, now: u64, tt
 }
 
 /// Gives the lease back, if `holder` still has it.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn release_lease(store: &dyn SharedStore, key: &str, holder: &str) {
     if let Some((current, cas)) = store.get(key) {
         if Lease::parse(&current).is_some_and(|l| l.holder == holder) {

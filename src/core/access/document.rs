@@ -6,8 +6,6 @@
 //! document with a problem); fetching it, sharing it with the other workers
 //! and keeping the last good one is [`super::source`]'s.
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -45,34 +43,37 @@ pub struct ApiKey {
     pub expires: Option<u64>,
 }
 
-/// API keys, looked up by the SHA-256 of what is presented: the time a
-/// lookup takes depends on that digest, never on the key itself.
+/// API keys, found by the SHA-256 of what is presented, compared with
+/// every listed digest in constant time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiKeys {
     keys: Vec<ApiKey>,
-    by_digest: HashMap<[u8; 32], usize>,
 }
 
 impl ApiKeys {
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn new(keys: Vec<ApiKey>) -> ApiKeys {
-        let by_digest = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.digest, i))
-            .collect();
-        ApiKeys { keys, by_digest }
+        ApiKeys { keys }
     }
 
     /// The key whose SHA-256 is `digest`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn find(&self, digest: &[u8; 32]) -> Option<&ApiKey> {
-        let key = self.keys.get(*self.by_digest.get(digest)?)?;
-        constant_time_eq(&key.digest, digest).then_some(key)
+        let mut found = None;
+        for key in &self.keys {
+            if constant_time_eq(&key.digest, digest) {
+                found = Some(key);
+            }
+        }
+        found
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -89,6 +90,7 @@ pub struct Revocation {
 }
 
 impl Revocation {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn matches(&self, provider: usize, claims: &Map<String, Value>) -> bool {
         let text = |name: &str| claims.get(name).and_then(Value::as_str);
         self.provider.is_none_or(|p| p == provider)
@@ -114,6 +116,7 @@ impl AccessDocument {
     /// Reads a document: `provider_ids` are the configured providers' ids
     /// (revocations may name one), `kept` the claims sessions keep (the
     /// only ones `allowed_claims` may name). `Err`: every problem found.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn parse(
         bytes: &[u8],
         provider_ids: &[&str],
@@ -160,12 +163,14 @@ impl AccessDocument {
     }
 
     /// Whether the identity from `provider` with `claims` is revoked.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn revokes(&self, provider: usize, claims: &Map<String, Value>) -> bool {
         self.revoked.iter().any(|r| r.matches(provider, claims))
     }
 }
 
 /// `revoked`: entries of `email` and/or `sub`, and `provider`.
+#[cfg_attr(sesame_size, optimize(size))]
 fn read_revocations(r: &mut Reader, provider_ids: &[&str]) -> Vec<Revocation> {
     let items = match r.obj.get("revoked") {
         None | Some(Value::Null) => return Vec::new(),
@@ -213,6 +218,7 @@ fn read_revocations(r: &mut Reader, provider_ids: &[&str]) -> Vec<Revocation> {
 }
 
 /// `api_keys` of `r` (the configuration, or an access document).
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn read_api_keys(r: &mut Reader) -> Vec<ApiKey> {
     let items = match r.obj.get("api_keys") {
         None | Some(Value::Null) => return Vec::new(),
@@ -283,6 +289,7 @@ pub(crate) fn read_api_keys(r: &mut Reader) -> Vec<ApiKey> {
     )
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn hex_digest(text: &str) -> Option<[u8; 32]> {
     let text = text.trim().as_bytes();
     if text.len() != 64 {
@@ -297,6 +304,7 @@ fn hex_digest(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Days since 1970-01-01 of a date of the proleptic Gregorian calendar.
+#[cfg_attr(sesame_size, optimize(size))]
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -308,6 +316,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// An RFC 3339 time (`2027-06-30T00:00:00Z`, `...T02:00:00+02:00`,
 /// fractions of a second ignored) in unix seconds.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn parse_time(text: &str) -> Option<u64> {
     let t = text.trim().as_bytes();
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
@@ -362,6 +371,7 @@ pub fn parse_time(text: &str) -> Option<u64> {
 }
 
 /// Unix seconds as an RFC 3339 time in UTC (`2026-12-05T18:00:00Z`).
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn format_time(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
     let secs = unix % 86_400;

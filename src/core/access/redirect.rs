@@ -9,6 +9,7 @@ const MAX_TARGET_LEN: usize = 2048;
 /// Refused: schemes (`https://evil`, `javascript:`), protocol-relative `//evil`,
 /// `/\evil` (browsers treat `\` as `/`), control characters (CR/LF injection),
 /// and the same tricks hidden behind percent-encoding.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn safe_return_target(target: &str) -> &str {
     if is_safe_local_path(target) {
         target
@@ -20,6 +21,7 @@ pub fn safe_return_target(target: &str) -> &str {
 /// Like [`safe_return_target`], but an absolute `https`/`http` URL is also kept
 /// when its host is in `allowed_domains` (`"app.example.fr"` exactly, or
 /// `".example.fr"` for the domain and its sub-domains).
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn safe_redirect<'a>(target: &'a str, allowed_domains: &[String]) -> &'a str {
     if is_safe_local_path(target) || is_allowed_absolute(target, allowed_domains) {
         target
@@ -28,6 +30,7 @@ pub fn safe_redirect<'a>(target: &'a str, allowed_domains: &[String]) -> &'a str
     }
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn is_allowed_absolute(target: &str, allowed_domains: &[String]) -> bool {
     if allowed_domains.is_empty()
         || target.len() > MAX_TARGET_LEN
@@ -59,6 +62,7 @@ fn is_allowed_absolute(target: &str, allowed_domains: &[String]) -> bool {
     })
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn is_safe_local_path(target: &str) -> bool {
     if target.is_empty() || target.len() > MAX_TARGET_LEN || !target.starts_with('/') {
         return false;

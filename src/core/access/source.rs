@@ -42,11 +42,13 @@ pub enum AccessFetch {
 
 impl AccessState {
     /// Whether a fetch should start now.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn fetch_due(&self, now: u64) -> bool {
         !self.fetching && now >= self.next_fetch_at
     }
 
     /// The request for the document, when one is due.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn start_fetch(&mut self, source: &AccessSource, now: u64) -> Option<ProviderCall> {
         if !self.fetch_due(now) {
             return None;
@@ -60,6 +62,7 @@ impl AccessState {
     }
 
     /// Takes the source's answer.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn on_fetch(&mut self, config: &Config, resp: &ProviderResponse, now: u64) -> AccessFetch {
         self.fetching = false;
         self.changed = true;
@@ -107,24 +110,33 @@ impl AccessState {
     }
 
     /// A fetch could not be sent.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn call_failed(&mut self, config: &Config, now: u64) {
         self.on_fetch(config, &ProviderResponse::default(), now);
     }
 
     /// The state to share with the other workers.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn snapshot(&self) -> Vec<u8> {
-        let value = serde_json::json!({
-            "document": String::from_utf8_lossy(&self.raw),
-            "etag": self.etag,
-            "confirmed_at": self.confirmed_at,
-            "failures": self.failures,
-            "next_fetch_at": self.next_fetch_at,
-        });
-        value.to_string().into_bytes()
+        let mut state = Map::new();
+        let document = String::from_utf8_lossy(&self.raw).into_owned();
+        state.insert("document".into(), document.into());
+        if let Some(etag) = &self.etag {
+            state.insert("etag".into(), etag.clone().into());
+        }
+        for (name, n) in [
+            ("confirmed_at", self.confirmed_at),
+            ("failures", u64::from(self.failures)),
+            ("next_fetch_at", self.next_fetch_at),
+        ] {
+            state.insert(name.into(), n.into());
+        }
+        serde_json::to_vec(&Value::Object(state)).unwrap_or_default()
     }
 
     /// Takes the state another worker shared; true when the document in
     /// force changed. A shared document is checked as if fetched here.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn adopt(&mut self, config: &Config, bytes: &[u8]) -> Result<bool, String> {
         let raw: Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| crate::core::json_error(&e))?;
@@ -145,6 +157,7 @@ impl AccessState {
 }
 
 /// Reads a document against this configuration.
+#[cfg_attr(sesame_size, optimize(size))]
 fn parse(config: &Config, bytes: &[u8]) -> Result<AccessDocument, Vec<String>> {
     let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
     AccessDocument::parse(bytes, &ids, &|claim| config.kept_claims.contains(claim))

@@ -60,6 +60,7 @@ const PROTOCOL_CLAIMS: &[&str] = &[
 ];
 
 /// ProConnect has no `name`: the display name is `given_name` + `usual_name`.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn display_name(claims: &mut Map<String, Value>) {
     if claims.contains_key("name") {
         return;
@@ -78,6 +79,7 @@ pub(crate) fn display_name(claims: &mut Map<String, Value>) {
 impl SignOutPending {
     /// The sign-out's answer, now that its revocation is over (or was
     /// never needed: `None`).
+    #[cfg_attr(sesame_size, optimize(size))]
     fn finish(self, revoked: Option<bool>) -> Step {
         Step::respond(
             self.response,
@@ -100,6 +102,7 @@ pub(crate) struct LoginProgress {
 
 impl LoginProgress {
     /// Calls the provider, then goes on at `stage`.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn wait(self, call: ProviderCall, stage: Stage) -> Step {
         let pending = Pending::Login(LoginPending {
             provider: self.index,
@@ -115,6 +118,7 @@ impl LoginProgress {
     }
 
     /// The sign-in failed.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn fail(self, filter: &Filter, status: u16, reason: &'static str, detail: String) -> Step {
         let state = Some((self.index, self.login.state.as_str()));
         filter.login_failed(status, reason, detail, state, &self.login.return_to)
@@ -125,6 +129,7 @@ impl LoginProgress {
 /// each claim of `claims_map` read at its JSON pointer (numbers become their
 /// decimal text). `sub` must be there (and be `expected_sub` when given). An
 /// `email` counts as verified only when the map names `email_verified` too.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn mapped_claims(
     map: &[(String, String)],
     body: &[u8],
@@ -158,15 +163,18 @@ pub(crate) fn mapped_claims(
 impl Filter {
     /// Name of the cookie of one started sign-in: one per sign-in, so several
     /// tabs can sign in at once.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn login_cookie_name(&self, state: &str) -> String {
         let tag: String = state.chars().take(16).collect();
         format!("{}{LOGIN_COOKIE_INFIX}{tag}", self.config.cookie_name)
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn logout_cookie_name(&self) -> String {
         format!("{}{LOGOUT_COOKIE_SUFFIX}", self.config.cookie_name)
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn clear_login_cookie(&self, provider: usize, state: &str) -> (String, String) {
         let attrs = self.cookie_attrs(self.provider(provider).callback_path());
         (
@@ -177,6 +185,7 @@ impl Filter {
 
     /// Sends the browser to the authorization endpoint of provider `index`.
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn start_login(
         &self,
         index: usize,
@@ -241,6 +250,7 @@ impl Filter {
     /// Checks the ID token's `acr` against what the sign-in asked for: one of
     /// `acr_values`, and the essential `acr` of the `claims` request. The
     /// provider may answer with a lower level than asked; we may not accept it.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn check_acr(&self, index: usize, claims: &Map<String, Value>) -> Result<(), String> {
         let p = self.provider(index);
         let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
@@ -279,6 +289,7 @@ impl Filter {
     /// the page ([`Filter::refusal_page`]): the address bar never keeps the
     /// callback's code and state, and a reload or a shared link does not
     /// replay the callback.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn login_failed(
         &self,
         status: u16,
@@ -297,6 +308,7 @@ impl Filter {
     }
 
     /// The clean address of a refused sign-in's page.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refusal_url(&self, reason: &str, status: u16, return_to: &str) -> String {
         format!(
             "{}/failed?{}",
@@ -309,6 +321,7 @@ impl Filter {
         )
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refusal_cookie_name(&self) -> String {
         format!("{}{REFUSAL_COOKIE_SUFFIX}", self.config.cookie_name)
     }
@@ -316,6 +329,7 @@ impl Filter {
     /// A signed-in person the access rules refuse at the callback: the
     /// 403 page at its clean address, with who was refused in a sealed
     /// five-minute cookie for that address (never in the address).
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refused_at_callback(
         &self,
         session: &Session,
@@ -344,6 +358,7 @@ impl Filter {
     /// address. Its reason, status and return path come from the address
     /// (nothing there is secret: a crafted link shows an error page); who
     /// was refused comes from the sealed cookie the callback set.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn refusal_page(&self, req: &Request, cookies: &[(&str, &str)], lang: Lang) -> Step {
         let query = req.query();
         let reason = query_param(query, "reason").unwrap_or_default();
@@ -394,6 +409,7 @@ impl Filter {
     /// The callback of provider `index` (`/oauth2/callback`): checks the
     /// answer from the provider and exchanges the code.
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn callback(
         &self,
         index: usize,
@@ -616,6 +632,7 @@ impl Filter {
     }
 
     /// A call to the token endpoint with `form`, authenticated as configured.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn token_call<'a>(
         &'a self,
         index: usize,
@@ -644,6 +661,7 @@ impl Filter {
 
     /// The call reading userinfo with `access_token`, when the configuration
     /// asks for it (`fetch_userinfo`) and the provider has the endpoint.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn userinfo_call(
         &self,
         index: usize,
@@ -671,6 +689,7 @@ impl Filter {
     /// The identity claims of a userinfo answer for `sub`: a signed JWT, or
     /// JSON where plain JSON is allowed. Protocol claims are left out.
     /// `Err((status, reason, detail))` for the page, the counter and the log.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn userinfo_claims(
         &self,
         index: usize,
@@ -709,6 +728,7 @@ impl Filter {
         Ok(info)
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn expectations(&self, index: usize, now: u64) -> Expectations<'_> {
         let p = self.provider(index);
         Expectations {
@@ -721,6 +741,7 @@ impl Filter {
     }
 
     /// Continues a sign-in (or a session refresh) with the provider's answer.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn on_provider_response(
         &self,
         pending: Pending,
@@ -741,6 +762,7 @@ impl Filter {
         }
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn on_login_response(
         &self,
         pending: LoginPending,
@@ -829,6 +851,7 @@ impl Filter {
     }
 
     /// Validates the ID token, then fetches userinfo or finishes the sign-in.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn check_id_token(
         &self,
         p: LoginProgress,
@@ -891,6 +914,7 @@ impl Filter {
 
     /// A plain OAuth 2.0 provider: no ID token; the identity is what its
     /// userinfo endpoint says about the bearer of the access token.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn read_oauth2_identity(
         &self,
         p: LoginProgress,
@@ -915,6 +939,7 @@ impl Filter {
     }
 
     /// Applies the access rules, seals the session and sends the browser back.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn finish_login(
         &self,
         p: LoginProgress,
@@ -1012,6 +1037,7 @@ impl Filter {
     /// it is neither passed upstream nor needed at sign-out). `None` when it
     /// still does not fit: the caller refuses rather than write a session
     /// that would never be read.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn seal_session(
         &self,
         session: &mut Session,
@@ -1045,6 +1071,7 @@ impl Filter {
     /// `/oauth2/sign_out?rd=`: clears the session; when the provider has an
     /// `end_session_endpoint`, signs out there too (with `id_token_hint` and a
     /// `state` checked on the way back), then goes on to `rd`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn sign_out(
         &self,
         req: &Request,
@@ -1136,6 +1163,7 @@ impl Filter {
     }
 
     /// Revokes the next token of a sign-out, or sends its answer.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn revoke_next(&self, mut pending: SignOutPending, endpoint: &url::Url) -> Step {
         if pending.tokens.is_empty() {
             let revoked = pending.revoked;
@@ -1156,6 +1184,7 @@ impl Filter {
     /// The provider's answer to a revocation: the next one, or the
     /// sign-out's answer. A failure (any status but 200, no answer) is
     /// counted and logged, and never stops the sign-out.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn on_revocation_response(
         &self,
         mut pending: SignOutPending,
@@ -1175,6 +1204,7 @@ impl Filter {
 
     /// What a request waiting for the provider ends on when the call
     /// cannot be made: a sign-out goes on; anything else gets the 503 page.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn call_failed(&self, pending: Pending) -> Step {
         match pending {
             Pending::SignOut(p) => p.finish(Some(false)),
@@ -1188,6 +1218,7 @@ impl Filter {
     /// A plain visit (no state, no sign-out under way: a sign-out sent here
     /// with `rd=<proxy_prefix>/signed_out`) gets the "signed out" page (200),
     /// with a button to sign in again.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn signed_out(
         &self,
         req: &Request,

@@ -18,6 +18,8 @@ pub mod step;
 pub mod tokens;
 
 #[cfg(test)]
+mod access_tests;
+#[cfg(test)]
 mod providers_tests;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 //! (from `personal_tokens.secret`, or else the cookie secret). The current
 //! rules and revocations apply at every use.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::core::access::document::{format_time, ApiKey, OWN_TOKEN_PREFIX};
 use crate::core::access::routes::RouteSet;
@@ -28,12 +28,14 @@ pub const PERSONAL_TOKEN_PREFIX: &str = "sesame_pt_";
 const SEALED_NAME: &str = "sesame personal token";
 
 impl Filter {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn token_keys(&self) -> &Sealer {
         self.token_sealer.as_ref().unwrap_or(&self.sealer)
     }
 
     /// Opens a personal token: its provider, its claims (with `scope`, the
     /// scopes it grants) and its expiry. `Err`: the reason to refuse it.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn open_personal_token(
         &self,
         token: &str,
@@ -65,6 +67,7 @@ impl Filter {
 
     /// `<proxy_prefix>/token`: a page with a button for a signed-in person
     /// (`GET`), a new personal token (same-origin `POST`).
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn personal_token_endpoint(
         &self,
         req: &Request,
@@ -99,7 +102,9 @@ impl Filter {
             .any(|a| a.to_ascii_lowercase().contains("application/json"));
         let refuse = |status: u16, reason: &'static str| {
             let response = if json {
-                Response::new(status).with_json(&json!({ "error": reason }))
+                let mut body = Map::new();
+                body.insert("error".into(), reason.into());
+                Response::new(status).with_json(&Value::Object(body))
             } else {
                 pages::page(status, lang, &pages::CROSS_SITE, None, None)
             };
@@ -129,7 +134,11 @@ impl Filter {
         }
         let expires_at = now.saturating_add(settings.lifetime);
         let scopes = settings.scopes.join(" ");
-        let payload = json!({ "c": session.claims, "e": expires_at, "s": scopes });
+        let mut payload = Map::new();
+        payload.insert("c".into(), Value::Object(session.claims.clone()));
+        payload.insert("e".into(), expires_at.into());
+        payload.insert("s".into(), scopes.into());
+        let payload = Value::Object(payload);
         let sealed = self.token_keys().seal_for(
             session.provider,
             Purpose::Token,
@@ -139,14 +148,15 @@ impl Filter {
         );
         let token = format!("{PERSONAL_TOKEN_PREFIX}{sealed}");
         let response = if json {
+            let mut body = Map::new();
+            body.insert("token".into(), token.into());
+            body.insert("token_type".into(), "Bearer".into());
+            body.insert("expires_at".into(), expires_at.into());
+            let scopes = settings.scopes.iter().map(|s| Value::from(s.as_str()));
+            body.insert("scopes".into(), Value::Array(scopes.collect()));
             Response::new(200)
                 .with_header("cache-control", "no-store")
-                .with_json(&json!({
-                    "token": token,
-                    "token_type": "Bearer",
-                    "expires_at": expires_at,
-                    "scopes": settings.scopes,
-                }))
+                .with_json(&Value::Object(body))
         } else {
             pages::token_shown(lang, &token, &format_time(expires_at))
         };
@@ -156,6 +166,7 @@ impl Filter {
     /// Whether a request comes from a page of this site: `Origin` names
     /// the request's own origin (https, or http with insecure cookies),
     /// and `Sec-Fetch-Site`, when the browser sends it, says `same-origin`.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn same_origin(&self, req: &Request) -> bool {
         if req
             .header("sec-fetch-site")
@@ -179,6 +190,7 @@ impl Filter {
 
     /// The API key whose SHA-256 is `digest`: the access document's when
     /// there is one, the configuration's otherwise.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn api_key(&self, digest: &[u8; 32]) -> Option<ApiKey> {
         if self.config.access_source.is_some() {
             let access = self.access.borrow();
@@ -189,6 +201,7 @@ impl Filter {
 
     /// A request with an API key: it opens the route when the route
     /// requires scopes and the key carries every one of them.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn api_key_request(
         &self,
         mut upstream: Upstream,
@@ -263,6 +276,7 @@ impl Filter {
 
 /// The request goes upstream without its `Authorization` header: the
 /// upstream has no use for a credential only Sésame reads.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn strip_authorization(upstream: &mut Upstream) {
     if !upstream
         .remove
@@ -274,6 +288,7 @@ pub(crate) fn strip_authorization(upstream: &mut Upstream) {
 }
 
 /// Whether a bearer token is one of Sésame's (never sent to a provider).
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn is_own_token(token: &str) -> bool {
     token.starts_with(OWN_TOKEN_PREFIX)
 }

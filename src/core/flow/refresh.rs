@@ -37,11 +37,13 @@ struct Failure {
 impl Filter {
     /// Whether this session should be refreshed now: it has a refresh token
     /// and its access token expires within `refresh_margin`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn refresh_due(&self, session: &Session, now: u64) -> bool {
         self.refresh_at(session).is_some_and(|at| now >= at)
     }
 
     /// When this session becomes due for a refresh, if it ever does.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn refresh_at(&self, session: &Session) -> Option<u64> {
         if !self.config.refresh_sessions
             || session.refresh_token.is_none()
@@ -57,6 +59,7 @@ impl Filter {
     /// A request whose session is due for a refresh: refresh it, or go on
     /// with the current session while another request does.
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn begin_refresh(
         &self,
         req: &Request,
@@ -131,6 +134,7 @@ impl Filter {
     }
 
     /// Sends the request upstream as `session`, setting `set_cookies` on the answer.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn pass(
         &self,
         upstream: Upstream,
@@ -148,6 +152,7 @@ impl Filter {
     }
 
     /// Continues a refresh with the provider's answer.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn on_refresh_response(
         &self,
         mut p: RefreshPending,
@@ -254,6 +259,7 @@ impl Filter {
 
     /// The session after a token endpoint answer: new tokens, and the claims
     /// of the new ID token when there is one.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn refreshed_session(
         &self,
         old: &Session,
@@ -319,6 +325,7 @@ impl Filter {
     /// The session could not be refreshed: it is over. A page navigation
     /// starts a new sign-in that returns to the same page; anything else gets
     /// 401. The session cookies are cleared either way.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn session_ended(
         &self,
         p: RefreshPending,

@@ -57,6 +57,7 @@ pub struct TokenResponse {
 
 impl TokenResponse {
     /// When the access token expires, from `expires_in` (capped at a year).
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn access_expires_at(&self, now: u64) -> Option<u64> {
         let seconds = match self.expires_in.as_ref()? {
             Value::Number(n) => n.as_u64()?,
@@ -67,6 +68,7 @@ impl TokenResponse {
     }
 
     /// Reads a token endpoint answer: a JSON object, `token_type` Bearer when given.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn parse(body: &[u8]) -> Result<TokenResponse, &'static str> {
         const INVALID: &str = "not a token response";
         let answer: Map<String, Value> = serde_json::from_slice(body).map_err(|_| INVALID)?;
@@ -118,6 +120,7 @@ pub enum Pending {
 
 impl Pending {
     /// The provider whose answer it waits for.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn provider(&self) -> usize {
         match self {
             Pending::Login(p) => p.provider,
@@ -128,6 +131,7 @@ impl Pending {
     }
 
     /// The language of the pages this request may end on.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn lang(&self) -> Lang {
         match self {
             Pending::Login(p) => p.lang,
@@ -168,6 +172,7 @@ pub struct RefreshPending {
 
 impl RefreshPending {
     /// The cookies the request came with.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn cookies(&self) -> Vec<(&str, &str)> {
         cookies::parse(self.request.as_request().header_values("cookie"))
     }

@@ -16,7 +16,7 @@ use crate::core::shared::MemoryStore;
 use crate::core::testing::CountingEntropy;
 use crate::core::Clock;
 
-fn provider() -> ProviderState {
+pub(super) fn provider() -> ProviderState {
     discovered(ISSUER)
 }
 
@@ -258,7 +258,7 @@ fn refusal_page(f: &Filter, step: Step) -> Response {
     }
 }
 
-fn filter(patch: Value) -> Filter {
+pub(super) fn filter(patch: Value) -> Filter {
     Filter::new(config_with(patch))
 }
 
@@ -1667,7 +1667,7 @@ fn a_refreshed_id_token_for_another_person_ends_the_session() {
 // --------------------------------------------------------------------------
 // Bearer tokens and per-route rules
 
-const API_ROUTES: &str = r#"[
+pub(super) const API_ROUTES: &str = r#"[
     {"path": "^/api/admin/", "mode": "bearer", "scopes": ["api:write"],
      "allowed_emails": ["alice@numerique.gouv.fr"]},
     {"path": "^/api/", "mode": "bearer", "scopes": ["api:read"]},
@@ -1699,7 +1699,7 @@ fn access_token(
     es256_at(c)
 }
 
-fn api_get<'a>(path: &'a str, authorization: Option<&'a str>) -> Request<'a> {
+pub(super) fn api_get<'a>(path: &'a str, authorization: Option<&'a str>) -> Request<'a> {
     let mut headers = vec![("accept", "application/json")];
     if let Some(a) = authorization {
         headers.push(("authorization", a));
@@ -1707,7 +1707,7 @@ fn api_get<'a>(path: &'a str, authorization: Option<&'a str>) -> Request<'a> {
     get(path, &headers)
 }
 
-fn run(f: &Filter, req: &Request, state: &ProviderState) -> Step {
+pub(super) fn run(f: &Filter, req: &Request, state: &ProviderState) -> Step {
     f.on_request(
         req,
         std::slice::from_ref(state),
@@ -2078,7 +2078,7 @@ fn signed_and_encrypted_introspection_answers_are_verified() {
 // --------------------------------------------------------------------------
 // The session cache on the hot path
 
-fn signed_in_cookie(f: &Filter, email: &str) -> String {
+pub(super) fn signed_in_cookie(f: &Filter, email: &str) -> String {
     let r = response(run_login(f, &mut provider(), email, id_token_for).step);
     cookie_header(
         &set_cookies(&r)

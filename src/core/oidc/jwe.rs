@@ -40,6 +40,7 @@ pub struct ResourceKey {
 }
 
 impl fmt::Debug for ResourceKey {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the private key.
         f.debug_struct("ResourceKey")
@@ -50,6 +51,7 @@ impl fmt::Debug for ResourceKey {
 }
 
 /// The `x` and `y` coordinates of a P-256 public key.
+#[cfg_attr(sesame_size, optimize(size))]
 fn coordinates(key: &p256::PublicKey) -> (Vec<u8>, Vec<u8>) {
     let point = key.to_sec1_point(false);
     let bytes = point.as_bytes();
@@ -57,6 +59,7 @@ fn coordinates(key: &p256::PublicKey) -> (Vec<u8>, Vec<u8>) {
     (bytes[1..33].to_vec(), bytes[33..65].to_vec())
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn part(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     jwk.get(name)
         .and_then(Value::as_str)
@@ -68,6 +71,7 @@ fn part(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
 /// What `rsa` found wrong with a private key's parts, in our words: its own
 /// messages would bring the error texts of the DER and PKCS crates into the
 /// module (about 3 KB).
+#[cfg_attr(sesame_size, optimize(size))]
 fn rsa_key_fault(e: &rsa::Error) -> &'static str {
     match e {
         rsa::Error::InvalidPrime => "`p` or `q` is not above 1",
@@ -84,6 +88,7 @@ fn rsa_key_fault(e: &rsa::Error) -> &'static str {
 impl ResourceKey {
     /// Reads a private JWK (`kty` RSA with `n e d p q`, or EC P-256 with
     /// `x y d`) and its `alg`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn from_jwk(jwk: &Value) -> Result<ResourceKey, String> {
         let jwk = jwk.as_object().ok_or("must be a JWK object")?;
         let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_string);
@@ -149,6 +154,7 @@ impl ResourceKey {
     }
 
     /// Decrypts a JWE in compact form; returns its plaintext.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn decrypt(&self, compact: &str) -> Result<Vec<u8>, String> {
         if compact.len() > MAX_JWE_LEN {
             return Err("the JWE is too large".into());
@@ -225,6 +231,7 @@ impl ResourceKey {
 }
 
 /// The content key of ECDH-ES direct key agreement (RFC 7518 §4.6).
+#[cfg_attr(sesame_size, optimize(size))]
 fn ecdh_es_key(secret: &p256::SecretKey, header: &Map<String, Value>) -> Result<Vec<u8>, String> {
     let epk = header
         .get("epk")

@@ -28,6 +28,7 @@ pub enum KeyMaterial {
 
 impl KeyMaterial {
     /// Whether this key can check a signature made with `alg`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn fits(&self, alg: &str) -> bool {
         matches!(
             (self, alg),
@@ -59,6 +60,7 @@ pub struct KeySet {
     pub skipped: usize,
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn coordinate(v: Option<&str>, len: usize) -> Option<Vec<u8>> {
     let bytes = b64url_decode(v?)?;
     (bytes.len() == len).then_some(bytes)
@@ -67,6 +69,7 @@ pub(crate) fn coordinate(v: Option<&str>, len: usize) -> Option<Vec<u8>> {
 /// A signing key from one JWK; `None` for anything that is not a usable
 /// public signing key (a member of another type than the JWK's counts as
 /// unusable).
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn parse_jwk(value: &serde_json::Value) -> Option<SigningKey> {
     let raw = value.as_object()?;
     let field = |name: &str| text_field(raw, name).ok();
@@ -127,6 +130,7 @@ pub(crate) fn parse_jwk(value: &serde_json::Value) -> Option<SigningKey> {
 }
 
 impl KeySet {
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn parse(body: &[u8]) -> Result<KeySet, String> {
         let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
             .map_err(|e| format!("not a JWK set: {}", json_error(&e)))?;
@@ -143,6 +147,7 @@ impl KeySet {
     }
 
     /// The keys that may have signed a token with this header.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn candidates<'a>(
         &'a self,
         alg: &'a str,
@@ -158,6 +163,7 @@ impl KeySet {
 
 /// The RSA public key, if it meets the policy: a 2048 to 4096-bit odd modulus
 /// and the exponent 65537.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::RsaPublicKey> {
     let odd = n.last().is_some_and(|low| low & 1 == 1);
     let n = rsa::BigUint::from_bytes_be(n);
@@ -168,6 +174,7 @@ pub(crate) fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<rsa::RsaPublicKey> {
     rsa::RsaPublicKey::new(n, e).ok()
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn ed25519_public_key(x: &[u8]) -> Option<ed25519_compact::PublicKey> {
     let key = ed25519_compact::PublicKey::from_slice(x).ok()?;
     // Refuses small-order and non-canonical points.
@@ -177,6 +184,7 @@ pub(crate) fn ed25519_public_key(x: &[u8]) -> Option<ed25519_compact::PublicKey>
 
 /// An ECDSA check over a prehashed message, once the curve's key and
 /// signature are parsed (either failing to parse is a failed check).
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn ecdsa_verifies<K, S>(key: Option<K>, signature: Option<S>, prehash: &[u8]) -> bool
 where
     K: p256::ecdsa::signature::hazmat::PrehashVerifier<S>,
@@ -189,6 +197,7 @@ where
 
 /// `x` and `y` of an uncompressed SEC1 point (`04 || x || y`, as a JWK's
 /// key is kept), each `size` bytes.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn coordinates(sec1: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
     let xy = sec1.strip_prefix(&[4])?;
     (xy.len() == 2 * size).then(|| xy.split_at(size))
@@ -198,6 +207,7 @@ pub(crate) fn coordinates(sec1: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
 /// the curve and not the identity (invalid-curve attacks). From the
 /// coordinates rather than through the SEC1 parser, which would bring point
 /// decompression into the module (about 18 KB) for encodings a JWK never has.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn p256_public_key(x: &[u8], y: &[u8]) -> Option<p256::PublicKey> {
     use p256::elliptic_curve::point::AffineCoordinates as _;
     let point = p256::AffinePoint::from_coordinates(&x.try_into().ok()?, &y.try_into().ok()?);
@@ -205,6 +215,7 @@ pub(crate) fn p256_public_key(x: &[u8], y: &[u8]) -> Option<p256::PublicKey> {
 }
 
 /// A P-384 public key, as [`p256_public_key`].
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn p384_public_key(x: &[u8], y: &[u8]) -> Option<p384::PublicKey> {
     use p384::elliptic_curve::point::AffineCoordinates as _;
     let point = p384::AffinePoint::from_coordinates(&x.try_into().ok()?, &y.try_into().ok()?);
@@ -212,18 +223,21 @@ pub(crate) fn p384_public_key(x: &[u8], y: &[u8]) -> Option<p384::PublicKey> {
 }
 
 /// The ECDSA verifying key of a P-256 key's SEC1 point.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn p256_verifying_key(sec1: &[u8]) -> Option<p256::ecdsa::VerifyingKey> {
     let (x, y) = coordinates(sec1, 32)?;
     p256_public_key(x, y).map(Into::into)
 }
 
 /// The ECDSA verifying key of a P-384 key's SEC1 point.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn p384_verifying_key(sec1: &[u8]) -> Option<p384::ecdsa::VerifyingKey> {
     let (x, y) = coordinates(sec1, 48)?;
     p384_public_key(x, y).map(Into::into)
 }
 
 /// Checks that the verifier can load this key material.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
     match &key.material {
         KeyMaterial::Rsa { n, e } => rsa_public_key(n, e).is_some(),
@@ -235,6 +249,7 @@ pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
 
 /// Whether `signature` is `alg`'s signature of `message` by `key`. A key is
 /// only ever used with an algorithm of its own type.
+#[cfg_attr(sesame_size, optimize(size))]
 pub(crate) fn signature_verifies(
     key: &KeyMaterial,
     alg: &str,

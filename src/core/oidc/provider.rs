@@ -35,6 +35,7 @@ pub enum DiscoveryError {
 }
 
 impl std::fmt::Display for DiscoveryError {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DiscoveryError::Status(0) => write!(f, "provider unreachable"),
@@ -52,6 +53,7 @@ impl std::fmt::Display for DiscoveryError {
 
 /// The document's endpoint `name`: `None` when absent, an error when it is
 /// not an absolute http(s) URL.
+#[cfg_attr(sesame_size, optimize(size))]
 fn endpoint(raw: &Map<String, Value>, name: &'static str) -> Result<Option<Url>, DiscoveryError> {
     let Some(text) = text_field(raw, name).map_err(|_| DiscoveryError::BadUrl(name))? else {
         return Ok(None);
@@ -63,6 +65,7 @@ fn endpoint(raw: &Map<String, Value>, name: &'static str) -> Result<Option<Url>,
 }
 
 /// The required endpoint `name`.
+#[cfg_attr(sesame_size, optimize(size))]
 fn required(raw: &Map<String, Value>, name: &'static str) -> Result<Url, DiscoveryError> {
     endpoint(raw, name)?.ok_or(DiscoveryError::MissingField(name))
 }
@@ -70,6 +73,7 @@ fn required(raw: &Map<String, Value>, name: &'static str) -> Result<Url, Discove
 impl ProviderMetadata {
     /// Parses a discovery document and checks that it is about the configured
     /// issuer (OpenID Connect Discovery §4.3).
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn parse(expected_issuer: &str, body: &[u8]) -> Result<Self, DiscoveryError> {
         let raw: Map<String, Value> = serde_json::from_slice(body)
             .map_err(|e| DiscoveryError::NotJson(crate::core::json_error(&e)))?;
@@ -138,6 +142,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn to_bytes(&self) -> Option<Vec<u8>> {
         let value = serde_json::json!({
             "discovery": self.discovery,
@@ -151,6 +156,7 @@ impl Snapshot {
         serde_json::to_vec(&value).ok()
     }
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
         let raw: Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| crate::core::json_error(&e))?;
@@ -185,6 +191,7 @@ impl ProviderState {
     /// The state of a provider configured rather than discovered (plain
     /// OAuth 2.0): ready from the start, never fetched. `None` for an
     /// OpenID provider.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn configured(provider: &ProviderConfig) -> Option<ProviderState> {
         let e = provider.oauth2.as_ref()?;
         Some(ProviderState {
@@ -207,16 +214,19 @@ impl ProviderState {
 
     /// Logins can start: metadata and keys known, and the provider answered last
     /// time we asked.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn ready(&self) -> bool {
         self.reachable && self.metadata.is_some() && self.keys.is_some()
     }
 
     /// Whether a discovery fetch should start now.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn fetch_due(&self, now: u64) -> bool {
         !self.fetching && now >= self.next_fetch_at
     }
 
     /// Records success of the full refresh (discovery and keys).
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn refreshed(
         &mut self,
         metadata: ProviderMetadata,
@@ -238,6 +248,7 @@ impl ProviderState {
     /// last good copy, mark the provider unreachable, retry with exponential
     /// back-off (1, 2, 4... seconds up to `retry_max`) and jitter: the wait is
     /// between half the back-off and the whole of it.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn failed(&mut self, error: String, now: u64, retry_max: u64) {
         self.reachable = false;
         self.fetching = false;
@@ -256,6 +267,7 @@ impl ProviderState {
     }
 
     /// The state to share with the other workers, when there is a copy to share.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn snapshot(&self) -> Option<Vec<u8>> {
         if self.discovery_raw.is_empty() || self.jwks_raw.is_empty() {
             return None;
@@ -274,6 +286,7 @@ impl ProviderState {
 
     /// Takes the state another worker shared. The documents are checked as if
     /// fetched here; on any problem our own copy stays.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn adopt(&mut self, provider: &ProviderConfig, bytes: &[u8]) -> Result<(), String> {
         let s = Snapshot::parse(bytes)?;
         // Check both documents before taking either.
@@ -301,6 +314,7 @@ impl ProviderState {
     }
 
     /// Keys fetched again after an unknown `kid`.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn keys_refetched(&mut self, keys: KeySet, raw: &[u8], now: u64) {
         self.keys = Some(keys);
         self.jwks_raw = raw.to_vec();
@@ -309,6 +323,7 @@ impl ProviderState {
     }
 
     /// Whether an unknown `kid` may trigger a key refetch now.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn may_refetch_keys(&self, now: u64, min_interval: u64) -> bool {
         now >= self.keys_fetched_at.saturating_add(min_interval)
     }
@@ -335,6 +350,7 @@ pub enum FetchResult {
 
 impl ProviderState {
     /// Starts a refresh when one is due: the discovery document first.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn start_refresh(
         &mut self,
         provider: &ProviderConfig,
@@ -349,6 +365,7 @@ impl ProviderState {
     }
 
     /// Takes the answer to a refresh fetch; returns the next call to make, if any.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn on_fetch(
         &mut self,
         config: &Config,

@@ -57,6 +57,7 @@ pub enum TokenError {
 
 impl TokenError {
     /// A short, stable name, used in counters and logs.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn reason(&self) -> &'static str {
         match self {
             TokenError::Malformed => "malformed",
@@ -78,6 +79,7 @@ impl TokenError {
 }
 
 impl std::fmt::Display for TokenError {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenError::AlgorithmNotAllowed(a) => write!(f, "algorithm {a:?} is not allowed"),
@@ -103,6 +105,7 @@ pub struct Expectations<'a> {
 
 /// Strict base64url: the unpadded alphabet only, and canonical (the unused
 /// bits of the last character are zero), so that one token has one spelling.
+#[cfg_attr(sesame_size, optimize(size))]
 fn b64url_strict(part: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
@@ -114,6 +117,7 @@ fn b64url_strict(part: &str) -> Option<Vec<u8>> {
 struct Strict(Value);
 
 impl<'de> Deserialize<'de> for Strict {
+    #[cfg_attr(sesame_size, optimize(size))]
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(StrictVisitor).map(Strict)
     }
@@ -124,32 +128,41 @@ struct StrictVisitor;
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Value;
 
+    #[cfg_attr(sesame_size, optimize(size))]
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value without duplicate member names")
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
         Ok(Value::Bool(v))
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
         Ok(Value::from(v))
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
         Ok(Value::from(v))
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         serde_json::Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom("not a finite number"))
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_string()))
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_string<E>(self, v: String) -> Result<Value, E> {
         Ok(Value::String(v))
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         while let Some(Strict(item)) = seq.next_element()? {
@@ -157,6 +170,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Array(items))
     }
+    #[cfg_attr(sesame_size, optimize(size))]
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(name) = access.next_key::<String>()? {
@@ -170,6 +184,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 /// A base64url part that decodes to a JSON object without duplicate names.
+#[cfg_attr(sesame_size, optimize(size))]
 fn json_object(part: &str) -> Option<Map<String, Value>> {
     match serde_json::from_slice::<Strict>(&b64url_strict(part)?)
         .ok()?
@@ -181,6 +196,7 @@ fn json_object(part: &str) -> Option<Map<String, Value>> {
 }
 
 /// An optional string member (`null` counts as absent).
+#[cfg_attr(sesame_size, optimize(size))]
 fn optional_str<'a>(
     map: &'a Map<String, Value>,
     name: &str,
@@ -193,6 +209,7 @@ fn optional_str<'a>(
 }
 
 /// The JOSE header rules beyond `alg` and `kid`.
+#[cfg_attr(sesame_size, optimize(size))]
 fn check_header(header: &Map<String, Value>) -> Result<(), TokenError> {
     // No extension is understood, so none can be critical (RFC 7515 §4.1.11).
     if header.contains_key("crit") {
@@ -214,6 +231,7 @@ fn check_header(header: &Map<String, Value>) -> Result<(), TokenError> {
 
 /// A NumericDate (RFC 7519 §2): a non-negative number of seconds, integer or
 /// not (the fraction is dropped).
+#[cfg_attr(sesame_size, optimize(size))]
 fn numeric_date(value: &Value) -> Result<u64, TokenError> {
     let Value::Number(n) = value else {
         return Err(TokenError::Malformed);
@@ -244,6 +262,7 @@ struct Claims {
 
 impl Claims {
     /// Reads the registered claims, refusing ill-typed ones.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn parse(mut map: Map<String, Value>) -> Result<Claims, TokenError> {
         let mut string = |name: &str, keep: bool| -> Result<Option<String>, TokenError> {
             let value = optional_str(&map, name)?.map(str::to_string);
@@ -285,6 +304,7 @@ impl Claims {
 
     /// The time claims that are present, against the clock give or take the
     /// leeway: not issued in the future, already valid, not expired.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn check_window(&self, now: u64, leeway: u64) -> Result<(), TokenError> {
         let later = now.saturating_add(leeway);
         if self.issued_at.is_some_and(|iat| iat > later) {
@@ -306,6 +326,7 @@ impl Claims {
 /// Checks the signature with the provider's keys and returns the claims; the
 /// time claims that are present are checked too (`check_times` then requires
 /// them where they are mandatory).
+#[cfg_attr(sesame_size, optimize(size))]
 fn verify_signature(token: &str, keys: &KeySet, exp: &Expectations) -> Result<Claims, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
@@ -345,6 +366,7 @@ fn verify_signature(token: &str, keys: &KeySet, exp: &Expectations) -> Result<Cl
     Ok(claims)
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn check_audience(claims: &Claims, client_id: &str) -> Result<(), TokenError> {
     let audiences = claims
         .audiences
@@ -363,6 +385,7 @@ fn check_audience(claims: &Claims, client_id: &str) -> Result<(), TokenError> {
     Ok(())
 }
 
+#[cfg_attr(sesame_size, optimize(size))]
 fn check_times(claims: &Claims, exp: &Expectations) -> Result<(), TokenError> {
     let now = exp.now;
     let expires = claims.expires_at.ok_or(TokenError::MissingClaim("exp"))?;
@@ -383,11 +406,13 @@ fn check_times(claims: &Claims, exp: &Expectations) -> Result<(), TokenError> {
 
 /// The claims of a verified token as one JSON object, for the session and the
 /// access rules: every claim but `aud`, `exp`, `iat`, `nbf`, `jti` and `nonce`.
+#[cfg_attr(sesame_size, optimize(size))]
 fn into_map(claims: Claims) -> Map<String, Value> {
     claims.custom
 }
 
 /// The checks every ID token passes: signature, `iss`, `aud`/`azp`, times.
+#[cfg_attr(sesame_size, optimize(size))]
 fn verified_id_token(token: &str, keys: &KeySet, exp: &Expectations) -> Result<Claims, TokenError> {
     let claims = verify_signature(token, keys, exp)?;
     if claims.issuer.as_deref() != Some(exp.issuer) {
@@ -399,6 +424,7 @@ fn verified_id_token(token: &str, keys: &KeySet, exp: &Expectations) -> Result<C
 }
 
 /// Validates an ID token (OpenID Connect Core §3.1.3.7) and returns its claims.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn validate_id_token(
     token: &str,
     keys: &KeySet,
@@ -418,6 +444,7 @@ pub fn validate_id_token(
 
 /// Validates the ID token of a refresh (OpenID Connect Core §12.2): like the
 /// sign-in's, but without a `nonce` to compare, and for the same `sub`.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn validate_refreshed_id_token(
     token: &str,
     keys: &KeySet,
@@ -432,6 +459,7 @@ pub fn validate_refreshed_id_token(
 }
 
 /// Whether claim `name` is `value`, or a list that holds it.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn claim_contains(claims: &Map<String, Value>, name: &str, value: &str) -> bool {
     match claims.get(name) {
         Some(Value::String(s)) => s == value,
@@ -445,12 +473,14 @@ pub fn claim_contains(claims: &Map<String, Value>, name: &str, value: &str) -> b
 /// audience in `audience_claim` (`aud` at ProConnect, `client_id` or `azp`
 /// elsewhere). An ID token (it carries a `nonce`) is not an access token.
 /// The JOSE header of a compact JWT, when it reads as a JSON object.
+#[cfg_attr(sesame_size, optimize(size))]
 fn header_of(token: &str) -> Option<Map<String, Value>> {
     json_object(token.split('.').next()?)
 }
 
 /// The `iss` a JWT says it comes from, before any check: only to pick
 /// whose keys verify it (the verification then checks `iss` again).
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn claimed_issuer(token: &str) -> Option<String> {
     json_object(token.split('.').nth(1)?)?
         .get("iss")?
@@ -459,12 +489,14 @@ pub fn claimed_issuer(token: &str) -> Option<String> {
 }
 
 /// Whether a JWT's header names its key (`kid`).
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn names_kid(token: &str) -> bool {
     header_of(token).is_some_and(|h| h.contains_key("kid"))
 }
 
 /// Whether a JWT's header says it is an access token: `typ` `at+jwt`
 /// (RFC 9068 §2.1; `application/at+jwt` too, and in any case).
+#[cfg_attr(sesame_size, optimize(size))]
 fn typed_as_access_token(token: &str) -> bool {
     header_of(token)
         .and_then(|h| {
@@ -481,6 +513,7 @@ fn typed_as_access_token(token: &str) -> bool {
 /// `nonce`, `at_hash` or `c_hash`, no `typ: ID` claim as Keycloak writes).
 /// An ID token is never an access token: Sésame itself passes ID tokens to
 /// the upstream and in `id_token_hint` URLs.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn validate_access_token(
     token: &str,
     keys: &KeySet,
@@ -531,6 +564,7 @@ pub fn validate_access_token(
 /// Validates an introspection answer signed as a JWT (RFC 9701): signature,
 /// `iss`, `aud` naming this client, `iat`; returns its `token_introspection`
 /// object.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn validate_introspection_jwt(
     token: &str,
     keys: &KeySet,
@@ -560,6 +594,7 @@ pub fn validate_introspection_jwt(
 /// Validates a userinfo answer signed as a JWT (`application/jwt`): signature
 /// against the provider's keys, `iss` and `aud` when present, `sub` equal to the
 /// ID token's.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn validate_userinfo_jwt(
     token: &str,
     keys: &KeySet,
@@ -580,6 +615,7 @@ pub fn validate_userinfo_jwt(
 }
 
 /// Checks plain JSON userinfo: an object whose `sub` equals the ID token's.
+#[cfg_attr(sesame_size, optimize(size))]
 pub fn validate_userinfo_json(
     body: &[u8],
     expected_sub: &str,
