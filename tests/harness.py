@@ -11,6 +11,12 @@ Five components, each a real process on a loopback port:
 * ``Envoy`` — Envoy (from ``.tools/venv``, see ``scripts/setup-python.sh``)
   with the Sésame wasm filter in front of the upstream.
 
+One more, in a thread of this Python process rather than a process of its
+own: ``AccessServer``, the HTTP server of an access document
+(``access_source``), whose answers the tests change between steps.
+``audit_events`` reads Sésame's audit lines from Envoy's log and
+``wait_until`` polls a condition.
+
 Every process runs in its own process group, writes stdout and stderr to a
 log file under ``target/test-logs/<run id>/`` and is stopped (SIGTERM, then
 SIGKILL after 5 s) by ``stop()``, at interpreter exit, and when this Python
@@ -31,6 +37,8 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import hashlib
+import http.server
 import json
 import os
 import signal
@@ -45,6 +53,7 @@ from typing import Any, Iterable, Sequence
 
 __all__ = [
     "REPO_ROOT",
+    "AccessServer",
     "ENVOY_BIN",
     "Envoy",
     "HarnessError",
@@ -52,10 +61,12 @@ __all__ = [
     "OAuth2Server",
     "Provider",
     "Upstream",
+    "audit_events",
     "free_port",
     "log_dir",
     "port_is_free",
     "stop_all",
+    "wait_until",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -1006,6 +1017,20 @@ class Envoy(_Component):
                 result[name] = value
         return result
 
+    def log_mark(self) -> int:
+        """A mark in Envoy's log (its length now), for ``log_text_since``
+        and ``audit_events``."""
+        return len(self.log_text())
+
+    def log_text_since(self, mark: int = 0) -> str:
+        """What Envoy logged after ``mark`` (every start's lines)."""
+        return self.log_text()[mark:]
+
+    def audit_events(self, since: int = 0) -> list[dict[str, Any]]:
+        """Sésame's audit lines logged after the mark ``since``, as dicts
+        (see ``audit_events``)."""
+        return audit_events(self.log_text_since(since))
+
 
 def _socket_address(port: int) -> dict[str, Any]:
     return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
@@ -1025,6 +1050,288 @@ def _static_cluster(name: str, port: int) -> dict[str, Any]:
             }],
         },
     }
+
+
+# --------------------------------------------------------------------------
+# An access document server (``access_source``), in a thread
+
+
+class AccessServer:
+    """The HTTP server of an access document, on 127.0.0.1 (a port of its
+    own, random unless given), in a thread of this process.
+
+    It serves one document at ``path`` (``/access.json``), which the test
+    changes between steps: ``set(doc)`` with a dict (sent as JSON) or raw
+    bytes/str (a broken document).  Each version gets an ``ETag`` (from its
+    bytes; ``etags = False`` sends none), and a request whose
+    ``If-None-Match`` names the current one gets ``304``.  Before the first
+    ``set``, and for any other path, it answers 404.
+
+    Outages on command: ``fail(500)`` answers that status (with a small
+    body) until ``serve()``; ``hang()`` accepts requests and never answers
+    (the caller's time-out) until ``serve()`` or ``stop()``; ``stop()``
+    closes the port (connection refused: unreachable) and ``start()`` opens
+    the same port again.
+
+    What it saw, for the document's path: ``requests`` (a count),
+    ``if_none_match`` (each request's ``If-None-Match``, None when absent,
+    in order), ``headers`` (each request's headers, lower-case names),
+    ``statuses`` (what it answered; None for a request left hanging);
+    ``reset_counts()`` forgets them, ``wait_requests(n)`` waits for ``n``
+    more than a given count.  Envoy reaches it through a cluster:
+    ``Envoy(..., extra_clusters={"access": server.port})``.  Each request is
+    logged to ``access-server-PORT.log`` in the log directory.
+    """
+
+    name = "access server"
+
+    def __init__(self, path: str = "/access.json", *, port: int | None = None,
+                 etags: bool = True) -> None:
+        if not path.startswith("/"):
+            raise ValueError("the document's path must start with /")
+        self.path = path
+        self.port = port or 0
+        self.etags = etags
+        self._lock = threading.Lock()
+        self._body: bytes | None = None
+        self._status: int | None = None
+        self._hang = threading.Event()  # set: requests hang
+        self._release = threading.Event()  # set: hanging requests give up
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.requests = 0
+        self.if_none_match: list[str | None] = []
+        self.headers: list[dict[str, str]] = []
+        self.statuses: list[int | None] = []
+        self.log_path: Path | None = None
+
+    # -- lifecycle
+
+    def start(self) -> "AccessServer":
+        if self.running:
+            raise HarnessError(f"{self!r} is already running")
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self.log_path = log_dir() / f"access-server-{self.port}.log"
+        self._release.clear()
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name=f"access server {self.port}", daemon=True)
+        self._thread.start()
+        self._log(f"=== listening on http://127.0.0.1:{self.port}")
+        return self
+
+    def stop(self) -> None:
+        """Close the port: from now on nothing answers (connection refused)."""
+        server, self._server = self._server, None
+        self._release.set()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._log("=== stopped")
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def __enter__(self) -> "AccessServer":
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<AccessServer port={self.port} {state}>"
+
+    @property
+    def url(self) -> str:
+        """The document's absolute URL (``access_source.url``)."""
+        if not self.port:
+            raise HarnessError("the access server's port is known once it has started")
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    # -- what it answers
+
+    @staticmethod
+    def encode(doc: dict[str, Any] | bytes | str) -> bytes:
+        """The bytes served for ``doc``: a dict as JSON, a str as UTF-8."""
+        if isinstance(doc, bytes):
+            return doc
+        if isinstance(doc, str):
+            return doc.encode()
+        return json.dumps(doc, indent=2).encode()
+
+    def set(self, doc: dict[str, Any] | bytes | str) -> bytes:
+        """Serve ``doc`` from now on (and answer normally again); returns
+        the bytes served."""
+        body = self.encode(doc)
+        with self._lock:
+            self._body = body
+        self.serve()
+        return body
+
+    @property
+    def body(self) -> bytes | None:
+        """The document's bytes currently served (None before ``set``)."""
+        return self._body
+
+    @property
+    def etag(self) -> str | None:
+        """The current document's ETag (None without one)."""
+        body = self._body
+        if body is None or not self.etags:
+            return None
+        return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+
+    def fail(self, status: int = 500) -> None:
+        """Answer ``status`` to every request until ``serve()``."""
+        with self._lock:
+            self._status = status
+        self._hang.clear()
+        self._release.set()
+
+    def hang(self) -> None:
+        """Never answer (requests wait) until ``serve()`` or ``stop()``."""
+        self._release.clear()
+        self._hang.set()
+
+    def serve(self) -> None:
+        """Answer normally again (the document, 304 or 404)."""
+        with self._lock:
+            self._status = None
+        self._hang.clear()
+        self._release.set()
+
+    # -- what it saw
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests = 0
+            self.if_none_match.clear()
+            self.headers.clear()
+            self.statuses.clear()
+
+    def wait_requests(self, more: int = 1, *, since: int | None = None,
+                      timeout: float = 10.0) -> int:
+        """Wait until ``more`` requests came after the count ``since`` (the
+        count now when None); returns the new count."""
+        start = self.requests if since is None else since
+        return wait_until(lambda: self.requests >= start + more and self.requests,
+                          timeout, f"{more} request(s) to {self!r} after {start}")
+
+    # -- internals
+
+    def _log(self, line: str) -> None:
+        if self.log_path is None:
+            return
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    def _answer(self, headers: dict[str, str]) -> tuple[int | None, dict[str, str], bytes]:
+        """(status, headers, body) for a request of the document; status
+        None: leave it hanging."""
+        with self._lock:
+            self.requests += 1
+            self.if_none_match.append(headers.get("if-none-match"))
+            self.headers.append(headers)
+            status, body, etag = self._status, self._body, self.etag
+        if self._hang.is_set():
+            return None, {}, b""
+        if status is not None:
+            return status, {"Content-Type": "text/plain"}, f"error {status}\n".encode()
+        if body is None:
+            return 404, {"Content-Type": "text/plain"}, b"no document yet\n"
+        sent = {"Content-Type": "application/json"}
+        if etag is not None:
+            sent["ETag"] = etag
+            asked = [t.strip() for t in headers.get("if-none-match", "").split(",")]
+            if etag in asked or f"W/{etag}" in asked:
+                return 304, sent, b""
+        return 200, sent, body
+
+    def _handler(self) -> type:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if self.path.split("?", 1)[0] != owner.path:
+                    status, sent, body = 404, {"Content-Type": "text/plain"}, b"not here\n"
+                else:
+                    status, sent, body = owner._answer(headers)
+                if status is None:
+                    owner._log(f"GET {self.path} (hanging)")
+                    with owner._lock:
+                        owner.statuses.append(None)
+                    owner._release.wait(60)
+                    self.close_connection = True
+                    return
+                if self.path.split("?", 1)[0] == owner.path:
+                    with owner._lock:
+                        owner.statuses.append(status)
+                owner._log(f"GET {self.path} {status} "
+                           f"if-none-match={headers.get('if-none-match')}")
+                self.send_response(status)
+                for name, value in sent.items():
+                    self.send_header(name, value)
+                if status != 304:
+                    self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if status != 304:
+                    self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # requests are logged by do_GET
+
+        return Handler
+
+
+# --------------------------------------------------------------------------
+# Polling, and Sésame's audit lines
+
+
+def wait_until(condition: Any, timeout: float = 10.0, what: str = "the condition",
+               interval: float = 0.1) -> Any:
+    """Call ``condition()`` until it returns a true value, and return that
+    value; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(interval)
+
+
+def audit_events(log_text: str) -> list[dict[str, Any]]:
+    """Sésame's audit lines in an Envoy log: each line whose message (from
+    its first ``{``) is one JSON object with ``"audit": "sesame"``, as a
+    dict, in order."""
+    events = []
+    for line in log_text.splitlines():
+        start = line.find("{")
+        if start < 0 or '"audit"' not in line:
+            continue
+        try:
+            value = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value.get("audit") == "sesame":
+            events.append(value)
+    return events
 
 
 def _as_list(value: str | Iterable[str]) -> list[str]:

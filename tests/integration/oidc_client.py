@@ -460,7 +460,8 @@ class Counters:
 
     PREFIX = "wasmcustom.sesame."
     # Gauges move by themselves (memory, provider state): not outcomes.
-    GAUGES = frozenset({"provider_ready", "provider_consecutive_failures", "vm_memory_bytes"})
+    GAUGES = frozenset({"provider_ready", "provider_consecutive_failures", "vm_memory_bytes",
+                        "access_source_ready", "access_document_age"})
     FREQUENT = frozenset({"requests_passed", "requests_public", "bearer_passed",
                           "endpoint_authorized"})
     TICK_S = 1.3

@@ -4,7 +4,9 @@ Nothing here talks to the network or starts a server; every check fails when
 a file is broken:
 
 * every ``envoy/*.yaml`` passes ``envoy --mode validate``, which also loads
-  ``dist/sesame.wasm`` and makes Sésame check its plugin configuration.
+  ``dist/sesame.wasm`` and makes Sésame check its plugin configuration
+  (``access-log.yaml``, a piece of a connection manager, once pasted into
+  the Playground's configuration).
   ``${VAR}`` placeholders are rendered first with test values (as ``envsubst``
   does at deploy time), ``REPLACE_ME`` secrets get test values, and the files
   a production configuration names (TLS certificate and key, CA bundle, the
@@ -56,7 +58,11 @@ CONFIG_RS = REPO_ROOT / "src" / "core" / "config.rs"
 
 COMPOSE_DIR = REPO_ROOT / "examples" / "compose"
 ISTIO_DIR = REPO_ROOT / "examples" / "istio"
-ENVOY_FILES = sorted((REPO_ROOT / "envoy").glob("*.yaml"))
+# Pieces pasted into a connection manager, not whole configurations: checked
+# pasted into one (test_access_log_fragment_validates_in_the_playground_config).
+ENVOY_FRAGMENTS = {"access-log.yaml"}
+ENVOY_FILES = sorted(p for p in (REPO_ROOT / "envoy").glob("*.yaml")
+                     if p.name not in ENVOY_FRAGMENTS)
 
 # Keys added together with the ProConnect preset. Accepted by the static key
 # check even if KNOWN_KEYS does not list them yet (a warning says so).
@@ -285,6 +291,27 @@ def test_envoy_directory_has_the_playground_config() -> None:
 def test_envoy_config_validates(path: Path, tls_files: TlsFiles, tmp_path: Path) -> None:
     bootstrap = prepare_envoy_config(path.read_text(), str(path.relative_to(REPO_ROOT)), tls_files)
     envoy_validate(bootstrap, tmp_path, path.stem)
+
+
+def test_access_log_fragment_validates_in_the_playground_config(
+        tls_files: TlsFiles, tmp_path: Path) -> None:
+    """``envoy/access-log.yaml``, pasted into the connection managers of the
+    Playground's configuration as CONFIGURATION.md says, passes ``envoy
+    --mode validate`` (test_access_log.py runs it in a real Envoy)."""
+    fragment = load_yaml((REPO_ROOT / "envoy" / "access-log.yaml").read_text())
+    assert set(fragment) == {"access_log"}, fragment
+    where = "envoy/playground-proconnect.yaml"
+    bootstrap = prepare_envoy_config(
+        (REPO_ROOT / where).read_text(), where, tls_files)
+    pasted = 0
+    for listener in bootstrap["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                if f["name"] == "envoy.filters.network.http_connection_manager":
+                    f["typed_config"]["access_log"] = fragment["access_log"]
+                    pasted += 1
+    assert pasted, f"{where}: no http_connection_manager"
+    envoy_validate(bootstrap, tmp_path, "access-log")
 
 
 def test_playground_proconnect_config() -> None:

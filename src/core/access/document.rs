@@ -148,7 +148,8 @@ impl AccessDocument {
         let revoked = read_revocations(&mut r, provider_ids);
         let api_keys = read_api_keys(&mut r);
         if !r.errors.is_empty() {
-            return Err(r.errors.iter().map(ConfigError::to_string).collect());
+            let problem = |e: &ConfigError| format!("`{}`: {}", e.key, e.message);
+            return Err(r.errors.iter().map(problem).collect());
         }
         let digest = Sha256::digest(bytes)[..8]
             .iter()
