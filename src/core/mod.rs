@@ -115,6 +115,63 @@ pub fn text_field<'a>(
     }
 }
 
+/// The fields of a JSON object that Sésame sealed itself (a session, a
+/// sign-in's or a sign-out's state), read the way a derived `Deserialize`
+/// read them: `None` for a field of another type or a required field
+/// missing. Read through a `Map` (the parser the other documents share)
+/// rather than a derived `Deserialize` each: about 1 KB of the module per
+/// type.
+pub(crate) struct Sealed(pub serde_json::Map<String, serde_json::Value>);
+
+impl Sealed {
+    /// Reads a sealed object into `T` with `read`, for a `Deserialize` impl.
+    pub(crate) fn deserialize<'de, D, T>(
+        deserializer: D,
+        read: impl FnOnce(&mut Sealed) -> Option<T>,
+    ) -> Result<T, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        use serde::Deserialize;
+        let object = serde_json::Map::deserialize(deserializer)?;
+        read(&mut Sealed(object)).ok_or_else(|| serde::de::Error::custom("not a sealed value"))
+    }
+
+    fn take(&mut self, name: &str) -> Option<serde_json::Value> {
+        self.0.remove(name)
+    }
+
+    /// A required string.
+    pub(crate) fn text(&mut self, name: &str) -> Option<String> {
+        match self.take(name)? {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An optional string: `Some(None)` when absent or null.
+    pub(crate) fn opt_text(&mut self, name: &str) -> Option<Option<String>> {
+        match self.take(name) {
+            None | Some(serde_json::Value::Null) => Some(None),
+            Some(serde_json::Value::String(s)) => Some(Some(s)),
+            Some(_) => None,
+        }
+    }
+
+    /// A required unsigned integer.
+    pub(crate) fn number(&mut self, name: &str) -> Option<u64> {
+        self.take(name)?.as_u64()
+    }
+
+    /// An optional unsigned integer: `Some(None)` when absent or null.
+    pub(crate) fn opt_number(&mut self, name: &str) -> Option<Option<u64>> {
+        match self.take(name) {
+            None | Some(serde_json::Value::Null) => Some(None),
+            Some(v) => v.as_u64().map(Some),
+        }
+    }
+}
+
 /// URL-safe base64 without padding, as used in JWTs, PKCE and our cookies.
 pub fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;

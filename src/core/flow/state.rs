@@ -2,7 +2,7 @@
 //! sign-in and of a sign-out (in short-lived cookies), the token endpoint's
 //! answer, and whatever waits for the provider's answer (`Pending`).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::core::access::routes::RouteSet;
@@ -12,10 +12,10 @@ use crate::core::http::{OwnedRequest, Response};
 use crate::core::pages::Lang;
 use crate::core::session::cookies;
 use crate::core::session::Session;
-use crate::core::text_field;
+use crate::core::{text_field, Sealed};
 
 /// What a started sign-in remembers, sealed in a short-lived cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoginState {
     #[serde(rename = "s")]
     pub state: String,
@@ -33,8 +33,27 @@ pub struct LoginState {
     pub silent: bool,
 }
 
+/// Reads what `Serialize` writes, as a derived `Deserialize` did (see [`Sealed`]).
+impl<'de> Deserialize<'de> for LoginState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Sealed::deserialize(deserializer, |o| {
+            Some(LoginState {
+                state: o.text("s")?,
+                nonce: o.text("n")?,
+                code_verifier: o.text("v")?,
+                return_to: o.text("r")?,
+                expires_at: o.number("e")?,
+                silent: match o.0.remove("q") {
+                    None => false,
+                    Some(q) => q.as_bool()?,
+                },
+            })
+        })
+    }
+}
+
 /// What a started sign-out remembers while the browser visits the provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogoutState {
     #[serde(rename = "s")]
     pub state: String,
@@ -42,6 +61,19 @@ pub struct LogoutState {
     pub return_to: String,
     #[serde(rename = "e")]
     pub expires_at: u64,
+}
+
+/// Reads what `Serialize` writes, as a derived `Deserialize` did (see [`Sealed`]).
+impl<'de> Deserialize<'de> for LogoutState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Sealed::deserialize(deserializer, |o| {
+            Some(LogoutState {
+                state: o.text("s")?,
+                return_to: o.text("r")?,
+                expires_at: o.number("e")?,
+            })
+        })
+    }
 }
 
 /// The tokens from the token endpoint that the session keeps.
@@ -211,4 +243,96 @@ pub struct BearerPending {
     pub routes: RouteSet,
     /// The provider introspecting the token.
     pub provider: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::session::sealed::{Purpose, Sealer};
+    use crate::core::testing::CountingEntropy;
+
+    /// Sealed by the build with a derived `Deserialize` (keys from
+    /// `[7; 32]`, nonces from `CountingEntropy` after the two sessions of
+    /// the sealed module's tests).
+    const LOGIN_SILENT_SEALED: &str = "AhkaGxwdHh8gISIjJOL3KGylWei3Ej-4fQkAmLNsz4LaVI2C2JPhvfqG3lCy7U67v5fOShHXyLOwA7DNcFI5gdI9lhPG4n_IDnHP8XoZPYUqb3BeQB0d3i2FSX6yUw";
+    const LOGIN_SEALED: &str = "ASUmJygpKissLS4vMD3-kgcQDLBN_rCK3-xTF3TASBWRF4kjXqIHf0-K9FcUhEqoBNmwdOg1WMZfICART_KKob7Q_9iwgotqrCSmq-ih14pV_lwgzg";
+    const LOGOUT_SEALED: &str =
+        "ATEyMzQ1Njc4OTo7PMjTIRoN8MCjpb8Gh3IlqWbKWouAUjkj5sEdcZA9Y8jhSlID2BeEymF8IQsdnR_edZSS6JY";
+
+    fn login(silent: bool) -> LoginState {
+        LoginState {
+            state: "st".into(),
+            nonce: "no".into(),
+            code_verifier: "cv".into(),
+            return_to: "/r?x=1".into(),
+            expires_at: 4_000_000_000,
+            silent,
+        }
+    }
+
+    fn logout() -> LogoutState {
+        LogoutState {
+            state: "st".into(),
+            return_to: "/bye".into(),
+            expires_at: 4_000_000_000,
+        }
+    }
+
+    #[test]
+    fn states_sealed_by_the_derived_serialisation_open_and_seal_the_same() {
+        let sealer = Sealer::for_providers(
+            &[7u8; 32],
+            &[
+                ("https://idp.example.fr", "client"),
+                ("https://other.example.fr", "client2"),
+            ],
+        );
+        let opened = sealer.open_from(Purpose::Login, "_sesame_login", LOGIN_SILENT_SEALED);
+        assert_eq!(opened, Some((1, login(true))));
+        let opened = sealer.open(Purpose::Login, "_sesame_login", LOGIN_SEALED);
+        assert_eq!(opened, Some(login(false)));
+        let opened = sealer.open(Purpose::Logout, "_sesame_logout", LOGOUT_SEALED);
+        assert_eq!(opened, Some(logout()));
+
+        let mut entropy = CountingEntropy(0x18);
+        let sealed = sealer.seal_for(
+            1,
+            Purpose::Login,
+            "_sesame_login",
+            &login(true),
+            &mut entropy,
+        );
+        assert_eq!(sealed, LOGIN_SILENT_SEALED);
+        let sealed = sealer.seal(Purpose::Login, "_sesame_login", &login(false), &mut entropy);
+        assert_eq!(sealed, LOGIN_SEALED);
+        let sealed = sealer.seal(Purpose::Logout, "_sesame_logout", &logout(), &mut entropy);
+        assert_eq!(sealed, LOGOUT_SEALED);
+    }
+
+    #[test]
+    fn state_json_is_read_as_the_derived_deserialize_read_it() {
+        let read = |text: &str| serde_json::from_str::<LoginState>(text).ok();
+        let text = r#"{"s":"st","n":"no","v":"cv","r":"/r?x=1","e":4000000000}"#;
+        assert_eq!(read(text), Some(login(false)));
+        assert_eq!(serde_json::to_string(&login(false)).unwrap(), text);
+        let silent = r#"{"s":"st","n":"no","v":"cv","r":"/r?x=1","e":4000000000,"q":true,"z":0}"#;
+        assert_eq!(read(silent), Some(login(true)));
+        for text in [
+            r#"{"n":"no","v":"cv","r":"/r","e":1}"#,
+            r#"{"s":"st","n":"no","v":"cv","r":"/r"}"#,
+            r#"{"s":"st","n":null,"v":"cv","r":"/r","e":1}"#,
+            r#"{"s":"st","n":"no","v":"cv","r":"/r","e":1,"q":null}"#,
+            r#"{"s":"st","n":"no","v":"cv","r":"/r","e":1,"q":1}"#,
+            r#"{"s":"st","n":"no","v":"cv","r":"/r","e":-1}"#,
+        ] {
+            assert_eq!(read(text), None, "{text}");
+        }
+        let read = |text: &str| serde_json::from_str::<LogoutState>(text).ok();
+        assert_eq!(
+            read(r#"{"s":"st","r":"/bye","e":4000000000}"#),
+            Some(logout())
+        );
+        assert_eq!(read(r#"{"s":"st","r":"/bye"}"#), None);
+        assert_eq!(read(r#"{"s":"st","r":7,"e":1}"#), None);
+    }
 }

@@ -247,6 +247,20 @@ pub(crate) fn check_key_loads(key: &SigningKey) -> bool {
     }
 }
 
+/// The SHA-2 digest of `message` with `bits` (`"256"`, `"384"` or `"512"`).
+/// One function for every algorithm that hashes the message: each hash's
+/// code once in the module rather than at each call.
+#[inline(never)]
+fn digest(bits: &str, message: &[u8]) -> Option<Vec<u8>> {
+    use sha2::{Digest as _, Sha256, Sha384, Sha512};
+    Some(match bits {
+        "256" => Sha256::digest(message).to_vec(),
+        "384" => Sha384::digest(message).to_vec(),
+        "512" => Sha512::digest(message).to_vec(),
+        _ => return None,
+    })
+}
+
 /// Whether `signature` is `alg`'s signature of `message` by `key`. A key is
 /// only ever used with an algorithm of its own type.
 #[cfg_attr(sesame_size, optimize(size))]
@@ -257,7 +271,7 @@ pub(crate) fn signature_verifies(
     signature: &[u8],
 ) -> bool {
     use rsa::{Pkcs1v15Sign, Pss};
-    use sha2::{Digest as _, Sha256, Sha384, Sha512};
+    use sha2::{Sha256, Sha384, Sha512};
 
     match (key, alg) {
         (KeyMaterial::Rsa { n, e }, _) => {
@@ -274,25 +288,17 @@ pub(crate) fn signature_verifies(
             if signature.len() != modulus.len() || signature >= modulus.as_slice() {
                 return false;
             }
+            // One digest per hash, whichever the padding.
+            let Some(hashed) = alg.get(2..).and_then(|bits| digest(bits, message)) else {
+                return false;
+            };
             let checked = match alg {
-                "RS256" => public.verify(
-                    Pkcs1v15Sign::new::<Sha256>(),
-                    &Sha256::digest(message),
-                    signature,
-                ),
-                "RS384" => public.verify(
-                    Pkcs1v15Sign::new::<Sha384>(),
-                    &Sha384::digest(message),
-                    signature,
-                ),
-                "RS512" => public.verify(
-                    Pkcs1v15Sign::new::<Sha512>(),
-                    &Sha512::digest(message),
-                    signature,
-                ),
-                "PS256" => public.verify(Pss::new::<Sha256>(), &Sha256::digest(message), signature),
-                "PS384" => public.verify(Pss::new::<Sha384>(), &Sha384::digest(message), signature),
-                "PS512" => public.verify(Pss::new::<Sha512>(), &Sha512::digest(message), signature),
+                "RS256" => public.verify(Pkcs1v15Sign::new::<Sha256>(), &hashed, signature),
+                "RS384" => public.verify(Pkcs1v15Sign::new::<Sha384>(), &hashed, signature),
+                "RS512" => public.verify(Pkcs1v15Sign::new::<Sha512>(), &hashed, signature),
+                "PS256" => public.verify(Pss::new::<Sha256>(), &hashed, signature),
+                "PS384" => public.verify(Pss::new::<Sha384>(), &hashed, signature),
+                "PS512" => public.verify(Pss::new::<Sha512>(), &hashed, signature),
                 _ => return false,
             };
             checked.is_ok()
@@ -303,7 +309,7 @@ pub(crate) fn signature_verifies(
                 && ecdsa_verifies(
                     p256_verifying_key(point),
                     p256::ecdsa::Signature::from_slice(signature).ok(),
-                    &Sha256::digest(message),
+                    &digest("256", message).unwrap_or_default(),
                 )
         }
         (KeyMaterial::P384(point), "ES384") => {
@@ -311,7 +317,7 @@ pub(crate) fn signature_verifies(
                 && ecdsa_verifies(
                     p384_verifying_key(point),
                     p384::ecdsa::Signature::from_slice(signature).ok(),
-                    &Sha384::digest(message),
+                    &digest("384", message).unwrap_or_default(),
                 )
         }
         (KeyMaterial::Ed25519(x), "EdDSA") => {

@@ -18,7 +18,7 @@
 //! `true` (RFC 7797) is refused. The OpenID Connect claim rules (`iss`, `aud`,
 //! `azp`, `exp`, `iat`, `nbf`, `nonce`) are then checked explicitly.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use base64::Engine;
@@ -252,7 +252,7 @@ fn numeric_date(value: &Value) -> Result<u64, TokenError> {
 struct Claims {
     issuer: Option<String>,
     subject: Option<String>,
-    audiences: Option<HashSet<String>>,
+    audiences: Option<BTreeSet<String>>,
     nonce: Option<String>,
     expires_at: Option<u64>,
     issued_at: Option<u64>,
@@ -277,16 +277,19 @@ impl Claims {
         string("jti", false)?;
         let audiences = match map.remove("aud") {
             None => None,
-            Some(Value::String(a)) => Some(HashSet::from([a])),
-            Some(Value::Array(items)) => Some(
-                items
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::String(a) => Ok(a),
-                        _ => Err(TokenError::Malformed),
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
+            Some(Value::String(a)) => Some(BTreeSet::from([a])),
+            // A `BTreeSet<String>` as the configuration's sets (its code
+            // once in the module), inserted one by one.
+            Some(Value::Array(items)) => {
+                let mut audiences = BTreeSet::new();
+                for item in items {
+                    let Value::String(a) = item else {
+                        return Err(TokenError::Malformed);
+                    };
+                    audiences.insert(a);
+                }
+                Some(audiences)
+            }
             Some(_) => return Err(TokenError::Malformed),
         };
         let mut date = |name: &str| map.remove(name).as_ref().map(numeric_date).transpose();

@@ -14,12 +14,12 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::core::session::cookies::{clear_cookie, set_cookie, CookieAttributes};
-use crate::core::{b64url, b64url_decode, Entropy};
+use crate::core::{b64url, b64url_decode, Entropy, Sealed};
 
 /// Largest cookie value written in one piece; browsers allow ~4096 bytes per
 /// cookie including name and attributes.
@@ -194,7 +194,7 @@ impl Sealer {
 
 /// A signed-in person: the identity claims kept, the provider's tokens, and the
 /// absolute expiry of the session.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Session {
     #[serde(rename = "c")]
     pub claims: Map<String, Value>,
@@ -220,6 +220,33 @@ pub struct Session {
     /// sealed the session, never a field of the sealed text.
     #[serde(skip)]
     pub provider: usize,
+}
+
+/// Reads what `Serialize` writes, as a derived `Deserialize` did (see
+/// [`Sealed`]): `c`, `t` and `e` required, the others optional.
+impl<'de> Deserialize<'de> for Session {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Sealed::deserialize(deserializer, |o| {
+            Some(Session {
+                claims: match o.0.remove("c")? {
+                    Value::Object(claims) => claims,
+                    _ => return None,
+                },
+                id_token: o.opt_text("i")?,
+                access_token: o.opt_text("a")?,
+                created_at: o.number("t")?,
+                expires_at: o.number("e")?,
+                sid: match o.0.remove("s") {
+                    None => String::new(),
+                    Some(Value::String(sid)) => sid,
+                    Some(_) => return None,
+                },
+                refresh_token: o.opt_text("r")?,
+                access_expires_at: o.opt_number("x")?,
+                provider: 0,
+            })
+        })
+    }
 }
 
 impl Session {
@@ -675,5 +702,122 @@ mod tests {
         dup.push(chunked[1].clone());
         assert_eq!(jar.read(&str_pairs(&dup), 1500), None);
         assert!(jar.read(&str_pairs(&chunked), 1500).is_some());
+    }
+
+    /// Two sessions, their JSON and their sealed text as the build with a
+    /// derived `Deserialize` wrote them (keys 1 and 2 from `[7; 32]`, the
+    /// nonces from `CountingEntropy(0)`).
+    const FULL_JSON: &str = r#"{"c":{"email":"alice@numerique.gouv.fr","groups":["a","b"],"n":3,"sub":"alice"},"i":"id.token.sig","a":"at","t":1000,"e":4000000000,"s":"sid-1","r":"rt","x":5000}"#;
+    const MINIMAL_JSON: &str = r#"{"c":{"sub":"bob"},"t":10,"e":4000000000}"#;
+    const FULL_SEALED: &str = "AgECAwQFBgcICQoLDNc4kjlPc9srRmTQQVN_M37vTpl9xfvw2N_BVSVZ7lv-K0YWVh_nlVHnuIRIcSQhtFCnN96hEk8_fBWxW2FdZwj06Wtu3AVdMMccs0HrcQNvUk2mnKsUxPa5h7NyC0Hf9qQ7rZJhitFxR7oKmCHtNOBlBajRQVD03-czbCvwcJLCjIx6yAsgUEa5WUnv03pYKLD90Vn7nxAoMTGesIkMcaDr0MusbzfDGp0eYi1eclCvOro";
+    const MINIMAL_SEALED: &str = "AQ0ODxAREhMUFRYXGJ3Wx6CiIxRr2DD5vWZDko4F_1sTLgbWC8MgC86iLFj0mxX-2p4mhw4Gf2AJ84S9kcIwiy_6thZzMg";
+
+    fn two_providers() -> Sealer {
+        Sealer::for_providers(
+            &[7u8; 32],
+            &[(ISSUER, "client"), ("https://other.example.fr", "client2")],
+        )
+    }
+
+    fn full_session() -> Session {
+        Session {
+            claims: json!({"sub": "alice", "email": "alice@numerique.gouv.fr", "groups": ["a", "b"], "n": 3})
+                .as_object()
+                .unwrap()
+                .clone(),
+            id_token: Some("id.token.sig".into()),
+            access_token: Some("at".into()),
+            created_at: 1000,
+            expires_at: 4_000_000_000,
+            sid: "sid-1".into(),
+            refresh_token: Some("rt".into()),
+            access_expires_at: Some(5000),
+            provider: 1,
+        }
+    }
+
+    fn minimal_session() -> Session {
+        Session {
+            claims: json!({"sub": "bob"}).as_object().unwrap().clone(),
+            created_at: 10,
+            expires_at: 4_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sessions_sealed_by_the_derived_serialisation_open_and_seal_the_same() {
+        // The JSON reads back, and is written byte for byte as before.
+        let full: Session = serde_json::from_str(FULL_JSON).unwrap();
+        assert_eq!(
+            full,
+            Session {
+                provider: 0,
+                ..full_session()
+            }
+        );
+        assert_eq!(serde_json::to_string(&full_session()).unwrap(), FULL_JSON);
+        let minimal: Session = serde_json::from_str(MINIMAL_JSON).unwrap();
+        assert_eq!(minimal, minimal_session());
+        assert_eq!(serde_json::to_string(&minimal).unwrap(), MINIMAL_JSON);
+
+        // The sealed texts open, and sealing again gives the same texts.
+        let sealer = two_providers();
+        let cookie = jar(&sealer);
+        assert_eq!(cookie.open(FULL_SEALED, 2000), Some(full_session()));
+        assert_eq!(cookie.open(MINIMAL_SEALED, 2000), Some(minimal_session()));
+        let mut entropy = CountingEntropy(0);
+        let full = sealer.seal_for(
+            1,
+            Purpose::Session,
+            "_sesame",
+            &full_session(),
+            &mut entropy,
+        );
+        assert_eq!(full, FULL_SEALED);
+        let minimal = sealer.seal_for(
+            0,
+            Purpose::Session,
+            "_sesame",
+            &minimal_session(),
+            &mut entropy,
+        );
+        assert_eq!(minimal, MINIMAL_SEALED);
+    }
+
+    #[test]
+    fn session_json_is_read_as_the_derived_deserialize_read_it() {
+        let read = |text: &str| serde_json::from_str::<Session>(text).ok();
+        // Nulls for the optional fields, and unknown keys, are accepted.
+        let nulls = r#"{"c":{},"i":null,"a":null,"t":1,"e":2,"r":null,"x":null,"z":[1]}"#;
+        let session = read(nulls).unwrap();
+        assert_eq!((session.created_at, session.expires_at), (1, 2));
+        assert_eq!(session.id_token, None);
+        // Required fields missing, or fields of another type, are refused.
+        for text in [
+            r#"{"t":1,"e":2}"#,
+            r#"{"c":{},"e":2}"#,
+            r#"{"c":{},"t":1}"#,
+            r#"{"c":[],"t":1,"e":2}"#,
+            r#"{"c":null,"t":1,"e":2}"#,
+            r#"{"c":{},"t":-1,"e":2}"#,
+            r#"{"c":{},"t":1.5,"e":2}"#,
+            r#"{"c":{},"t":"1","e":2}"#,
+            r#"{"c":{},"t":1,"e":2,"i":3}"#,
+            r#"{"c":{},"t":1,"e":2,"a":true}"#,
+            r#"{"c":{},"t":1,"e":2,"r":[]}"#,
+            r#"{"c":{},"t":1,"e":2,"s":null}"#,
+            r#"{"c":{},"t":1,"e":2,"s":1}"#,
+            r#"{"c":{},"t":1,"e":2,"x":"5"}"#,
+            r#""session""#,
+        ] {
+            assert_eq!(read(text), None, "{text}");
+        }
+        // Two differences, in texts Sésame never seals: the array form,
+        // which the derived `Deserialize` also read, is refused; a key given
+        // twice, which it refused, reads as its last value.
+        assert_eq!(read(r#"[{},null,null,1,2]"#), None);
+        let twice = read(r#"{"c":{},"t":1,"e":2,"e":3}"#).unwrap();
+        assert_eq!(twice.expires_at, 3);
     }
 }
