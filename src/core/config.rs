@@ -377,6 +377,7 @@ const ROUTE_KEYS: &[&str] = &[
     "allowed_email_domains",
     "allowed_claims",
     "providers",
+    "acr_values",
 ];
 
 /// How bearer tokens are checked (routes in `bearer` or `session_or_bearer` mode).
@@ -635,7 +636,7 @@ fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
             let obj = sub.obj;
             for key in obj.keys() {
                 if !ROUTE_KEYS.contains(&key.as_str()) {
-                    sub.err(key, "is not a known route key (methods, path, mode, scopes, allowed_emails, allowed_email_domains, allowed_claims, providers)");
+                    sub.err(key, "is not a known route key (methods, path, mode, scopes, allowed_emails, allowed_email_domains, allowed_claims, providers, acr_values)");
                 }
             }
             let methods = sub.string_list("methods").unwrap_or_default();
@@ -683,6 +684,23 @@ fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
             if scopes.iter().any(|s| s.contains(' ')) {
                 sub.err("scopes", "a scope must not contain spaces");
             }
+            // Step-up (RFC 9470): the authentication levels the route accepts.
+            let acr_values = sub.string_list("acr_values").unwrap_or_default();
+            if acr_values
+                .iter()
+                .any(|a| a.contains(' ') || a.contains('"'))
+            {
+                sub.err(
+                    "acr_values",
+                    "an ACR value must not contain spaces or quotes",
+                );
+            }
+            if matches!(sub.obj.get("acr_values"), Some(Value::Array(a)) if a.is_empty()) {
+                sub.err(
+                    "acr_values",
+                    "names no level: list ACR values, or leave it out",
+                );
+            }
             let has_rules = ["allowed_emails", "allowed_email_domains", "allowed_claims"]
                 .iter()
                 .any(|k| !matches!(obj.get(*k), None | Some(Value::Null)));
@@ -715,11 +733,14 @@ fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
             }
             match protection {
                 Some(Protection::Public)
-                    if has_rules || !scopes.is_empty() || providers.is_some() =>
+                    if has_rules
+                        || !scopes.is_empty()
+                        || providers.is_some()
+                        || !acr_values.is_empty() =>
                 {
                     sub.err(
                         "mode",
-                        "a public route has no access rules, scopes or providers",
+                        "a public route has no access rules, scopes, providers or acr_values",
                     );
                 }
                 Some(p) if !p.accepts_bearer() && !scopes.is_empty() => {
@@ -758,6 +779,7 @@ fn read_routes(r: &mut Reader, provider_ids: &[&str]) -> Vec<Route> {
                     scopes,
                     policy,
                     providers,
+                    acr_values,
                 }),
                 _ => None,
             }

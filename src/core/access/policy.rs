@@ -109,6 +109,9 @@ pub enum Denial {
     /// No rule admits anyone: the access document has none (or none is in
     /// force yet).
     NoRule,
+    /// The route needs a stronger authentication (`acr`) than the
+    /// person's (step-up, RFC 9470).
+    AcrTooLow,
 }
 
 impl Denial {
@@ -125,6 +128,7 @@ impl Denial {
             }
             Denial::Revoked => "the access document revokes this person".into(),
             Denial::NoRule => "the access document has no rule that admits anyone".into(),
+            Denial::AcrTooLow => "the route needs a stronger authentication (acr)".into(),
         }
     }
 }

@@ -146,6 +146,9 @@ pub struct Route {
     /// The providers whose people it admits (bit `i`: provider `i`);
     /// `None`: all of them.
     pub providers: Option<u64>,
+    /// Step-up (RFC 9470): the `acr` values a session or token must carry
+    /// here; empty: any.
+    pub acr_values: Vec<String>,
 }
 
 /// Whether a set of providers (bit `i`: provider `i`, as a route's
@@ -344,6 +347,7 @@ mod tests {
             protection: Protection::Bearer,
             scopes: vec![],
             policy: None,
+            acr_values: vec![],
         };
         assert!(r.matches("GET", "/api/x") && !r.matches("POST", "/api/x"));
         assert!(!r.matches("GET", "/other"));

@@ -461,3 +461,131 @@ fn configuration_errors_of_managed_access() {
             .any(|k| k == "api_keys[0].sha256")
     );
 }
+
+#[test]
+fn a_route_that_needs_a_stronger_authentication_steps_up_once() {
+    use crate::core::flow::tests::{complete_login, id_token_with_acr, param, start};
+    let f = filter(json!({"routes": [
+        {"path": "^/admin/", "mode": "session", "acr_values": ["eidas2", "eidas3"]},
+        {"path": "^/api/", "mode": "bearer", "acr_values": ["eidas2"]}
+    ]}));
+    let mut state = provider();
+    let (r, _) = start(&f, "/chat");
+    let weak = complete_login(
+        &f,
+        &mut state,
+        &r,
+        id_token_with_acr("eidas1"),
+        json!({}),
+        "",
+        ALICE,
+    );
+    let cookie = cookie_header(&set_cookies(&response(weak.step)));
+    // Elsewhere, the session as it is.
+    assert!(matches!(
+        run(&f, &page(&cookie), &state).outcome,
+        Outcome::Passed
+    ));
+    // An API call on the route: RFC 9470's challenge.
+    let admin_api = get(
+        "/admin/users",
+        &[("accept", "application/json"), ("cookie", &cookie)],
+    );
+    let r = response(run(&f, &admin_api, &state));
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("acr_values=\"eidas2 eidas3\""),
+        "{challenge}"
+    );
+    // A page: back to the provider, asking for the route's levels, the page
+    // kept as the return target.
+    let admin = get(
+        "/admin/users",
+        &[("accept", "text/html"), ("cookie", &cookie)],
+    );
+    let step_up = response(run(&f, &admin, &state));
+    assert_eq!(step_up.status, 302);
+    let location = step_up.header("location").unwrap().to_string();
+    assert_eq!(param(&location, "acr_values"), "eidas2 eidas3");
+    let claims: Value = serde_json::from_str(&param(&location, "claims")).unwrap();
+    assert_eq!(
+        claims["id_token"]["acr"],
+        json!({"essential": true, "values": ["eidas2", "eidas3"]})
+    );
+    // The provider can only give eidas1: a 403 page naming the levels, no loop.
+    let still_weak = complete_login(
+        &f,
+        &mut state,
+        &step_up,
+        id_token_with_acr("eidas1"),
+        json!({}),
+        &cookie,
+        ALICE,
+    );
+    assert!(matches!(
+        still_weak.step.outcome,
+        Outcome::LoginFailed {
+            reason: "acr_not_satisfied",
+            ..
+        }
+    ));
+    let failed = response(still_weak.step);
+    let to = failed.header("location").unwrap().to_string();
+    assert!(
+        to.contains("reason=acr_not_satisfied") && to.contains("status=403"),
+        "{to}"
+    );
+    let page_for = get(&to, &[("accept", "text/html")]);
+    let shown = response(run(&f, &page_for, &state));
+    assert_eq!(shown.status, 403);
+    assert!(String::from_utf8_lossy(&shown.body).contains("acr: eidas2 eidas3"));
+    // eidas2: the stronger session replaces the weaker one and opens the route.
+    let strong = complete_login(
+        &f,
+        &mut state,
+        &step_up,
+        id_token_with_acr("eidas2"),
+        json!({}),
+        &cookie,
+        ALICE,
+    );
+    let done = response(strong.step);
+    assert_eq!(done.header("location"), Some("/admin/users"));
+    let cookie = cookie_header(&set_cookies(&done));
+    let admin = get(
+        "/admin/users",
+        &[("accept", "text/html"), ("cookie", &cookie)],
+    );
+    assert!(matches!(run(&f, &admin, &state).outcome, Outcome::Passed));
+}
+
+#[test]
+fn a_bearer_token_too_weak_for_the_route_gets_the_step_up_challenge() {
+    use crate::core::oidc::token::tests::{claims, es256_at, CLIENT};
+    let f =
+        filter(json!({"routes": [{"path": "^/api/", "mode": "bearer", "acr_values": ["eidas2"]}]}));
+    let token = |acr: &str| {
+        let mut c =
+            claims(json!({"scope": "openid", "email": ALICE, "client_id": CLIENT, "acr": acr}));
+        c.nonce = None;
+        format!("Bearer {}", es256_at(c))
+    };
+    let weak = token("eidas1");
+    let r = response(run(&f, &api_get("/api/x", Some(&weak)), &provider()));
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("insufficient_user_authentication")
+            && challenge.contains("acr_values=\"eidas2\"")
+    );
+    let strong = token("eidas2");
+    assert!(matches!(
+        run(&f, &api_get("/api/x", Some(&strong)), &provider()).outcome,
+        Outcome::BearerPassed
+    ));
+}

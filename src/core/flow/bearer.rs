@@ -12,6 +12,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::core::access::policy::Denial;
 use crate::core::access::routes::{holds_provider, RouteSet};
 use crate::core::config::ProviderKind;
 use crate::core::flow::headers::{identity_headers, Upstream};
@@ -90,6 +91,7 @@ fn granted_scopes(claims: &Map<String, Value>) -> Vec<&str> {
 }
 
 /// 502: the provider's introspection answer cannot be used (the detail is logged).
+#[cfg_attr(sesame_size, optimize(size))]
 fn introspection_failed(reason: &'static str, detail: String) -> Step {
     let response =
         Response::new(502).with_body("application/json", r#"{"error":"introspection_failed"}"#);
@@ -325,6 +327,7 @@ impl Filter {
 
     /// A request with a personal token: opened, then held to the route's
     /// scopes and rules as the person, and remembered like a JWT.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn personal_token_request(
         &self,
         upstream: Upstream,
@@ -374,6 +377,7 @@ impl Filter {
 
     /// Whether any API key is listed (in the access document in force, or
     /// the configuration).
+    #[cfg_attr(sesame_size, optimize(size))]
     fn has_api_keys(&self) -> bool {
         !self.config.api_keys.is_empty()
             || self
@@ -385,6 +389,7 @@ impl Filter {
     }
 
     /// The introspection answer for a waiting bearer request.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn on_introspection_response(
         &self,
         p: BearerPending,
@@ -454,6 +459,7 @@ impl Filter {
 
     /// The introspection answer as a JSON object, from JSON or from a signed
     /// JWT (RFC 9701).
+    #[cfg_attr(sesame_size, optimize(size))]
     fn introspection_answer(
         &self,
         index: usize,
@@ -496,6 +502,7 @@ impl Filter {
 
     /// RFC 7662 §2.2: `active`, then `iss`, `exp` and our audience. Returns
     /// until when the answer may be trusted.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn check_introspected(
         &self,
         index: usize,
@@ -653,6 +660,10 @@ impl Filter {
             ));
         }
         if let Err(denial) = self.check_rules(routes, provider, claims) {
+            if denial == Denial::AcrTooLow {
+                let needed = self.required_acr(routes);
+                return Err(Box::new(self.insufficient_authentication(&needed)));
+            }
             let response = Response::new(403).with_body(
                 "application/json",
                 r#"{"error":"access_denied","error_description":"the access rules do not admit this identity"}"#,
@@ -713,6 +724,7 @@ impl Filter {
     /// A request with several `Authorization` headers on a protected route:
     /// which one the application would read cannot be told (RFC 6750 §2.1
     /// allows one), so it is refused (400 `invalid_request`).
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn several_authorization_headers(&self) -> Step {
         self.refuse(Refusal {
             status: 400,
@@ -722,6 +734,27 @@ impl Filter {
         })
     }
 
+    /// `401`: the authentication is too weak for the route (RFC 9470),
+    /// with the `acr` values it needs.
+    #[cfg_attr(sesame_size, optimize(size))]
+    pub(crate) fn insufficient_authentication(&self, needed: &str) -> Step {
+        let mut step = self.refuse(Refusal {
+            status: 401,
+            error: Some("insufficient_user_authentication"),
+            description: "a stronger authentication is required".into(),
+            reason: "insufficient_user_authentication",
+        });
+        if let Action::Respond(r) = &mut step.action {
+            for (name, value) in r.headers.iter_mut() {
+                if name == "www-authenticate" {
+                    value.push_str(&format!(", acr_values=\"{}\"", quoted(needed)));
+                }
+            }
+        }
+        step
+    }
+
+    #[cfg_attr(sesame_size, optimize(size))]
     fn bearer_unavailable(&self) -> Step {
         let response = Response::new(503).with_header("retry-after", "5").with_body(
             "application/json",

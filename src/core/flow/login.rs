@@ -206,6 +206,7 @@ impl Filter {
             return_to: safe_return_target(return_to).to_string(),
             expires_at: now + LOGIN_TTL,
             silent: hints.silent,
+            acr: hints.acr.clone(),
         };
         let challenge = b64url(&Sha256::digest(login.code_verifier.as_bytes()));
         let p = self.provider(index);
@@ -227,11 +228,39 @@ impl Filter {
             query
                 .append_pair("code_challenge", &challenge)
                 .append_pair("code_challenge_method", "S256");
-            if !p.acr_values.is_empty() {
-                query.append_pair("acr_values", &p.acr_values.join(" "));
-            }
-            if let Some(claims) = &p.claims_request {
-                query.append_pair("claims", claims);
+            match &hints.acr {
+                // A step-up: the route's levels, as `acr_values` and as the
+                // essential `acr` of the claims request (ProConnect reads the
+                // latter), the rest of the provider's claims request kept.
+                Some(acr) => {
+                    query.append_pair("acr_values", acr);
+                    let mut claims: Value = p
+                        .claims_request
+                        .as_deref()
+                        .and_then(|c| serde_json::from_slice(c.as_bytes()).ok())
+                        .unwrap_or_else(|| Value::Object(Map::new()));
+                    let values: Vec<Value> = acr.split(' ').map(Value::from).collect();
+                    let mut wanted = Map::new();
+                    wanted.insert("essential".into(), Value::Bool(true));
+                    wanted.insert("values".into(), Value::Array(values));
+                    if let Some(object) = claims.as_object_mut() {
+                        let id_token = object
+                            .entry("id_token")
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if let Some(id_token) = id_token.as_object_mut() {
+                            id_token.insert("acr".into(), Value::Object(wanted));
+                        }
+                    }
+                    query.append_pair("claims", &crate::core::json_text(&claims));
+                }
+                None => {
+                    if !p.acr_values.is_empty() {
+                        query.append_pair("acr_values", &p.acr_values.join(" "));
+                    }
+                    if let Some(claims) = &p.claims_request {
+                        query.append_pair("claims", claims);
+                    }
+                }
             }
             for (k, v) in hints.pairs() {
                 query.append_pair(k, v);
@@ -251,7 +280,12 @@ impl Filter {
     /// `acr_values`, and the essential `acr` of the `claims` request. The
     /// provider may answer with a lower level than asked; we may not accept it.
     #[cfg_attr(sesame_size, optimize(size))]
-    pub fn check_acr(&self, index: usize, claims: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_acr(
+        &self,
+        index: usize,
+        claims: &Map<String, Value>,
+        step_up: Option<&str>,
+    ) -> Result<(), String> {
         let p = self.provider(index);
         let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
         let printable = || -> String {
@@ -260,6 +294,16 @@ impl Filter {
                 .take(64)
                 .collect()
         };
+        // A step-up asked for the route's levels in place of the provider's.
+        if let Some(wanted) = step_up {
+            if !wanted.split(' ').any(|a| a == acr) {
+                return Err(format!(
+                    "acr {:?} is not among {wanted} (step-up)",
+                    printable()
+                ));
+            }
+            return Ok(());
+        }
         if !p.acr_values.is_empty() && !p.acr_values.iter().any(|a| a == acr) {
             return Err(format!(
                 "acr {:?} is not among {}",
@@ -394,11 +438,20 @@ impl Filter {
                     _ => &pages::LOGIN_FAILED,
                 };
                 let retry = self.sign_in_url(&rd);
+                // A step-up refused: the levels the page needs, when the
+                // address names them (a crafted one only shows this page).
+                let needed = query_param(query, "acr").filter(|a| {
+                    reason == "acr_not_satisfied"
+                        && a.len() <= 100
+                        && a.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b" -_.:".contains(&b))
+                });
+                let detail = needed.map_or(reason.clone(), |a| format!("acr: {a}"));
                 pages::page(
                     status,
                     lang,
                     text,
-                    Some(&reason),
+                    Some(&detail),
                     Some((&retry, pages::TRY_AGAIN)),
                 )
             }
@@ -874,8 +927,22 @@ impl Filter {
         let expect = self.expectations(index, now);
         match token::validate_id_token(id_token, &keys, &expect, &p.login.nonce) {
             Ok(claims) => {
-                if let Err(detail) = self.check_acr(index, &claims) {
-                    return p.fail(self, 403, "acr_not_satisfied", detail);
+                if let Err(detail) = self.check_acr(index, &claims, p.login.acr.as_deref()) {
+                    // The refusal page names the levels the route needs.
+                    let needed = p.login.acr.clone();
+                    let mut step = p.fail(self, 403, "acr_not_satisfied", detail);
+                    if let (Some(needed), Action::Respond(r)) = (needed, &mut step.action) {
+                        if let Some((_, location)) =
+                            r.headers.iter_mut().find(|(n, _)| n == "location")
+                        {
+                            let pair = url::form_urlencoded::Serializer::new(String::new())
+                                .append_pair("acr", &needed)
+                                .finish();
+                            location.push('&');
+                            location.push_str(&pair);
+                        }
+                    }
+                    return step;
                 }
                 match self.userinfo_call(index, provider, tokens.access_token.as_deref()) {
                     Some(call) => p.wait(call, Stage::Userinfo { tokens, claims }),

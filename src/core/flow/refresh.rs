@@ -297,7 +297,7 @@ impl Filter {
                 reason: "id_token_invalid",
                 detail: e.to_string(),
             })?;
-            self.check_acr(old.provider, &fresh)
+            self.check_acr(old.provider, &fresh, None)
                 .map_err(|detail| Failure {
                     reason: "acr_not_satisfied",
                     detail,

@@ -157,7 +157,73 @@ impl Filter {
             };
             policy.check(claims)?;
         }
+        // Admitted: now the level of authentication each route needs.
+        let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
+        if routes
+            .members()
+            .filter_map(|m| self.route(m))
+            .any(|r| !r.acr_values.is_empty() && !r.acr_values.iter().any(|a| a == acr))
+        {
+            return Err(Denial::AcrTooLow);
+        }
         Ok(())
+    }
+
+    /// The `acr` values that satisfy every route of `routes` (a step-up
+    /// asks for them), space separated; empty when none can.
+    #[cfg_attr(sesame_size, optimize(size))]
+    pub(crate) fn required_acr(&self, routes: RouteSet) -> String {
+        let lists: Vec<&Vec<String>> = routes
+            .members()
+            .filter_map(|m| self.route(m))
+            .map(|r| &r.acr_values)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let first = lists.first().map_or(&[][..], |l| l.as_slice());
+        let common: Vec<&str> = first
+            .iter()
+            .filter(|a| lists.iter().all(|l| l.contains(a)))
+            .map(String::as_str)
+            .collect();
+        common.join(" ")
+    }
+
+    /// A session whose authentication is too weak for the route: a page
+    /// navigation signs in again at its provider asking for the route's
+    /// levels (and comes back to the page); anything else gets `401` with
+    /// RFC 9470's challenge.
+    #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(sesame_size, optimize(size))]
+    fn step_up(
+        &self,
+        req: &Request,
+        session: &Session,
+        routes: RouteSet,
+        providers: &[ProviderState],
+        now: u64,
+        entropy: &mut dyn Entropy,
+        lang: Lang,
+    ) -> Step {
+        let needed = self.required_acr(routes);
+        let state = providers.get(session.provider);
+        match state {
+            Some(state) if is_navigation(req) && !needed.is_empty() => {
+                let hints = SignInHints {
+                    acr: Some(needed),
+                    ..SignInHints::default()
+                };
+                self.start_login(
+                    session.provider,
+                    return_path(req),
+                    &hints,
+                    state,
+                    now,
+                    entropy,
+                    lang,
+                )
+            }
+            _ => self.insufficient_authentication(&needed),
+        }
     }
 
     /// The providers (bit `i`: provider `i`) every route of `routes` admits.
@@ -349,6 +415,9 @@ impl Filter {
                         },
                     )
                 }
+                Err(Denial::AcrTooLow) => {
+                    self.step_up(req, &session, routes, providers, now, entropy, lang)
+                }
                 Err(denial) => self.denied(&session, &denial.describe(), lang),
             },
             None => self.unauthenticated(req, &cookies, providers, routes, now, entropy, lang),
@@ -400,6 +469,7 @@ impl Filter {
     }
 
     /// The 400 answer to a path that cannot be read safely.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn path_refused(&self, detail: String, lang: Lang) -> Step {
         let response = pages::page(400, lang, &pages::BAD_PATH, None, None);
         Step::respond(response, Outcome::PathRefused { detail })
@@ -408,6 +478,7 @@ impl Filter {
     /// No valid session: a page navigation goes to the provider (or to the
     /// sign-in page), anything else gets 401.
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn unauthenticated(
         &self,
         req: &Request,
@@ -429,6 +500,7 @@ impl Filter {
     /// No valid session: a page navigation goes to provider `at` (or to
     /// the sign-in page, without one or with `skip_provider_button` false),
     /// anything else gets 401.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn unauthenticated_at(
         &self,
         req: &Request,
@@ -477,6 +549,7 @@ impl Filter {
 
     /// `<proxy_prefix>/sign_in?rd=…`, back to `rd` when it is a local path
     /// (to `/` otherwise).
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn sign_in_url(&self, rd: &str) -> String {
         format!(
             "{}/sign_in?{}",
@@ -505,6 +578,7 @@ impl Filter {
     /// may sign someone in for `rd`, each a link to
     /// `<proxy_prefix>/sign_in?provider=<id>` with the rest of `query`
     /// (`rd`, hints); a provider that cannot be reached says so.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn chooser(&self, query: &str, rd: &str, states: &[ProviderState], lang: Lang) -> Step {
         let admitted = self.admitted_for(rd);
         let mut rest = url::form_urlencoded::Serializer::new(String::new());
@@ -536,6 +610,7 @@ impl Filter {
     }
 
     /// `?provider=` names no configured provider: 400.
+    #[cfg_attr(sesame_size, optimize(size))]
     fn unknown_provider(&self, id: &str, lang: Lang) -> Step {
         let shown: String = id
             .chars()
@@ -559,6 +634,7 @@ impl Filter {
     }
 
     /// The 503 page while the provider cannot be reached.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn unavailable(&self, lang: Lang) -> Step {
         let response =
             pages::page(503, lang, &pages::UNAVAILABLE, None, None).with_header("retry-after", "5");
@@ -567,6 +643,7 @@ impl Filter {
 
     /// 503 while no access document is in force: nobody can be admitted
     /// yet (a page for a navigation, JSON otherwise).
+    #[cfg_attr(sesame_size, optimize(size))]
     fn access_unavailable(&self, req: &Request) -> Step {
         let response = if is_navigation(req) {
             pages::page(503, lang(req), &pages::UNAVAILABLE, None, None)
@@ -583,6 +660,7 @@ impl Filter {
     }
 
     /// The 403 page for a signed-in person the access rules do not admit.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn denied(&self, session: &Session, reason: &str, lang: Lang) -> Step {
         let response = self.denied_page(session.who(), lang);
         Step::respond(
@@ -597,6 +675,7 @@ impl Filter {
 
     /// The 403 page that says who was refused, with a button to sign out
     /// and sign in with another account.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn denied_page(&self, who: &str, lang: Lang) -> Response {
         // Sign out, then sign in again with `prompt=login`: the provider asks
         // who is signing in rather than signing the same account straight
@@ -756,12 +835,16 @@ pub struct SignInHints {
     /// A silent attempt (`silent_sign_in`): `prompt=none`, and an
     /// interactive sign-in at once when the provider needs the person.
     pub silent: bool,
+    /// A step-up: the `acr` values a route needs (space separated), asked
+    /// for in place of the provider's.
+    pub acr: Option<String>,
 }
 
 impl SignInHints {
     /// Reads and checks the hints of a sign-in link. ProConnect accepts fewer
     /// `prompt` values than OpenID Connect defines (no `select_account`) and
     /// refuses the whole request for one it does not know.
+    #[cfg_attr(sesame_size, optimize(size))]
     pub fn from_query(query: &str, proconnect: bool) -> Result<SignInHints, String> {
         let mut hints = SignInHints::default();
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -831,6 +914,7 @@ impl SignInHints {
 }
 
 /// The JSON of `/oauth2/userinfo`, with oauth2-proxy's field names.
+#[cfg_attr(sesame_size, optimize(size))]
 fn userinfo_json(s: &Session) -> Value {
     let mut out = json!({ "user": s.sub() });
     if let Some(e) = s.email() {

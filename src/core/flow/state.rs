@@ -31,6 +31,10 @@ pub struct LoginState {
     /// person" errors start an interactive sign-in instead of a page.
     #[serde(rename = "q", default, skip_serializing_if = "std::ops::Not::not")]
     pub silent: bool,
+    /// A step-up (RFC 9470): the `acr` values the page asked for, space
+    /// separated; the ID token must carry one of them.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 /// Reads what `Serialize` writes, as a derived `Deserialize` did (see [`Sealed`]).
@@ -47,6 +51,7 @@ impl<'de> Deserialize<'de> for LoginState {
                     None => false,
                     Some(q) => q.as_bool()?,
                 },
+                acr: o.opt_text("a")?,
             })
         })
     }
@@ -267,6 +272,7 @@ mod tests {
             return_to: "/r?x=1".into(),
             expires_at: 4_000_000_000,
             silent,
+            acr: None,
         }
     }
 

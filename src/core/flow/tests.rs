@@ -90,7 +90,7 @@ pub(super) fn param(url: &str, name: &str) -> String {
 }
 
 /// Starts a login from `path`; returns the 302 and the browser's cookies.
-fn start(filter: &Filter, path: &str) -> (Response, Vec<(String, String)>) {
+pub(super) fn start(filter: &Filter, path: &str) -> (Response, Vec<(String, String)>) {
     let r = response(filter.on_request(
         &get(path, &[HTML]),
         &[provider()],
@@ -126,9 +126,9 @@ fn userinfo_jwt(email: &str) -> String {
     es256(c)
 }
 
-struct Login {
+pub(super) struct Login {
     /// Final step of the callback.
-    step: Step,
+    pub(super) step: Step,
     /// Requests made to the provider (token, [jwks], userinfo), in order.
     calls: Vec<crate::core::http::ProviderCall>,
 }
@@ -163,7 +163,30 @@ fn run_login_in(
     token_extra: Value,
     existing: &str,
 ) -> Login {
-    let (redirect, cookies) = start(filter, "/chat?x=1");
+    let (redirect, _) = start(filter, "/chat?x=1");
+    complete_login(
+        filter,
+        state,
+        &redirect,
+        id_token,
+        token_extra,
+        existing,
+        email,
+    )
+}
+
+/// Completes a sign-in that `redirect` (a step's answer) sent to the
+/// provider: the callback with the provider's code, then its calls.
+pub(super) fn complete_login(
+    filter: &Filter,
+    state: &mut ProviderState,
+    redirect: &Response,
+    id_token: impl Fn(&str) -> String,
+    token_extra: Value,
+    existing: &str,
+    email: &str,
+) -> Login {
+    let cookies = set_cookies(redirect);
     let location = redirect.header("location").unwrap().to_string();
     let nonce = param(&location, "nonce");
     let cb = format!(
@@ -831,7 +854,7 @@ fn provider_with_logout() -> ProviderState {
     state
 }
 
-fn id_token_with_acr(acr: &'static str) -> impl Fn(&str) -> String {
+pub(super) fn id_token_with_acr(acr: &'static str) -> impl Fn(&str) -> String {
     move |nonce: &str| {
         let mut c = claims(json!({"acr": acr}));
         c.nonce = Some(nonce.into());
