@@ -589,3 +589,69 @@ fn a_bearer_token_too_weak_for_the_route_gets_the_step_up_challenge() {
         Outcome::BearerPassed
     ));
 }
+
+#[test]
+fn a_bearer_token_without_the_claim_the_rules_need_is_completed_by_userinfo_once() {
+    use crate::core::flow::tests::json_response;
+    use crate::core::flow::Action;
+    use crate::core::oidc::token::tests::{claims, es256_at, CLIENT};
+    use crate::core::shared::MemoryStore;
+    let f = filter(json!({
+        "allowed_email_domains": ["numerique.gouv.fr"],
+        "routes": [{"path": "^/api/", "mode": "bearer"}]
+    }));
+    let token = |sub: &str| {
+        let mut c = claims(json!({"scope": "openid", "client_id": CLIENT}));
+        c.subject = Some(sub.into());
+        c.nonce = None;
+        format!("Bearer {}", es256_at(c))
+    };
+    let state = provider();
+    let answer = |bearer: &str, userinfo: Value| {
+        let step = run(&f, &api_get("/api/x", Some(bearer)), &state);
+        let Action::Call(call, pending) = step.action else {
+            panic!("expected a userinfo call, got {:?}", step.outcome);
+        };
+        assert!(call.path.starts_with("/me"), "{}", call.path);
+        assert!(call
+            .headers
+            .iter()
+            .any(|(n, v)| n == "authorization" && v == bearer));
+        f.on_provider_response(
+            *pending,
+            &json_response(200, "application/json", &userinfo.to_string()),
+            &mut [state.clone()],
+            NOW,
+            &mut CountingEntropy(1),
+            &MemoryStore::default(),
+        )
+    };
+    let alice = token("alice-7f3a");
+    let step = answer(&alice, json!({"sub": "alice-7f3a", "email": ALICE}));
+    assert!(
+        matches!(step.outcome, Outcome::BearerPassed),
+        "{:?}",
+        step.outcome
+    );
+    // Remembered with the token: no second call.
+    assert!(matches!(
+        run(&f, &api_get("/api/x", Some(&alice)), &state).outcome,
+        Outcome::BearerPassed
+    ));
+    // Userinfo about someone else adds nothing: refused, and remembered so.
+    let mallory = token("mallory");
+    let step = answer(&mallory, json!({"sub": "alice-7f3a", "email": ALICE}));
+    assert!(
+        matches!(&step.outcome, Outcome::Denied { reason, .. } if reason.contains("userinfo")),
+        "{:?}",
+        step.outcome
+    );
+    assert!(matches!(
+        run(&f, &api_get("/api/x", Some(&mallory)), &state).outcome,
+        Outcome::Denied { .. }
+    ));
+    // An email outside the rules: refused after userinfo.
+    let eve = token("eve");
+    let step = answer(&eve, json!({"sub": "eve", "email": "eve@example.com"}));
+    assert!(matches!(step.outcome, Outcome::Denied { .. }));
+}

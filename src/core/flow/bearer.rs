@@ -12,7 +12,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::core::access::policy::Denial;
+use crate::core::access::policy::{merge_userinfo, Denial};
 use crate::core::access::routes::{holds_provider, RouteSet};
 use crate::core::config::ProviderKind;
 use crate::core::flow::headers::{identity_headers, Upstream};
@@ -21,7 +21,7 @@ use crate::core::flow::state::{BearerPending, Pending};
 use crate::core::flow::step::Who;
 use crate::core::flow::tokens::{Checked, Memo, NEGATIVE_TTL};
 use crate::core::flow::{Action, Filter, Outcome, Step};
-use crate::core::http::{ProviderResponse, Response};
+use crate::core::http::{ProviderCall, ProviderResponse, Response};
 use crate::core::oidc::provider::ProviderState;
 use crate::core::oidc::token::{self, claim_contains, TokenError, MAX_TOKEN_LEN};
 use crate::core::session::Session;
@@ -256,6 +256,7 @@ impl Filter {
             token: token.to_string(),
             routes,
             provider: index,
+            checked: None,
         };
         Step {
             action: Action::Call(call, Box::new(Pending::Bearer(pending))),
@@ -290,6 +291,20 @@ impl Filter {
             Ok(claims) => {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
                 let until = exp.min(now.saturating_add(cache.cache_ttl));
+                let pending = BearerPending {
+                    upstream,
+                    authorization: authorization.to_string(),
+                    token: token.to_string(),
+                    routes,
+                    provider: index,
+                    checked: None,
+                };
+                let (pending, claims) =
+                    match self.fetch_missing_claims(pending, claims, until, provider) {
+                        Ok(step) => return step,
+                        Err(back) => back,
+                    };
+                let BearerPending { upstream, .. } = pending;
                 let memo = Memo::default();
                 let step = self.admit(
                     upstream,
@@ -375,6 +390,97 @@ impl Filter {
         step
     }
 
+    /// A valid token that the rules refuse only for a claim it lacks (an
+    /// email rule, and no email in a token or introspection answer, as
+    /// LemonLDAP::NG's): the provider's userinfo is asked once, with the
+    /// token, and what it says is remembered with the token. `Err`: go on
+    /// with what there is.
+    #[cfg_attr(sesame_size, optimize(size))]
+    #[allow(clippy::result_large_err)]
+    fn fetch_missing_claims(
+        &self,
+        mut p: BearerPending,
+        claims: Map<String, Value>,
+        until: u64,
+        provider: &ProviderState,
+    ) -> Result<Step, (BearerPending, Map<String, Value>)> {
+        let lacking = match self.check_rules(p.routes, p.provider, &claims) {
+            Err(Denial::NoEmail) => true,
+            Err(Denial::ClaimNotAllowed(name)) => !claims.contains_key(&name),
+            _ => false,
+        };
+        let endpoint = provider
+            .metadata
+            .as_ref()
+            .and_then(|m| m.userinfo_endpoint.as_ref());
+        let (true, Some(endpoint)) = (lacking, endpoint) else {
+            return Err((p, claims));
+        };
+        let call = ProviderCall::get(endpoint, "application/jwt, application/json")
+            .with_header("authorization", &format!("Bearer {}", p.token));
+        p.checked = Some((claims, until));
+        Ok(Step {
+            action: Action::Call(call, Box::new(Pending::Bearer(p))),
+            outcome: Outcome::Waiting,
+        })
+    }
+
+    /// The provider's userinfo for a valid token that lacked a claim: its
+    /// claims added (for the token's own `sub` only), then the route's rules
+    /// as for any token. A failed call refuses nothing by itself: the token
+    /// is judged on what it had.
+    #[cfg_attr(sesame_size, optimize(size))]
+    fn on_bearer_userinfo(
+        &self,
+        p: BearerPending,
+        mut claims: Map<String, Value>,
+        until: u64,
+        resp: &ProviderResponse,
+        provider: &ProviderState,
+        now: u64,
+    ) -> Step {
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let keys = provider.keys.clone().unwrap_or_default();
+        let failed = match self.userinfo_claims(p.provider, resp, &keys, &sub, now) {
+            Ok(info) if !sub.is_empty() => {
+                merge_userinfo(&mut claims, info);
+                None
+            }
+            Ok(_) => None,
+            Err((_, reason, detail)) => Some(format!(" (userinfo {reason}: {detail})")),
+        };
+        let memo = Memo::default();
+        let mut step = self.admit(
+            p.upstream,
+            &p.authorization,
+            &p.token,
+            &claims,
+            p.routes,
+            p.provider,
+            &memo,
+        );
+        // A refusal says why userinfo could not help.
+        if let (Outcome::Denied { reason, .. }, Some(why)) = (&mut step.outcome, failed) {
+            reason.push_str(&why);
+        }
+        let key: [u8; 32] = Sha256::digest(p.token.as_bytes()).into();
+        let checked = Checked {
+            provider: p.provider,
+            claims: Some(claims),
+            until,
+            memo,
+        };
+        let cache = &self.config.tokens;
+        self.tokens
+            .borrow_mut()
+            .put(key, checked, cache.cache_size, now);
+        step
+    }
+
     /// Whether any API key is listed (in the access document in force, or
     /// the configuration).
     #[cfg_attr(sesame_size, optimize(size))]
@@ -392,7 +498,7 @@ impl Filter {
     #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn on_introspection_response(
         &self,
-        p: BearerPending,
+        mut p: BearerPending,
         resp: &ProviderResponse,
         provider: &ProviderState,
         now: u64,
@@ -412,6 +518,9 @@ impl Filter {
                 ),
             );
         }
+        if let Some((claims, until)) = p.checked.take() {
+            return self.on_bearer_userinfo(p, claims, until, resp, provider, now);
+        }
         let answer = match self.introspection_answer(p.provider, resp, provider, now) {
             Ok(a) => a,
             Err(detail) => return introspection_failed("introspection_invalid", detail),
@@ -423,6 +532,12 @@ impl Filter {
         match verdict {
             Ok(until) => {
                 let until = until.min(now.saturating_add(bearer.cache_ttl));
+                drop(cache);
+                let (p, answer) = match self.fetch_missing_claims(p, answer, until, provider) {
+                    Ok(step) => return step,
+                    Err(back) => back,
+                };
+                let mut cache = self.tokens.borrow_mut();
                 let memo = Memo::default();
                 let step = self.admit(
                     p.upstream,

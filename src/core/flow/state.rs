@@ -248,6 +248,10 @@ pub struct BearerPending {
     pub routes: RouteSet,
     /// The provider introspecting the token.
     pub provider: usize,
+    /// When the call is the provider's userinfo (the token is valid, but
+    /// lacks a claim the rules need): its claims so far, and until when
+    /// they may be remembered.
+    pub checked: Option<(Map<String, Value>, u64)>,
 }
 
 #[cfg(test)]
