@@ -128,8 +128,19 @@ else
   for crate in core alloc std compiler_builtins; do
     std_opt+=(--config "profile.release.package.$crate.opt-level=\"s\"")
   done
+  # std's `optimize_for_size` feature (beside cargo's default features): its
+  # smaller algorithm where std has two, chiefly the stable slice sort (each
+  # sorted type had its own 3-4 KB driftsort: the configuration's strings,
+  # a regex's class ranges, punycode's code points; about 13 KB), and
+  # integer formatting. The module was 563,409 bytes instead of 579,068;
+  # bench/vm-bench.mjs saw no difference per request (best of 11 rounds,
+  # five runs each: 643-687 against 648-892 ns on the public route,
+  # 2555-2740 against 2608-2704 ns with a session): the sorts run when the
+  # configuration is read, not on a request. The rustup route's prebuilt std
+  # is as it was.
   /usr/bin/cargo rustc --release --target wasm32-wasip1 --lib --crate-type cdylib \
-    --manifest-path "$manifest" -Zbuild-std=std,panic_abort "${std_opt[@]}"
+    --manifest-path "$manifest" -Zbuild-std=std,panic_abort \
+    -Zbuild-std-features=panic-unwind,backtrace,default,optimize_for_size "${std_opt[@]}"
   out="$CARGO_TARGET_DIR/wasm32-wasip1/release/$lib_name.wasm"
 fi
 
