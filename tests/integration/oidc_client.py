@@ -698,7 +698,8 @@ def _client_post(provider: Any, url: str, form: dict[str, str],
 
 
 def api_tokens(provider: Any, user: str = "alice", resource: str | None = API_RESOURCE,
-               scope: str = "openid api:read", *, redirect_uri: str | None = None) -> dict[str, Any]:
+               scope: str = "openid api:read", *, redirect_uri: str | None = None,
+               acr: str | None = None) -> dict[str, Any]:
     """A whole authorization code flow run by the client itself, straight
     against ``provider`` (a harness ``Provider``): the authorization request
     (``resource``, ``scope``, state, nonce, PKCE S256), the sign-in of
@@ -708,7 +709,9 @@ def api_tokens(provider: Any, user: str = "alice", resource: str | None = API_RE
     ``expires_in``, ``scope``, ``id_token`` when ``openid`` is asked, ...).
 
     ``resource=None`` sends no resource: the usual access token, for
-    userinfo.  ``redirect_uri`` defaults to the provider's first one."""
+    userinfo.  ``redirect_uri`` defaults to the provider's first one.
+    ``acr`` is the level chosen in the login form of a provider in
+    ProConnect mode (``authorize``); None keeps "as requested"."""
     client_id, _ = _client_credentials(provider)
     redirect_uri = redirect_uri or provider.redirect_uris[0]
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -726,7 +729,7 @@ def api_tokens(provider: Any, user: str = "alice", resource: str | None = API_RE
     }
     if resource is not None:
         params["resource"] = resource
-    back = authorize(f"{provider.issuer}/auth?{urlencode(params)}", user)
+    back = authorize(f"{provider.issuer}/auth?{urlencode(params)}", user, acr=acr)
     assert back.split("?", 1)[0] == redirect_uri, f"redirected elsewhere: {back}"
     answer = query(back)
     assert "code" in answer, f"no code in the redirect: {back}"
@@ -793,3 +796,48 @@ def jose_decrypt(jwe: str, private_jwk: Mapping[str, Any]) -> tuple[dict[str, An
     """Decrypt a compact JWE with node's ``jose``: ``(header, plaintext)``."""
     out = _node("jose-tool.mjs", "decrypt", stdin={"jwe": jwe, "key": dict(private_jwk)})
     return out["header"], out["plaintext"]
+
+
+def bearer_challenge(response: requests.Response) -> dict[str, str]:
+    """The parameters of a ``WWW-Authenticate: Bearer ...`` challenge
+    (``realm``, ``error``, ``error_description``, ``acr_values``, ...);
+    fails unless the response has one Bearer challenge."""
+    value = response.headers.get("WWW-Authenticate", "")
+    assert value.startswith("Bearer "), f"no Bearer challenge: {describe(response)}"
+    params = dict(re.findall(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"', value))
+    return {k: re.sub(r"\\(.)", r"\1", v) for k, v in params.items()}
+
+
+def provider_private_jwk(provider: Any, kid: str) -> dict[str, Any]:
+    """The provider's private signing key ``kid``, from its keys file
+    (``Provider.keys_file``): for tests that need a token the provider
+    would sign but does not issue (e.g. a claim its tokens never carry)."""
+    keys = json.loads(Path(provider.keys_file).read_text())["keys"]
+    found = [k for k in keys if k.get("kid") == kid]
+    assert found, f"no key {kid!r} in {provider.keys_file}"
+    return found[0]
+
+
+def sign_jwt(header: Mapping[str, Any], payload: Mapping[str, Any],
+             private_jwk: Mapping[str, Any]) -> str:
+    """A compact JWS of ``payload`` with the protected ``header`` (its
+    ``alg`` decides the algorithm), signed with ``private_jwk`` by node's
+    ``jose``."""
+    script = (
+        "import { CompactSign, importJWK } from 'jose';"
+        "let s = ''; for await (const c of process.stdin) s += c;"
+        "const { header, payload, key } = JSON.parse(s);"
+        "const k = await importJWK(key, header.alg);"
+        "const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))"
+        ".setProtectedHeader(header).sign(k);"
+        "process.stdout.write(JSON.stringify(jws));"
+    )
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script], cwd=PROVIDER_DIR,
+        input=json.dumps({"header": dict(header), "payload": dict(payload),
+                          "key": dict(private_jwk)}),
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"signing failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout)
