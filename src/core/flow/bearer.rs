@@ -250,14 +250,7 @@ impl Filter {
                 vec![("token", token), ("token_type_hint", "access_token")],
             )
             .with_header("accept", accept);
-        let pending = BearerPending {
-            upstream,
-            authorization: authorization.to_string(),
-            token: token.to_string(),
-            routes,
-            provider: index,
-            checked: None,
-        };
+        let pending = BearerPending::new(upstream, authorization, token, routes, index);
         Step {
             action: Action::Call(call, Box::new(Pending::Bearer(pending))),
             outcome: Outcome::Waiting,
@@ -291,14 +284,7 @@ impl Filter {
             Ok(claims) => {
                 let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
                 let until = exp.min(now.saturating_add(cache.cache_ttl));
-                let pending = BearerPending {
-                    upstream,
-                    authorization: authorization.to_string(),
-                    token: token.to_string(),
-                    routes,
-                    provider: index,
-                    checked: None,
-                };
+                let pending = BearerPending::new(upstream, authorization, token, routes, index);
                 let (pending, claims) =
                     match self.fetch_missing_claims(pending, claims, until, provider) {
                         Ok(step) => return step,
@@ -439,14 +425,8 @@ impl Filter {
         provider: &ProviderState,
         now: u64,
     ) -> Step {
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let keys = provider.keys.clone().unwrap_or_default();
-        let failed = match self.userinfo_claims(p.provider, resp, &keys, &sub, now) {
-            Ok(info) if !sub.is_empty() => {
+        let failed = match self.userinfo_about(p.provider, resp, provider, &claims, now) {
+            Ok(info) if claims.contains_key("sub") => {
                 merge_userinfo(&mut claims, info);
                 None
             }

@@ -781,6 +781,22 @@ impl Filter {
         Ok(info)
     }
 
+    /// [`Filter::userinfo_claims`] about the person of `claims` (their `sub`),
+    /// checked with provider `index`'s keys.
+    #[cfg_attr(sesame_size, optimize(size))]
+    pub(crate) fn userinfo_about(
+        &self,
+        index: usize,
+        resp: &ProviderResponse,
+        provider: &ProviderState,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<Map<String, Value>, (u16, &'static str, String)> {
+        let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
+        let keys = provider.keys.clone().unwrap_or_default();
+        self.userinfo_claims(index, resp, &keys, sub, now)
+    }
+
     #[cfg_attr(sesame_size, optimize(size))]
     pub(crate) fn expectations(&self, index: usize, now: u64) -> Expectations<'_> {
         let p = self.provider(index);
@@ -882,13 +898,7 @@ impl Filter {
                 self.check_id_token(p, tokens, provider, now, entropy, false)
             }
             Stage::Userinfo { tokens, mut claims } => {
-                let sub = claims
-                    .get("sub")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let keys = provider.keys.clone().unwrap_or_default();
-                match self.userinfo_claims(index, resp, &keys, &sub, now) {
+                match self.userinfo_about(index, resp, provider, &claims, now) {
                     // A plain OAuth 2.0 provider: its answer is the identity.
                     Ok(info) if self.provider(index).is_oauth2() => {
                         self.finish_login(p, tokens, info, now, entropy)

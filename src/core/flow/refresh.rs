@@ -194,8 +194,7 @@ impl Filter {
                 Err(failure) => Err(failure),
             },
             RefreshStage::Userinfo(new) => {
-                let keys = provider.keys.clone().unwrap_or_default();
-                match self.userinfo_claims(new.provider, resp, &keys, new.sub(), now) {
+                match self.userinfo_about(new.provider, resp, provider, &new.claims, now) {
                     // A plain OAuth 2.0 provider: its answer is the identity.
                     Ok(info) if self.provider(new.provider).is_oauth2() => {
                         let mut new = *new;

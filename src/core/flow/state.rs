@@ -254,6 +254,26 @@ pub struct BearerPending {
     pub checked: Option<(Map<String, Value>, u64)>,
 }
 
+impl BearerPending {
+    /// A bearer request about to call provider `provider` about `token`.
+    pub fn new(
+        upstream: Upstream,
+        authorization: &str,
+        token: &str,
+        routes: RouteSet,
+        provider: usize,
+    ) -> BearerPending {
+        BearerPending {
+            upstream,
+            authorization: authorization.to_string(),
+            token: token.to_string(),
+            routes,
+            provider,
+            checked: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
