@@ -491,6 +491,41 @@ def test_introspection_answers_without_aud_are_checked_on_client_id(
     assert hostile.requests()["introspect"] == 4
 
 
+def test_an_introspection_answer_without_email_is_completed_by_userinfo_once(
+        make_hostile_envoy, hostile, upstream):
+    """LemonLDAP::NG's introspection answers carry no email, so an email
+    rule would refuse every opaque token: the provider's userinfo is asked
+    once, with the token, and its email is remembered with the token. A
+    token userinfo does not know stays refused, and the log says why."""
+    envoy = make_hostile_envoy(
+        routes=[{"path": "^/api/", "mode": "bearer"}],
+        introspection_endpoint=hostile.issuer + "/introspect",
+        pass_access_token=True)
+    path = unique_path("/for-a-token")
+    b, r = sign_in(envoy, path)
+    assert_signed_in(envoy, b, r, path)
+    token = upstream_view(b, envoy.url, path)["headers"]["x-auth-request-access-token"]
+    hostile.control(introspection={
+        "active": True, "sub": USERS["alice"]["sub"], "scope": "openid",
+        "exp": int(time.time()) + 3600, "client_id": CLIENT_ID})
+    before = hostile.requests()["userinfo"]
+
+    for i in range(3):
+        r = raw_get(envoy.url, f"/api/items/{i}",
+                    headers={**JSON, "Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, describe(r)
+        assert r.json()["headers"]["x-forwarded-email"] == USERS["alice"]["email"]
+    assert hostile.requests()["userinfo"] == before + 1, "asked once, then remembered"
+
+    r = raw_get(envoy.url, "/api/items/x",
+                headers={**JSON, "Authorization": "Bearer opaque-unknown-to-userinfo"})
+    assert r.status_code == 403, describe(r)
+    assert r.json()["error"] == "access_denied"
+    assert "userinfo userinfo_error: userinfo answered HTTP 401" in wait_for_log(
+        envoy, "userinfo answered HTTP 401")
+    assert "opaque-unknown-to-userinfo" not in envoy.log_text()
+
+
 def test_sign_out_goes_on_when_the_revocation_endpoint_is_down(hostile_envoy, hostile):
     """The provider's revocation endpoint answers 503: the session's token
     is offered for revocation once, the sign-out goes on to `rd` at once,

@@ -607,7 +607,7 @@ fn a_bearer_token_without_the_claim_the_rules_need_is_completed_by_userinfo_once
         format!("Bearer {}", es256_at(c))
     };
     let state = provider();
-    let answer = |bearer: &str, userinfo: Value| {
+    let answer_with = |bearer: &str, status: u16, userinfo: Value| {
         let step = run(&f, &api_get("/api/x", Some(bearer)), &state);
         let Action::Call(call, pending) = step.action else {
             panic!("expected a userinfo call, got {:?}", step.outcome);
@@ -619,13 +619,14 @@ fn a_bearer_token_without_the_claim_the_rules_need_is_completed_by_userinfo_once
             .any(|(n, v)| n == "authorization" && v == bearer));
         f.on_provider_response(
             *pending,
-            &json_response(200, "application/json", &userinfo.to_string()),
+            &json_response(status, "application/json", &userinfo.to_string()),
             &mut [state.clone()],
             NOW,
             &mut CountingEntropy(1),
             &MemoryStore::default(),
         )
     };
+    let answer = |bearer: &str, userinfo: Value| answer_with(bearer, 200, userinfo);
     let alice = token("alice-7f3a");
     let step = answer(&alice, json!({"sub": "alice-7f3a", "email": ALICE}));
     assert!(
@@ -650,6 +651,15 @@ fn a_bearer_token_without_the_claim_the_rules_need_is_completed_by_userinfo_once
         run(&f, &api_get("/api/x", Some(&mallory)), &state).outcome,
         Outcome::Denied { .. }
     ));
+    // Userinfo refuses the token: judged on what it had, and the refusal
+    // says why userinfo could not help.
+    let bob = token("bob");
+    let step = answer_with(&bob, 401, json!({}));
+    assert!(
+        matches!(&step.outcome, Outcome::Denied { reason, .. } if reason.contains("HTTP 401")),
+        "{:?}",
+        step.outcome
+    );
     // An email outside the rules: refused after userinfo.
     let eve = token("eve");
     let step = answer(&eve, json!({"sub": "eve", "email": "eve@example.com"}));

@@ -483,6 +483,10 @@ impl Filter {
         provider: &ProviderState,
         now: u64,
     ) -> Step {
+        // The provider's userinfo, asked about a token checked already.
+        if let Some((claims, until)) = p.checked.take() {
+            return self.on_bearer_userinfo(p, claims, until, resp, provider, now);
+        }
         // A failed call answers this request only: whether the provider is
         // up is decided by the discovery and key fetches alone, so that a
         // junk token whose introspection fails cannot stop every sign-in.
@@ -497,9 +501,6 @@ impl Filter {
                     resp.status
                 ),
             );
-        }
-        if let Some((claims, until)) = p.checked.take() {
-            return self.on_bearer_userinfo(p, claims, until, resp, provider, now);
         }
         let answer = match self.introspection_answer(p.provider, resp, provider, now) {
             Ok(a) => a,
