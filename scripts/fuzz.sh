@@ -28,7 +28,7 @@ sanitizer=${FUZZ_SANITIZER:-address}
 # One build directory per sanitizer, so that switching does not rebuild.
 build_opts=(--sanitizer "$sanitizer")
 [ "$sanitizer" = address ] || build_opts+=(--target-dir "fuzz/target/sanitizer-$sanitizer")
-all_targets=(session_cookie request token config)
+all_targets=(session_cookie request token config access_document)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
