@@ -14,6 +14,8 @@
 #                oauth2 filter and Apache + mod_auth_openidc; writes
 #                docs/BENCHMARKS.md and docs/benchmarks.svg (about 14 minutes;
 #                not part of make test; BENCH_ARGS=--quick for a smoke run)
+#   make screenshots  the screenshots of Sésame's pages in docs/images/pages/
+#                (and pages.json, which test_pages.py checks they are current by)
 #   make release the release artefacts in dist/: sesame-<version>.wasm, its
 #                OCI image for Istio's WasmPlugin (the layout
 #                sesame-<version>-oci/ and its archive sesame-<version>-oci.tar),
@@ -31,7 +33,7 @@ PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm release demo test soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
+.PHONY: all wasm release demo test screenshots soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
 
 all: wasm
 
@@ -81,6 +83,12 @@ fuzz:
 
 integration: wasm setup setup-chromium
 	$(PY) -m pytest tests/tools tests/integration -q -rs
+
+# Screenshots of Sésame's pages (docs/images/pages/, with pages.json, the
+# hash of the HTML each was made from), through a real Envoy, in Chromium;
+# test_pages.py fails when they are not current.
+screenshots: wasm setup setup-chromium
+	SESAME_SCREENSHOTS=write $(PY) -m pytest tests/integration/test_pages.py -q -p no:cacheprovider
 
 test: lint unit integration
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::core::access::document::{format_time, AccessDocument};
 use crate::core::config::Config;
-use crate::core::flow::step::Who;
+use crate::core::flow::who::Who;
 use crate::core::flow::Outcome;
 
 /// Where and when an event happened.

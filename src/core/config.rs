@@ -4,30 +4,18 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
 use super::access::document::{read_api_keys, ApiKeys};
-use super::access::policy::{DomainRule, Policy};
+use super::access::policy::Policy;
 use super::access::routes::{
     method_matches, never_matches_a_path, PathPattern, Protection, Route, MAX_ROUTES,
 };
 use super::oidc::jwe::ResourceKey;
 use super::parse_url;
-
-/// One problem in the configuration, named by its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    #[cfg_attr(sesame_size, optimize(size))]
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration key `{}`: {}", self.key, self.message)
-    }
-}
+pub use super::reader::ConfigError;
+use super::reader::{read_entries, read_policy, Reader};
 
 /// A string that must never be printed (client secret, cookie secret).
 #[derive(Clone, PartialEq, Eq)]
@@ -199,6 +187,8 @@ pub struct Config {
     pub api_keys: ApiKeys,
     /// Tokens signed-in people get for their scripts.
     pub personal_tokens: Option<PersonalTokens>,
+    /// Whom refused people may ask for help, shown on the refusal pages.
+    pub help_contact: Option<HelpContact>,
     /// Headers Sésame owns (lower case): incoming copies are removed.
     owned_headers: Vec<String>,
 }
@@ -219,6 +209,53 @@ pub struct PersonalTokens {
     pub lifetime: u64,
     pub scopes: Vec<String>,
     pub secret: Option<Vec<u8>>,
+}
+
+/// `help_contact`: an email address or an https address, shown as a link
+/// on the refusal pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpContact {
+    /// The link's address (`mailto:` for an email address).
+    pub href: String,
+    /// What the link says.
+    pub text: String,
+}
+
+impl HelpContact {
+    /// An email address (`name@domain.tld`, no spaces or markup) or an
+    /// absolute https URL; `None` for anything else.
+    #[cfg_attr(sesame_size, optimize(size))]
+    pub fn parse(text: &str) -> Option<HelpContact> {
+        if text.len() > 254 || text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return None;
+        }
+        if text.starts_with("https://") {
+            let url = parse_url(text).ok().filter(|u| u.has_host())?;
+            return Some(HelpContact {
+                href: url.to_string(),
+                text: text.to_string(),
+            });
+        }
+        let (local, domain) = text.split_once('@')?;
+        let plain = |c: char| {
+            !matches!(
+                c,
+                '@' | '<' | '>' | '"' | '\\' | '(' | ')' | ',' | ';' | ':' | '[' | ']'
+            )
+        };
+        (!local.is_empty()
+            && local.chars().all(plain)
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '.' || c == '-'))
+        .then(|| HelpContact {
+            href: format!("mailto:{text}"),
+            text: text.to_string(),
+        })
+    }
 }
 
 /// The header that names the API key a request came with.
@@ -305,6 +342,7 @@ const KNOWN_KEYS: &[&str] = &[
     "access_source",
     "api_keys",
     "personal_tokens",
+    "help_contact",
 ];
 
 /// The keys that describe one provider: at the top level of a
@@ -438,178 +476,9 @@ pub const PROCONNECT_ACR_VALUES: &[&str] = &[
     "eidas3",
 ];
 
-/// Collects errors while reading typed values out of the JSON object.
-pub(crate) struct Reader<'a> {
-    pub(crate) obj: &'a Map<String, Value>,
-    pub(crate) errors: Vec<ConfigError>,
-}
-
-impl<'a> Reader<'a> {
-    #[cfg_attr(sesame_size, optimize(size))]
-    pub(crate) fn err(&mut self, key: &str, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            key: key.to_string(),
-            message: message.into(),
-        });
-    }
-
-    #[cfg_attr(sesame_size, optimize(size))]
-    pub(crate) fn string(&mut self, key: &str) -> Option<String> {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => {
-                self.err(key, "must not be empty");
-                None
-            }
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                self.err(key, "must be a string");
-                None
-            }
-        }
-    }
-
-    #[cfg_attr(sesame_size, optimize(size))]
-    pub(crate) fn required_string(&mut self, key: &str) -> Option<String> {
-        let present = !matches!(self.obj.get(key), None | Some(Value::Null));
-        let value = self.string(key);
-        if !present {
-            self.err(key, "is required");
-        }
-        value
-    }
-
-    #[cfg_attr(sesame_size, optimize(size))]
-    pub(crate) fn bool(&mut self, key: &str, default: bool) -> bool {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => default,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                self.err(key, "must be true or false");
-                default
-            }
-        }
-    }
-
-    #[cfg_attr(sesame_size, optimize(size))]
-    pub(crate) fn seconds(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => default,
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if (min..=max).contains(&v) => v,
-                _ => {
-                    self.err(key, format!("must be a whole number from {min} to {max}"));
-                    default
-                }
-            },
-            Some(_) => {
-                self.err(key, format!("must be a whole number from {min} to {max}"));
-                default
-            }
-        }
-    }
-
-    #[cfg_attr(sesame_size, optimize(size))]
-    pub(crate) fn string_list(&mut self, key: &str) -> Option<Vec<String>> {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => {
-                let mut out = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    match item {
-                        Value::String(s) if !s.trim().is_empty() => out.push(s.clone()),
-                        _ => self.err(key, format!("item {i} must be a non-empty string")),
-                    }
-                }
-                Some(out)
-            }
-            Some(_) => {
-                self.err(key, "must be an array of strings");
-                None
-            }
-        }
-    }
-}
-
 #[cfg_attr(sesame_size, optimize(size))]
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
-/// The access rules (`allowed_emails`, `allowed_email_domains`,
-/// `allowed_claims`) of an object: the configuration, or one of its routes.
-#[cfg_attr(sesame_size, optimize(size))]
-pub(crate) fn read_policy(r: &mut Reader) -> Policy {
-    let obj = r.obj;
-    let allowed_emails: BTreeSet<String> = r
-        .string_list("allowed_emails")
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| e.trim().to_ascii_lowercase())
-        .collect();
-    for e in &allowed_emails {
-        if !e.contains('@') {
-            r.err("allowed_emails", format!("{e:?} is not an email address"));
-        }
-    }
-    let mut domains = Vec::new();
-    for d in r.string_list("allowed_email_domains").unwrap_or_default() {
-        match DomainRule::parse(&d) {
-            Some(rule) => domains.push(rule),
-            None => r.err(
-                "allowed_email_domains",
-                format!("{d:?} is not a domain, \"*\", or \"*.domain\""),
-            ),
-        }
-    }
-    let mut claims = Vec::new();
-    match obj.get("allowed_claims") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) => {
-            for (name, values) in map {
-                match values {
-                    Value::Array(list) if !list.is_empty() => {
-                        let mut accepted = Vec::new();
-                        for v in list {
-                            match v {
-                                Value::String(s) => accepted.push(s.clone()),
-                                Value::Number(n) => accepted.push(n.to_string()),
-                                Value::Bool(b) => accepted.push(b.to_string()),
-                                _ => r.err(
-                                    "allowed_claims",
-                                    format!(
-                                        "values of {name:?} must be strings, numbers or booleans"
-                                    ),
-                                ),
-                            }
-                        }
-                        claims.push((name.clone(), accepted));
-                    }
-                    _ => r.err(
-                        "allowed_claims",
-                        format!("{name:?} must map to a non-empty array of accepted values"),
-                    ),
-                }
-            }
-        }
-        Some(_) => r.err(
-            "allowed_claims",
-            "must be an object: claim name -> list of accepted values",
-        ),
-    }
-    let everyone = r.bool("allow_all_users", false);
-    if everyone && !(allowed_emails.is_empty() && domains.is_empty() && claims.is_empty()) {
-        r.err(
-            "allow_all_users",
-            "admits everyone: leave out allowed_emails, allowed_email_domains and allowed_claims",
-        );
-    }
-    Policy {
-        everyone,
-        emails: allowed_emails,
-        domains,
-        claims,
-    }
 }
 
 /// `routes`: each entry checked on its own, errors named `routes[i].key`.
@@ -1327,49 +1196,6 @@ fn read_providers(r: &mut Reader) -> Vec<ProviderConfig> {
     )
 }
 
-/// The objects of the list `key` (at most `max.0`, counted as `max.1`), each
-/// read by `read` from a `Reader` of its own, which also sees the entries
-/// read before it; its problems are named `key[i].…`. An entry that is not
-/// an object is named with `shape`.
-#[cfg_attr(sesame_size, optimize(size))]
-pub(crate) fn read_entries<'a, T>(
-    r: &mut Reader<'a>,
-    key: &str,
-    items: &'a [Value],
-    max: (usize, &str),
-    shape: &str,
-    mut read: impl FnMut(&mut Reader<'a>, &[T]) -> Option<T>,
-) -> Vec<T> {
-    if items.len() > max.0 {
-        r.err(
-            key,
-            format!(
-                "has {} {}; at most {} are allowed",
-                items.len(),
-                max.1,
-                max.0
-            ),
-        );
-    }
-    let mut entries = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let Some(obj) = item.as_object() else {
-            r.err(&format!("{key}[{i}]"), shape);
-            continue;
-        };
-        let mut sub = Reader {
-            obj,
-            errors: Vec::new(),
-        };
-        let entry = read(&mut sub, &entries);
-        for e in sub.errors {
-            r.err(&format!("{key}[{i}].{}", e.key), e.message);
-        }
-        entries.extend(entry);
-    }
-    entries
-}
-
 /// What a plain OAuth 2.0 provider is configured with, in place of a
 /// discovery document.
 #[derive(Debug, Clone)]
@@ -1650,6 +1476,16 @@ impl Config {
         let provider_retry_max = r.seconds("provider_retry_max", 30, 1, 3600);
         let jwks_refetch_min_interval = r.seconds("jwks_refetch_min_interval", 30, 0, 3600);
 
+        let help_contact = r.string("help_contact").and_then(|text| {
+            let contact = HelpContact::parse(&text);
+            if contact.is_none() {
+                r.err(
+                    "help_contact",
+                    "must be an email address (help@example.gouv.fr) or an https URL (https://example.gouv.fr/help)",
+                );
+            }
+            contact
+        });
         let api_keys = ApiKeys::new(read_api_keys(&mut r));
         let personal_tokens = read_personal_tokens(&mut r);
 
@@ -1792,6 +1628,7 @@ impl Config {
             access_source,
             api_keys,
             personal_tokens,
+            help_contact,
             owned_headers,
         })
     }
@@ -2058,6 +1895,43 @@ pub(crate) mod tests {
             "session_lifetime",
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} not refused: {keys:?}");
+        }
+    }
+
+    #[test]
+    fn help_contact_is_an_email_address_or_an_https_url() {
+        assert_eq!(config_with(json!({})).help_contact, None);
+        let mail = config_with(json!({"help_contact": "support.app@numerique.gouv.fr"}));
+        assert_eq!(
+            mail.help_contact,
+            Some(HelpContact {
+                href: "mailto:support.app@numerique.gouv.fr".into(),
+                text: "support.app@numerique.gouv.fr".into(),
+            })
+        );
+        let url = config_with(json!({"help_contact": "https://app.example.gouv.fr/aide"}));
+        assert_eq!(
+            url.help_contact.map(|c| c.href),
+            Some("https://app.example.gouv.fr/aide".to_string())
+        );
+        for bad in [
+            json!("http://app.example.gouv.fr/aide"),
+            json!("javascript:alert(1)"),
+            json!("support"),
+            json!("a b@example.fr"),
+            json!("<x>@example.fr"),
+            json!("x@localhost"),
+            json!("x@example.fr\n"),
+            json!(""),
+            json!(["support@example.fr"]),
+        ] {
+            let mut v = minimal();
+            v["help_contact"] = bad.clone();
+            let errors = errors_for(v);
+            assert!(
+                errors.iter().any(|e| e.key == "help_contact"),
+                "{bad} accepted: {errors:?}"
+            );
         }
     }
 

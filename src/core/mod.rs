@@ -11,6 +11,7 @@ pub mod flow;
 pub mod http;
 pub mod oidc;
 pub mod pages;
+pub mod reader;
 pub mod session;
 pub mod shared;
 

@@ -105,19 +105,35 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:Marianne,system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#161616;line-height:1.5}h1{font-size:1.5rem}a.button,button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#000091;color:#fff;text-decoration:none;border:0;border-radius:4px;font:inherit;cursor:pointer}a.button:focus,button:focus{outline:3px solid #0a76f6;outline-offset:2px}a.button:hover,button:hover{background:#1212ff}code{background:#f0f0f0;padding:0 .2rem;overflow-wrap:anywhere}a.button.proconnect-button{display:inline-flex;align-items:center;gap:.75rem;padding:.75rem 1.5rem;background:#000091;color:#fff;border-radius:0}.proconnect-button span{display:block;text-align:left}.proconnect-button .login{font-weight:400}.proconnect-button .brand{font-weight:700;font-size:1.1rem}p.help a{color:#000091}ul.providers{list-style:none;padding:0}.button.disabled{background:#929292;cursor:not-allowed}.unavailable{color:#666}";
+/// The pages' style: the look of the French state's design system (DSFR:
+/// blue France, its greys, spacing on a 0.5rem grid, the "bloc marque"),
+/// written here, without its files or the Marianne font (the system's
+/// fonts; Marianne where installed). Contrast at least 4.5:1, a visible
+/// focus, one column that reads at 375 px.
+const STYLE: &str = "*{box-sizing:border-box}body{margin:0;font:1rem/1.5 Marianne,arial,sans-serif;color:#3a3a3a;display:flex;flex-direction:column;min-height:100vh}.w{max-width:48rem;margin:auto;padding:0 1rem}header{box-shadow:0 2px 6px #0002}header .w{display:flex;flex-wrap:wrap;align-items:center;gap:1rem 2rem;padding:1rem}.marque,.service{margin:0;color:#161616;font-weight:700}.marque{line-height:1.1;text-transform:uppercase}.marque:before{content:\"\";display:block;width:2.5rem;height:1rem;margin-bottom:.5rem;background:linear-gradient(90deg,#000091 33%,#eee 0 67%,#e1000f 0)}.marque:after{content:\"Liberté\\A Égalité\\A Fraternité\";display:block;margin-top:.5rem;white-space:pre;font:italic .7rem/1.1 serif;text-transform:none}.service{font-size:1.25rem}.service span,.unavailable{display:block;font-size:.875rem;font-weight:400;color:#666}main{flex:1;padding:2.5rem 0 3rem}h1{margin:0 0 1.5rem;color:#161616;font-size:2rem;line-height:1.25}@media(min-width:48em){h1{font-size:2.5rem}}p{margin:0 0 1.5rem}a{color:#000091}:focus-visible{outline:2px solid #0a76f6;outline-offset:2px}.button,button{display:inline-block;padding:.5rem 1.5rem;background:#000091;color:#fff;text-decoration:none;border:0;font:inherit;cursor:pointer}.button:hover,button:hover{background:#1212ff}.disabled.button{background:#eee;color:#666}.proconnect-button{display:inline-flex;flex-direction:column;justify-content:center;position:relative;min-height:3.5rem;padding:.25rem 1rem .25rem 4rem;line-height:1.3}.proconnect-button svg{position:absolute;left:.75rem;top:.5rem}.proconnect-button b{font-size:1.125rem}.what{font-size:.875rem}.providers{list-style:none;padding:0}.providers li{margin-bottom:1rem}.providers p{margin:.5rem 0 0}code{padding:0 .25rem;background:#eee;color:#161616;overflow-wrap:anywhere}.help{padding:1rem 1.25rem;border-left:4px solid #000091;background:#f6f6f6}footer{border-top:2px solid #000091;padding:1.5rem 0;font-size:.875rem}footer p{margin:0}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}";
 
 /// Text of a page.
 pub struct PageText {
     pub title: Text,
     pub body: Text,
+    /// A refusal or error page: it says whom to ask for help, when the
+    /// configuration names someone (`help_contact`).
+    pub help: bool,
 }
 
+/// Where a refusal page says whom to ask: replaced by [`fill_help`] with
+/// the configured contact, or with nothing.
+const HELP_SLOT: &str = "<!--help-->";
+
+/// The frame of every page: the header with the State's "bloc marque" and
+/// the service's name, the page's own content in `main`, a footer.
 #[cfg_attr(sesame_size, optimize(size))]
 fn document(status: u16, lang: Lang, title: &str, main: &str) -> Response {
     let html = format!(
-        "<!doctype html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head>\n<body><main>{main}</main></body></html>\n",
+        "<!doctype html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title} – Sésame</title><style>{STYLE}</style></head>\n<body><header><div class=\"w\"><p class=\"marque\" lang=\"fr\">République<br>Française</p><p class=\"service\">Sésame<span>{tagline}</span></p></div></header>\n<main><div class=\"w\">{main}</div></main>\n<footer><div class=\"w\"><p>{footer}</p></div></footer></body></html>\n",
         code = lang.code(),
+        tagline = TAGLINE.get(lang),
+        footer = FOOTER.get(lang),
     );
     Response::new(status)
         .with_header("x-content-type-options", "nosniff")
@@ -130,8 +146,19 @@ fn document(status: u16, lang: Lang, title: &str, main: &str) -> Response {
         .with_body("text/html; charset=utf-8", html)
 }
 
+pub const TAGLINE: Text = Text {
+    fr: "Connexion à ce service",
+    en: "Sign-in to this service",
+};
+
+pub const FOOTER: Text = Text {
+    fr: "Sésame garde l’entrée de ce service.",
+    en: "Sésame guards the door of this service.",
+};
+
 /// An HTML page. `detail` is escaped here; `text` and labels are trusted
-/// constants. `action` is an optional link (href, label).
+/// constants. `action` is an optional link (href, label). A refusal page
+/// (`text.help`) keeps a place for the help contact ([`fill_help`]).
 #[cfg_attr(sesame_size, optimize(size))]
 pub fn page(
     status: u16,
@@ -154,11 +181,43 @@ pub fn page(
         .unwrap_or_default();
     let title = text.title.get(lang);
     let main = format!(
-        "<h1>{title}</h1><p>{}</p>{detail}{action}",
-        text.body.get(lang)
+        "<h1>{title}</h1><p>{}</p>{detail}{action}{}",
+        text.body.get(lang),
+        if text.help { HELP_SLOT } else { "" }
     );
     document(status, lang, title, &main)
 }
+
+/// Fills the help place of a refusal page with whom to ask (`contact`:
+/// the link's address and text, from `help_contact`), or empties it.
+/// Any other response is left as it is.
+#[cfg_attr(sesame_size, optimize(size))]
+pub fn fill_help(response: &mut Response, contact: Option<(&str, &str)>) {
+    let slot = HELP_SLOT.as_bytes();
+    let Some(at) = response.body.windows(slot.len()).position(|w| w == slot) else {
+        return;
+    };
+    let html = contact
+        .map(|(href, text)| {
+            let lang = match response.header("content-language") {
+                Some("en") => Lang::En,
+                _ => Lang::Fr,
+            };
+            format!(
+                "<p class=\"help\">{} <a href=\"{}\">{}</a>.</p>",
+                NEED_HELP.get(lang),
+                escape(href),
+                escape(text)
+            )
+        })
+        .unwrap_or_default();
+    response.body.splice(at..at + slot.len(), html.into_bytes());
+}
+
+pub const NEED_HELP: Text = Text {
+    fr: "Besoin d’aide ? Contactez",
+    en: "Need help? Contact",
+};
 
 /// `<proxy_prefix>/token`: the form that asks for a personal token
 /// (`action`: the address it posts to).
@@ -194,6 +253,7 @@ pub const PERSONAL_TOKEN: PageText = PageText {
         fr: "Un jeton personnel ouvre ce service à vos scripts, en votre nom (en-tête Authorization: Bearer), tant que vous y avez accès et jusqu’à son expiration. Gardez-le secret.",
         en: "A personal token lets your scripts use this service as you (Authorization: Bearer header), as long as you are allowed in and until it expires. Keep it secret.",
     },
+    help: false,
 };
 
 pub const NEW_TOKEN: Text = Text {
@@ -220,6 +280,7 @@ pub const CROSS_SITE: PageText = PageText {
         fr: "Cette demande ne vient pas de ce site : aucun jeton n’a été créé.",
         en: "This request does not come from this site: no token was created.",
     },
+    help: false,
 };
 
 /// The sign-in page: one button that starts the sign-in (`start` is the URL of
@@ -256,7 +317,7 @@ pub fn chooser(lang: Lang, choices: &[Choice]) -> Response {
         main.push_str("<li>");
         if !c.available {
             main.push_str(&format!(
-                "<p><span class=\"button disabled\" aria-disabled=\"true\">{}</span> <span class=\"unavailable\">{}</span></p>",
+                "<span class=\"button disabled\" aria-disabled=\"true\">{}</span> <span class=\"unavailable\">{}</span>",
                 escape(c.label),
                 PROVIDER_UNAVAILABLE.get(lang)
             ));
@@ -264,7 +325,7 @@ pub fn chooser(lang: Lang, choices: &[Choice]) -> Response {
             main.push_str(&sign_in_button(lang, &c.href, true));
         } else {
             main.push_str(&format!(
-                "<p><a class=\"button\" href=\"{}\">{} {}</a></p>",
+                "<a class=\"button\" href=\"{}\">{} {}</a>",
                 escape(&c.href),
                 SIGN_IN_WITH.get(lang),
                 escape(c.label)
@@ -292,22 +353,24 @@ pub const PROVIDER_UNAVAILABLE: Text = Text {
 };
 
 /// The button that starts a sign-in at `start`: ProConnect's, following its
-/// design and wording, or a plain one.
+/// design and wording (the State design system's identity button: blue
+/// France, the mark at the left, "S’identifier avec" over "ProConnect", and
+/// the link "Qu’est-ce que ProConnect ?" under it, in a new tab, which its
+/// text says), or a plain one.
 #[cfg_attr(sesame_size, optimize(size))]
 fn sign_in_button(lang: Lang, start: &str, proconnect: bool) -> String {
     if proconnect {
-        let (login, help) = match lang {
-            Lang::Fr => ("S’identifier avec", "Qu’est-ce que ProConnect ?"),
-            Lang::En => ("Sign in with", "What is ProConnect?"),
+        let (login, what, new_tab) = match lang {
+            Lang::Fr => (
+                "S’identifier avec",
+                "Qu’est-ce que ProConnect ?",
+                "nouvelle fenêtre",
+            ),
+            Lang::En => ("Sign in with", "What is ProConnect?", "new window"),
         };
         format!(
-            "<p><a class=\"button proconnect-button\" href=\"{href}\">{logo}<span><span class=\"login\">{login}</span><span class=\"brand\">ProConnect</span></span></a></p><p class=\"help\"><a href=\"https://www.proconnect.gouv.fr/\" target=\"_blank\" rel=\"noopener\" title=\"{help} – {new_window}\">{help}</a></p>",
+            "<p><a class=\"button proconnect-button\" href=\"{href}\">{PROCONNECT_LOGO}<span>{login}</span> <b>ProConnect</b></a></p><p class=\"what\"><a href=\"https://www.proconnect.gouv.fr/\" target=\"_blank\" rel=\"noopener\" title=\"{what} – {new_tab}\">{what}<span class=\"sr\"> – {new_tab}</span></a></p>",
             href = escape(start),
-            logo = PROCONNECT_LOGO,
-            new_window = match lang {
-                Lang::Fr => "nouvelle fenêtre",
-                Lang::En => "new window",
-            },
         )
     } else {
         format!(
@@ -318,8 +381,8 @@ fn sign_in_button(lang: Lang, start: &str, proconnect: bool) -> String {
     }
 }
 
-/// A simple mark for the ProConnect button (drawn here, no external asset).
-const PROCONNECT_LOGO: &str = "<svg aria-hidden=\"true\" width=\"28\" height=\"28\" viewBox=\"0 0 28 28\"><circle cx=\"14\" cy=\"10\" r=\"5\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/><path d=\"M5 25c1-6 5-9 9-9s8 3 9 9\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
+/// ProConnect's mark, simplified (drawn here, no external asset).
+const PROCONNECT_LOGO: &str = "<svg aria-hidden=\"true\" width=\"40\" height=\"40\" viewBox=\"0 0 28 28\"><circle cx=\"14\" cy=\"10\" r=\"5\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/><path d=\"M5 25c1-6 5-9 9-9s8 3 9 9\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
 
 pub const SIGN_IN: PageText = PageText {
     title: Text {
@@ -330,6 +393,7 @@ pub const SIGN_IN: PageText = PageText {
         fr: "Identifiez-vous pour accéder à ce service.",
         en: "Sign in to use this service.",
     },
+    help: false,
 };
 
 pub const SIGN_IN_BUTTON: Text = Text {
@@ -343,6 +407,7 @@ pub const DENIED: PageText = PageText {
         fr: "Vous êtes bien connecté, mais ce compte n’est pas autorisé à accéder à ce service. Compte utilisé :",
         en: "You are signed in, but this account is not allowed to use this service. Account used:",
     },
+    help: true,
 };
 
 pub const SIGN_IN_AGAIN: Text = Text {
@@ -361,6 +426,7 @@ pub const UNAVAILABLE: PageText = PageText {
         fr: "Le fournisseur d’identité ne répond pas pour le moment. Réessayez dans quelques instants.",
         en: "The identity provider is not answering right now. Please try again in a moment.",
     },
+    help: true,
 };
 
 pub const LOGIN_FAILED: PageText = PageText {
@@ -372,6 +438,7 @@ pub const LOGIN_FAILED: PageText = PageText {
         fr: "La connexion n’a pas pu être menée à bien. Vous pouvez recommencer.",
         en: "The sign-in could not be completed. You can start again.",
     },
+    help: true,
 };
 
 pub const PROVIDER_ERROR: PageText = PageText {
@@ -383,6 +450,7 @@ pub const PROVIDER_ERROR: PageText = PageText {
         fr: "Le fournisseur d’identité a renvoyé une erreur.",
         en: "The identity provider returned an error.",
     },
+    help: true,
 };
 
 pub const CANCELLED: PageText = PageText {
@@ -394,6 +462,7 @@ pub const CANCELLED: PageText = PageText {
         fr: "La connexion a été annulée chez le fournisseur d’identité. Vous pouvez recommencer quand vous le souhaitez.",
         en: "The sign-in was cancelled at the identity provider. You can start again whenever you wish.",
     },
+    help: false,
 };
 
 pub const ACR_REFUSED: PageText = PageText {
@@ -402,6 +471,7 @@ pub const ACR_REFUSED: PageText = PageText {
         fr: "Ce service demande un niveau d’authentification plus élevé que celui de votre connexion. Reconnectez-vous avec un moyen d’authentification plus fort.",
         en: "This service requires a higher authentication level than the one you signed in with. Sign in again with a stronger method.",
     },
+    help: true,
 };
 
 pub const SIGNED_OUT: PageText = PageText {
@@ -413,6 +483,7 @@ pub const SIGNED_OUT: PageText = PageText {
         fr: "Votre session sur ce service est terminée.",
         en: "Your session on this service has ended.",
     },
+    help: false,
 };
 
 pub const TRY_AGAIN: Text = Text {
@@ -433,6 +504,7 @@ pub const NOT_FOUND: PageText = PageText {
         fr: "Cette adresse n’existe pas.",
         en: "This address does not exist.",
     },
+    help: false,
 };
 
 pub const BAD_PATH: PageText = PageText {
@@ -444,6 +516,7 @@ pub const BAD_PATH: PageText = PageText {
         fr: "Cette adresse est écrite d’une façon qui peut désigner plusieurs pages. Vérifiez le lien, ou repartez de la page d’accueil.",
         en: "This address is written in a way that can mean more than one page. Check the link, or start again from the home page.",
     },
+    help: false,
 };
 
 #[cfg(test)]
@@ -511,6 +584,50 @@ mod tests {
         ] {
             assert_eq!(qvalue(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn refusal_pages_say_whom_to_ask_when_configured() {
+        let contact = Some(("mailto:aide@example.gouv.fr", "aide@example.gouv.fr"));
+        let mut fr = page(403, Lang::Fr, &DENIED, Some("eve@example.com"), None);
+        fill_help(&mut fr, contact);
+        let body = String::from_utf8(fr.body).unwrap();
+        assert!(body.contains(
+            "Besoin d’aide ? Contactez <a href=\"mailto:aide@example.gouv.fr\">aide@example.gouv.fr</a>."
+        ));
+        let mut en = page(503, Lang::En, &UNAVAILABLE, None, None);
+        fill_help(
+            &mut en,
+            Some(("https://x.example/?a=1&b=<", "https://x.example/?a=1&b=<")),
+        );
+        let body = String::from_utf8(en.body).unwrap();
+        assert!(body.contains("Need help? Contact <a href=\"https://x.example/?a=1&amp;b=&lt;\">"));
+        // Without a contact, or on a page that is not a refusal, nothing.
+        let mut bare = page(403, Lang::Fr, &DENIED, None, None);
+        fill_help(&mut bare, None);
+        let body = String::from_utf8(bare.body).unwrap();
+        assert!(!body.contains("Besoin") && !body.contains(HELP_SLOT));
+        let mut out = page(200, Lang::Fr, &SIGNED_OUT, None, None);
+        fill_help(&mut out, contact);
+        assert!(!String::from_utf8(out.body).unwrap().contains("Besoin"));
+    }
+
+    #[test]
+    fn every_page_has_the_frame_and_no_script() {
+        let body = String::from_utf8(sign_in(Lang::En, "/oauth2/start", true).body).unwrap();
+        for part in [
+            "<html lang=\"en\">",
+            "<header>",
+            "lang=\"fr\">République<br>Française</p>",
+            "<main>",
+            "<h1>Sign in</h1>",
+            "<footer>",
+            "target=\"_blank\" rel=\"noopener\"",
+            "<span class=\"sr\"> – new window</span>",
+        ] {
+            assert!(body.contains(part), "{part}: {body}");
+        }
+        assert!(!body.contains("<script") && !body.contains("src=") && !body.contains("url("));
     }
 
     #[test]

@@ -330,7 +330,7 @@ def test_browser_chooses_a_provider_on_the_sign_in_page(
     signs in there as alice, and lands on the page it asked for, signed in
     by that provider (``X-Auth-Request-Provider`` at the upstream). The
     sign-in page is saved as ``sign-in-page-<id>.png`` in the log dir (the
-    source of docs/images/sign-in-page.png)."""
+    documentation's screenshots are test_pages.py's)."""
     require_browser()
     config, clusters = demo_config_for(envoy_port, demo_providers)
     # Ready: the gauge provider_ready is 1 once every provider is.

@@ -4,14 +4,14 @@
 //! The document holds the filter-level rules, revocations and API keys. It
 //! is read here (every problem reported at once, nothing taken from a
 //! document with a problem); fetching it, sharing it with the other workers
-//! and keeping the last good one is [`super::source`]'s.
+//! and keeping the last good one is the access source's (`source.rs`).
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::core::access::policy::Policy;
-use crate::core::config::{read_entries, read_policy, ConfigError, Reader};
 use crate::core::constant_time_eq;
+use crate::core::reader::{read_entries, read_policy, ConfigError, Reader};
 
 /// Most API keys one list holds.
 pub const MAX_API_KEYS: usize = 1000;

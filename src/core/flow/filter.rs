@@ -5,9 +5,15 @@ use std::cell::RefCell;
 
 use crate::core::access::source::AccessState;
 use crate::core::config::{Config, ProviderConfig};
+use crate::core::flow::step::{Action, Step};
 use crate::core::flow::tokens::TokenCache;
+use crate::core::http::Request;
+use crate::core::oidc::provider::ProviderState;
+use crate::core::pages;
 use crate::core::session::{Sealer, SessionCache};
 use crate::core::shared;
+use crate::core::shared::SharedStore;
+use crate::core::{Clock, Entropy};
 
 /// The configured filter: built once when Envoy hands over the configuration.
 #[derive(Debug)]
@@ -67,6 +73,34 @@ impl Filter {
 }
 
 impl Filter {
+    /// Decides what to do with a request ([`Filter::decide_request`]);
+    /// `store` is the state shared by Envoy's workers. Its pages get their
+    /// configured parts here ([`Filter::with_help`]).
+    pub fn on_request_shared(
+        &self,
+        req: &Request,
+        providers: &[ProviderState],
+        clock: &dyn Clock,
+        entropy: &mut dyn Entropy,
+        store: &dyn SharedStore,
+    ) -> Step {
+        self.with_help(self.decide_request(req, providers, clock, entropy, store))
+    }
+
+    /// What a step ends on, with the part of Sésame's pages that depends on
+    /// the configuration: whom to ask for help, on a refusal page.
+    #[cfg_attr(sesame_size, optimize(size))]
+    pub(crate) fn with_help(&self, mut step: Step) -> Step {
+        if let Action::Respond(response) = &mut step.action {
+            let contact = self.config.help_contact.as_ref();
+            pages::fill_help(
+                response,
+                contact.map(|c| (c.href.as_str(), c.text.as_str())),
+            );
+        }
+        step
+    }
+
     /// The provider at `index` (the first when out of range: indices come
     /// from this configuration).
     pub fn provider(&self, index: usize) -> &ProviderConfig {

@@ -12,7 +12,7 @@ use crate::core::flow::request::{query_param, SignInHints};
 use crate::core::flow::state::{
     LoginPending, LoginState, LogoutState, Pending, SignOutPending, Stage, TokenResponse,
 };
-use crate::core::flow::step::Who;
+use crate::core::flow::who::Who;
 use crate::core::flow::{Action, Filter, Outcome, Step};
 use crate::core::http::{ProviderCall, ProviderResponse, Request, Response};
 use crate::core::oidc::keys::KeySet;
@@ -821,14 +821,15 @@ impl Filter {
         store: &dyn SharedStore,
     ) -> Step {
         let Some(provider) = providers.get_mut(pending.provider()) else {
-            return self.unavailable(pending.lang());
+            return self.with_help(self.unavailable(pending.lang()));
         };
-        match pending {
+        let step = match pending {
             Pending::Login(p) => self.on_login_response(p, resp, provider, now, entropy),
             Pending::Refresh(p) => self.on_refresh_response(p, resp, provider, now, entropy, store),
             Pending::Bearer(p) => self.on_introspection_response(p, resp, provider, now),
             Pending::SignOut(p) => self.on_revocation_response(p, resp, provider),
-        }
+        };
+        self.with_help(step)
     }
 
     #[cfg_attr(sesame_size, optimize(size))]
@@ -1285,7 +1286,7 @@ impl Filter {
     pub fn call_failed(&self, pending: Pending) -> Step {
         match pending {
             Pending::SignOut(p) => p.finish(Some(false)),
-            other => self.unavailable(other.lang()),
+            other => self.with_help(self.unavailable(other.lang())),
         }
     }
 

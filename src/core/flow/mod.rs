@@ -16,6 +16,7 @@ pub mod request;
 pub mod state;
 pub mod step;
 pub mod tokens;
+pub mod who;
 
 #[cfg(test)]
 mod access_tests;

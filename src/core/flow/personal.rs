@@ -14,7 +14,7 @@ use crate::core::access::document::{format_time, ApiKey, OWN_TOKEN_PREFIX};
 use crate::core::access::routes::RouteSet;
 use crate::core::config::{API_KEY_HEADER, SCOPES_HEADER};
 use crate::core::flow::headers::Upstream;
-use crate::core::flow::step::Who;
+use crate::core::flow::who::Who;
 use crate::core::flow::{Action, Filter, Outcome, Step};
 use crate::core::http::{Request, Response};
 use crate::core::oidc::provider::ProviderState;

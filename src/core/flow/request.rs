@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::step::Who;
+use super::who::Who;
 use super::{Action, Filter, Outcome, Step};
 use crate::core::access::paths;
 use crate::core::access::policy::Denial;
@@ -280,7 +280,7 @@ impl Filter {
     /// Envoy's workers (consulted only when a session is due for a refresh).
     /// A request answered from the caches of sessions and tokens asks
     /// `clock` only for its upper bound.
-    pub fn on_request_shared(
+    pub(crate) fn decide_request(
         &self,
         req: &Request,
         providers: &[ProviderState],

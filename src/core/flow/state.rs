@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::core::access::routes::RouteSet;
 use crate::core::flow::headers::Upstream;
-use crate::core::flow::step::Who;
+use crate::core::flow::who::Who;
 use crate::core::http::{OwnedRequest, Response};
 use crate::core::pages::Lang;
 use crate::core::session::cookies;

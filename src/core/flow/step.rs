@@ -4,10 +4,9 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
-
 use crate::core::flow::headers::Upstream;
 use crate::core::flow::state::Pending;
+use crate::core::flow::who::Who;
 use crate::core::http::{ProviderCall, Response};
 
 /// What the adapter must do with the request.
@@ -24,39 +23,6 @@ pub enum Action {
     Respond(Response),
     /// Call the provider, then resume with [`Filter::on_provider_response`].
     Call(ProviderCall, Box<Pending>),
-}
-
-/// Who a request was about, for log and audit lines: identity claims, never
-/// a token.
-#[derive(Debug, Clone, Default)]
-#[cfg_attr(test, derive(PartialEq, Eq))]
-pub struct Who {
-    /// The provider's index.
-    pub provider: usize,
-    pub sub: String,
-    pub email: Option<String>,
-    pub idp_id: Option<String>,
-    pub siret: Option<String>,
-    pub acr: Option<String>,
-}
-
-impl Who {
-    /// The person of `claims`, signed in with provider `provider`.
-    pub fn of(provider: usize, claims: &Map<String, Value>) -> Box<Who> {
-        let text = |name: &str| match claims.get(name) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
-        Box::new(Who {
-            provider,
-            sub: text("sub").unwrap_or_default(),
-            email: text("email"),
-            idp_id: text("idp_id"),
-            siret: text("siret"),
-            acr: text("acr"),
-        })
-    }
 }
 
 /// What happened, for counters and logs. Never carries a secret or a token.

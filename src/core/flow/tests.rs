@@ -1289,6 +1289,49 @@ fn denied_page_follows_the_browser_language() {
     );
 }
 
+#[test]
+fn refusal_pages_name_the_help_contact_when_configured() {
+    let help =
+        json!({"allowed_email_domains": ["*.gouv.fr"], "help_contact": "aide@example.gouv.fr"});
+    let f = filter(help);
+    let open = filter(json!({}));
+    let login = run_login(&open, &mut provider(), "eve@example.com", id_token_for);
+    let cookie = cookie_header(&set_cookies(&response(login.step)));
+    let denied = response(f.on_request(
+        &get("/", &[("cookie", &cookie)]),
+        &[provider()],
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(denied.status, 403);
+    let body = String::from_utf8(denied.body).unwrap();
+    assert!(
+        body.contains("Besoin d’aide ? Contactez <a href=\"mailto:aide@example.gouv.fr\">"),
+        "{body}"
+    );
+    // The provider out of reach: the 503 page says it too, in English here.
+    let down = response(f.on_request(
+        &get("/", &[("accept", "text/html"), ("accept-language", "en")]),
+        &[ProviderState::default()],
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    assert_eq!(down.status, 503);
+    assert!(String::from_utf8(down.body)
+        .unwrap()
+        .contains("Need help? Contact"));
+    // Without help_contact, nothing of the kind.
+    let plain = filter(json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let denied = response(plain.on_request(
+        &get("/", &[("cookie", &cookie)]),
+        &[provider()],
+        NOW,
+        &mut CountingEntropy(1),
+    ));
+    let body = String::from_utf8(denied.body).unwrap();
+    assert!(!body.contains("Besoin") && !body.contains("<!--"), "{body}");
+}
+
 // --------------------------------------------------------------------------
 // Session refresh
 
@@ -3042,7 +3085,7 @@ fn sign_out_revokes_the_sessions_tokens_and_never_waits_on_a_failure() {
     assert_eq!(
         step.outcome,
         Outcome::SignedOut {
-            who: Some(Box::new(crate::core::flow::step::Who {
+            who: Some(Box::new(crate::core::flow::who::Who {
                 sub: "alice-7f3a".into(),
                 email: Some("alice@numerique.gouv.fr".into()),
                 siret: Some("13002526500013".into()),
