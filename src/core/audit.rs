@@ -77,16 +77,14 @@ pub fn request_line(config: &Config, outcome: &Outcome, at: &Context) -> Option<
         Outcome::LoginSucceeded { who } => ("sign_in", Some(who), None),
         Outcome::LoginFailed { reason, .. } => ("sign_in_failed", None, Some(*reason)),
         Outcome::Denied {
-            who,
-            reason,
-            sign_in,
+            who, code, sign_in, ..
         } => {
             let event = if *sign_in {
                 "sign_in_refused"
             } else {
                 "access_refused"
             };
-            (event, Some(who), Some(reason.as_str()))
+            (event, Some(who), Some(*code))
         }
         Outcome::SignedOut { who, .. } => ("sign_out", who.as_ref(), None),
         Outcome::KeyRefused { reason, .. } => ("api_key_refused", None, Some(*reason)),
@@ -105,6 +103,10 @@ pub fn request_line(config: &Config, outcome: &Outcome, at: &Context) -> Option<
     }
     put(&mut fields, "path", Some(at.path));
     put(&mut fields, "reason", reason);
+    // A refusal's reason in words too (it names claims, never their values).
+    if let Outcome::Denied { reason, .. } = outcome {
+        put(&mut fields, "detail", Some(reason));
+    }
     put(&mut fields, "request_id", at.request_id);
     Some(crate::core::json_text(&Value::Object(fields)))
 }
@@ -142,6 +144,7 @@ mod tests {
         let outcome = Outcome::Denied {
             who,
             reason: "the access document revokes this person".into(),
+            code: "revoked",
             sign_in: false,
         };
         let at = Context {
@@ -154,6 +157,8 @@ mod tests {
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["audit"], "sesame");
         assert_eq!(v["event"], "access_refused");
+        assert_eq!(v["reason"], "revoked");
+        assert_eq!(v["detail"], "the access document revokes this person");
         assert_eq!(v["time"], "2027-06-30T00:00:00Z");
         assert_eq!(v["sub"], "alice-7f3a");
         assert_eq!(v["email"], "alice@x.fr");

@@ -1035,7 +1035,7 @@ fn read_provider(
     let (claims_request, essential_acr) = match r.obj.get("claims") {
         None | Some(Value::Null) => (None, None),
         Some(v @ Value::Object(_)) => match essential_acr(v) {
-            Ok(acr) => (Some(v.to_string()), acr),
+            Ok(acr) => (Some(crate::core::json_text(v)), acr),
             Err(message) => {
                 r.err("claims", message);
                 (None, None)

@@ -552,7 +552,7 @@ def test_a_person_added_to_the_document_gets_in_without_restarting_envoy(docs: D
     assert refused.status_code == 403, describe(refused)
     line = audit(envoy, "sign_in_refused", mark, email=EVE["email"])
     person_fields(line, EVE)
-    assert line.get("reason"), line
+    assert line.get("reason") == "email_not_allowed" and line.get("detail"), line
 
     start = time.monotonic()
     docs.put({**BASE_DOC, "allowed_emails": ["Eve@Example.COM"]})
@@ -597,7 +597,7 @@ def test_a_person_removed_is_refused_at_the_next_request_then_readmitted(
     line = audit(envoy, "access_refused", mark, path=refused_path)
     person_fields(line, ALICE)
     request_audit(line)
-    assert line.get("reason"), line
+    assert line.get("reason") == "email_not_allowed" and line.get("detail"), line
     assert_not_upstream(upstream, refused_path, page.request.path_url)
 
     mark = envoy.log_mark()
@@ -644,7 +644,7 @@ def test_a_person_revoked_by_email_is_refused_everywhere(
     assert_not_upstream(upstream, *paths)
     line = audit(envoy, "access_refused", mark, path=paths[2])
     person_fields(line, ALICE)
-    assert line.get("reason"), line
+    assert line.get("reason") == "revoked" and line.get("detail"), line
 
     mark = envoy.log_mark()
     again = login(browser(), envoy.url, "alice", unique_path("/again"))

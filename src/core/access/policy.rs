@@ -115,6 +115,20 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// A stable name for the audit lines.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::NoEmail => "no_email",
+            Denial::EmailNotVerified => "email_not_verified",
+            Denial::EmailNotAllowed => "email_not_allowed",
+            Denial::ClaimNotAllowed(_) => "claim_not_allowed",
+            Denial::ProviderNotAllowed => "provider_not_allowed",
+            Denial::Revoked => "revoked",
+            Denial::NoRule => "no_rule",
+            Denial::AcrTooLow => "acr_too_low",
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Denial::NoEmail => "the identity has no email address".into(),

@@ -769,6 +769,7 @@ impl Filter {
                 Outcome::Denied {
                     who: Who::of(provider, claims),
                     reason: denial.describe(),
+                    code: denial.code(),
                     sign_in: false,
                 },
             )));

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::core::access::policy::merge_userinfo;
+use crate::core::access::policy::{merge_userinfo, Denial};
 use crate::core::access::redirect::{safe_redirect, safe_return_target};
 use crate::core::access::routes::RouteSet;
 use crate::core::config::{ClientAuth, ProviderKind};
@@ -377,7 +377,7 @@ impl Filter {
     fn refused_at_callback(
         &self,
         session: &Session,
-        reason: String,
+        denial: &Denial,
         entropy: &mut dyn Entropy,
     ) -> Step {
         let name = self.refusal_cookie_name();
@@ -392,7 +392,8 @@ impl Filter {
             response,
             Outcome::Denied {
                 who: Who::of(session.provider, &session.claims),
-                reason,
+                reason: denial.describe(),
+                code: denial.code(),
                 sign_in: true,
             },
         )
@@ -1065,7 +1066,7 @@ impl Filter {
                 .collect()
         };
         if let Err(denial) = self.check_rules(RouteSet::FILTER, index, &session.claims) {
-            let mut step = self.refused_at_callback(&session, denial.describe(), entropy);
+            let mut step = self.refused_at_callback(&session, &denial, entropy);
             if let Action::Respond(r) = &mut step.action {
                 r.headers.push(self.clear_login_cookie(index, &login.state));
                 r.headers.extend(clear_previous());

@@ -120,7 +120,7 @@ impl Filter {
             return if post {
                 refuse(403, "access_denied")
             } else {
-                self.denied(&session, &denial.describe(), lang)
+                self.denied(&session, &denial, lang)
             };
         }
         if !post {

@@ -124,7 +124,7 @@ impl Filter {
                         );
                         match self.check_rules(routes, new.provider, &new.claims) {
                             Ok(()) => self.pass(upstream, &new, set, Outcome::RefreshAdopted),
-                            Err(denial) => self.denied(&new, &denial.describe(), lang),
+                            Err(denial) => self.denied(&new, &denial, lang),
                         }
                     }
                     None => self.pass(upstream, &session, Vec::new(), Outcome::Passed),
@@ -222,7 +222,7 @@ impl Filter {
             .retain(|k, _| self.config.kept_claims.contains(k));
         if let Err(denial) = self.check_rules(p.routes, new.provider, &new.claims) {
             finish_refresh(store, ns, &p.session.sid, RefreshEnd::Released, now);
-            let mut step = self.denied(&new, &denial.describe(), p.lang);
+            let mut step = self.denied(&new, &denial, p.lang);
             if let Action::Respond(r) = &mut step.action {
                 let cookies = p.cookies();
                 for c in self

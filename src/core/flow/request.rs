@@ -21,6 +21,14 @@ use crate::core::session::{CachedSession, Session, SessionCookie, SessionKey};
 use crate::core::shared::{MemoryStore, SharedStore};
 use crate::core::{Clock, Entropy};
 
+/// `{"keys": [key]}`, a JWKS of one key (built without `json!`, whose
+/// serialiser would be one more in the module).
+fn keys_document(key: &Value) -> Value {
+    let mut keys = serde_json::Map::new();
+    keys.insert("keys".into(), Value::Array(vec![key.clone()]));
+    Value::Object(keys)
+}
+
 /// The language of the pages shown to this request's person.
 fn lang(req: &Request) -> Lang {
     Lang::from_accept_language(req.header("accept-language"))
@@ -308,7 +316,7 @@ impl Filter {
             if let Some(key) = &self.config.tokens.resource_key {
                 let response = Response::new(200)
                     .with_header("cache-control", "public, max-age=300")
-                    .with_json(&json!({ "keys": [key.public_jwk] }));
+                    .with_json(&keys_document(&key.public_jwk));
                 return Step::respond(response, Outcome::KeysServed);
             }
         }
@@ -411,6 +419,7 @@ impl Filter {
                         Outcome::Denied {
                             who: Who::of(session.provider, &session.claims),
                             reason: Denial::ProviderNotAllowed.describe(),
+                            code: Denial::ProviderNotAllowed.code(),
                             sign_in: false,
                         },
                     )
@@ -418,7 +427,7 @@ impl Filter {
                 Err(Denial::AcrTooLow) => {
                     self.step_up(req, &session, routes, providers, now, entropy, lang)
                 }
-                Err(denial) => self.denied(&session, &denial.describe(), lang),
+                Err(denial) => self.denied(&session, &denial, lang),
             },
             None => self.unauthenticated(req, &cookies, providers, routes, now, entropy, lang),
         }
@@ -661,13 +670,14 @@ impl Filter {
 
     /// The 403 page for a signed-in person the access rules do not admit.
     #[cfg_attr(sesame_size, optimize(size))]
-    pub fn denied(&self, session: &Session, reason: &str, lang: Lang) -> Step {
+    pub fn denied(&self, session: &Session, denial: &Denial, lang: Lang) -> Step {
         let response = self.denied_page(session.who(), lang);
         Step::respond(
             response,
             Outcome::Denied {
                 who: Who::of(session.provider, &session.claims),
-                reason: reason.to_string(),
+                reason: denial.describe(),
+                code: denial.code(),
                 sign_in: false,
             },
         )
@@ -778,6 +788,7 @@ impl Filter {
                             Outcome::Denied {
                                 who: Who::of(s.provider, &s.claims),
                                 reason: d.describe(),
+                                code: d.code(),
                                 sign_in: false,
                             },
                         ),

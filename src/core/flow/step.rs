@@ -51,7 +51,10 @@ pub enum Outcome {
     /// callback (`sign_in`), or on a request.
     Denied {
         who: Box<Who>,
+        /// What the log line says.
         reason: String,
+        /// The denial's stable name (`Denial::code`), for the audit line.
+        code: &'static str,
         sign_in: bool,
     },
     ProviderUnavailable,
