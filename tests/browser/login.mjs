@@ -77,21 +77,11 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
 
 const USAGE = 'usage: node tests/browser/login.mjs URL EMAIL [--screenshot PATH] '
   + '[--provider LABEL [--sign-in-screenshot PATH]] [--viewport WIDTHxHEIGHT] '
   + '[--switch-to EMAIL2 [--refusal-screenshot PATH]]';
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const TOTAL_TIMEOUT_MS = 20_000;
 const EXCERPT_CHARS = 800;
 

@@ -185,7 +185,7 @@ impl Filter {
         drop(tokens);
         let now = clock.now();
         if own {
-            return self.personal_token_request(upstream, authorization, token, key, routes, now);
+            return self.personal_token_request(upstream, authorization, token, routes, now);
         }
         // The OpenID providers the routes admit: a plain OAuth 2.0 provider
         // issues no token Sésame can check.
@@ -210,7 +210,6 @@ impl Filter {
                 upstream,
                 authorization,
                 token,
-                key,
                 routes,
                 (i, &providers[i]),
                 now,
@@ -263,7 +262,6 @@ impl Filter {
         upstream: Upstream,
         authorization: &str,
         token: &str,
-        key: [u8; 32],
         routes: RouteSet,
         (index, provider): (usize, &ProviderState),
         now: u64,
@@ -290,27 +288,7 @@ impl Filter {
                         Ok(step) => return step,
                         Err(back) => back,
                     };
-                let BearerPending { upstream, .. } = pending;
-                let memo = Memo::default();
-                let step = self.admit(
-                    upstream,
-                    authorization,
-                    token,
-                    &claims,
-                    routes,
-                    index,
-                    &memo,
-                );
-                let checked = Checked {
-                    provider: index,
-                    claims: Some(claims),
-                    until,
-                    memo,
-                };
-                self.tokens
-                    .borrow_mut()
-                    .put(key, checked, cache.cache_size, now);
-                step
+                self.admit_and_remember(pending, claims, until, now)
             }
             Err(e) => {
                 let reason = match e {
@@ -334,7 +312,6 @@ impl Filter {
         upstream: Upstream,
         authorization: &str,
         token: &str,
-        key: [u8; 32],
         routes: RouteSet,
         now: u64,
     ) -> Step {
@@ -353,23 +330,38 @@ impl Filter {
                 };
             }
         };
-        let cache = &self.config.tokens;
+        let until = exp.min(now.saturating_add(self.config.tokens.cache_ttl));
+        let p = BearerPending::new(upstream, authorization, token, routes, provider);
+        self.admit_and_remember(p, claims, until, now)
+    }
+
+    /// A valid token's claims: the route's scopes and rules ([`Filter::admit`]),
+    /// and the token remembered with them until `until`.
+    fn admit_and_remember(
+        &self,
+        p: BearerPending,
+        claims: Map<String, Value>,
+        until: u64,
+        now: u64,
+    ) -> Step {
         let memo = Memo::default();
         let step = self.admit(
-            upstream,
-            authorization,
-            token,
+            p.upstream,
+            &p.authorization,
+            &p.token,
             &claims,
-            routes,
-            provider,
+            p.routes,
+            p.provider,
             &memo,
         );
         let checked = Checked {
-            provider,
+            provider: p.provider,
             claims: Some(claims),
-            until: exp.min(now.saturating_add(cache.cache_ttl)),
+            until,
             memo,
         };
+        let key: [u8; 32] = Sha256::digest(p.token.as_bytes()).into();
+        let cache = &self.config.tokens;
         self.tokens
             .borrow_mut()
             .put(key, checked, cache.cache_size, now);
@@ -433,31 +425,11 @@ impl Filter {
             Ok(_) => None,
             Err((_, reason, detail)) => Some(format!(" (userinfo {reason}: {detail})")),
         };
-        let memo = Memo::default();
-        let mut step = self.admit(
-            p.upstream,
-            &p.authorization,
-            &p.token,
-            &claims,
-            p.routes,
-            p.provider,
-            &memo,
-        );
+        let mut step = self.admit_and_remember(p, claims, until, now);
         // A refusal says why userinfo could not help.
         if let (Outcome::Denied { reason, .. }, Some(why)) = (&mut step.outcome, failed) {
             reason.push_str(&why);
         }
-        let key: [u8; 32] = Sha256::digest(p.token.as_bytes()).into();
-        let checked = Checked {
-            provider: p.provider,
-            claims: Some(claims),
-            until,
-            memo,
-        };
-        let cache = &self.config.tokens;
-        self.tokens
-            .borrow_mut()
-            .put(key, checked, cache.cache_size, now);
         step
     }
 
@@ -509,36 +481,16 @@ impl Filter {
         let key: [u8; 32] = Sha256::digest(p.token.as_bytes()).into();
         let bearer = &self.config.tokens;
         let verdict = self.check_introspected(p.provider, &answer, now);
-        let mut cache = self.tokens.borrow_mut();
         match verdict {
             Ok(until) => {
                 let until = until.min(now.saturating_add(bearer.cache_ttl));
-                drop(cache);
-                let (p, answer) = match self.fetch_missing_claims(p, answer, until, provider) {
-                    Ok(step) => return step,
-                    Err(back) => back,
-                };
-                let mut cache = self.tokens.borrow_mut();
-                let memo = Memo::default();
-                let step = self.admit(
-                    p.upstream,
-                    &p.authorization,
-                    &p.token,
-                    &answer,
-                    p.routes,
-                    p.provider,
-                    &memo,
-                );
-                let checked = Checked {
-                    provider: p.provider,
-                    claims: Some(answer),
-                    until,
-                    memo,
-                };
-                cache.put(key, checked, bearer.cache_size, now);
-                step
+                match self.fetch_missing_claims(p, answer, until, provider) {
+                    Ok(step) => step,
+                    Err((p, answer)) => self.admit_and_remember(p, answer, until, now),
+                }
             }
             Err(refusal) => {
+                let mut cache = self.tokens.borrow_mut();
                 let until = now.saturating_add(bearer.cache_ttl.min(NEGATIVE_TTL));
                 let refused = Checked {
                     provider: p.provider,
