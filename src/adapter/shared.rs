@@ -159,11 +159,11 @@ impl Shared {
     /// The access source's gauges: whether a document is in force, and
     /// how long ago the source last gave or confirmed it.
     pub fn record_access_gauges(&self, now: u64) {
-        if self.filter.config.access_source.is_none() {
+        let Some(source) = &self.filter.config.access_source else {
             return;
-        }
+        };
         let access = self.filter.access.borrow();
-        let ready = access.document.is_some();
+        let ready = access.in_force(source, now).is_some();
         self.metrics
             .set_gauge("access_source_ready", u64::from(ready));
         let age = if ready {

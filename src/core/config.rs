@@ -200,6 +200,9 @@ pub struct AccessSource {
     pub url: Url,
     pub cluster: String,
     pub refresh_interval: u64,
+    /// How old the document in force may get (since the source last gave
+    /// or confirmed it) before nobody is admitted; `None`: no limit.
+    pub max_age: Option<u64>,
 }
 
 /// `personal_tokens`: how long a token lives, the scopes it grants, and the
@@ -720,10 +723,10 @@ fn read_access_source(r: &mut Reader) -> (Option<AccessSource>, Vec<String>) {
         errors: Vec::new(),
     };
     for key in obj.keys() {
-        if !["url", "cluster", "refresh_interval", "claims"].contains(&key.as_str()) {
+        if !["url", "cluster", "refresh_interval", "claims", "max_age"].contains(&key.as_str()) {
             sub.err(
                 key,
-                "is not a known key (url, cluster, refresh_interval, claims)",
+                "is not a known key (url, cluster, refresh_interval, claims, max_age)",
             );
         }
     }
@@ -738,6 +741,16 @@ fn read_access_source(r: &mut Reader) -> (Option<AccessSource>, Vec<String>) {
         });
     let cluster = sub.required_string("cluster");
     let refresh_interval = sub.seconds("refresh_interval", 60, 1, 86_400);
+    let max_age = sub.obj.get("max_age").is_some_and(|v| !v.is_null()).then(|| {
+        let age = sub.seconds("max_age", 0, 2, 30 * 86_400);
+        if age <= refresh_interval {
+            sub.err(
+                "max_age",
+                "must be longer than refresh_interval: the document would expire between two fetches",
+            );
+        }
+        age
+    });
     let claims = sub.string_list("claims").unwrap_or_default();
     for e in sub.errors {
         r.err(&format!("access_source.{}", e.key), e.message);
@@ -746,6 +759,7 @@ fn read_access_source(r: &mut Reader) -> (Option<AccessSource>, Vec<String>) {
         url,
         cluster,
         refresh_interval,
+        max_age,
     });
     (source, claims)
 }

@@ -500,6 +500,49 @@ def test_before_the_first_document_protected_requests_get_503_then_proceed(
             envoy.stop()
 
 
+def test_a_document_older_than_max_age_admits_nobody_until_the_source_answers(
+        ports: dict[str, int], upstream: Upstream, idp: Provider) -> None:
+    """With ``max_age``, a source that stays down does not keep the last
+    document in force for ever: once it is older than ``max_age`` (not
+    given or confirmed by the source for that long), requests that need an
+    identity get 503 and the gauge says no document is in force; public
+    routes pass. The source back, the document is in force again."""
+    port = ports["startup"]
+    with AccessServer() as server:
+        server.set(BASE_DOC)
+        config = access_config(port, idp, server.url)
+        config["access_source"]["max_age"] = 3
+        envoy = Envoy(config, port, upstream.port, idp.port,
+                      extra_clusters={"access": server.port})
+        ENVOY_LOGS.append(envoy)
+        envoy.start()
+        try:
+            wait_envoy_ready(envoy)
+            assert bearer(envoy, unique_path("/api/items"), CI_KEY).status_code == 200
+            server.stop()
+            r, elapsed = poll_status(
+                lambda: bearer(envoy, unique_path("/api/items"), CI_KEY), 503,
+                "the document too old once the source has been down for max_age")
+            # Last confirmed at most an interval before the stop; the clock a
+            # request reads may be a second ahead.
+            assert elapsed >= 3 - REFRESH_INTERVAL - 1.0, f"503 after {elapsed:.1f} s only"
+            assert elapsed <= 3 + REFRESH_INTERVAL + 2.0, f"503 after {elapsed:.1f} s"
+            assert r.headers.get("Retry-After") == "5", describe(r)
+            wait_until(lambda: stat(envoy, "access_source_ready") == 0, POLL,
+                       "access_source_ready 0 once the document is too old")
+            assert raw_get(envoy.url, "/ping", None, JSON).status_code == 200
+            server.start()
+            server.serve()
+            poll_status(lambda: bearer(envoy, unique_path("/api/items"), CI_KEY), 200,
+                        "in force again once the source answers")
+            wait_until(lambda: stat(envoy, "access_source_ready") == 1, POLL,
+                       "access_source_ready 1 again")
+        finally:
+            if not server.running:
+                server.start()
+            envoy.stop()
+
+
 # --------------------------------------------------------------------------
 # Fetching: ETag, 304, the metrics
 

@@ -41,6 +41,16 @@ pub enum AccessFetch {
 }
 
 impl AccessState {
+    /// The document in force at `now`: none yet, or none any more when it
+    /// is older than `source.max_age` (the source has not given or
+    /// confirmed it for that long).
+    pub fn in_force(&self, source: &AccessSource, now: u64) -> Option<&Rc<AccessDocument>> {
+        let stale = source
+            .max_age
+            .is_some_and(|max| now.saturating_sub(self.confirmed_at) > max);
+        self.document.as_ref().filter(|_| !stale)
+    }
+
     /// Whether a fetch should start now.
     #[cfg_attr(sesame_size, optimize(size))]
     pub fn fetch_due(&self, now: u64) -> bool {
@@ -175,6 +185,7 @@ mod tests {
             url: url::Url::parse("http://access.internal/access.json").unwrap(),
             cluster: "access".into(),
             refresh_interval: 30,
+            max_age: None,
         });
         c
     }

@@ -44,7 +44,10 @@ fn put_in_force(f: &Filter, doc: Value) {
         f.config.kept_claims.contains(c)
     })
     .expect("a valid document");
-    f.access.borrow_mut().document = Some(std::rc::Rc::new(document));
+    let mut access = f.access.borrow_mut();
+    access.document = Some(std::rc::Rc::new(document));
+    access.confirmed_at = NOW;
+    drop(access);
     f.access_changed();
 }
 
@@ -86,6 +89,35 @@ fn nobody_is_admitted_before_a_first_document_but_public_routes_pass() {
     assert!(matches!(callback.outcome, Outcome::AccessUnavailable));
     let status = run(&f, &get("/status", &[]), &provider());
     assert!(matches!(status.outcome, Outcome::Public));
+}
+
+#[test]
+fn a_document_older_than_max_age_admits_nobody_until_confirmed_again() {
+    let f = managed(
+        json!({"access_source": {"url": "http://access.internal/a.json",
+        "cluster": "access", "refresh_interval": 30, "max_age": 90}}),
+    );
+    put_in_force(&f, json!({"allowed_emails": [ALICE]}));
+    let cookie = signed_in_cookie(&f, ALICE);
+    let at = |t: u64| {
+        f.on_request(
+            &page(&cookie),
+            std::slice::from_ref(&provider()),
+            t,
+            &mut CountingEntropy(1),
+        )
+        .outcome
+    };
+    assert!(matches!(at(NOW + 90), Outcome::Passed));
+    // The source has not given or confirmed it for longer than max_age.
+    assert!(matches!(at(NOW + 91), Outcome::AccessUnavailable));
+    let status = run(&f, &get("/status", &[]), &provider());
+    assert!(
+        matches!(status.outcome, Outcome::Public),
+        "public routes still pass"
+    );
+    f.access.borrow_mut().confirmed_at = NOW + 100;
+    assert!(matches!(at(NOW + 101), Outcome::Passed));
 }
 
 #[test]
@@ -444,6 +476,11 @@ fn configuration_errors_of_managed_access() {
     )
     .contains(&"api_keys".to_string()));
     assert!(errors(json!({"access_source": source, "allowed_email_domains": null})).is_empty());
+    assert!(errors(
+        json!({"access_source": {"url": "http://a/x", "cluster": "a", "refresh_interval": 60,
+        "max_age": 60}, "allowed_email_domains": null})
+    )
+    .contains(&"access_source.max_age".to_string()));
     assert!(errors(json!({"access_source": {"url": "ftp://x", "cluster": "a", "every": 1}, "allowed_email_domains": null}))
         .iter()
         .any(|k| k == "access_source.url"));

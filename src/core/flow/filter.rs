@@ -66,9 +66,19 @@ impl Filter {
     }
 
     /// Whether the rules come from an access document and none is in force
-    /// yet: nobody can be admitted.
-    pub fn access_missing(&self) -> bool {
-        self.config.access_source.is_some() && self.access.borrow().document.is_none()
+    /// (none loaded yet, or one older than `max_age`): nobody can be
+    /// admitted. The clock is read only with `max_age` (the exact time:
+    /// a request's bound may be seconds ahead).
+    pub fn access_missing(&self, clock: &dyn Clock) -> bool {
+        let Some(source) = &self.config.access_source else {
+            return false;
+        };
+        let now = if source.max_age.is_some() {
+            clock.now()
+        } else {
+            0
+        };
+        self.access.borrow().in_force(source, now).is_none()
     }
 }
 

@@ -299,7 +299,7 @@ impl Filter {
         let path = req.path_only();
         let cookies = cookies::parse(req.header_values("cookie"));
         if let Some(i) = self.config.provider_by_callback(path) {
-            if self.access_missing() {
+            if self.access_missing(clock) {
                 return self.access_unavailable(req);
             }
             return match providers.get(i) {
@@ -336,7 +336,7 @@ impl Filter {
             Ok(resolved) => resolved,
             Err(detail) => return self.path_refused(detail, lang(req)),
         };
-        if protection != Protection::Public && self.access_missing() {
+        if protection != Protection::Public && self.access_missing(clock) {
             return self.access_unavailable(req);
         }
         let authorization = req.header("authorization");
@@ -713,7 +713,7 @@ impl Filter {
         entropy: &mut dyn Entropy,
         lang: Lang,
     ) -> Step {
-        if matches!(endpoint, "/auth" | "/userinfo" | "/token") && self.access_missing() {
+        if matches!(endpoint, "/auth" | "/userinfo" | "/token") && self.access_missing(clock) {
             return self.access_unavailable(req);
         }
         match endpoint {

@@ -207,7 +207,7 @@ impl Outcome {
                 who.email.as_deref().unwrap_or("")
             )),
             Outcome::AccessUnavailable => {
-                Some("no access document in force yet: answered 503".into())
+                Some("no access document in force (none loaded yet, or older than max_age): answered 503".into())
             }
             Outcome::ProviderUnavailable => {
                 Some("identity provider unavailable: answered 503".into())
