@@ -434,6 +434,56 @@ fn a_personal_token_is_no_session_cookie_and_the_other_way_round() {
         run(&f, &page(&as_cookie), &provider()).outcome,
         Outcome::Unauthenticated
     ));
+    // The configuration changed since: scopes taken out are no longer
+    // granted, a shorter lifetime ends the token sooner, and without
+    // personal_tokens no token opens.
+    let narrower = managed(json!({"personal_tokens": {"scopes": ["api:write"]}}));
+    put_in_force(&narrower, json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let bearer = format!("Bearer {token}");
+    let step = run(
+        &narrower,
+        &api_get("/api/items", Some(&bearer)),
+        &provider(),
+    );
+    assert!(
+        matches!(
+            step.outcome,
+            Outcome::TokenRefused {
+                reason: "insufficient_scope",
+                ..
+            }
+        ),
+        "{:?}",
+        step.outcome
+    );
+    let shorter = managed(json!({"personal_tokens": {"scopes": ["api:read"], "lifetime": 600}}));
+    put_in_force(&shorter, json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let step = run(&shorter, &api_get("/api/items", Some(&bearer)), &provider());
+    assert!(
+        matches!(
+            step.outcome,
+            Outcome::TokenRefused {
+                reason: "expired_token",
+                ..
+            }
+        ),
+        "{:?}",
+        step.outcome
+    );
+    let off = managed(json!({}));
+    put_in_force(&off, json!({"allowed_email_domains": ["*.gouv.fr"]}));
+    let step = run(&off, &api_get("/api/items", Some(&bearer)), &provider());
+    assert!(
+        matches!(
+            step.outcome,
+            Outcome::TokenRefused {
+                reason: "invalid_token",
+                ..
+            }
+        ),
+        "{:?}",
+        step.outcome
+    );
     // A dedicated secret: tokens sealed with the cookie secret do not open.
     let g = managed(
         json!({"personal_tokens": {"secret": "c2VjcmV0LWZvci1wZXJzb25hbC10b2tlbnMtb25seS0xMjM0"}}),

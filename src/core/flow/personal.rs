@@ -41,6 +41,12 @@ impl Filter {
         token: &str,
         now: u64,
     ) -> Result<(usize, Map<String, Value>, u64), &'static str> {
+        // Tokens stop working as soon as the configuration takes them away.
+        let settings = self
+            .config
+            .personal_tokens
+            .as_ref()
+            .ok_or("invalid_token")?;
         let sealed = token
             .strip_prefix(PERSONAL_TOKEN_PREFIX)
             .ok_or("invalid_token")?;
@@ -57,11 +63,20 @@ impl Filter {
             .and_then(Value::as_object)
             .cloned()
             .ok_or("invalid_token")?;
-        let scopes = value.get("s").and_then(Value::as_str).unwrap_or("");
-        if now >= exp {
+        // Never more than the configuration grants now: a token made before
+        // `lifetime` was shortened ends when a new one would, and scopes
+        // taken out of `scopes` since are no longer granted.
+        if now >= exp || exp > now.saturating_add(settings.lifetime) {
             return Err("expired_token");
         }
-        claims.insert("scope".into(), Value::String(scopes.to_string()));
+        let scopes: Vec<&str> = value
+            .get("s")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| settings.scopes.iter().any(|granted| granted == s))
+            .collect();
+        claims.insert("scope".into(), Value::String(scopes.join(" ")));
         Ok((provider, claims, exp))
     }
 
