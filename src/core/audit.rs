@@ -23,18 +23,35 @@ pub struct Context<'a> {
 
 /// Whether an outcome has an audit line (the adapter keeps the request's
 /// path and id only for these, and for steps that wait for the provider).
-#[cfg_attr(sesame_size, optimize(size))]
 pub fn audited(outcome: &Outcome) -> bool {
-    matches!(
-        outcome,
-        Outcome::LoginSucceeded { .. }
-            | Outcome::LoginFailed { .. }
-            | Outcome::Denied { .. }
-            | Outcome::SignedOut { .. }
-            | Outcome::KeyRefused { .. }
-            | Outcome::TokenIssued { .. }
-            | Outcome::TokenRefused { .. }
-    )
+    event(outcome).is_some()
+}
+
+/// An outcome's audit event: its name, who it is about, and its reason's
+/// code; `None` for an outcome without an audit line.
+#[cfg_attr(sesame_size, optimize(size))]
+fn event(outcome: &Outcome) -> Option<(&'static str, Option<&Who>, Option<&str>)> {
+    Some(match outcome {
+        Outcome::LoginSucceeded { who } => ("sign_in", Some(who), None),
+        Outcome::LoginFailed { reason, .. } => ("sign_in_failed", None, Some(*reason)),
+        Outcome::Denied {
+            who, code, sign_in, ..
+        } => {
+            let event = if *sign_in {
+                "sign_in_refused"
+            } else {
+                "access_refused"
+            };
+            (event, Some(&**who), Some(*code))
+        }
+        Outcome::SignedOut { who, .. } => ("sign_out", who.as_deref(), None),
+        Outcome::KeyRefused { reason, .. } => ("api_key_refused", None, Some(*reason)),
+        Outcome::TokenIssued { who } => ("personal_token_issued", Some(&**who), None),
+        Outcome::TokenRefused { who, reason } => {
+            ("personal_token_refused", who.as_deref(), Some(*reason))
+        }
+        _ => return None,
+    })
 }
 
 /// An audit line's fields: the event and its time, then the rest.
@@ -73,27 +90,7 @@ fn put_who(fields: &mut Map<String, Value>, config: &Config, who: &Who) {
 /// The audit line of a request's outcome, if it has one.
 #[cfg_attr(sesame_size, optimize(size))]
 pub fn request_line(config: &Config, outcome: &Outcome, at: &Context) -> Option<String> {
-    let (event, who, reason) = match outcome {
-        Outcome::LoginSucceeded { who } => ("sign_in", Some(who), None),
-        Outcome::LoginFailed { reason, .. } => ("sign_in_failed", None, Some(*reason)),
-        Outcome::Denied {
-            who, code, sign_in, ..
-        } => {
-            let event = if *sign_in {
-                "sign_in_refused"
-            } else {
-                "access_refused"
-            };
-            (event, Some(who), Some(*code))
-        }
-        Outcome::SignedOut { who, .. } => ("sign_out", who.as_ref(), None),
-        Outcome::KeyRefused { reason, .. } => ("api_key_refused", None, Some(*reason)),
-        Outcome::TokenIssued { who } => ("personal_token_issued", Some(who), None),
-        Outcome::TokenRefused { who, reason } => {
-            ("personal_token_refused", who.as_ref(), Some(*reason))
-        }
-        _ => return None,
-    };
+    let (event, who, reason) = event(outcome)?;
     let mut fields = line(event, at.time);
     if let Some(who) = who {
         put_who(&mut fields, config, who);

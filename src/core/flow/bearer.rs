@@ -131,10 +131,8 @@ impl Filter {
         };
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let own = is_own_token(token);
-        if own || self.has_api_keys() {
-            if let Some(api_key) = self.api_key(&key) {
-                return self.api_key_request(upstream, api_key, routes, clock.now());
-            }
+        if let Some(api_key) = self.api_key(&key) {
+            return self.api_key_request(upstream, api_key, routes, clock.now());
         }
         if own && !token.starts_with(PERSONAL_TOKEN_PREFIX) {
             // Never sent to a provider: Sésame's own kind of token.
@@ -431,19 +429,6 @@ impl Filter {
             reason.push_str(&why);
         }
         step
-    }
-
-    /// Whether any API key is listed (in the access document in force, or
-    /// the configuration).
-    #[cfg_attr(sesame_size, optimize(size))]
-    fn has_api_keys(&self) -> bool {
-        !self.config.api_keys.is_empty()
-            || self
-                .access
-                .borrow()
-                .document
-                .as_ref()
-                .is_some_and(|d| !d.api_keys.is_empty())
     }
 
     /// The introspection answer for a waiting bearer request.
