@@ -3,8 +3,11 @@
 #   make demo    Envoy + Sésame + three local providers (two OpenID, one
 #                OAuth 2.0) + a demo upstream on http://127.0.0.1:10000/
 #                (Ctrl-C stops everything)
-#   make test    every test: lint, unit tests, wasm build, integration tests
-#                through a real Envoy and provider, and a headless browser login
+#   make native  dist/libsesame.so: Sésame as an Envoy dynamic module (the
+#                same core, configuration and behaviour, without a VM)
+#   make test    every test: lint, unit tests, wasm and native builds, the
+#                integration tests through a real Envoy and provider with each
+#                build, and a headless browser login
 #   make soak    a million authenticated requests and 3000 sign-ins through
 #                Envoy, checking that the filter's memory stays flat (long;
 #                not part of make test; options: SOAK_ARGS="--requests 100000")
@@ -31,16 +34,22 @@
 SHELL := /bin/bash
 PY := .tools/venv/bin/python
 WASM := dist/sesame.wasm
+NATIVE := dist/libsesame.so
 CARGO_SRC := $(shell find src -name '*.rs') Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: all wasm release demo test screenshots soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
+.PHONY: all wasm native integration-native release demo test screenshots soak bench bench-tools setup-bench unit lint integration browser setup setup-python setup-node setup-chromium setup-fuzz fuzz clean
 
-all: wasm
+all: wasm native
 
 wasm: $(WASM)
 
 $(WASM): $(CARGO_SRC) scripts/build-wasm.sh scripts/binaryen/package-lock.json
 	@bash scripts/build-wasm.sh
+
+native: $(NATIVE)
+
+$(NATIVE): $(CARGO_SRC) scripts/build-native.sh
+	@bash scripts/build-native.sh
 
 # Python 3.11 or later (tomllib); no virtualenv needed.
 RELEASE_PYTHON ?= python3
@@ -72,6 +81,7 @@ lint:
 	@if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then \
 		cargo clippy --target wasm32-wasip1 --lib -- -D warnings; \
 	else echo "lint: wasm32-wasip1 target not installed through rustup; wasm clippy skipped"; fi
+	cargo clippy --features native --lib -- -D warnings
 
 unit:
 	cargo test
@@ -81,8 +91,12 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
-integration: wasm setup setup-chromium
+integration: wasm native setup setup-chromium
 	$(PY) -m pytest tests/tools tests/integration -q -rs
+
+# The same integration tests with the native build (dist/libsesame.so).
+integration-native: native setup setup-chromium
+	SESAME_BUILD=native $(PY) -m pytest tests/integration -q -rs
 
 # Screenshots of Sésame's pages (docs/images/pages/, with pages.json, the
 # hash of the HTML each was made from), through a real Envoy, in Chromium;
@@ -90,7 +104,7 @@ integration: wasm setup setup-chromium
 screenshots: wasm setup setup-chromium
 	SESAME_SCREENSHOTS=write $(PY) -m pytest tests/integration/test_pages.py -q -p no:cacheprovider
 
-test: lint unit integration
+test: lint unit integration integration-native
 
 soak: wasm setup
 	$(PY) scripts/soak.py $(SOAK_ARGS)

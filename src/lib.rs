@@ -8,6 +8,9 @@
 #![cfg_attr(sesame_size, feature(optimize_attribute))]
 
 pub mod core;
+pub mod host;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 
 #[cfg(target_arch = "wasm32")]
 mod adapter;

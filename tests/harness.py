@@ -72,6 +72,13 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVOY_BIN = REPO_ROOT / ".tools" / "venv" / "bin" / "envoy"
 DEFAULT_WASM = REPO_ROOT / "dist" / "sesame.wasm"
+DEFAULT_NATIVE = REPO_ROOT / "dist" / "libsesame.so"
+# Which build of Sésame an Envoy of the harness loads unless told: "wasm"
+# (dist/sesame.wasm, proxy-wasm in V8) or "native" (dist/libsesame.so, an
+# Envoy dynamic module). `make test` runs the integration suite once with each.
+BUILD = os.environ.get("SESAME_BUILD", "wasm")
+if BUILD not in ("wasm", "native"):
+    raise SystemExit(f"SESAME_BUILD must be wasm or native, not {BUILD!r}")
 NODE = os.environ.get("NODE", "node")
 
 STOP_GRACE_SECONDS = 5.0
@@ -82,6 +89,10 @@ ENVOY_FAILURE_MARKERS = (
     "Unable to create Wasm",  # "... HTTP filter sesame", "... plugin sesame"
     "Plugin configured to fail closed failed to load",
     "Failed to load Wasm",
+    # The native build: the module refused its configuration, or cannot load.
+    "Failed to initialize dynamic module",
+    "Failed to create filter config",
+    "Unable to load dynamic module",
 )
 
 
@@ -185,9 +196,11 @@ def _child_setup() -> None:
 class _Process:
     """One child process in its own process group, logging to a file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.argv = [str(a) for a in argv]
+        self.env = env
         self.log_path = log_path
         self.popen: subprocess.Popen[bytes] | None = None
         self._group_cleaned = True
@@ -208,6 +221,7 @@ class _Process:
             self.popen = subprocess.Popen(
                 self.argv,
                 cwd=REPO_ROOT,
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -796,6 +810,11 @@ class Upstream(_Component):
 class Envoy(_Component):
     """Envoy with (or, when ``wasm=False``, without) the Sésame filter.
 
+    ``build`` chooses the build of Sésame: ``"wasm"`` (``wasm_path``,
+    dist/sesame.wasm by default) or ``"native"`` (dist/libsesame.so, found
+    through ``ENVOY_DYNAMIC_MODULES_SEARCH_PATH``); by default the
+    environment's ``SESAME_BUILD``, else wasm.
+
     ``plugin_config`` is the Sésame configuration: a dict (sent as JSON) or a
     string sent as is (to test refusals of malformed JSON).  The bootstrap is
     built in ``self.bootstrap`` (a dict) by the constructor; a test may change
@@ -820,11 +839,15 @@ class Envoy(_Component):
         wasm: bool = True,
         timeout: float = 30.0,
         log_level: str = "info",
-        component_log_level: str = "wasm:debug",
+        component_log_level: str = "wasm:debug,dynamic_modules:debug",
         extra_args: Sequence[str] = (),
         extra_clusters: dict[str, int] | None = None,
         bootstrap_file: str | Path | None = None,
+        build: str | None = None,
     ) -> None:
+        self.build = build or BUILD
+        if self.build not in ("wasm", "native"):
+            raise HarnessError(f"unknown build {self.build!r}")
         self.port = listen_port
         self.upstream_port = upstream_port
         self.provider_port = provider_port
@@ -833,6 +856,7 @@ class Envoy(_Component):
         self.concurrency = concurrency
         self.wasm_path = Path(wasm_path or DEFAULT_WASM).resolve()
         self.wasm = wasm
+        self.native_path = DEFAULT_NATIVE
         self.timeout = timeout
         self.admin_port: int | None = None
         self.bootstrap = self._bootstrap()
@@ -854,7 +878,53 @@ class Envoy(_Component):
                 *extra_args,
             ],
             log_dir() / f"envoy-{listen_port}.log",
+            env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(DEFAULT_NATIVE.parent)},
         )
+
+    @property
+    def filter_name(self) -> str:
+        """The name of Sésame's HTTP filter in the bootstrap."""
+        if self.build == "native":
+            return "envoy.extensions.filters.http.dynamic_modules"
+        return "envoy.filters.http.wasm"
+
+    def sesame_filter(self, config: str) -> dict[str, Any]:
+        """Sésame's HTTP filter, of this Envoy's build, with ``config``
+        (the JSON text)."""
+        if self.build == "native":
+            return {
+                "name": "envoy.extensions.filters.http.dynamic_modules",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                    # Found as libsesame.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH;
+                    # counters named as the wasm build's (wasmcustom.sesame.*).
+                    "dynamic_module_config": {"name": "sesame", "metrics_namespace": "wasmcustom"},
+                    "filter_name": "sesame",
+                    "filter_config": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": config,
+                    },
+                },
+            }
+        return {
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "sesame",
+                    "root_id": "sesame",
+                    "vm_config": {
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "vm_id": "sesame",
+                        "code": {"local": {"filename": str(self.wasm_path)}},
+                    },
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": config,
+                    },
+                },
+            },
+        }
 
     # -- configuration
 
@@ -864,25 +934,7 @@ class Envoy(_Component):
             config = self.plugin_config
             if not isinstance(config, str):
                 config = json.dumps(config if config is not None else {})
-            filters.append({
-                "name": "envoy.filters.http.wasm",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": "sesame",
-                        "root_id": "sesame",
-                        "vm_config": {
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "vm_id": "sesame",
-                            "code": {"local": {"filename": str(self.wasm_path)}},
-                        },
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": config,
-                        },
-                    },
-                },
-            })
+            filters.append(self.sesame_filter(config))
         filters.append({
             "name": "envoy.filters.http.router",
             "typed_config": {
@@ -956,8 +1008,9 @@ class Envoy(_Component):
         configuration and return the log text of this start; raise
         HarnessError if it becomes ready.
         """
-        if self.wasm and not self.wasm_path.is_file():
-            raise HarnessError(f"{self.wasm_path} does not exist: build it first")
+        module = self.native_path if self.build == "native" else self.wasm_path
+        if self.wasm and not module.is_file():
+            raise HarnessError(f"{module} does not exist: build it first")
         if self.bootstrap_file is None:
             self.config_path.write_text(to_yaml(self.bootstrap))
         self._address_path.unlink(missing_ok=True)

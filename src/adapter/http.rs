@@ -7,21 +7,22 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, LogLevel, MapType};
 
 use super::shared::Shared;
-use super::{call_response, dispatch, log, now, HeaderMap, HostStore, RequestClock};
-use crate::core::flow::headers::{identity_removals, Upstream, SET_COOKIE_CACHE_CONTROL};
+use super::{call_response, log, HeaderMap, RequestClock};
+use crate::core::flow::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
 use crate::core::flow::Pending;
-use crate::core::flow::{Action, Outcome, Step};
+use crate::core::flow::{Action, Step};
 use crate::core::http::{str_pairs, Request, Response};
-use crate::core::{audit, OsEntropy};
+use crate::host::request::{self, AuditAt};
+use crate::host::Host;
 
 pub struct SesameHttp {
     shared: Rc<Shared>,
-    pending: Option<(u32, Box<Pending>)>,
+    pending: Option<(u64, Box<Pending>)>,
     /// `Set-Cookie` values to add to the upstream's answer.
     set_cookies: Vec<String>,
-    /// The request's path and `x-request-id`, kept for its audit line
-    /// (only when its outcome has one, or it waits for the provider).
-    audit_at: Option<(String, Option<String>)>,
+    /// What the request's audit line needs (only when its outcome has
+    /// one, or it waits for the provider).
+    audit_at: Option<AuditAt>,
 }
 
 impl SesameHttp {
@@ -49,38 +50,13 @@ impl SesameHttp {
 
     /// Carries out a step; returns what to tell Envoy now.
     fn perform(&mut self, step: Step) -> HostAction {
-        let metrics = &self.shared.metrics;
-        if step.outcome.frequent() {
-            metrics.count_later(&step.outcome.counter());
-        } else {
-            metrics.increment(&step.outcome.counter());
-        }
-        if let Some(counter) = step.outcome.second_counter() {
-            metrics.increment(counter);
-        }
-        if matches!(step.outcome, Outcome::ProviderUnavailable) {
-            // What this VM knows of the provider (a failed call for one
-            // request does not change it).
-            self.shared.record_provider_gauges();
-        }
-        if let Some(line) = step.outcome.log_line() {
-            log(LogLevel::Info, &line);
-        }
-        if audit::audited(&step.outcome) {
-            let (path, request_id) = self
-                .audit_at
-                .as_ref()
-                .map_or(("", None), |(p, id)| (p.as_str(), id.as_deref()));
-            let at = audit::Context {
-                time: now(),
-                path,
-                request_id,
-            };
-            if let Some(line) = audit::request_line(&self.shared.filter.config, &step.outcome, &at)
-            {
-                log(LogLevel::Info, &line);
-            }
-        }
+        let shared = &self.shared;
+        request::account(
+            &shared.worker,
+            &shared.host,
+            &step.outcome,
+            self.audit_at.as_ref(),
+        );
         match step.action {
             Action::Continue => HostAction::Continue,
             Action::ContinueWith(upstream) => {
@@ -97,22 +73,28 @@ impl SesameHttp {
                 HostAction::Pause
             }
             Action::Call(call, pending) => {
-                let config = &self.shared.filter.config;
-                let cluster = &self.shared.filter.provider(pending.provider()).idp_cluster;
-                match dispatch(cluster, &call, config.provider_timeout_ms) {
+                let config = &shared.worker.filter.config;
+                let cluster = &shared
+                    .worker
+                    .filter
+                    .provider(pending.provider())
+                    .idp_cluster;
+                match shared
+                    .host
+                    .dispatch(cluster, &call, config.provider_timeout_ms)
+                {
                     Ok(token) => {
                         self.pending = Some((token, pending));
                         HostAction::Pause
                     }
-                    Err(status) => {
-                        log(
-                            LogLevel::Warn,
-                            &format!("cannot call cluster {cluster:?}: {status:?}"),
+                    Err(why) => {
+                        let step = request::call_not_sent(
+                            &shared.worker,
+                            &shared.host,
+                            *pending,
+                            cluster,
+                            &why,
                         );
-                        // This request's call only: the provider's state is
-                        // left to the discovery and key fetches. A sign-out
-                        // goes on; anything else gets the 503 page.
-                        let step = self.shared.filter.call_failed(*pending);
                         self.perform(step)
                     }
                 }
@@ -151,25 +133,14 @@ impl Context for SesameHttp {
         let Some((token, pending)) = self.pending.take() else {
             return;
         };
-        if token != token_id {
+        if token != u64::from(token_id) {
             // Not the call this request waits for: keep waiting for ours.
             self.pending = Some((token, pending));
             return;
         }
         let response = call_response(body_size);
         let shared = self.shared.clone();
-        let step = {
-            let mut providers = shared.providers.borrow_mut();
-            shared.filter.on_provider_response(
-                *pending,
-                &response,
-                &mut providers,
-                now(),
-                &mut OsEntropy,
-                &HostStore,
-            )
-        };
-        shared.publish_providers();
+        let step = request::on_provider_response(&shared.worker, &shared.host, *pending, &response);
         if let HostAction::Continue = self.perform(step) {
             let _ = hostcalls::resume_http_request();
         }
@@ -181,44 +152,13 @@ impl HttpContext for SesameHttp {
         let map = HeaderMap::read(MapType::HttpRequestHeaders);
         let request = Request::from_headers(map.pairs());
         let shared = self.shared.clone();
-        let clock = RequestClock::new(&shared.clock);
-        shared.adopt_providers_if_not_ready(&clock);
-        let decide = || {
-            let providers = shared.providers.borrow();
-            shared.filter.on_request_shared(
-                &request,
-                &providers,
-                &clock,
-                &mut OsEntropy,
-                &HostStore,
-            )
-        };
-        let mut step = decide();
-        // Never refused while a fresh copy is in shared data: look at once,
-        // and decide again if a provider became ready (or a first access
-        // document is there).
-        if (matches!(step.outcome, Outcome::ProviderUnavailable) && shared.adopt_providers_now())
-            || (matches!(step.outcome, Outcome::AccessUnavailable) && shared.adopt_access())
-        {
-            step = decide();
+        let clock = RequestClock::new(&shared.host.clock);
+        let decision = request::decide(&shared.worker, &shared.host, &request, &clock);
+        for name in &decision.removals {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
         }
-        if matches!(step.action, Action::Respond(_) | Action::Call(..)) {
-            // Answered here (or later): the client's copies of identity
-            // headers go all the same, so that Envoy's access log, which
-            // reads the request's headers, never shows them as the
-            // request's identity.
-            let config = &shared.filter.config;
-            for name in identity_removals(config, &request.headers) {
-                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, &name);
-            }
-        }
-        if audit::audited(&step.outcome) || matches!(step.action, Action::Call(..)) {
-            self.audit_at = Some((
-                request.path_only().to_string(),
-                request.header("x-request-id").map(str::to_string),
-            ));
-        }
-        self.perform(step)
+        self.audit_at = decision.audit_at;
+        self.perform(decision.step)
     }
 
     fn on_http_response_headers(

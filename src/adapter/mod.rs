@@ -141,7 +141,7 @@ pub(crate) fn dispatch(cluster: &str, call: &ProviderCall, timeout_ms: u64) -> R
         (":path", &call.path),
         (":authority", &call.authority),
         (":scheme", &call.scheme),
-        ("user-agent", concat!("sesame/", env!("CARGO_PKG_VERSION"))),
+        ("user-agent", crate::host::USER_AGENT),
     ];
     headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     hostcalls::dispatch_http_call(

@@ -1269,6 +1269,21 @@ fn read_oauth2_endpoints(r: &mut Reader) -> Option<(OAuth2Endpoints, Vec<(String
     ))
 }
 
+/// The log lines that refuse a configuration: each problem, then the
+/// refusal itself.
+#[cfg_attr(sesame_size, optimize(size))]
+pub fn refusal_lines(errors: &[ConfigError]) -> Vec<String> {
+    let mut lines: Vec<String> = errors
+        .iter()
+        .map(|e| format!("invalid configuration: {e}"))
+        .collect();
+    lines.push(format!(
+        "configuration refused ({} problem(s)); the filter will not start",
+        errors.len()
+    ));
+    lines
+}
+
 impl Config {
     /// Parses and validates the plugin configuration. On failure, every problem
     /// found is returned, not only the first one.

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod config;
 pub mod flow;
 pub mod http;
+pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod reader;

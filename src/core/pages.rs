@@ -429,6 +429,20 @@ pub const UNAVAILABLE: PageText = PageText {
     help: true,
 };
 
+/// A fault inside Sésame (the native build answers it rather than let
+/// the request through or drop it).
+pub const INTERNAL_ERROR: PageText = PageText {
+    title: Text {
+        fr: "Erreur interne",
+        en: "Internal error",
+    },
+    body: Text {
+        fr: "Sésame n’a pas pu traiter cette demande. Réessayez dans quelques instants.",
+        en: "Sésame could not handle this request. Please try again in a moment.",
+    },
+    help: true,
+};
+
 pub const LOGIN_FAILED: PageText = PageText {
     title: Text {
         fr: "La connexion a échoué",

@@ -8,11 +8,12 @@
 //! - the provider's discovery document and keys, fetched by one worker (the
 //!   holder of a short lease) and read by all.
 //!
-//! The core only sees the [`SharedStore`] trait; the adapter implements it with
-//! hostcalls, tests with [`MemoryStore`].
+//! The core only sees the [`SharedStore`] trait; the wasm build implements
+//! it with hostcalls, the native build (whose workers are threads of one
+//! process) and the tests with [`MemoryStore`].
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sha2::{Digest, Sha256};
 
@@ -27,28 +28,39 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 }
 
-/// An in-memory [`SharedStore`] (tests; and a single VM's fallback).
+/// An in-memory [`SharedStore`], safe to share between threads: the store
+/// of the native build's workers (one process), and the tests'.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    version: RefCell<u32>,
+    /// Each key's value and version, and the last version given.
+    data: Mutex<Entries>,
+}
+
+type Entries = (HashMap<String, (Vec<u8>, u32)>, u32);
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // A panic elsewhere while the lock was held leaves whole entries:
+        // every change is one insert.
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl SharedStore for MemoryStore {
     #[cfg_attr(sesame_size, optimize(size))]
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.data.borrow().get(key).cloned()
+        self.lock().0.get(key).cloned()
     }
 
     #[cfg_attr(sesame_size, optimize(size))]
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        let mut data = self.data.borrow_mut();
+        let mut guard = self.lock();
+        let (data, version) = &mut *guard;
         if let (Some(cas), Some((_, current))) = (cas, data.get(key)) {
             if cas != *current {
                 return false;
             }
         }
-        let mut version = self.version.borrow_mut();
         *version = version.wrapping_add(1).max(1);
         data.insert(key.to_string(), (value.to_vec(), *version));
         true
