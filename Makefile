@@ -13,10 +13,11 @@
 #                not part of make test; options: SOAK_ARGS="--requests 100000")
 #   make fuzz    the cargo-fuzz targets of fuzz/, FUZZ_SECONDS (default 60)
 #                each; fails if one finds a crash
-#   make bench   Sésame against a bare Envoy, a no-op wasm filter, Envoy's
-#                oauth2 filter and Apache + mod_auth_openidc; writes
-#                docs/BENCHMARKS.md and docs/benchmarks.svg (about 14 minutes;
-#                not part of make test; BENCH_ARGS=--quick for a smoke run)
+#   make bench   Sésame, wasm and native builds, against a bare Envoy, a
+#                no-op wasm filter, Envoy's oauth2 filter and Apache +
+#                mod_auth_openidc; writes docs/BENCHMARKS.md and
+#                docs/benchmarks.svg (about 20 minutes; not part of make test;
+#                BENCH_ARGS=--quick for a smoke run)
 #   make screenshots  the screenshots of Sésame's pages in docs/images/pages/
 #                (and pages.json, which test_pages.py checks they are current by)
 #   make release the release artefacts in dist/: sesame-<version>.wasm, its
@@ -54,7 +55,7 @@ $(NATIVE): $(CARGO_SRC) scripts/build-native.sh
 # Python 3.11 or later (tomllib); no virtualenv needed.
 RELEASE_PYTHON ?= python3
 
-release: wasm
+release: wasm native
 	@$(RELEASE_PYTHON) scripts/release.py
 
 setup-python:
@@ -94,9 +95,13 @@ fuzz:
 integration: wasm native setup setup-chromium
 	$(PY) -m pytest tests/tools tests/integration -q -rs
 
-# The same integration tests with the native build (dist/libsesame.so).
+# The same integration tests with the native build (dist/libsesame.so),
+# but those of the release artefacts and example files, which do not depend
+# on the build Envoy loads (the wasm run checks the native examples too).
 integration-native: native setup setup-chromium
-	SESAME_BUILD=native $(PY) -m pytest tests/integration -q -rs
+	SESAME_BUILD=native $(PY) -m pytest tests/integration -q -rs \
+		--ignore=tests/integration/test_release.py --ignore=tests/integration/test_istio.py \
+		--ignore=tests/integration/test_examples.py
 
 # Screenshots of Sésame's pages (docs/images/pages/, with pages.json, the
 # hash of the HTML each was made from), through a real Envoy, in Chromium;
@@ -119,7 +124,7 @@ bench-tools:
 	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter-lean.wasm sesame
 	cargo build --release --quiet --manifest-path bench/mint-sessions/Cargo.toml --target-dir target
 
-bench: wasm setup setup-bench bench-tools
+bench: wasm native setup setup-bench bench-tools
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:

@@ -21,6 +21,13 @@ nothing), Envoy ``--concurrency 1``:
    locally; (b) opaque tokens introspected (cache warm), when the local
    provider can issue them.
 
+Setups 3, 3p and 6a are the wasm build (dist/sesame.wasm, proxy-wasm in
+V8); 3n, 3pn and 6an are the same setups with the native build
+(dist/libsesame.so, an Envoy dynamic module; ``make native``): the same
+configuration, the same session cookies (from the sign-ins through setup 3)
+and the same bearer JWTs.  The native build's targets are set against bare
+Envoy (setup 1) and Envoy's oauth2 filter (setup 4).
+
 A warm-up run per setup, then ``--rounds`` rounds of ``--duration`` seconds
 each, the setups interleaved in every round; medians are reported.  Every
 measured run is checked: the server's own counters must show as many 2xx
@@ -31,12 +38,18 @@ target, on twins of their Envoys that log Envoy's own time per request
 (every request pooled, from that log and from wrk's histograms), and the
 hostcall profile: the no-op filter making Sésame's hostcalls one more per
 probe, to price each, next to setup 2h (``--profile-only`` runs it alone,
-``--latency-only`` the pairs alone).
+``--latency-only`` the pairs alone).  The same pairs for the native build
+against bare Envoy: setups 1 and 3n.
 
-Also: the time Sésame adds to a sign-in (its callback, less the provider's
-token and userinfo calls, from Envoy's access logs), the time from Envoy's
-start to the filter ready, the size of dist/sesame.wasm, and the wasm VM
-memory once 10,000 distinct sessions have made requests.
+Also, for each build: the time Sésame adds to a sign-in (its callback, less
+the provider's token and userinfo calls, from Envoy's access logs), the time
+from Envoy's start to the filter ready, the size of the module, and memory
+once 10,000 distinct sessions have made requests (the wasm VM's own gauge;
+for both builds, Envoy's resident memory beyond a bare Envoy's after the
+same requests).
+
+dist/libsesame.so must exist (``make bench`` builds it): the bench fails
+without it rather than leave the native setups out.
 
 Writes docs/BENCHMARKS.md and docs/benchmarks.svg (with ``--quick``:
 target/bench/BENCHMARKS.md and target/bench/benchmarks.svg).
@@ -101,6 +114,15 @@ DISTURBED_SPREAD = 1.5
 TARGET_P99_ADDED_US = 50
 TARGET_WASM_BYTES = 600_000
 TARGET_VM_BYTES = 8_000_000
+# The native build's (dist/libsesame.so): setup 3n against setups 1 and 4,
+# its p99 added over bare Envoy (setup 1, back-to-back pairs), its own time
+# in a sign-in's callback, and Envoy's resident memory beyond a bare Envoy's
+# once 10,000 sessions have made requests.
+TARGET_NATIVE_VS_BARE = 0.9
+TARGET_NATIVE_VS_OAUTH2 = 1.3
+TARGET_NATIVE_P99_ADDED_US = 10
+TARGET_NATIVE_SIGNIN_US = 300
+TARGET_NATIVE_RSS_BYTES = 8_000_000
 
 os.environ.setdefault(
     "SESAME_LOG_DIR", str(OUT_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S"))
@@ -112,7 +134,7 @@ from benchstats import (  # noqa: E402
     Pool, drawn_interval, median_interval, pooled_difference, pooled_quantile,
 )
 from harness import (  # noqa: E402
-    DEFAULT_WASM, ENVOY_BIN, NODE, Envoy, HarnessError, Provider, Upstream,
+    DEFAULT_NATIVE, DEFAULT_WASM, ENVOY_BIN, NODE, Envoy, HarnessError, Provider, Upstream,
     _Process, _wait, free_port, log_dir,
 )
 from conftest import wait_provider_ready  # noqa: E402
@@ -153,15 +175,19 @@ TIME_BIN_NS = 100
 
 def bench_envoy(config: dict | None, port: int, upstream: Upstream, provider: Provider,
                 *, wasm: bool = True, wasm_path: Path | None = None,
-                paths: tuple[str, ...] = (LOAD_PATH,), time_log: Path | None = None) -> Envoy:
+                paths: tuple[str, ...] = (LOAD_PATH,), time_log: Path | None = None,
+                build: str = "wasm") -> Envoy:
     """Envoy (concurrency 1) whose ``paths`` are answered by Envoy itself (a
     direct response) once the filters have let them through. No access log,
     unless ``time_log``: then one line per request, Envoy's own time for it
-    (``TIME_LOG_FORMAT``), written to the file every 100 ms."""
+    (``TIME_LOG_FORMAT``), written to the file every 100 ms. ``build``:
+    Sésame's (or the no-op filter's) build, ``"wasm"`` or ``"native"``
+    (dist/libsesame.so), whatever SESAME_BUILD says."""
     envoy = Envoy(config, port, upstream.port, provider.port, concurrency=1, wasm=wasm,
                   wasm_path=wasm_path, log_level="warning",
-                  component_log_level="wasm:warning",
-                  extra_args=("--file-flush-interval-msec", "100") if time_log else ())
+                  component_log_level="wasm:warning,dynamic_modules:warning",
+                  extra_args=("--file-flush-interval-msec", "100") if time_log else (),
+                  build=build)
     hcm = hcm_of(envoy)
     hcm.pop("access_log", None)
     if time_log is not None:
@@ -223,14 +249,15 @@ def oauth2_envoy(port: int, upstream: Upstream, provider: Provider, discovery: d
 
 
 def timing_envoy(port: int, idp_proxy_port: int, upstream: Upstream, provider: Provider,
-                 access_log: Path) -> Envoy:
-    """Envoy + Sésame whose calls to the provider go through a second
-    listener of the same Envoy; both listeners write an access log with
-    microsecond durations, so that a callback's duration can be split into
-    the provider's share (token and userinfo calls) and the rest."""
+                 access_log: Path, build: str = "wasm") -> Envoy:
+    """Envoy + Sésame (of ``build``) whose calls to the provider go through a
+    second listener of the same Envoy; both listeners write an access log
+    with microsecond durations, so that a callback's duration can be split
+    into the provider's share (token and userinfo calls) and the rest."""
     config = sesame_config(provider.issuer, f"http://127.0.0.1:{port}{CALLBACK_PATH}")
     envoy = Envoy(config, port, upstream.port, provider.port, concurrency=1,
-                  log_level="warning", component_log_level="wasm:warning")
+                  log_level="warning", component_log_level="wasm:warning,dynamic_modules:warning",
+                  build=build)
     log = [{
         "name": "envoy.access_loggers.file",
         "typed_config": {
@@ -602,19 +629,25 @@ def latency_pairs(a: Setup, b: Setup, wrk: str, pairs: int, seconds: float,
 
 
 def timed_pairs(args, wrk: str, upstream: Upstream, provider: Provider, sesame: Envoy,
-                sesame_file: Path, envoys: list, log) -> list[tuple[Run, Run]]:
-    """The latency pairs of setups 2 and 3, on twins of their Envoys (the
-    no-op filter, and ``sesame``'s configuration: the same cookie secret)
-    with a time log each, started here and added to ``envoys``; after a
-    warm-up."""
+                sesame_file: Path, envoys: list, log, native: bool = False
+                ) -> list[tuple[Run, Run]]:
+    """The latency pairs of setups 2 and 3 (with ``native``: of setups 1
+    and 3n, bare Envoy and the native build), on twins of their Envoys (the
+    no-op filter or no filter, and ``sesame``'s configuration: the same
+    cookie secret) with a time log each, started here and added to
+    ``envoys``; after a warm-up."""
     setups = []
-    for key, label, config, wasm_path in (
-            ("2", "no-op filter (time log)", "{}", NOOP_WASM),
-            ("3", "Sésame, session cookie (time log)", sesame.plugin_config, None)):
+    twins = ((("1", "bare Envoy (time log)", None, {"wasm": False}),
+              ("3n", "Sésame native, session cookie (time log)", sesame.plugin_config,
+               {"build": "native"}))
+             if native else
+             (("2", "no-op filter (time log)", "{}", {"wasm_path": NOOP_WASM}),
+              ("3", "Sésame, session cookie (time log)", sesame.plugin_config, {})))
+    for key, label, config, kwargs in twins:
         time_log = log_dir() / f"time-{key}.log"
         time_log.unlink(missing_ok=True)
-        twin = bench_envoy(config, free_port(), upstream, provider, wasm_path=wasm_path,
-                           time_log=time_log)
+        twin = bench_envoy(config, free_port(), upstream, provider, time_log=time_log,
+                           **kwargs)
         twin.start()
         envoys.append(twin)
         setups.append(Setup(key, label, twin.url, LOAD_PATH, sesame_file, twin,
@@ -629,18 +662,22 @@ def timed_pairs(args, wrk: str, upstream: Upstream, provider: Provider, sesame: 
 # Other figures
 
 
-def sign_in_overhead(provider: Provider, upstream: Upstream, count: int, port: int) -> dict:
-    """Median over ``count`` sign-ins of: the callback's duration, the
-    provider's token and userinfo calls, and the difference (Sésame)."""
+def sign_in_overhead(provider: Provider, upstream: Upstream, count: int, port: int,
+                     build: str = "wasm") -> dict:
+    """Median over ``count`` sign-ins through Sésame's ``build`` of: the
+    callback's duration, the provider's token and userinfo calls, and the
+    difference (Sésame)."""
     proxy_port = free_port()
     access_log = log_dir() / f"envoy-{port}-access.log"
-    envoy = timing_envoy(port, proxy_port, upstream, provider, access_log)
+    access_log.unlink(missing_ok=True)
+    envoy = timing_envoy(port, proxy_port, upstream, provider, access_log, build)
     started = time.monotonic()
     envoy.start()
     admin_ready = time.monotonic() - started
     while envoy.stats(READY).get(READY) != 1:
         if time.monotonic() - started > 30:
-            fail("Sésame was not ready 30 s after Envoy's start")
+            fail(f"Sésame ({build}) was not ready 30 s after Envoy's start; "
+                 f"log {envoy.log_path}")
         time.sleep(0.01)
     filter_ready = time.monotonic() - started
     # The gauge is shared by the VMs: the first to have the provider's
@@ -655,7 +692,8 @@ def sign_in_overhead(provider: Provider, upstream: Upstream, count: int, port: i
         if status == 302:
             break
         if time.monotonic() - started > 30:
-            fail(f"Sésame's worker did not redirect to the provider 30 s after start ({status})")
+            fail(f"Sésame's worker ({build}) did not redirect to the provider 30 s after "
+                 f"start ({status}); log {envoy.log_path}")
         time.sleep(0.01)
     worker_ready = time.monotonic() - started
     try:
@@ -685,38 +723,71 @@ def sign_in_overhead(provider: Provider, upstream: Upstream, count: int, port: i
         if len(token) == 1 and len(info) == 1:
             rows.append((cb[4], token[0], info[0], cb[4] - token[0] - info[0]))
     if len(rows) < max(1, count // 2):
-        fail(f"sign-in timing: only {len(rows)} usable callbacks in {access_log}")
+        fail(f"sign-in timing ({build}): only {len(rows)} usable callbacks in {access_log}")
     med = lambda i: statistics.median(r[i] for r in rows)  # noqa: E731
     return {
         "count": len(rows), "callback_us": med(0), "token_us": med(1), "userinfo_us": med(2),
         "sesame_us": med(3), "sesame_p90_us": sorted(r[3] for r in rows)[int(len(rows) * 0.9) - 1
                                                                           if len(rows) > 1 else 0],
         "admin_ready_s": admin_ready, "filter_ready_s": filter_ready,
-        "worker_ready_s": worker_ready,
+        "worker_ready_s": worker_ready, "build": build,
     }
 
 
-def memory_with_sessions(provider: Provider, upstream: Upstream, wrk: str, sessions: int,
-                         log) -> dict:
-    """A fresh Envoy + Sésame; ``sessions`` session cookies minted with its
-    cookie_secret, each used for requests; the gauge read after."""
+def mint_sessions(provider: Provider, sessions: int) -> Path:
+    """A file of ``sessions`` distinct ``Cookie:`` lines, sealed with the
+    tests' cookie_secret by bench/mint-sessions (the caller removes it: live
+    credentials)."""
+    out = subprocess.run([str(MINT), COOKIE_SECRET, provider.issuer, CLIENT_ID, str(sessions)],
+                         capture_output=True, text=True, check=True, timeout=120)
+    cookies = [line for line in out.stdout.splitlines() if line]
+    if len(set(cookies)) != sessions:
+        fail(f"mint-sessions gave {len(set(cookies))} distinct cookies, not {sessions}")
+    file = OUT_DIR / "minted-sessions.txt"
+    file.write_text("".join(f"Cookie: {c}\n" for c in cookies))
+    return file
+
+
+def envoy_memory(envoy: Envoy) -> dict:
+    """The Envoy process's resident memory (``VmRSS`` of /proc/PID/status,
+    bytes) and what its allocator holds for it (admin stats
+    ``server.memory_allocated`` and ``server.memory_heap_size``)."""
+    pid = envoy._proc.popen.pid  # the launcher execs Envoy: the same process
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError as e:
+        fail(f"memory: cannot read Envoy's /proc/{pid}: {e}")
+    m = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.M)
+    if "envoy" not in Path(exe).name or not m:
+        fail(f"memory: process {pid} is {exe}, not Envoy, or has no VmRSS")
+    stats = envoy.stats("server.memory_")
+    return {"rss": int(m.group(1)) * 1024,
+            "allocated": stats.get("server.memory_allocated", 0),
+            "heap": stats.get("server.memory_heap_size", 0)}
+
+
+def memory_with_sessions(provider: Provider, upstream: Upstream, wrk: str, file: Path,
+                         sessions: int, log, build: str | None) -> dict:
+    """A fresh Envoy + Sésame of ``build`` (``None``: a bare Envoy, no
+    filter); the ``sessions`` session cookies of ``file`` (mint_sessions),
+    each used for requests; the VM gauge (wasm) and Envoy's memory
+    (envoy_memory) read before and after."""
     port = free_port()
     config = sesame_config(provider.issuer, f"http://127.0.0.1:{port}{CALLBACK_PATH}")
-    envoy = bench_envoy(config, port, upstream, provider)
+    if build is None:
+        envoy = bench_envoy(None, port, upstream, provider, wasm=False)
+    else:
+        envoy = bench_envoy(config, port, upstream, provider, build=build)
     envoy.start()
     try:
-        wait_provider_ready(envoy)
+        if build is not None:
+            wait_provider_ready(envoy)
         time.sleep(2.5)
         before = envoy.stats(VM_MEMORY).get(VM_MEMORY)
-        out = subprocess.run([str(MINT), COOKIE_SECRET, provider.issuer, CLIENT_ID, str(sessions)],
-                             capture_output=True,
-                             text=True, check=True, timeout=120)
-        cookies = [line for line in out.stdout.splitlines() if line]
-        if len(set(cookies)) != sessions:
-            fail(f"mint-sessions gave {len(set(cookies))} distinct cookies, not {sessions}")
-        file = OUT_DIR / "minted-sessions.txt"
-        file.write_text("".join(f"Cookie: {c}\n" for c in cookies))
-        setup = Setup("mem", "memory: minted sessions", envoy.url, LOAD_PATH, file, envoy)
+        memory_before = envoy_memory(envoy)
+        label = f"memory: minted sessions, {build or 'bare Envoy'}"
+        setup = Setup("mem", label, envoy.url, LOAD_PATH, file, envoy)
         # One wrk run going through the file in order, at least twice over:
         # every session makes at least two requests.
         seconds, total = 3.0, 0
@@ -726,15 +797,36 @@ def memory_with_sessions(provider: Provider, upstream: Upstream, wrk: str, sessi
                 break
             seconds = min(60.0, seconds * 2.4 * sessions / max(total, 1))
         else:
-            fail(f"memory: could not send {2 * sessions:,} requests in one run")
+            fail(f"{label}: could not send {2 * sessions:,} requests in one run")
         time.sleep(2.5)  # the filter updates the gauge every second
         after = envoy.stats(VM_MEMORY).get(VM_MEMORY)
+        memory_after = envoy_memory(envoy)
         cache = config.get("session_cache_size", 2048)
+        say(f"  {label}: RSS {memory_before['rss'] / 1e6:.2f} MB before, "
+            f"{memory_after['rss'] / 1e6:.2f} MB after {total:,} requests"
+            + (f"; VM gauge {after / 1e6:.2f} MB" if after is not None else ""))
         return {"sessions": sessions, "requests": total, "before": before, "after": after,
-                "cache": cache}
+                "cache": cache, "build": build,
+                "rss_before": memory_before["rss"], "rss_after": memory_after["rss"],
+                "allocated_before": memory_before["allocated"],
+                "allocated_after": memory_after["allocated"],
+                "heap_after": memory_after["heap"]}
     finally:
         envoy.stop()
-        (OUT_DIR / "minted-sessions.txt").unlink(missing_ok=True)
+
+
+def memory_figures(provider: Provider, upstream: Upstream, wrk: str, sessions: int,
+                   log) -> dict[str, dict]:
+    """memory_with_sessions for a bare Envoy, the wasm build and the native
+    build, with the same minted sessions: each in its own fresh Envoy, one
+    after the other (bare Envoy between the two builds)."""
+    file = mint_sessions(provider, sessions)
+    try:
+        return {build or "bare": memory_with_sessions(provider, upstream, wrk, file, sessions,
+                                                      log, build)
+                for build in ("wasm", None, "native")}
+    finally:
+        file.unlink(missing_ok=True)
 
 
 DISCOVERY: dict = {}
@@ -774,11 +866,13 @@ def fmt_us(us: float) -> str:
 def svg_plot(setups: list[Setup], path: Path, title: str) -> None:
     """Horizontal bar charts: median requests/s, median p99 latency under
     load and with a single connection."""
-    width, bar_h, gap, left, top = 1180, 26, 10, 250, 60
+    width, bar_h, gap, left, top = 1280, 26, 10, 320, 60
     panel_w = (width - left - 40) // 3 - 30
     height = top + len(setups) * (bar_h + gap) + 50
     colours = {"1": "#9e9e9e", "2": "#757575", "3": "#1565c0", "4": "#ef6c00",
-               "5": "#6a1b9a", "6a": "#2e7d32", "6b": "#558b2f", "3p": "#90caf9"}
+               "5": "#6a1b9a", "6a": "#2e7d32", "6b": "#558b2f", "3p": "#90caf9",
+               # The native build: teal, darker for sessions, lighter for public.
+               "3n": "#00838f", "3pn": "#80deea", "6an": "#00695c"}
 
     def esc(s: str) -> str:
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -822,9 +916,68 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
+def interval_verdict(pairs: int, lo: float, hi: float, target: float) -> str:
+    """A p99 target's verdict from its bootstrap interval over ``pairs``
+    pairs: met when the whole interval is at most ``target`` µs, missed when
+    it is all above."""
+    if pairs < MIN_DRAWN_PAIRS:
+        return "**not conclusive**: too few pairs"
+    if hi <= target:
+        return verdict(True)
+    if lo > target:
+        return verdict(False)
+    return f"**not conclusive**: the interval holds {target:g} µs"
+
+
+# The request kinds measured with both builds: (kind, wasm setup, native setup).
+BUILD_PAIRS = (("session cookie", "3", "3n"), ("public route", "3p", "3pn"),
+               ("bearer JWT", "6a", "6an"))
+# The peers and references beside them in the side-by-side table.
+PEERS = (("4", "Envoy's oauth2 filter"), ("5", "Apache + mod_auth_openidc"),
+         ("2", "Envoy + no-op wasm filter"), ("1", "bare Envoy"))
+
+
+def side_by_side(by: dict[str, Setup], ratio, solo_p99: dict[str, float]) -> list[str]:
+    """The report's section with both builds and the peers in one table:
+    requests/s and its ratios (same rounds) to bare Envoy, Envoy's oauth2
+    filter and Apache, and the p99 with one connection."""
+    def x(a: str, b: str) -> str:
+        r = ratio(a, b)
+        return "—" if r is None or a == b else f"{r:.2f} ×"
+
+    L = [
+        "## The two builds side by side",
+        "",
+        "Each request kind through the wasm build and the native build, measured in the "
+        "same rounds as the peers (the rows are setups of the table above). The ratios "
+        "are the medians over the rounds of the ratio of requests/s within a round:",
+        "",
+        "| request | Sésame | # | requests/s | × bare Envoy (1) | × oauth2 filter (4) "
+        "| × Apache (5) | p99, 1 connection |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rows = [(kind, build, key) for kind, wasm, native in BUILD_PAIRS
+            for build, key in (("wasm", wasm), ("native", native))]
+    rows += [("peer" if key in ("4", "5") else "reference", label, key) for key, label in PEERS]
+    for kind, what, key in rows:
+        if key not in by:
+            continue
+        L.append(f"| {kind} | {what} | {key} | {by[key].median('rps'):,.0f} | {x(key, '1')} "
+                 f"| {x(key, '4')} | {x(key, '5')} | {fmt_us(solo_p99[key])} |")
+    natives = [f"{kind} **{ratio(native, wasm):.2f} ×**" for kind, wasm, native in BUILD_PAIRS
+               if wasm in by and native in by]
+    L += ["", "The native build's requests/s over the wasm build's, same rounds: "
+          + ", ".join(natives) + "."]
+    return L
+
+
 def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, memory: dict,
                  vm_bench: dict, wasm_size: int, noop_size: int, info: dict, doc: Path, svg: Path,
-                 elapsed: float, pairs: list[tuple[Run, Run]], profile: list[Setup]) -> str:
+                 elapsed: float, pairs: list[tuple[Run, Run]], profile: list[Setup],
+                 pairs_native: list[tuple[Run, Run]], native_size: int) -> str:
+    """``signin``: sign_in_overhead's figures per build ("wasm", "native");
+    ``memory``: memory_with_sessions's per Envoy ("wasm", "bare", "native");
+    ``pairs_native``: the latency pairs of setups 1 and 3n."""
     by = {s.key: s for s in setups}
     rps = {k: s.median("rps") for k, s in by.items()}
     p99 = {k: s.median("p99_us") for k, s in by.items()}
@@ -855,15 +1008,24 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         [b.p99_us - a.p99_us for a, b in pairs])
     pair_p50 = statistics.median(b.p50_us - a.p50_us for a, b in pairs)
     p99_added, p99_lo, p99_hi, inside_p99, beyond = p99_target(pairs)
-    if len(pairs) < MIN_DRAWN_PAIRS:
-        p99_verdict = "**not conclusive**: too few pairs"
-    elif p99_hi <= TARGET_P99_ADDED_US:
-        p99_verdict = verdict(True)
-    elif p99_lo > TARGET_P99_ADDED_US:
-        p99_verdict = verdict(False)
-    else:
-        p99_verdict = f"**not conclusive**: the interval holds {TARGET_P99_ADDED_US} µs"
-    vm = memory["after"]
+    p99_verdict = interval_verdict(len(pairs), p99_lo, p99_hi, TARGET_P99_ADDED_US)
+    # The native build: over bare Envoy, and against the peers.
+    r3n1, r3n4, r3n5, r3n3 = (ratio("3n", "1"), ratio("3n", "4"), ratio("3n", "5"),
+                              ratio("3n", "3"))
+    n_solo_p50 = solo_p50["3n"] - solo_p50["1"]
+    n_solo_p99 = solo_p99["3n"] - solo_p99["1"]
+    n_added_p99 = p99["3n"] - p99["1"]
+    npair_p99, npair_lo, npair_hi, npair_cover = median_interval(
+        [b.p99_us - a.p99_us for a, b in pairs_native])
+    npair_p50 = statistics.median(b.p50_us - a.p50_us for a, b in pairs_native)
+    n_added, n_lo, n_hi, n_inside, n_beyond = p99_target(pairs_native)
+    n_p99_verdict = interval_verdict(len(pairs_native), n_lo, n_hi, TARGET_NATIVE_P99_ADDED_US)
+    sw, sn = signin["wasm"], signin["native"]
+    mw, mb, mn = memory["wasm"], memory["bare"], memory["native"]
+    vm = mw["after"]
+    rss_w, rss_n = mw["rss_after"] - mb["rss_after"], mn["rss_after"] - mb["rss_after"]
+    alloc_w = mw["allocated_after"] - mb["allocated_after"]
+    alloc_n = mn["allocated_after"] - mb["allocated_after"]
     command = "make bench" if not args.quick else "make bench BENCH_ARGS=--quick"
     L = [
         "# Benchmarks",
@@ -880,6 +1042,12 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "generator runs on the same two CPUs as the server: absolute figures move from "
         "run to run. Read the ratios, which come from the same run (setups interleaved "
         "round by round), not the absolute numbers.",
+        "",
+        "Sésame is measured in its two builds, from the same sources: the **wasm build** "
+        "(`dist/sesame.wasm`, `make wasm`: a proxy-wasm filter in Envoy's V8) and the "
+        "**native build** (`dist/libsesame.so`, `make native`: an Envoy dynamic module, "
+        "`envoy.extensions.filters.http.dynamic_modules`), with the same configuration, "
+        "sessions and tokens. Each build has its own targets (see [Targets](#targets)).",
         "",
     ]
     if disturbed:
@@ -940,9 +1108,24 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
              f"**{p99_added:+.0f} µs**, interval {p99_lo:+.0f} to {p99_hi:+.0f} µs, see "
              f"[Targets](#targets)); with {WRK_CONNECTIONS} connections: p99 "
              f"{added_p99:+.0f} µs")
+    L.append(f"- 3n/1, Sésame native / bare Envoy: **{r3n1:.2f}**")
+    if r3n4 is not None:
+        L.append(f"- 3n/4, Sésame native / Envoy's oauth2 filter: **{r3n4:.2f}**")
+    if r3n5 is not None:
+        L.append(f"- 3n/5, Sésame native / Apache + mod_auth_openidc: **{r3n5:.2f}**")
+    L += [
+        f"- 3n/3, Sésame native / Sésame wasm: **{r3n3:.2f}**",
+        f"- latency added by Sésame native over bare Envoy (3n − 1), one connection: "
+        f"p50 **{n_solo_p50:+.0f} µs**, p99 **{n_solo_p99:+.0f} µs** (medians over the "
+        f"rounds; the back-to-back pairs, for the target: p99 **{n_added:+.1f} µs**, "
+        f"interval {n_lo:+.1f} to {n_hi:+.1f} µs, see [Targets](#targets)); with "
+        f"{WRK_CONNECTIONS} connections: p99 {n_added_p99:+.0f} µs",
+    ]
     L += [
         "",
         "![requests/s and p99 per setup](benchmarks.svg)",
+        "",
+        *side_by_side(by, ratio, solo_p99),
         "",
         "## Where the time goes",
         "",
@@ -977,25 +1160,40 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "",
         "## Other figures",
         "",
-        "| figure | value |",
-        "| --- | --- |",
+        "| figure | wasm build | native build |",
+        "| --- | --- | --- |",
         f"| time Sésame adds to a sign-in (its callback, less the provider's token and "
-        f"userinfo calls; median of {signin['count']}) | {fmt_us(signin['sesame_us'])} "
-        f"(90th percentile {fmt_us(signin['sesame_p90_us'])}) |",
+        f"userinfo calls; median of {sw['count']} and of {sn['count']}) "
+        f"| {fmt_us(sw['sesame_us'])} (90th percentile {fmt_us(sw['sesame_p90_us'])}) "
+        f"| {fmt_us(sn['sesame_us'])} (90th percentile {fmt_us(sn['sesame_p90_us'])}) |",
         f"| — the callback as a whole / token call / userinfo call (medians) | "
-        f"{fmt_us(signin['callback_us'])} / {fmt_us(signin['token_us'])} / "
-        f"{fmt_us(signin['userinfo_us'])} |",
-        f"| Envoy start → admin `/ready` (bare Envoy of setup 1, for comparison) | "
-        f"{signin['admin_ready_s'] * 1000:.0f} ms ({START_TIMES[0] * 1000:.0f} ms) |",
+        f"{fmt_us(sw['callback_us'])} / {fmt_us(sw['token_us'])} / "
+        f"{fmt_us(sw['userinfo_us'])} | {fmt_us(sn['callback_us'])} / "
+        f"{fmt_us(sn['token_us'])} / {fmt_us(sn['userinfo_us'])} |",
+        f"| Envoy start → admin `/ready` (bare Envoy of setup 1: "
+        f"{START_TIMES[0] * 1000:.0f} ms) | {sw['admin_ready_s'] * 1000:.0f} ms "
+        f"| {sn['admin_ready_s'] * 1000:.0f} ms |",
         f"| Envoy start → Sésame ready (`{READY}` = 1: discovery and keys fetched) | "
-        f"{signin['filter_ready_s'] * 1000:.0f} ms |",
+        f"{sw['filter_ready_s'] * 1000:.0f} ms | {sn['filter_ready_s'] * 1000:.0f} ms |",
         f"| Envoy start → the worker's Sésame answers a navigation with the sign-in "
-        f"redirect | {signin['worker_ready_s'] * 1000:.0f} ms |",
-        f"| size of `dist/sesame.wasm` | {wasm_size:,} bytes ({wasm_size / 1000:.0f} KB"
-        f"{rustc_size_note()}); the no-op filter: {noop_size:,} bytes |",
+        f"redirect | {sw['worker_ready_s'] * 1000:.0f} ms | "
+        f"{sn['worker_ready_s'] * 1000:.0f} ms |",
+        f"| size of the module | `dist/sesame.wasm`: {wasm_size:,} bytes "
+        f"({wasm_size / 1000:.0f} KB{rustc_size_note()}); the no-op filter: "
+        f"{noop_size:,} bytes | `dist/libsesame.so`: {native_size:,} bytes "
+        f"({native_size / 1000:.0f} KB) |",
         f"| wasm VM memory (`{VM_MEMORY}`, every Sésame VM of the Envoy) after "
-        f"{memory['sessions']:,} distinct sessions made requests | "
-        f"{vm / 1e6:.2f} MB ({vm / 1048576:.2f} MiB); {memory['before'] / 1e6:.2f} MB before |",
+        f"{mw['sessions']:,} distinct sessions made requests | "
+        f"{vm / 1e6:.2f} MB ({vm / 1048576:.2f} MiB); {mw['before'] / 1e6:.2f} MB before "
+        f"| — (no VM) |",
+        f"| Envoy's resident memory (`VmRSS`) beyond a bare Envoy's, after the same "
+        f"{mw['sessions']:,} distinct sessions made requests (bare Envoy: "
+        f"{mb['rss_after'] / 1e6:.1f} MB) | {rss_w / 1e6:+.2f} MB "
+        f"({mw['rss_after'] / 1e6:.1f} MB; {(mw['rss_before'] - mb['rss_before']) / 1e6:+.2f} "
+        f"MB before the requests) | {rss_n / 1e6:+.2f} MB ({mn['rss_after'] / 1e6:.1f} MB; "
+        f"{(mn['rss_before'] - mb['rss_before']) / 1e6:+.2f} MB before the requests) |",
+        f"| — held by Envoy's allocator (`server.memory_allocated`) beyond a bare Envoy's, "
+        f"the same moment | {alloc_w / 1e6:+.2f} MB | {alloc_n / 1e6:+.2f} MB |",
         "",
         "How they were taken:",
         "",
@@ -1008,7 +1206,8 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "token's signature and claims, the userinfo JWT, the access rules, sealing the "
         "session cookie) plus Envoy's cost of the two outgoing requests on loopback. "
         "Sign-ins one after the other, through the integration tests' scripted browser, "
-        "after one warm-up sign-in.",
+        "after one warm-up sign-in. The same for each build, one after the other (the wasm "
+        "build first), each in its own fresh Envoy once the load's servers are stopped.",
         "- **Ready**: from the start of the Envoy process (the same Envoy) to its admin "
         "`/ready` (polled every 50 ms), then to the gauge (polled every 10 ms); the gauge "
         "turns to 1 once the discovery document and the keys are fetched from the local "
@@ -1016,16 +1215,30 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "by Envoy's VMs and set by the first one with the documents (the main thread's, "
         "which fetches them); the worker's VM takes them from Envoy's shared data on its "
         "next 1 s tick, hence the third figure (a navigation polled every 10 ms until it "
-        "gets the 302 to the provider instead of a 503).",
+        "gets the 302 to the provider instead of a 503). The native build keeps the "
+        "gauge's name (`metrics_namespace: wasmcustom`); it has no VM.",
         f"- **Memory**: a fresh Envoy + Sésame (the tests' configuration, default "
-        f"`session_cache_size` {memory['cache']:,}); {memory['sessions']:,} session cookies "
+        f"`session_cache_size` {mw['cache']:,}); {mw['sessions']:,} session cookies "
         f"sealed with its `cookie_secret` by [`bench/mint-sessions`](../bench/mint-sessions) "
-        f"(`sesame::core::session`, as a sign-in would), then {memory['requests']:,} "
+        f"(`sesame::core::session`, as a sign-in would), then {mw['requests']:,} "
         f"requests through wrk rotating over them (every session at least twice), all "
         f"answered 200; the gauge read 2.5 s later. Sésame keeps no state per session "
-        f"beyond its bounded cache of opened sessions.",
+        f"beyond its bounded cache of opened sessions. The native build has no VM, hence "
+        f"no such gauge: its figure is Envoy's own. The same requests (the same cookies, "
+        f"every one at least twice: {mb['requests']:,} requests to a fresh bare Envoy, "
+        f"{mn['requests']:,} to a fresh Envoy with the native build) go to a bare Envoy "
+        f"(setup 1's configuration: no filter, no access log) and to an Envoy with each "
+        f"build, one Envoy at a time (wasm, bare, native), each answering every request "
+        f"200; 2.5 s after the last, the Envoy process's `VmRSS` (`/proc/PID/status`: "
+        f"every page it holds, the module's code and the allocator's free pages included) "
+        f"is read, and the bare Envoy's is subtracted. `server.memory_allocated` (what "
+        f"Envoy's tcmalloc has handed out and not taken back, from its admin stats) is "
+        f"subtracted the same way; it leaves out the code, the stacks and the allocator's "
+        f"own free pages.",
         "",
         "## Targets",
+        "",
+        "### The wasm build (`dist/sesame.wasm`)",
         "",
         "| target | measured | |",
         "| --- | --- | --- |",
@@ -1042,8 +1255,32 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         f"| {p99_verdict} |",
         f"| `dist/sesame.wasm` ≤ 600 KB | {wasm_size / 1000:.0f} KB | "
         f"{verdict(wasm_size <= TARGET_WASM_BYTES)} |",
-        f"| VM memory with {memory['sessions']:,} live sessions ≤ 8 MB | {vm / 1e6:.2f} MB | "
+        f"| VM memory with {mw['sessions']:,} live sessions ≤ 8 MB | {vm / 1e6:.2f} MB | "
         f"{verdict(vm <= TARGET_VM_BYTES)} |",
+        "",
+        "### The native build (`dist/libsesame.so`)",
+        "",
+        "| target | measured | |",
+        "| --- | --- | --- |",
+        f"| authenticated throughput (setup 3n) ≥ {TARGET_NATIVE_VS_BARE} × bare Envoy "
+        f"(setup 1) | {r3n1:.2f} × | {throughput_verdict(r3n1 >= TARGET_NATIVE_VS_BARE)} |",
+    ]
+    if r3n4 is not None:
+        L.append(f"| authenticated throughput (setup 3n) ≥ {TARGET_NATIVE_VS_OAUTH2} × "
+                 f"Envoy's oauth2 filter (setup 4) | {r3n4:.2f} × | "
+                 f"{throughput_verdict(r3n4 >= TARGET_NATIVE_VS_OAUTH2)} |")
+    L += [
+        f"| p99 added by Sésame ≤ {TARGET_NATIVE_P99_ADDED_US} µs over bare Envoy (setup 1, "
+        f"one connection) | {n_added:+.1f} µs, interval {n_lo:+.1f} to {n_hi:+.1f} µs: "
+        f"Envoy's own time {n_inside:+.1f} µs, and {n_beyond:.1f} µs seen by clients "
+        f"beyond it (p50) | {n_p99_verdict} |",
+        f"| a sign-in costs Sésame (its own time in the callback) ≤ "
+        f"{TARGET_NATIVE_SIGNIN_US / 1000:g} ms | {fmt_us(sn['sesame_us'])} (median of "
+        f"{sn['count']}; 90th percentile {fmt_us(sn['sesame_p90_us'])}) | "
+        f"{verdict(sn['sesame_us'] <= TARGET_NATIVE_SIGNIN_US)} |",
+        f"| Envoy's resident memory with {mn['sessions']:,} live sessions ≤ "
+        f"{TARGET_NATIVE_RSS_BYTES / 1e6:g} MB beyond a bare Envoy's | {rss_n / 1e6:+.2f} MB | "
+        f"{verdict(rss_n <= TARGET_NATIVE_RSS_BYTES)} |",
         "",
         f"Latencies come from wrk's histogram (µs resolution). With {WRK_CONNECTIONS} "
         f"connections in flight on two shared CPUs, a p99 is mostly queueing and "
@@ -1081,27 +1318,46 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
            f"(order statistics)" if pair_cover else "no interval (too few pairs)")
         + f"; p50: {pair_p50:+.0f} µs.",
         "",
+        f"The native build's p99 target is judged the same way, against bare Envoy: "
+        f"{len(pairs_native)} pairs of {args.latency_duration:g} s single-connection runs "
+        f"of setups 1 and 3n, back to back in alternating order, on twins of their Envoys "
+        f"with the same time log (bare Envoy, and the native build with setup 3's "
+        f"configuration and sessions), after the wasm build's pairs; the target is met "
+        f"when the whole interval is at most {TARGET_NATIVE_P99_ADDED_US} µs. Every "
+        f"request of those pairs pooled ({sum(a.requests for a, _ in pairs_native):,} of "
+        f"setup 1, {sum(b.requests for _, b in pairs_native):,} of setup 3n):",
+        "",
+        *pooled_lines(pairs_native, names=("setup 1", "setup 3n")),
+        "",
+        *pooled_lines(pairs_native, inside=True, names=("setup 1", "setup 3n")),
+        "",
+        f"Each pair's wrk p99 on its own (3n − 1): the median of the pairs' differences is "
+        f"{npair_p99:+.0f} µs, "
+        + (f"{npair_cover:.0%} interval {npair_lo:+.0f} to {npair_hi:+.0f} µs "
+           f"(order statistics)" if npair_cover else "no interval (too few pairs)")
+        + f"; p50: {npair_p50:+.0f} µs.",
+        "",
         f"Whole run: {elapsed:.0f} s. Logs: `target/bench/logs/` (wrk's output in "
         f"`target/bench/wrk.log`).",
         "",
         "## Reproduce",
         "",
         "```sh",
-        "make bench                          # about 14 minutes; writes this page and the plot",
+        "make bench                          # about 20 minutes; writes this page and the plot",
         "make bench BENCH_ARGS=--quick       # a short smoke run into target/bench/",
         ".tools/venv/bin/python scripts/bench.py --help",
         "```",
         "",
-        "`make bench` builds `dist/sesame.wasm`, the no-op filter "
-        "([`bench/noop-filter`](../bench/noop-filter), same toolchain route as "
-        "`make wasm`) and `bench/mint-sessions`, and installs what it needs "
+        "`make bench` builds `dist/sesame.wasm`, `dist/libsesame.so` (`make native`), "
+        "the no-op filter ([`bench/noop-filter`](../bench/noop-filter), same toolchain "
+        "route as `make wasm`) and `bench/mint-sessions`, and installs what it needs "
         "([`scripts/setup-bench.sh`](../scripts/setup-bench.sh): Debian's `wrk`, "
         "`apache2`, `libapache2-mod-auth-openidc`).",
     ]
     text = "\n".join(L) + "\n"
     doc.write_text(text)
-    svg_plot(setups, svg, "Sésame and the alternatives: authenticated requests through one "
-             "Envoy worker (or Apache)")
+    svg_plot(setups, svg, "Sésame (wasm and native builds) and the alternatives: "
+             "authenticated requests through one Envoy worker (or Apache)")
     return text
 
 
@@ -1358,12 +1614,19 @@ def profile_only(args, wrk: str) -> int:
 
 
 def latency_only(args, wrk: str) -> int:
-    """``--latency-only``: the p99 pairs of setups 2 and 3 alone, printed."""
+    """``--latency-only``: the p99 pairs of setups 2 and 3 (the wasm build
+    over the no-op filter), then of setups 1 and 3n (the native build over
+    bare Envoy), alone, printed."""
     out: list[str] = []
 
     def body(log, upstream, provider, sesame, sesame_file, envoys):
         pairs = timed_pairs(args, wrk, upstream, provider, sesame, sesame_file, envoys, log)
-        out.extend(latency_lines(pairs))
+        out.extend(["The wasm build over the no-op filter (setups 2 and 3):", ""]
+                   + latency_lines(pairs))
+        pairs = timed_pairs(args, wrk, upstream, provider, sesame, sesame_file, envoys, log,
+                            native=True)
+        out.extend(["", "The native build over bare Envoy (setups 1 and 3n):", ""]
+                   + latency_lines(pairs, ("setup 1", "setup 3n")))
 
     with_sesame(args, body)
     print("\n".join(out))
@@ -1376,12 +1639,14 @@ POOLED_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 MIN_DRAWN_PAIRS = 6
 
 
-def pooled_lines(pairs: list[tuple[Run, Run]], inside: bool = False) -> list[str]:
+def pooled_lines(pairs: list[tuple[Run, Run]], inside: bool = False,
+                 names: tuple[str, str] = ("setup 2", "setup 3")) -> list[str]:
     """A Markdown table: each quantile of every request of the pairs' runs
-    of setup 2, of setup 3, and the difference with its interval; wrk's
-    latencies, or with ``inside`` Envoy's own time (the time log)."""
+    of setup 2, of setup 3 (``names``), and the difference with its
+    interval; wrk's latencies, or with ``inside`` Envoy's own time (the time
+    log)."""
     what = "Envoy's own time" if inside else "latency (wrk)"
-    L = [f"| {what} | setup 2 | setup 3 | added by Sésame | 95% interval (bootstrap) |",
+    L = [f"| {what} | {names[0]} | {names[1]} | added by Sésame | 95% interval (bootstrap) |",
          "| --- | ---: | ---: | ---: | --- |"]
     for q in POOLED_QUANTILES:
         a, b, added, lo, hi = pooled_added(pairs, q, inside)
@@ -1429,7 +1694,8 @@ def p99_target(pairs: list[tuple[Run, Run]]) -> tuple[float, float, float, float
     return inside + beyond, lo, hi, inside, beyond
 
 
-def latency_lines(pairs: list[tuple[Run, Run]]) -> list[str]:
+def latency_lines(pairs: list[tuple[Run, Run]],
+                  names: tuple[str, str] = ("setup 2", "setup 3")) -> list[str]:
     """``--latency-only``'s report: the pairs' differences of p50 and p99,
     then every request pooled."""
     L = []
@@ -1441,8 +1707,8 @@ def latency_lines(pairs: list[tuple[Run, Run]]) -> list[str]:
     figure, lo, hi, inside, beyond = p99_target(pairs)
     L.append(f"p99 target's figure: {figure:+.0f} µs (interval {lo:+.0f} to {hi:+.0f} µs): "
              f"Envoy's own time {inside:+.1f} µs + {beyond:.0f} µs seen by clients beyond it")
-    return L + ["", "Every request of the pairs pooled:", ""] + pooled_lines(pairs) \
-        + [""] + pooled_lines(pairs, inside=True)
+    return L + ["", "Every request of the pairs pooled:", ""] + pooled_lines(pairs, names=names) \
+        + [""] + pooled_lines(pairs, inside=True, names=names)
 
 
 # --------------------------------------------------------------------------
@@ -1461,7 +1727,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per setup")
     parser.add_argument("--latency-pairs", type=int,
                         help="back-to-back single-connection run pairs of setups 2 and 3 "
-                             "for the p99 target (default 12; 2 with --quick)")
+                             "(and as many of setups 1 and 3n) for the p99 targets "
+                             "(default 12; 2 with --quick)")
     parser.add_argument("--latency-duration", type=float,
                         help="seconds per run of those pairs (default 2; 1 with --quick)")
     parser.add_argument("--profile-rounds", type=int, default=5,
@@ -1472,12 +1739,13 @@ def main() -> int:
                         help="real sign-ins whose sessions carry the load (default 16)")
     parser.add_argument("--memory-sessions", type=int, default=10_000)
     parser.add_argument("--signins", type=int, default=20,
-                        help="sign-ins timed for the sign-in figure (default 20)")
+                        help="sign-ins timed for the sign-in figure, per build (default 20)")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the hostcall profile (no-op filter probes and Sésame), "
                              "printed, not written")
     parser.add_argument("--latency-only", action="store_true",
-                        help="only the latency pairs of setups 2 and 3, printed, not written")
+                        help="only the latency pairs of setups 2 and 3, then of setups 1 "
+                             "and 3n (native), printed, not written")
     parser.add_argument("--probes", metavar="KEYS",
                         help="with --profile-only: only these probes (e.g. 2,p1)")
     parser.add_argument("--compare-wasm", metavar="WASM",
@@ -1496,8 +1764,13 @@ def main() -> int:
             or args.warmup < 0 or not 0 < args.latency_duration <= 60:
         fail("counts must be positive and --duration at most 60 s")
 
+    needs_native = not args.profile_only  # the hostcall profile is the wasm build's alone
     for needed, how in ((ENVOY_BIN, "run scripts/setup-python.sh"),
                         (DEFAULT_WASM, "run make wasm"),
+                        *([(DEFAULT_NATIVE, "run make native (the native build, an Envoy "
+                                            "dynamic module: setups 3n, 3pn, 6an and the "
+                                            "native figures need it)")]
+                          if needs_native else []),
                         (NOOP_WASM, "run make bench (it builds bench/noop-filter)"),
                         (NOOP_LEAN_WASM, "run make bench (it builds bench/noop-filter)"),
                         (MINT, "run make bench (it builds bench/mint-sessions)"),
@@ -1521,11 +1794,13 @@ def main() -> int:
     say(f"logs in {os.environ['SESAME_LOG_DIR']}")
 
     ports = {k: free_port() for k in ("bare", "noop", "hostcalls", "sesame", "lean", "oauth2",
-                                      "apache", "bearer", "introspect", "timing")}
+                                      "apache", "bearer", "introspect", "timing", "native",
+                                      "bearer_native", "timing_native")}
     redirect_uris = [f"http://127.0.0.1:{ports['sesame']}{CALLBACK_PATH}",
                      f"http://127.0.0.1:{ports['oauth2']}{OAUTH2_CALLBACK}",
                      f"http://127.0.0.1:{ports['apache']}{APACHE_CALLBACK}",
-                     f"http://127.0.0.1:{ports['timing']}{CALLBACK_PATH}"]
+                     f"http://127.0.0.1:{ports['timing']}{CALLBACK_PATH}",
+                     f"http://127.0.0.1:{ports['timing_native']}{CALLBACK_PATH}"]
     envoys: list[Envoy] = []
     apache: Apache | None = None
     try:
@@ -1568,11 +1843,20 @@ def main() -> int:
                 bearer_audience=OPAQUE_RESOURCE)
             introspect = start(bench_envoy(introspect_config, ports["introspect"], upstream,
                                            provider, paths=(API_PATH,)))
+            # The native build (dist/libsesame.so) with setup 3's and setup
+            # 6a's very configurations: the same sessions and tokens open.
+            native = start(bench_envoy(sesame.plugin_config, ports["native"], upstream,
+                                       provider, paths=(LOAD_PATH, PUBLIC_PATH),
+                                       build="native"))
+            bearer_native = start(bench_envoy(bearer_config, ports["bearer_native"], upstream,
+                                              provider, paths=(API_PATH,), build="native"))
             oauth2 = start(oauth2_envoy(ports["oauth2"], upstream, provider, DISCOVERY))
             wait_provider_ready(sesame)
             wait_provider_ready(lean)
             wait_provider_ready(bearer)
             wait_provider_ready(introspect)
+            wait_provider_ready(native)
+            wait_provider_ready(bearer_native)
             apache = Apache(ports["apache"], ports["bare"], provider).start()
 
             # Sessions and tokens.
@@ -1592,6 +1876,16 @@ def main() -> int:
             lean_added = sorted(k for k in lean_view["headers"] if k not in plain["headers"])
             if lean_added != ["x-forwarded-email", "x-forwarded-user"]:
                 fail(f"setup 3m added other headers than two: {lean_added}")
+            # The native build must hand the upstream what the wasm build did.
+            native_view = upstream_view(None, native.url, "/",
+                                        {"Cookie": cookies[0][len("Cookie: "):]})
+            native_added = sorted((k, v) for k, v in native_view["headers"].items()
+                                  if k not in plain["headers"])
+            if native_added != sorted(added):
+                differ = sorted({k for k, _ in set(native_added) ^ set(added)})
+                fail(f"the native build (setup 3n) did not add the wasm build's identity "
+                     f"headers for the same session: headers that differ {differ}; "
+                     f"native added {[k for k, _ in native_added]}; log {native.log_path}")
             hostcalls = start(bench_envoy(
                 json.dumps({"steps": SESAME_HOSTCALLS,
                             "headers": [part for pair in added for part in pair]}),
@@ -1641,18 +1935,29 @@ def main() -> int:
                            "and its counters it reads and adds to on its timer, once a "
                            "second). What the proxy-wasm ABI makes any filter doing that job "
                            "cost, whatever its code: the floor for setup 3."),
-                Setup("3", "Envoy + Sésame (session cookie)", sesame.url, LOAD_PATH,
+                Setup("3", "Envoy + Sésame wasm (session cookie)", sesame.url, LOAD_PATH,
                       sesame_file, sesame,
                       note=f"the integration tests' configuration; {args.sessions} sessions "
                            f"from real sign-ins at the local provider, used in turn; identity "
                            f"headers added for the upstream."),
-                Setup("3p", "Envoy + Sésame (public route)", sesame.url, PUBLIC_PATH,
+                Setup("3n", "Envoy + Sésame native (session cookie)", native.url, LOAD_PATH,
+                      sesame_file, native,
+                      note="the native build (`dist/libsesame.so`, an Envoy dynamic module: "
+                           "`envoy.extensions.filters.http.dynamic_modules`, the same JSON "
+                           "as `filter_config`) with setup 3's configuration and the same "
+                           "sessions; checked to add the same identity headers for the "
+                           "upstream as setup 3."),
+                Setup("3p", "Envoy + Sésame wasm (public route)", sesame.url, PUBLIC_PATH,
                       sesame_file, sesame,
                       note="for reference, not a target: the same Envoy and requests as 3, "
                            "on `GET /ping`, which the configuration's `skip_auth_routes` "
                            "makes public: what Sésame costs before any session is looked "
                            "at (route matching, removal of client-sent identity headers)."),
-                Setup("3m", "Envoy + Sésame, 2 identity headers", lean.url, LOAD_PATH,
+                Setup("3pn", "Envoy + Sésame native (public route)", native.url, PUBLIC_PATH,
+                      sesame_file, native,
+                      note="for reference, not a target: setup 3p with the native build "
+                           "(the Envoy of 3n)."),
+                Setup("3m", "Envoy + Sésame wasm, 2 identity headers", lean.url, LOAD_PATH,
                       sesame_file, lean,
                       note="for reference, not a target: Sésame as in 3 with the same "
                            "sessions, configured to send two identity headers instead of "
@@ -1678,15 +1983,19 @@ def main() -> int:
                            "proxied with mod_proxy_http (kept-alive connections) to setup "
                            "1's Envoy direct response, so its figures include a hop "
                            "through a bare Envoy. 4 sessions from sign-ins through it."),
-                Setup("6a", "Envoy + Sésame (bearer JWT)", bearer.url, API_PATH, jwt_file,
-                      bearer,
+                Setup("6a", "Envoy + Sésame wasm (bearer JWT)", bearer.url, API_PATH,
+                      jwt_file, bearer,
                       note=f"a `bearer` route (`scopes: [\"{BEARER_SCOPE}\"]`, "
                            f"`bearer_audience: \"{BEARER_AUDIENCE}\"`); {len(tokens)} RFC 9068 "
                            f"access tokens signed with the provider's own ES256 key "
                            f"([`scripts/bench-jwt.mjs`](../scripts/bench-jwt.mjs), jose), "
                            f"verified against its JWKS, then remembered by Sésame."),
-                Setup("6b", "Envoy + Sésame (bearer, introspection)", introspect.url, API_PATH,
-                      opaque_file, introspect,
+                Setup("6an", "Envoy + Sésame native (bearer JWT)", bearer_native.url, API_PATH,
+                      jwt_file, bearer_native,
+                      note="setup 6a with the native build: the same configuration and "
+                           "tokens."),
+                Setup("6b", "Envoy + Sésame wasm (bearer, introspection)", introspect.url,
+                      API_PATH, opaque_file, introspect,
                       note=f"a `bearer` route for {len(opaque)} opaque access tokens of the "
                            f"provider (`--api-resources`), checked by RFC 7662 introspection "
                            f"at the provider, then remembered by Sésame (cache warm after the "
@@ -1709,6 +2018,11 @@ def main() -> int:
             pairs = timed_pairs(args, wrk, upstream, provider, sesame, sesame_file, envoys,
                                 wrk_log)
             servers_up()
+            say(f"latency: {args.latency_pairs} back-to-back pairs of setups 1 and 3n "
+                f"(bare Envoy, the native build)")
+            pairs_native = timed_pairs(args, wrk, upstream, provider, sesame, sesame_file,
+                                       envoys, wrk_log, native=True)
+            servers_up()
 
             say("hostcall profile: the no-op filter making Sésame's hostcalls one by one")
             profile = hostcall_profile(
@@ -1728,15 +2042,17 @@ def main() -> int:
                 if s.key == "6b":
                     s.note += (f" The provider answered {introspections} introspection "
                                f"request(s) for all of this setup's requests.")
-            say("memory with minted sessions")
-            memory = memory_with_sessions(provider, upstream, wrk, args.memory_sessions,
-                                          wrk_log)
+            say("memory with minted sessions: the wasm build, bare Envoy, the native build")
+            memory = memory_figures(provider, upstream, wrk, args.memory_sessions, wrk_log)
             for e in envoys:
                 e.stop()
             apache.stop()
 
-            say("sign-in timing and start-up")
-            signin = sign_in_overhead(provider, upstream, args.signins, ports["timing"])
+            say("sign-in timing and start-up: the wasm build, then the native build")
+            signin = {"wasm": sign_in_overhead(provider, upstream, args.signins,
+                                               ports["timing"], "wasm"),
+                      "native": sign_in_overhead(provider, upstream, args.signins,
+                                                 ports["timing_native"], "native")}
     except HarnessError as e:
         fail(str(e))
     finally:
@@ -1752,7 +2068,7 @@ def main() -> int:
     text = write_report(args, setups, skipped, signin, memory, vm, DEFAULT_WASM.stat().st_size,
                         NOOP_WASM.stat().st_size, machine(), doc_dir / "BENCHMARKS.md",
                         doc_dir / "benchmarks.svg", time.monotonic() - began, pairs,
-                        profile)
+                        profile, pairs_native, DEFAULT_NATIVE.stat().st_size)
     print()
     print(text)
     say(f"written {doc_dir / 'BENCHMARKS.md'} and {doc_dir / 'benchmarks.svg'}")

@@ -11,9 +11,8 @@ From dist/sesame.wasm (built by `make wasm`) and the version in Cargo.toml's
                                    WasmPlugin pulls with `url: oci://...`
   dist/sesame-<version>-oci.tar    that layout as one tar archive
   dist/libsesame-<version>-<arch>.so
-                                   the native library, when dist/libsesame.so
-                                   exists: no build writes it yet, and the
-                                   release has no such file until one does
+                                   the native module (Envoy dynamic module),
+                                   from `make native`'s dist/libsesame.so
   dist/SHA256SUMS                  sha256sum's format, every file above
                                    (`cd dist && sha256sum -c SHA256SUMS`)
   dist/README                      how to push the image and pin it in a
@@ -345,9 +344,9 @@ def release(module_path: Path, dist: Path, version: str, created: int,
     ]
     covered = [wasm_name, oci_tar] + [f"{oci_dir}/{p}" for p in image.files()]
 
-    # The native library: no build makes dist/libsesame.so yet. When one
-    # does, it joins the release under a versioned name with its
-    # architecture, and SHA256SUMS covers it.
+    # The native module (`make native`'s dist/libsesame.so) joins the
+    # release under a versioned name with its architecture, and SHA256SUMS
+    # covers it.
     native = dist / "libsesame.so"
     if native.is_file():
         data = native.read_bytes()

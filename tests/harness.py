@@ -72,7 +72,9 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVOY_BIN = REPO_ROOT / ".tools" / "venv" / "bin" / "envoy"
 DEFAULT_WASM = REPO_ROOT / "dist" / "sesame.wasm"
-DEFAULT_NATIVE = REPO_ROOT / "dist" / "libsesame.so"
+# SESAME_NATIVE: another libsesame.so to test (the file's name must stay
+# libsesame.so: Envoy looks for lib<name>.so in the search path).
+DEFAULT_NATIVE = Path(os.environ.get("SESAME_NATIVE", REPO_ROOT / "dist" / "libsesame.so")).resolve()
 # Which build of Sésame an Envoy of the harness loads unless told: "wasm"
 # (dist/sesame.wasm, proxy-wasm in V8) or "native" (dist/libsesame.so, an
 # Envoy dynamic module). `make test` runs the integration suite once with each.
@@ -878,7 +880,7 @@ class Envoy(_Component):
                 *extra_args,
             ],
             log_dir() / f"envoy-{listen_port}.log",
-            env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(DEFAULT_NATIVE.parent)},
+            env=dict(os.environ),
         )
 
     @property
@@ -1008,6 +1010,8 @@ class Envoy(_Component):
         configuration and return the log text of this start; raise
         HarnessError if it becomes ready.
         """
+        # Envoy looks for lib<name>.so (libsesame.so) in this directory.
+        self._proc.env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(self.native_path.parent)
         module = self.native_path if self.build == "native" else self.wasm_path
         if self.wasm and not module.is_file():
             raise HarnessError(f"{module} does not exist: build it first")

@@ -11,10 +11,13 @@ the authorization code flow as the client, for a given user.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from typing import Any, Callable, Iterator
 
 import pytest
+import requests
 
 from conftest import CALLBACK_PATH
 from harness import Envoy, Provider
@@ -184,6 +187,34 @@ def test_revoked_opaque_token_is_refused(api_envoy, api_provider, upstream):
     assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
     assert_not_upstream(upstream, path)
     assert Counters(envoy).read().get("bearer_refused.inactive_token") == 1
+
+
+def test_a_body_waits_with_its_request_while_the_token_is_introspected(api_envoy, api_provider,
+                                                                       upstream):
+    """A request whose opaque token is being introspected waits with its
+    body, sent in chunks while Sésame waits: a refused token's request never
+    reaches the API, body or not, and an admitted one's body arrives whole."""
+    envoy = api_envoy(audience=OPAQUE_RESOURCE)
+    body = os.urandom(300_000)
+
+    def chunks():
+        for at in range(0, len(body), 16_384):
+            yield body[at:at + 16_384]
+
+    refused = api_tokens(api_provider, "alice", OPAQUE_RESOURCE, "openid api:write")["access_token"]
+    revoke_token(api_provider, refused)
+    path = unique_path("/api/write/upload")
+    r = requests.post(envoy.url + path, data=chunks(), timeout=10,
+                      headers={**JSON, "Authorization": f"Bearer {refused}"})
+    assert r.status_code == 401, describe(r)
+    assert_not_upstream(upstream, path)
+
+    admitted = api_tokens(api_provider, "bob", OPAQUE_RESOURCE, "openid api:write")["access_token"]
+    path = unique_path("/api/write/upload")
+    r = requests.post(envoy.url + path, data=chunks(), timeout=10,
+                      headers={**JSON, "Authorization": f"Bearer {admitted}"})
+    assert r.status_code == 200, describe(r)
+    assert r.json()["body"] == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
 
 
 @pytest.mark.parametrize("encryption", [None, "RSA-OAEP-256", "ECDH-ES"])

@@ -167,12 +167,21 @@ def walk(node: Any) -> Iterator[dict[str, Any]]:
             yield from walk(value)
 
 
+NATIVE_TYPE = ("type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
+               "DynamicModuleFilter")
+
+
 def wasm_configs(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `configuration` holders ({"@type", "value"}) of Wasm filters."""
+    """The holders ({"@type", "value"}) of Sésame's configuration: the
+    `configuration` of Wasm filters, the `filter_config` of the native
+    module's."""
     found = []
     for node in walk(bootstrap):
         if node.get("@type") == WASM_TYPE:
             found.append(node["config"]["configuration"])
+        elif node.get("@type") == NATIVE_TYPE:
+            assert node["dynamic_module_config"]["name"] == "sesame", node
+            found.append(node["filter_config"])
     return found
 
 
@@ -246,10 +255,14 @@ def envoy_validate(bootstrap: dict[str, Any], tmp_path: Path, name: str) -> None
     assert WASM.is_file(), f"{WASM} missing: run `make wasm`"
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(bootstrap, indent=1))
+    native = REPO_ROOT / "dist" / "libsesame.so"
+    assert native.is_file(), f"{native} missing: run `make native`"
     proc = subprocess.run(
         [str(ENVOY_BIN), "--mode", "validate", "-c", str(path), "--log-level", "info",
          "--disable-hot-restart"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        # The native examples' module, found as Envoy finds it in production.
+        env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(native.parent)},
     )
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 or " OK" not in out:

@@ -44,9 +44,24 @@ def test_stop_ends_envoy(make_envoy):
 def test_refused_wasm_is_a_startup_failure(tmp_path, upstream):
     bogus = tmp_path / "bogus.wasm"
     bogus.write_bytes(b"\0asm-not-really")
-    envoy = Envoy({}, free_port(), upstream.port, free_port(), wasm_path=bogus)
+    envoy = Envoy({}, free_port(), upstream.port, free_port(), wasm_path=bogus, build="wasm")
 
     log = envoy.start(expect_failure=True)
 
     assert "Unable to create Wasm" in log
+    assert not envoy.running
+
+
+def test_refused_native_module_is_a_startup_failure(tmp_path, upstream):
+    """A file that is not a shared library where Envoy looks for
+    libsesame.so: Envoy refuses to start, and says why."""
+    bogus = tmp_path / "libsesame.so"
+    bogus.write_bytes(b"\x7fELF-not-really")
+    envoy = Envoy({}, free_port(), upstream.port, free_port(), build="native")
+    envoy.native_path = bogus
+
+    log = envoy.start(expect_failure=True)
+
+    assert "Unable to load dynamic module" in log
+    assert str(bogus) in log
     assert not envoy.running

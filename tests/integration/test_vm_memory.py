@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+import harness
 from oidc_client import JSON, gauge, raw_get
+
+pytestmark = pytest.mark.skipif(
+    harness.BUILD == "native",
+    reason="wasm build only: the native module runs in no VM (make bench compares Envoy's RSS)")
 
 # Two VMs run the filter's timer with --concurrency 1 (the main thread's and
 # the worker's); a Rust wasm module starts with at least 1 MiB (its stack).

@@ -162,8 +162,18 @@ ${rows}
 function handleRequest(req, res) {
   const info = describe(req);
   res.on('finish', () => log(req.method, pathOf(req), res.statusCode));
-  // Drain any request body; the answer does not depend on it.
-  req.resume();
+  // Read the whole request body: the answer says how long it was and its
+  // SHA-256 (what a filter that holds a body while it waits passed on).
+  const hash = createHash('sha256');
+  let length = 0;
+  req.on('data', (chunk) => { hash.update(chunk); length += chunk.length; });
+  req.on('end', () => {
+    info.body = { length, sha256: hash.digest('hex') };
+    answer(req, res, info);
+  });
+}
+
+function answer(req, res, info) {
   const wantsJson = (req.headers.accept ?? '').toLowerCase().includes('application/json');
   const body = wantsJson ? `${JSON.stringify(info)}\n` : htmlPage(info);
   res.statusCode = 200;
