@@ -83,9 +83,13 @@ lint:
 		cargo clippy --target wasm32-wasip1 --lib -- -D warnings; \
 	else echo "lint: wasm32-wasip1 target not installed through rustup; wasm clippy skipped"; fi
 	cargo clippy --features native --lib -- -D warnings
+	cargo clippy --all-targets --features native-crypto -- -D warnings
 
+# The whole suite twice: with p256/p384's ECDSA checks (the wasm build's),
+# and with ring's (the native build's, feature native-crypto).
 unit:
 	cargo test
+	cargo test --features native-crypto --lib
 
 FUZZ_SECONDS ?= 60
 

@@ -185,6 +185,7 @@ pub(crate) fn ed25519_public_key(x: &[u8]) -> Option<ed25519_compact::PublicKey>
 /// An ECDSA check over a prehashed message, once the curve's key and
 /// signature are parsed (either failing to parse is a failed check).
 #[cfg_attr(sesame_size, optimize(size))]
+#[cfg_attr(feature = "native-crypto", allow(dead_code))]
 pub(crate) fn ecdsa_verifies<K, S>(key: Option<K>, signature: Option<S>, prehash: &[u8]) -> bool
 where
     K: p256::ecdsa::signature::hazmat::PrehashVerifier<S>,
@@ -261,6 +262,69 @@ fn digest(bits: &str, message: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// ECDSA checks of a JWS signature (`r || s`) by an uncompressed SEC1
+/// point: with `p256`/`p384`, or with `ring` in the native build
+/// (`native-crypto`), whose assembly is several times faster.
+mod ecdsa {
+    use super::{digest, ecdsa_verifies, p256_verifying_key, p384_verifying_key};
+
+    /// `p256`'s check.
+    #[cfg_attr(feature = "native-crypto", allow(dead_code))]
+    pub(super) fn rust_p256(point: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        ecdsa_verifies(
+            p256_verifying_key(point),
+            p256::ecdsa::Signature::from_slice(signature).ok(),
+            &digest("256", message).unwrap_or_default(),
+        )
+    }
+
+    /// `p384`'s check.
+    #[cfg_attr(feature = "native-crypto", allow(dead_code))]
+    pub(super) fn rust_p384(point: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        ecdsa_verifies(
+            p384_verifying_key(point),
+            p384::ecdsa::Signature::from_slice(signature).ok(),
+            &digest("384", message).unwrap_or_default(),
+        )
+    }
+
+    /// `ring`'s check (which also checks that the point is on the curve).
+    #[cfg(feature = "native-crypto")]
+    pub(super) fn ring(
+        alg: &'static ring::signature::EcdsaVerificationAlgorithm,
+        point: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        ring::signature::UnparsedPublicKey::new(alg, point)
+            .verify(message, signature)
+            .is_ok()
+    }
+
+    #[cfg(feature = "native-crypto")]
+    pub(super) fn p256(point: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        ring(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            point,
+            message,
+            signature,
+        )
+    }
+
+    #[cfg(feature = "native-crypto")]
+    pub(super) fn p384(point: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        ring(
+            &ring::signature::ECDSA_P384_SHA384_FIXED,
+            point,
+            message,
+            signature,
+        )
+    }
+
+    #[cfg(not(feature = "native-crypto"))]
+    pub(super) use {rust_p256 as p256, rust_p384 as p384};
+}
+
 /// Whether `signature` is `alg`'s signature of `message` by `key`. A key is
 /// only ever used with an algorithm of its own type.
 #[cfg_attr(sesame_size, optimize(size))]
@@ -305,20 +369,10 @@ pub(crate) fn signature_verifies(
         }
         // JWS carries `r || s` (RFC 7518 §3.4), never DER.
         (KeyMaterial::P256(point), "ES256") => {
-            signature.len() == 64
-                && ecdsa_verifies(
-                    p256_verifying_key(point),
-                    p256::ecdsa::Signature::from_slice(signature).ok(),
-                    &digest("256", message).unwrap_or_default(),
-                )
+            signature.len() == 64 && ecdsa::p256(point, message, signature)
         }
         (KeyMaterial::P384(point), "ES384") => {
-            signature.len() == 96
-                && ecdsa_verifies(
-                    p384_verifying_key(point),
-                    p384::ecdsa::Signature::from_slice(signature).ok(),
-                    &digest("384", message).unwrap_or_default(),
-                )
+            signature.len() == 96 && ecdsa::p384(point, message, signature)
         }
         (KeyMaterial::Ed25519(x), "EdDSA") => {
             match (
@@ -330,5 +384,117 @@ pub(crate) fn signature_verifies(
             }
         }
         _ => false,
+    }
+}
+
+/// The two ECDSA checks agree: `make unit` runs the whole suite with each
+/// (`cargo test` and `cargo test --features native-crypto`), and this
+/// compares them on the same signatures, good and bad.
+#[cfg(all(test, feature = "native-crypto"))]
+mod ecdsa_agreement {
+    use super::ecdsa;
+    use crate::core::{Entropy, OsEntropy};
+
+    /// A random scalar (below the curve's order but with a negligible
+    /// chance: the top byte is cleared).
+    fn secret(len: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; len];
+        OsEntropy.fill(&mut bytes);
+        bytes[0] &= 0x7f;
+        bytes[len - 1] |= 1;
+        bytes
+    }
+
+    /// What each check says of a signature: both the same, returned.
+    fn both(which: &str, point: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        let (rust, ring) = match which {
+            "P-256" => (
+                ecdsa::rust_p256(point, message, signature),
+                ecdsa::ring(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED,
+                    point,
+                    message,
+                    signature,
+                ),
+            ),
+            _ => (
+                ecdsa::rust_p384(point, message, signature),
+                ecdsa::ring(
+                    &ring::signature::ECDSA_P384_SHA384_FIXED,
+                    point,
+                    message,
+                    signature,
+                ),
+            ),
+        };
+        assert_eq!(
+            rust, ring,
+            "{which}: the checks disagree on {signature:02x?}"
+        );
+        rust
+    }
+
+    /// Good and damaged signatures of random messages: the good ones pass
+    /// both, every damage fails both.
+    fn agree(which: &str, sign: impl Fn(&[u8]) -> (Vec<u8>, Vec<u8>)) {
+        for round in 0..40u8 {
+            let mut message = vec![0u8; 20 + usize::from(round)];
+            OsEntropy.fill(&mut message);
+            let (point, signature) = sign(&message);
+            assert!(both(which, &point, &message, &signature));
+            let mut other = message.clone();
+            other[0] ^= 1;
+            assert!(!both(which, &point, &other, &signature));
+            for at in [
+                0,
+                signature.len() / 2 - 1,
+                signature.len() / 2,
+                signature.len() - 1,
+            ] {
+                let mut bad = signature.clone();
+                bad[at] ^= 0x40;
+                assert!(!both(which, &point, &message, &bad));
+            }
+            let zero = vec![0u8; signature.len()];
+            assert!(!both(which, &point, &message, &zero));
+            let mut off_curve = point.clone();
+            let last = off_curve.len() - 1;
+            off_curve[last] ^= 1;
+            assert!(!both(which, &off_curve, &message, &signature));
+        }
+    }
+
+    #[test]
+    fn p256_and_ring_agree() {
+        use p256::ecdsa::signature::Signer;
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        let key = p256::ecdsa::SigningKey::from_slice(&secret(32)).expect("a P-256 key");
+        let point = key
+            .verifying_key()
+            .as_affine()
+            .to_sec1_point(false)
+            .as_bytes()
+            .to_vec();
+        agree("P-256", |m| {
+            let s: p256::ecdsa::Signature = key.sign(m);
+            (point.clone(), s.to_bytes().to_vec())
+        });
+    }
+
+    #[test]
+    fn p384_and_ring_agree() {
+        use p384::ecdsa::signature::Signer;
+        use p384::elliptic_curve::sec1::ToSec1Point;
+        let key = p384::ecdsa::SigningKey::from_slice(&secret(48)).expect("a P-384 key");
+        let point = key
+            .verifying_key()
+            .as_affine()
+            .to_sec1_point(false)
+            .as_bytes()
+            .to_vec();
+        agree("P-384", |m| {
+            let s: p384::ecdsa::Signature = key.sign(m);
+            (point.clone(), s.to_bytes().to_vec())
+        });
     }
 }
