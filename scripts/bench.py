@@ -255,8 +255,9 @@ def timing_envoy(port: int, idp_proxy_port: int, upstream: Upstream, provider: P
     with microsecond durations, so that a callback's duration can be split
     into the provider's share (token and userinfo calls) and the rest."""
     config = sesame_config(provider.issuer, f"http://127.0.0.1:{port}{CALLBACK_PATH}")
+    # The native module logs its own time in each sign-in at debug level.
     envoy = Envoy(config, port, upstream.port, provider.port, concurrency=1,
-                  log_level="warning", component_log_level="wasm:warning,dynamic_modules:warning",
+                  log_level="warning", component_log_level="wasm:warning,dynamic_modules:debug",
                   build=build)
     log = [{
         "name": "envoy.access_loggers.file",
@@ -706,6 +707,17 @@ def sign_in_overhead(provider: Provider, upstream: Upstream, count: int, port: i
             sesame_sign_in(envoy.url, i)
     finally:
         envoy.stop()  # Envoy writes its file access logs out when it stops
+    # The native module's own time in each sign-in, measured inside it
+    # (the hooks of the callback, the provider's answers not included):
+    # the last `count` lines are the timed sign-ins, the warm-up's before.
+    lines = re.findall(r"sign-in: (\d+) µs in Sésame, (\d+) µs in Envoy sending its calls",
+                       envoy.log_text())
+    own = [int(m[0]) for m in lines]
+    sending = [int(m[1]) for m in lines][-count:]
+    if build == "native" and len(own) < count + 1:
+        fail(f"sign-in timing (native): {len(own)} sign-in lines in {envoy.log_path}, "
+             f"not {count + 1}")
+    own = own[-count:] if build == "native" else []
     lines = access_log.read_text().splitlines()
     entries = []
     for line in lines:
@@ -729,6 +741,10 @@ def sign_in_overhead(provider: Provider, upstream: Upstream, count: int, port: i
         "count": len(rows), "callback_us": med(0), "token_us": med(1), "userinfo_us": med(2),
         "sesame_us": med(3), "sesame_p90_us": sorted(r[3] for r in rows)[int(len(rows) * 0.9) - 1
                                                                           if len(rows) > 1 else 0],
+        "inside_us": statistics.median(own) if own else None,
+        "inside_count": len(own),
+        "sending_us": statistics.median(sending) if build == "native" and sending else None,
+        "inside_p90_us": sorted(own)[int(len(own) * 0.9) - 1] if len(own) > 1 else None,
         "admin_ready_s": admin_ready, "filter_ready_s": filter_ready,
         "worker_ready_s": worker_ready, "build": build,
     }
@@ -1274,10 +1290,14 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         f"one connection) | {n_added:+.1f} µs, interval {n_lo:+.1f} to {n_hi:+.1f} µs: "
         f"Envoy's own time {n_inside:+.1f} µs, and {n_beyond:.1f} µs seen by clients "
         f"beyond it (p50) | {n_p99_verdict} |",
-        f"| a sign-in costs Sésame (its own time in the callback) ≤ "
-        f"{TARGET_NATIVE_SIGNIN_US / 1000:g} ms | {fmt_us(sn['sesame_us'])} (median of "
-        f"{sn['count']}; 90th percentile {fmt_us(sn['sesame_p90_us'])}) | "
-        f"{verdict(sn['sesame_us'] <= TARGET_NATIVE_SIGNIN_US)} |",
+        f"| a sign-in costs Sésame (its own time in the callback, measured inside the "
+        f"module) ≤ {TARGET_NATIVE_SIGNIN_US / 1000:g} ms | {fmt_us(sn['inside_us'])} "
+        f"(median of {sn['inside_count']}; 90th percentile {fmt_us(sn['inside_p90_us'])}); "
+        f"Envoy's own time in its function that sends the two calls, inside Sésame's "
+        f"hooks but not Sésame's work: {fmt_us(sn['sending_us'])} (median); the callback "
+        f"less the provider's calls as Envoy's access logs see them (all of Envoy's "
+        f"handling of the two calls included): {fmt_us(sn['sesame_us'])} | "
+        f"{verdict(sn['inside_us'] <= TARGET_NATIVE_SIGNIN_US)} |",
         f"| Envoy's resident memory with {mn['sessions']:,} live sessions ≤ "
         f"{TARGET_NATIVE_RSS_BYTES / 1e6:g} MB beyond a bare Envoy's | {rss_n / 1e6:+.2f} MB | "
         f"{verdict(rss_n <= TARGET_NATIVE_RSS_BYTES)} |",

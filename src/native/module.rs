@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::abi::*;
 use super::headers::{provider_response, text_pairs};
@@ -20,7 +20,7 @@ use super::metrics::{Kind, MetricIds};
 use super::ticker::Ticker;
 use crate::core::config::{refusal_lines, Config};
 use crate::core::flow::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
-use crate::core::flow::{Action, Pending, Step};
+use crate::core::flow::{Action, Outcome, Pending, Step};
 use crate::core::http::{ProviderCall, ProviderResponse, Request, Response};
 use crate::core::pages::{self, Lang};
 use crate::core::shared::{MemoryStore, SharedStore};
@@ -332,6 +332,13 @@ struct Stream {
     audit_at: Option<AuditAt>,
     /// Waiting for the provider (the body and trailers wait too).
     waiting: bool,
+    /// Time spent in Sésame's hooks for this request, those already
+    /// returned, and when the hook running now began; and the part of it
+    /// spent in Envoy's function that sends a call to the provider (a
+    /// sign-in's are logged).
+    busy: Duration,
+    entered: Option<Instant>,
+    calling: Duration,
 }
 
 impl Stream {
@@ -346,6 +353,16 @@ impl Stream {
             config: self.config(),
             envoy,
         }
+    }
+
+    /// Runs one hook's work, timed.
+    fn timed<T>(&mut self, work: impl FnOnce(&mut Self) -> T) -> T {
+        let entered = Instant::now();
+        self.entered = Some(entered);
+        let result = work(self);
+        self.busy += entered.elapsed();
+        self.entered = None;
+        result
     }
 
     fn on_request_headers(&mut self, envoy: FilterEnvoyPtr) -> u32 {
@@ -404,6 +421,20 @@ impl Stream {
         let slot = Rc::clone(&self.slot);
         let worker = &slot.worker;
         request::account(worker, &host, &step.outcome, self.audit_at.as_ref());
+        if let (Outcome::LoginSucceeded { .. }, Some(entered)) = (&step.outcome, self.entered) {
+            // Sésame's own time in a sign-in's callback, the provider's
+            // answers not included, and apart from it Envoy's in sending
+            // the calls (`make bench` reads both).
+            let hooks = self.busy + entered.elapsed();
+            write_log(
+                Level::Debug,
+                &format!(
+                    "sign-in: {} µs in Sésame, {} µs in Envoy sending its calls",
+                    hooks.saturating_sub(self.calling).as_micros(),
+                    self.calling.as_micros()
+                ),
+            );
+        }
         match step.action {
             Action::Continue => CONTINUE,
             Action::ContinueWith(upstream) => {
@@ -422,7 +453,10 @@ impl Stream {
             Action::Call(call, pending) => {
                 let config = &worker.filter.config;
                 let cluster = &worker.filter.provider(pending.provider()).idp_cluster;
-                match host.dispatch(cluster, &call, config.provider_timeout_ms) {
+                let sending = Instant::now();
+                let sent = host.dispatch(cluster, &call, config.provider_timeout_ms);
+                self.calling += sending.elapsed();
+                match sent {
                     Ok(id) => {
                         self.pending = Some((id, pending));
                         self.waiting = true;
@@ -794,6 +828,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
             set_cookies: Vec::new(),
             audit_at: None,
             waiting: false,
+            busy: Duration::ZERO,
+            entered: None,
+            calling: Duration::ZERO,
         };
         Box::into_raw(Box::new(stream)) as *const c_void
     })
@@ -816,7 +853,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     guard(
         "request",
         || internal_error(envoy),
-        || stream(module).on_request_headers(envoy),
+        || stream(module).timed(|s| s.on_request_headers(envoy)),
     )
 }
 
@@ -928,8 +965,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             internal_error(envoy);
         },
         || {
-            let response = callout_response(result, headers, headers_size, chunks, chunks_size);
-            stream(module).on_call_done(envoy, callout_id, &response);
+            stream(module).timed(|s| {
+                let response = callout_response(result, headers, headers_size, chunks, chunks_size);
+                s.on_call_done(envoy, callout_id, &response);
+            });
         },
     )
 }
