@@ -161,11 +161,6 @@ pub(crate) fn call_response(body_size: usize) -> ProviderResponse {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let status = headers
-        .iter()
-        .find(|(k, _)| k == ":status")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
     let body = if body_size > 0 {
         hostcalls::get_buffer(
             proxy_wasm::types::BufferType::HttpCallResponseBody,
@@ -178,11 +173,7 @@ pub(crate) fn call_response(body_size: usize) -> ProviderResponse {
     } else {
         Vec::new()
     };
-    ProviderResponse {
-        status,
-        headers,
-        body,
-    }
+    ProviderResponse::from_parts(headers, body)
 }
 
 #[link(wasm_import_module = "env")]

@@ -238,6 +238,21 @@ pub struct ProviderResponse {
 }
 
 impl ProviderResponse {
+    /// An answer from its headers (`:status` among them; 0 without one:
+    /// no answer) and its body.
+    pub fn from_parts(headers: Vec<(String, String)>, body: Vec<u8>) -> ProviderResponse {
+        let status = headers
+            .iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        ProviderResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -33,17 +33,7 @@ pub fn provider_response<'a>(
         .into_iter()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let status = headers
-        .iter()
-        .find(|(k, _)| k == ":status")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let body = chunks.flatten().copied().collect();
-    ProviderResponse {
-        status,
-        headers,
-        body,
-    }
+    ProviderResponse::from_parts(headers, chunks.flatten().copied().collect())
 }
 
 #[cfg(test)]

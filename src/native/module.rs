@@ -130,70 +130,15 @@ fn send_call(
     }
 }
 
-/// The configuration's host, on Envoy's main thread.
-struct MainHost<'a> {
-    config: &'a NativeConfig,
-}
-
-impl Host for MainHost<'_> {
-    fn log(&self, level: Level, message: &str) {
-        write_log(level, message);
-    }
-    fn now(&self) -> u64 {
-        unix_now()
-    }
-    fn store(&self) -> &dyn SharedStore {
-        &self.config.store
-    }
-    fn count(&self, name: &str, _frequent: bool) {
-        let Some(id) = self.config.counter(name) else {
-            return;
-        };
-        // SAFETY: main thread, configuration alive (its own hook runs).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.config.envoy.0,
-                id,
-                std::ptr::null_mut(),
-                0,
-                1,
-            );
-        }
-    }
-    fn set_gauge(&self, name: &str, value: u64) {
-        let Some(id) = self.config.metrics.gauge(name) else {
-            return;
-        };
-        // SAFETY: as for `count`.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                self.config.envoy.0,
-                id,
-                std::ptr::null_mut(),
-                0,
-                value,
-            );
-        }
-    }
-    fn dispatch(&self, cluster: &str, call: &ProviderCall, timeout_ms: u64) -> Result<u64, String> {
-        send_call(cluster, call, timeout_ms, |id, c, h, n, b, t| {
-            // SAFETY: every buffer outlives the call, which copies them.
-            unsafe {
-                envoy_dynamic_module_callback_http_filter_config_http_callout(
-                    self.config.envoy.0,
-                    id,
-                    c,
-                    h,
-                    n,
-                    b,
-                    t,
-                )
-            }
-        })
-    }
-}
-
 impl NativeConfig {
+    /// The host on Envoy's main thread (the configuration's hooks).
+    fn main_host(&self) -> NativeHost<'_> {
+        NativeHost {
+            config: self,
+            place: Place::Main(self.envoy.0),
+        }
+    }
+
     /// A counter's id; a name without one is a fault of this build's list
     /// (`core::metrics`), said in the log rather than lost silently.
     fn counter(&self, name: &str) -> Option<usize> {
@@ -208,11 +153,11 @@ impl NativeConfig {
     }
 
     /// Runs `work` with this configuration's root (main thread).
-    fn with_root(&self, work: impl FnOnce(&mut Root, &MainHost)) {
+    fn with_root(&self, work: impl FnOnce(&mut Root, &NativeHost)) {
         ROOTS.with(|roots| {
             let mut roots = roots.borrow_mut();
             if let Some((_, root)) = roots.iter_mut().find(|(id, _)| *id == self.id) {
-                work(root, &MainHost { config: self });
+                work(root, &self.main_host());
             }
         });
     }
@@ -261,59 +206,104 @@ fn worker_for(config: &Arc<NativeConfig>) -> Rc<WorkerSlot> {
     })
 }
 
-/// One stream's host, on its worker thread.
-struct StreamHost<'a> {
-    config: &'a NativeConfig,
-    envoy: FilterEnvoyPtr,
+/// Where the shared code runs: the configuration's main thread, or one
+/// stream's worker. Counters, gauges and calls go through the pointer Envoy
+/// gave for that place.
+#[derive(Clone, Copy)]
+enum Place {
+    Main(ConfigEnvoyPtr),
+    Stream(FilterEnvoyPtr),
 }
 
-impl Host for StreamHost<'_> {
+/// The native host of the shared code ([`crate::host`]).
+struct NativeHost<'a> {
+    config: &'a NativeConfig,
+    place: Place,
+}
+
+impl NativeHost<'_> {
+    /// Envoy's answer to a metric call (`metrics_result`).
+    fn metric(
+        &self,
+        id: usize,
+        value: u64,
+        on_config: unsafe extern "C" fn(
+            ConfigEnvoyPtr,
+            usize,
+            *mut ModuleBuffer,
+            usize,
+            u64,
+        ) -> u32,
+        on_stream: unsafe extern "C" fn(
+            FilterEnvoyPtr,
+            usize,
+            *mut ModuleBuffer,
+            usize,
+            u64,
+        ) -> u32,
+    ) {
+        // SAFETY: the pointer is alive (its hook runs), and no labels.
+        unsafe {
+            match self.place {
+                Place::Main(config) => on_config(config, id, std::ptr::null_mut(), 0, value),
+                Place::Stream(stream) => on_stream(stream, id, std::ptr::null_mut(), 0, value),
+            };
+        }
+    }
+}
+
+impl Host for NativeHost<'_> {
     fn log(&self, level: Level, message: &str) {
         write_log(level, message);
     }
+
     fn now(&self) -> u64 {
         unix_now()
     }
+
     fn store(&self) -> &dyn SharedStore {
         &self.config.store
     }
+
     fn count(&self, name: &str, _frequent: bool) {
-        let Some(id) = self.config.counter(name) else {
-            return;
-        };
-        // SAFETY: the stream is alive (one of its hooks runs).
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.envoy,
+        if let Some(id) = self.config.counter(name) {
+            self.metric(
                 id,
-                std::ptr::null_mut(),
-                0,
                 1,
+                envoy_dynamic_module_callback_http_filter_config_increment_counter,
+                envoy_dynamic_module_callback_http_filter_increment_counter,
             );
         }
     }
+
     fn set_gauge(&self, name: &str, value: u64) {
-        let Some(id) = self.config.metrics.gauge(name) else {
-            return;
-        };
-        // SAFETY: as for `count`.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_set_gauge(
-                self.envoy,
+        if let Some(id) = self.config.metrics.gauge(name) {
+            self.metric(
                 id,
-                std::ptr::null_mut(),
-                0,
                 value,
+                envoy_dynamic_module_callback_http_filter_config_set_gauge,
+                envoy_dynamic_module_callback_http_filter_set_gauge,
             );
         }
     }
+
     fn dispatch(&self, cluster: &str, call: &ProviderCall, timeout_ms: u64) -> Result<u64, String> {
         send_call(cluster, call, timeout_ms, |id, c, h, n, b, t| {
-            // SAFETY: every buffer outlives the call, which copies them.
+            // SAFETY: the pointer is alive (its hook runs); every buffer
+            // outlives the call, which copies them.
             unsafe {
-                envoy_dynamic_module_callback_http_filter_http_callout(
-                    self.envoy, id, c, h, n, b, t,
-                )
+                match self.place {
+                    Place::Main(config) => {
+                        envoy_dynamic_module_callback_http_filter_config_http_callout(
+                            config, id, c, h, n, b, t,
+                        )
+                    }
+                    Place::Stream(stream) => {
+                        envoy_dynamic_module_callback_http_filter_http_callout(
+                            stream, id, c, h, n, b, t,
+                        )
+                    }
+                }
             }
         })
     }
@@ -348,10 +338,10 @@ impl Stream {
         unsafe { &*self.config }
     }
 
-    fn host<'a>(&self, envoy: FilterEnvoyPtr) -> StreamHost<'a> {
-        StreamHost {
+    fn host<'a>(&self, envoy: FilterEnvoyPtr) -> NativeHost<'a> {
+        NativeHost {
             config: self.config(),
-            envoy,
+            place: Place::Stream(envoy),
         }
     }
 
@@ -691,7 +681,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             worker: Worker::new(native.config.clone()),
             refresher: Refresher::default(),
         };
-        Refresher::announce(&root.worker, &MainHost { config: &native });
+        Refresher::announce(&root.worker, &native.main_host());
         ROOTS.with(|roots| roots.borrow_mut().push((native.id, root)));
         let ticks = EnvoyPtr(scheduler);
         let ticker = Ticker::start(FIRST_TICK, TICK, move || {
