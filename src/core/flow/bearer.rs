@@ -161,7 +161,9 @@ impl Filter {
             ))
         };
         if let Some(checked) = remembered {
-            if !holds_provider(admitted, checked.provider) {
+            // A personal token names no issuer: its provider is checked with
+            // the rules ([`Filter::admit`]), as when it was first opened.
+            if !own && !holds_provider(admitted, checked.provider) {
                 return wrong_issuer();
             }
             return match &checked.claims {

@@ -648,3 +648,62 @@ fn one_provider_at_the_top_level_keeps_working_as_a_list_of_one() {
     assert_eq!(c.providers[0].id, "proconnect");
     assert_eq!(c.providers[0].label, "ProConnect");
 }
+
+#[test]
+fn a_personal_token_on_a_route_of_another_provider_is_refused_alike_when_remembered() {
+    let f = Filter::new(config(json!({
+        "personal_tokens": {"lifetime": 3600, "scopes": ["api:read"]},
+        "routes": [
+            {"path": "^/staff/", "mode": "session", "providers": ["kc"]},
+            {"path": "^/pc-api/", "mode": "bearer", "providers": ["pc"], "scopes": ["api:read"]},
+            {"path": "^/api/", "mode": "bearer", "scopes": ["api:read"]}
+        ]
+    })));
+    let mut s = states(&f);
+    let staff = sign_in_oidc(&f, &mut s, "kc", KC, "sesame-kc", "bob@staff.example");
+    let ask = get(
+        "/oauth2/token",
+        &[
+            JSON,
+            ("cookie", &staff),
+            (":authority", "app.example"),
+            ("origin", "http://app.example"),
+        ],
+    );
+    let ask = crate::core::http::Request {
+        method: "POST",
+        ..ask
+    };
+    let issued = response(f.on_request(&ask, &s, NOW, &mut CountingEntropy(6)));
+    assert_eq!(issued.status, 200, "{}", body(&issued));
+    let token: Value = serde_json::from_slice(&issued.body).unwrap();
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    // A route of every provider: the person passes (and the token is
+    // remembered).
+    let req = get("/api/x", &[JSON, ("authorization", &bearer)]);
+    let step = f.on_request(&req, &s, NOW, &mut CountingEntropy(7));
+    assert!(
+        matches!(step.outcome, Outcome::BearerPassed),
+        "{:?}",
+        step.outcome
+    );
+    // The ProConnect-only route: refused as a personal token, the first
+    // time and from the cache alike (not as a provider's token of another
+    // issuer).
+    for _ in 0..2 {
+        let req = get("/pc-api/x", &[JSON, ("authorization", &bearer)]);
+        let step = f.on_request(&req, &s, NOW, &mut CountingEntropy(8));
+        assert!(
+            matches!(
+                step.outcome,
+                Outcome::TokenRefused {
+                    reason: "access_denied",
+                    ..
+                }
+            ),
+            "{:?}",
+            step.outcome
+        );
+        assert_eq!(response(step).status, 403);
+    }
+}
