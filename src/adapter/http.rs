@@ -10,7 +10,7 @@ use super::shared::Shared;
 use super::{call_response, log, HeaderMap, RequestClock};
 use crate::core::flow::headers::{Upstream, SET_COOKIE_CACHE_CONTROL};
 use crate::core::flow::Pending;
-use crate::core::flow::{Action, Step};
+use crate::core::flow::{Action, Outcome, Step};
 use crate::core::http::{str_pairs, Request, Response};
 use crate::host::request::{self, AuditAt};
 use crate::host::Host;
@@ -57,6 +57,12 @@ impl SesameHttp {
             &step.outcome,
             self.audit_at.as_ref(),
         );
+        if matches!(step.outcome, Outcome::ProviderUnavailable) {
+            // What this VM knows of the provider (a failed call for one
+            // request does not change it). The native build leaves its
+            // gauges to the one thread that fetches.
+            shared.worker.record_provider_gauges(&shared.host);
+        }
         match step.action {
             Action::Continue => HostAction::Continue,
             Action::ContinueWith(upstream) => {

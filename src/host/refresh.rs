@@ -148,7 +148,6 @@ impl Refresher {
             AccessFetch::Failed(_) => "access_fetch_failure",
             _ => "access_fetch_success",
         };
-        host.count(counter, false);
         worker.publish_access(host);
         release_lease(
             host.store(),
@@ -156,6 +155,7 @@ impl Refresher {
             &self.holder,
         );
         worker.record_access_gauges(host, now);
+        host.count(counter, false);
     }
 
     #[cfg_attr(sesame_size, optimize(size))]
@@ -219,8 +219,8 @@ impl Refresher {
                     host.now(),
                     config.provider_retry_max,
                 );
-                host.count("provider_fetch_failure", false);
                 self.refresh_ended(worker, host, index);
+                host.count("provider_fetch_failure", false);
             }
         }
     }
@@ -266,8 +266,10 @@ impl Refresher {
                         provider.issuer
                     ),
                 );
-                host.count("provider_fetch_success", false);
+                // The state and its gauges first: whoever sees the counter
+                // move sees them too.
                 self.refresh_ended(worker, host, index);
+                host.count("provider_fetch_success", false);
             }
             FetchResult::Failed(message) => {
                 let retry = worker.providers.borrow()[index]
@@ -280,8 +282,8 @@ impl Refresher {
                         provider.issuer
                     ),
                 );
-                host.count("provider_fetch_failure", false);
                 self.refresh_ended(worker, host, index);
+                host.count("provider_fetch_failure", false);
             }
         }
         if let Some((call, fetch)) = next {

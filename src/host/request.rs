@@ -78,11 +78,6 @@ pub fn account(worker: &Worker, host: &dyn Host, outcome: &Outcome, audit_at: Op
     if let Some(counter) = outcome.second_counter() {
         host.count(counter, false);
     }
-    if matches!(outcome, Outcome::ProviderUnavailable) {
-        // What this worker knows of the provider (a failed call for one
-        // request does not change it).
-        worker.record_provider_gauges(host);
-    }
     if let Some(line) = outcome.log_line() {
         host.log(Level::Info, &line);
     }
