@@ -122,11 +122,14 @@ setup-bench:
 	@bash scripts/setup-bench.sh
 
 # The no-op wasm filter (setup 2; exporting only Sésame's callbacks, setups 2e
-# and 2h) and the session minting tool (memory figure).
+# and 2h), the no-op dynamic module (setups 2n and 2hn) and the session
+# minting tool (memory figure).
 bench-tools:
 	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter.wasm all
 	@bash scripts/build-wasm.sh bench/noop-filter noop_filter target/bench/noop-filter-lean.wasm sesame
 	cargo build --release --quiet --manifest-path bench/mint-sessions/Cargo.toml --target-dir target
+	cargo build --release --quiet --manifest-path bench/noop-native/Cargo.toml --target-dir target
+	@mkdir -p target/bench/noop-native && cp target/release/libnoop_native.so target/bench/noop-native/libsesame.so
 
 bench: wasm native setup setup-bench bench-tools
 	$(PY) scripts/bench.py $(BENCH_ARGS)

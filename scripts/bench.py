@@ -84,6 +84,9 @@ NOOP_WASM = OUT_DIR / "noop-filter.wasm"
 # The same filter exporting only the callbacks dist/sesame.wasm exports (build-wasm.sh's
 # EXPORTS=sesame): Envoy skips the others, as for Sésame.
 NOOP_LEAN_WASM = OUT_DIR / "noop-filter-lean.wasm"
+# The native baseline (bench/noop-native), named libsesame.so in its own
+# directory: Envoy loads it as the module `sesame`, from that search path.
+NOOP_NATIVE = OUT_DIR / "noop-native" / "libsesame.so"
 MINT = ROOT / "target" / "release" / "mint-sessions"
 # The module as rustc wrote it, before scripts/build-wasm.sh ran wasm-opt on it
 # (one per build route).
@@ -176,7 +179,7 @@ TIME_BIN_NS = 100
 def bench_envoy(config: dict | None, port: int, upstream: Upstream, provider: Provider,
                 *, wasm: bool = True, wasm_path: Path | None = None,
                 paths: tuple[str, ...] = (LOAD_PATH,), time_log: Path | None = None,
-                build: str = "wasm") -> Envoy:
+                build: str = "wasm", native_path: Path | None = None) -> Envoy:
     """Envoy (concurrency 1) whose ``paths`` are answered by Envoy itself (a
     direct response) once the filters have let them through. No access log,
     unless ``time_log``: then one line per request, Envoy's own time for it
@@ -188,6 +191,8 @@ def bench_envoy(config: dict | None, port: int, upstream: Upstream, provider: Pr
                   component_log_level="wasm:warning,dynamic_modules:warning",
                   extra_args=("--file-flush-interval-msec", "100") if time_log else (),
                   build=build)
+    if native_path is not None:
+        envoy.native_path = native_path
     hcm = hcm_of(envoy)
     hcm.pop("access_log", None)
     if time_log is not None:
@@ -888,7 +893,8 @@ def svg_plot(setups: list[Setup], path: Path, title: str) -> None:
     colours = {"1": "#9e9e9e", "2": "#757575", "3": "#1565c0", "4": "#ef6c00",
                "5": "#6a1b9a", "6a": "#2e7d32", "6b": "#558b2f", "3p": "#90caf9",
                # The native build: teal, darker for sessions, lighter for public.
-               "3n": "#00838f", "3pn": "#80deea", "6an": "#00695c"}
+               "3n": "#00838f", "3pn": "#80deea", "6an": "#00695c",
+               "2n": "#4db6ac", "2hn": "#26a69a"}
 
     def esc(s: str) -> str:
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -1130,6 +1136,11 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
     if r3n5 is not None:
         L.append(f"- 3n/5, Sésame native / Apache + mod_auth_openidc: **{r3n5:.2f}**")
     L += [
+        f"- 2n/1, any dynamic-module filter (the no-op module) / bare Envoy: "
+        f"**{ratio('2n', '1'):.2f}**; 2hn/1, the no-op module making Sésame's calls / bare "
+        f"Envoy: **{ratio('2hn', '1'):.2f}**: the native build's floor",
+        f"- 3n/2hn, Sésame native / what its calls into Envoy leave: "
+        f"**{ratio('3n', '2hn'):.2f}**",
         f"- 3n/3, Sésame native / Sésame wasm: **{r3n3:.2f}**",
         f"- latency added by Sésame native over bare Envoy (3n − 1), one connection: "
         f"p50 **{n_solo_p50:+.0f} µs**, p99 **{n_solo_p99:+.0f} µs** (medians over the "
@@ -1279,7 +1290,10 @@ def write_report(args, setups: list[Setup], skipped: list[str], signin: dict, me
         "| target | measured | |",
         "| --- | --- | --- |",
         f"| authenticated throughput (setup 3n) ≥ {TARGET_NATIVE_VS_BARE} × bare Envoy "
-        f"(setup 1) | {r3n1:.2f} × | {throughput_verdict(r3n1 >= TARGET_NATIVE_VS_BARE)} |",
+        f"(setup 1) | {r3n1:.2f} × (the ABI's floor for this work: the no-op module "
+        f"making Sésame's calls into Envoy, setup 2hn, {ratio('2hn', '1'):.2f} × bare "
+        f"Envoy; Sésame native {ratio('3n', '2hn'):.2f} × that) | "
+        f"{throughput_verdict(r3n1 >= TARGET_NATIVE_VS_BARE)} |",
     ]
     if r3n4 is not None:
         L.append(f"| authenticated throughput (setup 3n) ≥ {TARGET_NATIVE_VS_OAUTH2} × "
@@ -1793,6 +1807,8 @@ def main() -> int:
                           if needs_native else []),
                         (NOOP_WASM, "run make bench (it builds bench/noop-filter)"),
                         (NOOP_LEAN_WASM, "run make bench (it builds bench/noop-filter)"),
+                        *([(NOOP_NATIVE, "run make bench (it builds bench/noop-native)")]
+                          if needs_native else []),
                         (MINT, "run make bench (it builds bench/mint-sessions)"),
                         (ROOT / "tests" / "node_modules", "run scripts/setup-node.sh")):
         if not Path(needed).exists():
@@ -1813,7 +1829,8 @@ def main() -> int:
     began = time.monotonic()
     say(f"logs in {os.environ['SESAME_LOG_DIR']}")
 
-    ports = {k: free_port() for k in ("bare", "noop", "hostcalls", "sesame", "lean", "oauth2",
+    ports = {k: free_port() for k in ("bare", "noop", "hostcalls", "noop_native",
+                                      "hostcalls_native", "sesame", "lean", "oauth2",
                                       "apache", "bearer", "introspect", "timing", "native",
                                       "bearer_native", "timing_native")}
     redirect_uris = [f"http://127.0.0.1:{ports['sesame']}{CALLBACK_PATH}",
@@ -1842,6 +1859,8 @@ def main() -> int:
             bare = start(bench_envoy(None, ports["bare"], upstream, provider, wasm=False))
             noop = start(bench_envoy("{}", ports["noop"], upstream, provider,
                                      wasm_path=NOOP_WASM))
+            noop_native = start(bench_envoy("", ports["noop_native"], upstream, provider,
+                                            build="native", native_path=NOOP_NATIVE))
             sesame = start(bench_envoy(
                 sesame_config(provider.issuer, redirect_uris[0], **PASS_TOKENS), ports["sesame"],
                 upstream, provider, paths=(LOAD_PATH, PUBLIC_PATH)))
@@ -1910,6 +1929,10 @@ def main() -> int:
                 json.dumps({"steps": SESAME_HOSTCALLS,
                             "headers": [part for pair in added for part in pair]}),
                 ports["hostcalls"], upstream, provider, wasm_path=NOOP_LEAN_WASM))
+            # Its native twin: the same calls through the dynamic-module ABI.
+            hostcalls_native = start(bench_envoy(
+                "".join(f"{k}: {v}\n" for k, v in added), ports["hostcalls_native"],
+                upstream, provider, build="native", native_path=NOOP_NATIVE))
             sesame_file = OUT_DIR / "sesame-cookies.txt"
             sesame_file.write_text("".join(c + "\n" for c in cookies))
             oauth2_file = OUT_DIR / "oauth2-cookies.txt"
@@ -1955,6 +1978,22 @@ def main() -> int:
                            "and its counters it reads and adds to on its timer, once a "
                            "second). What the proxy-wasm ABI makes any filter doing that job "
                            "cost, whatever its code: the floor for setup 3."),
+                Setup("2n", "Envoy + no-op dynamic module", noop_native.url, LOAD_PATH,
+                      sesame_file, noop_native,
+                      note="for reference, not a target: [`bench/noop-native`]"
+                           "(../bench/noop-native), an Envoy dynamic module (ABI v0.2.0, "
+                           "the 21 hooks Envoy requires of an HTTP filter) whose "
+                           "request-headers hook only continues: what any dynamic-module "
+                           "filter costs Envoy, the native build's floor."),
+                Setup("2hn", "Envoy + no-op module making Sésame's calls", hostcalls_native.url,
+                      LOAD_PATH, sesame_file, hostcalls_native,
+                      note="for reference, not a target: the module of setup 2n making, on "
+                           "each request, the calls into Envoy that Sésame's native build "
+                           "makes for a request with a session here and nothing else: read "
+                           "every header (two calls: the count, then the headers), remove "
+                           "`Cookie` (one), add the 8 identity headers Sésame added for the "
+                           "first session (one call each): what the ABI makes any filter "
+                           "doing that job cost, whatever its code."),
                 Setup("3", "Envoy + Sésame wasm (session cookie)", sesame.url, LOAD_PATH,
                       sesame_file, sesame,
                       note=f"the integration tests' configuration; {args.sessions} sessions "
