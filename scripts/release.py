@@ -352,7 +352,9 @@ def release(module_path: Path, dist: Path, version: str, created: int,
         data = native.read_bytes()
         native_name = f"libsesame-{version}-{elf_architecture(data)}.so"
         write_file(dist / native_name, data)
-        listing.append((native_name, "the native library"))
+        listing.append((native_name, "the native module, an Envoy dynamic module for Envoy "
+                                     "1.40 (loads in 1.39 with a warning): install it as "
+                                     "libsesame.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH"))
         covered.append(native_name)
 
     listing += [("SHA256SUMS", "sha256 of every file here (sha256sum -c SHA256SUMS)"),
