@@ -105,6 +105,9 @@ pub const METRICS_SUCCESS: u32 = 0;
 /// and the body and trailers statuses: 0 goes on, 1 stops the iteration.
 pub const CONTINUE: u32 = 0;
 pub const STOP_ITERATION: u32 = 1;
+/// `envoy_dynamic_module_type_on_http_filter_request_body_status`: the body
+/// is held (buffered) until the filter continues.
+pub const STOP_ITERATION_AND_BUFFER: u32 = 1;
 
 /// Envoy's `DynamicModuleHttpFilterConfig`.
 pub type ConfigEnvoyPtr = *mut c_void;

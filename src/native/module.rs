@@ -857,8 +857,18 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     module: *const c_void,
     _end_of_stream: bool,
 ) -> u32 {
-    // 1: StopIterationAndBuffer.
-    guard("request body", || 1, || u32::from(stream(module).waiting))
+    let hold = |waiting: bool| {
+        if waiting {
+            STOP_ITERATION_AND_BUFFER
+        } else {
+            CONTINUE
+        }
+    };
+    guard(
+        "request body",
+        || STOP_ITERATION_AND_BUFFER,
+        || hold(stream(module).waiting),
+    )
 }
 
 /// # Safety
